@@ -1,0 +1,62 @@
+// Streams a GGUF file: header first, then each tensor's bytes in file order, handed to a
+// callback (which uploads it to the GPU) so only one tensor is in memory at a time.
+import { GgufError, NeedMoreBytes, ggmlTypeName, parseGgufHeader, type GgufHeader, type TensorInfo } from './gguf.js';
+import type { ByteReader } from './source.js';
+
+export interface LoadProgress {
+  phase: 'header' | 'weights' | 'done';
+  loadedBytes: number;
+  totalBytes: number | undefined;
+  /** The tensor just loaded, during 'weights'. */
+  tensor?: string;
+}
+
+export type ProgressCallback = (p: LoadProgress) => void;
+
+const FIRST_READ = 256 * 1024;
+
+/** Reads and parses the header, reading more of the source until the whole header is in. */
+export async function readGgufHeader(reader: ByteReader): Promise<GgufHeader> {
+  let bytes: Uint8Array = await reader.read(Math.min(FIRST_READ, reader.size ?? FIRST_READ)).catch((e) => {
+    if (reader.size !== undefined && reader.size < 24) throw new GgufError(`file of ${reader.size} bytes is too small to be GGUF`, reader.name);
+    throw e;
+  });
+  for (;;) {
+    try {
+      return parseGgufHeader(bytes, reader.name, reader.size);
+    } catch (e) {
+      if (!(e instanceof NeedMoreBytes)) throw e;
+      const want = Math.max(e.needed, bytes.byteLength * 2);
+      const more = reader.size === undefined ? want - bytes.byteLength : Math.min(want, reader.size) - bytes.byteLength;
+      if (more <= 0) throw new GgufError(`file is truncated inside the header (needs ${e.needed} bytes)`, reader.name);
+      const next = new Uint8Array(bytes.byteLength + more);
+      next.set(bytes);
+      next.set(await reader.read(more), bytes.byteLength);
+      bytes = next;
+    }
+  }
+}
+
+/** Calls `onTensor` for every tensor in file order with exactly its bytes. */
+export async function streamTensors(
+  reader: ByteReader,
+  header: GgufHeader,
+  onTensor: (info: TensorInfo, bytes: Uint8Array) => void | Promise<void>,
+  onProgress?: ProgressCallback,
+): Promise<void> {
+  const ordered = [...header.tensors].sort((a, b) => a.offset - b.offset);
+  for (const info of ordered) {
+    if (info.offset < reader.position) {
+      throw new GgufError(`tensor ${info.name} overlaps the previous tensor at offset ${info.offset}`, reader.name);
+    }
+    await reader.seek(info.offset);
+    let bytes: Uint8Array;
+    try {
+      bytes = await reader.read(info.byteLength);
+    } catch (e) {
+      throw new GgufError(`tensor ${info.name} (${ggmlTypeName(info.type)}) at offset ${info.offset}: ${(e as Error).message}`, reader.name);
+    }
+    await onTensor(info, bytes);
+    onProgress?.({ phase: 'weights', loadedBytes: reader.position, totalBytes: reader.size, tensor: info.name });
+  }
+}

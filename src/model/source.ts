@@ -1,0 +1,197 @@
+// Where model bytes come from: a path (Node), a File/Blob, an ArrayBuffer, or a URL (streamed).
+// Every source is read front to back through one small interface, so a model streams from the
+// network straight into GPU buffers without the whole file ever sitting in memory.
+
+export type ModelSource = string | URL | Blob | ArrayBuffer | Uint8Array;
+
+export interface ByteReader {
+  /** A name for errors: the path, URL or file name. */
+  readonly name: string;
+  /** Total size when known (Content-Length, file size). */
+  readonly size: number | undefined;
+  /** Bytes consumed so far. */
+  readonly position: number;
+  /** Reads exactly n bytes at the current position; fails clearly if the source ends first. */
+  read(n: number): Promise<Uint8Array>;
+  /** Advances to `offset` (never backwards). */
+  seek(offset: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+export class ModelSourceError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ModelSourceError';
+  }
+}
+
+function truncated(name: string, at: number, want: number, size: number | undefined): ModelSourceError {
+  return new ModelSourceError(`${name}: file is truncated: needed bytes ${at}..${at + want} but it ends at ${size ?? 'an earlier byte'}`);
+}
+
+class MemoryReader implements ByteReader {
+  position = 0;
+  constructor(readonly name: string, private readonly bytes: Uint8Array) {}
+  get size(): number {
+    return this.bytes.byteLength;
+  }
+  async read(n: number): Promise<Uint8Array> {
+    if (this.position + n > this.bytes.byteLength) throw truncated(this.name, this.position, n, this.size);
+    const out = this.bytes.subarray(this.position, this.position + n);
+    this.position += n;
+    return out;
+  }
+  async seek(offset: number): Promise<void> {
+    this.position = offset;
+  }
+  async close(): Promise<void> {}
+}
+
+class BlobReader implements ByteReader {
+  position = 0;
+  constructor(readonly name: string, private readonly blob: Blob) {}
+  get size(): number {
+    return this.blob.size;
+  }
+  async read(n: number): Promise<Uint8Array> {
+    if (this.position + n > this.blob.size) throw truncated(this.name, this.position, n, this.size);
+    const out = new Uint8Array(await this.blob.slice(this.position, this.position + n).arrayBuffer());
+    this.position += n;
+    return out;
+  }
+  async seek(offset: number): Promise<void> {
+    this.position = offset;
+  }
+  async close(): Promise<void> {}
+}
+
+/** Sequential reader over a stream of chunks (fetch body, Node file stream). */
+class StreamReader implements ByteReader {
+  position = 0;
+  private chunks: Uint8Array[] = [];
+  private buffered = 0;
+  private done = false;
+
+  constructor(
+    readonly name: string,
+    readonly size: number | undefined,
+    private readonly reader: ReadableStreamDefaultReader<Uint8Array>,
+  ) {}
+
+  async read(n: number): Promise<Uint8Array> {
+    await this.fill(n);
+    if (this.buffered < n) throw truncated(this.name, this.position, n, this.position + this.buffered);
+    const out = this.take(n);
+    this.position += n;
+    return out;
+  }
+
+  async seek(offset: number): Promise<void> {
+    if (offset < this.position) throw new Error(`${this.name}: cannot seek backwards in a stream`);
+    while (this.position < offset) {
+      const step = Math.min(offset - this.position, 1 << 20);
+      await this.read(step);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (!this.done) await this.reader.cancel().catch(() => {});
+  }
+
+  private async fill(n: number): Promise<void> {
+    while (this.buffered < n && !this.done) {
+      const { value, done } = await this.reader.read();
+      if (done) this.done = true;
+      else if (value.byteLength) {
+        this.chunks.push(value);
+        this.buffered += value.byteLength;
+      }
+    }
+  }
+
+  private take(n: number): Uint8Array {
+    const first = this.chunks[0];
+    if (first.byteLength >= n) {
+      this.chunks[0] = first.subarray(n);
+      if (!this.chunks[0].byteLength) this.chunks.shift();
+      this.buffered -= n;
+      return first.subarray(0, n);
+    }
+    const out = new Uint8Array(n);
+    let filled = 0;
+    while (filled < n) {
+      const c = this.chunks[0];
+      const k = Math.min(c.byteLength, n - filled);
+      out.set(c.subarray(0, k), filled);
+      filled += k;
+      if (k === c.byteLength) this.chunks.shift();
+      else this.chunks[0] = c.subarray(k);
+    }
+    this.buffered -= n;
+    return out;
+  }
+}
+
+function isUrl(s: string): boolean {
+  return /^(https?|blob|data):/i.test(s);
+}
+
+async function openUrl(url: string, signal?: AbortSignal): Promise<ByteReader> {
+  let response: Response;
+  try {
+    response = await fetch(url, { signal });
+  } catch (e) {
+    throw new ModelSourceError(`${url}: could not fetch the model (${(e as Error).message})`);
+  }
+  if (!response.ok) throw new ModelSourceError(`${url}: HTTP ${response.status} ${response.statusText}`.trim());
+  if (!response.body) throw new ModelSourceError(`${url}: response has no body`);
+  const length = response.headers.get('content-length');
+  const encoded = response.headers.get('content-encoding');
+  const size = length && !encoded ? Number(length) : undefined;
+  return new StreamReader(url, size, response.body.getReader());
+}
+
+/** Node file, read with positioned reads (no stream buffering, no whole-file copy). */
+class FileReader implements ByteReader {
+  position = 0;
+  constructor(readonly name: string, readonly size: number, private readonly handle: import('node:fs/promises').FileHandle) {}
+  async read(n: number): Promise<Uint8Array> {
+    if (this.position + n > this.size) throw truncated(this.name, this.position, n, this.size);
+    const out = new Uint8Array(n);
+    const { bytesRead } = await this.handle.read(out, 0, n, this.position);
+    if (bytesRead !== n) throw truncated(this.name, this.position, n, this.position + bytesRead);
+    this.position += n;
+    return out;
+  }
+  async seek(offset: number): Promise<void> {
+    this.position = offset;
+  }
+  async close(): Promise<void> {
+    await this.handle.close();
+  }
+}
+
+async function openPath(path: string): Promise<ByteReader> {
+  const fsModule = 'node:fs/promises';
+  const fs = (await import(/* @vite-ignore */ fsModule)) as typeof import('node:fs/promises');
+  let handle: import('node:fs/promises').FileHandle;
+  try {
+    handle = await fs.open(path, 'r');
+  } catch (e) {
+    throw new ModelSourceError(`${path}: cannot open the model file (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+  return new FileReader(path, (await handle.stat()).size, handle);
+}
+
+export async function openModelSource(source: ModelSource, signal?: AbortSignal): Promise<ByteReader> {
+  if (source instanceof Uint8Array) return new MemoryReader('buffer', source);
+  if (source instanceof ArrayBuffer) return new MemoryReader('buffer', new Uint8Array(source));
+  if (typeof Blob !== 'undefined' && source instanceof Blob) {
+    return new BlobReader((source as File).name ?? 'blob', source);
+  }
+  const text = source instanceof URL ? source.href : String(source);
+  if (isUrl(text)) return openUrl(text, signal);
+  if (text.startsWith('file:')) return openPath(new URL(text).pathname);
+  if (typeof process !== 'undefined' && process.versions?.node) return openPath(text);
+  return openUrl(new URL(text, globalThis.location?.href).href, signal);
+}
