@@ -23,7 +23,11 @@ export async function readGgufHeader(reader: ByteReader): Promise<GgufHeader> {
   });
   for (;;) {
     try {
-      return parseGgufHeader(bytes, reader.name, reader.size);
+      const header = parseGgufHeader(bytes, reader.name, reader.size);
+      // Give back what was read past the header, so tensors stream from their offsets.
+      const start = Math.min(header.dataOffset, bytes.byteLength);
+      reader.unread(bytes.subarray(start));
+      return header;
     } catch (e) {
       if (!(e instanceof NeedMoreBytes)) throw e;
       const want = Math.max(e.needed, bytes.byteLength * 2);

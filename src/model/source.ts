@@ -15,6 +15,8 @@ export interface ByteReader {
   read(n: number): Promise<Uint8Array>;
   /** Advances to `offset` (never backwards). */
   seek(offset: number): Promise<void>;
+  /** Puts back the last bytes read (a header parser that read ahead), so they are read again. */
+  unread(bytes: Uint8Array): void;
   close(): Promise<void>;
 }
 
@@ -44,6 +46,9 @@ class MemoryReader implements ByteReader {
   async seek(offset: number): Promise<void> {
     this.position = offset;
   }
+  unread(bytes: Uint8Array): void {
+    this.position -= bytes.byteLength;
+  }
   async close(): Promise<void> {}
 }
 
@@ -61,6 +66,9 @@ class BlobReader implements ByteReader {
   }
   async seek(offset: number): Promise<void> {
     this.position = offset;
+  }
+  unread(bytes: Uint8Array): void {
+    this.position -= bytes.byteLength;
   }
   async close(): Promise<void> {}
 }
@@ -92,6 +100,13 @@ class StreamReader implements ByteReader {
       const step = Math.min(offset - this.position, 1 << 20);
       await this.read(step);
     }
+  }
+
+  unread(bytes: Uint8Array): void {
+    if (!bytes.byteLength) return;
+    this.chunks.unshift(bytes);
+    this.buffered += bytes.byteLength;
+    this.position -= bytes.byteLength;
   }
 
   async close(): Promise<void> {
@@ -165,6 +180,9 @@ class FileReader implements ByteReader {
   }
   async seek(offset: number): Promise<void> {
     this.position = offset;
+  }
+  unread(bytes: Uint8Array): void {
+    this.position -= bytes.byteLength;
   }
   async close(): Promise<void> {
     await this.handle.close();
