@@ -1,0 +1,82 @@
+// `wgserve generate`: streams a continuation of --prompt to stdout; speed goes to stderr.
+import { generate } from '../engine/generate.js';
+import { KvCache } from '../kv/index.js';
+import { ForwardPass, renderChat, StreamingDecoder, type Model } from '../model/index.js';
+import { parseNumber, withModel } from './session.js';
+
+export interface GenerateCliOptions {
+  model?: string;
+  prompt?: string;
+  'max-tokens'?: string;
+  temperature?: string;
+  seed?: string;
+  json?: boolean;
+  chat?: boolean;
+}
+
+export async function generateCommand(opts: GenerateCliOptions): Promise<number> {
+  if (opts.prompt === undefined) throw new Error('generate needs --prompt TEXT');
+  const maxTokens = parseNumber(opts['max-tokens'], 'max-tokens', 64);
+  const temperature = parseNumber(opts.temperature, 'temperature', 0);
+  const seed = parseNumber(opts.seed, 'seed', Date.now() % 2 ** 31);
+  return withModel(opts.model, async (model) => {
+    const promptIds = encodePrompt(model, opts.prompt!, !!opts.chat);
+    const forward = new ForwardPass(model);
+    const kv = KvCache.create(model.rt, model.config, { memoryBytes: kvBytesFor(model) });
+    const decoder = new StreamingDecoder(model.tokenizer);
+    let text = '';
+    const start = performance.now();
+    let firstTokenAt = 0;
+    try {
+      const [result] = await generate(forward, kv, [{
+        promptIds,
+        maxTokens,
+        temperature,
+        seed,
+        stopIds: model.tokenizer.eotIds,
+        onToken: (id) => {
+          firstTokenAt ||= performance.now();
+          const piece = decoder.push(id);
+          text += piece;
+          if (!opts.json) process.stdout.write(piece);
+        },
+      }], { contextLength: model.config.contextLength });
+      const tail = decoder.flush();
+      text += tail;
+      const end = performance.now();
+      if (opts.json) {
+        process.stdout.write(JSON.stringify({ prompt_tokens: promptIds, completion_tokens: result.tokens, text }) + '\n');
+      } else {
+        process.stdout.write(tail + '\n');
+      }
+      reportSpeed(promptIds.length, result.tokens.length, start, firstTokenAt || end, end);
+    } finally {
+      forward.destroy();
+      kv.destroy();
+    }
+    return 0;
+  });
+}
+
+function encodePrompt(model: Model, prompt: string, chat: boolean): number[] {
+  if (!chat) return model.tokenizer.encode(prompt);
+  const rendered = renderChat(model.chatTemplate, [{ role: 'user', content: prompt }], {
+    addGenerationPrompt: true,
+    bosToken: model.tokenizer.tokenToPiece(model.tokenizer.bosId),
+    eosToken: model.tokenizer.tokenToPiece(model.tokenizer.eosId),
+  });
+  return model.tokenizer.encode(rendered, { parseSpecial: true });
+}
+
+/** Enough pages for one full context, with room for rounding. */
+function kvBytesFor(model: Model): number {
+  const c = model.config;
+  return (c.contextLength + 64) * c.kvHeadCount * c.headDim * 4 * 2 * c.layerCount;
+}
+
+function reportSpeed(promptTokens: number, generated: number, start: number, firstToken: number, end: number): void {
+  const prefillS = (firstToken - start) / 1000;
+  const decodeS = (end - firstToken) / 1000;
+  const decodeRate = generated > 1 && decodeS > 0 ? ((generated - 1) / decodeS).toFixed(1) : 'n/a';
+  console.error(`prompt: ${promptTokens} tokens, ${(promptTokens / prefillS).toFixed(1)} tokens/s | generation: ${generated} tokens, ${decodeRate} tokens/s`);
+}

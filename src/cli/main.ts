@@ -1,0 +1,47 @@
+// wgserve command line: generate, tokenize (and, with the serving engine, serve and bench).
+import { parseArgs } from 'node:util';
+import { generateCommand } from './generate.js';
+import { tokenizeCommand } from './tokenize.js';
+
+const USAGE = `usage: wgserve <command> [options]
+
+commands:
+  generate  [--model FILE] --prompt TEXT [--max-tokens N] [--temperature T] [--seed S] [--json] [--chat]
+            streams the continuation to stdout, speed to stderr
+  tokenize  [--model FILE]   reads one JSON string per line from stdin, prints its token ids (no BOS)
+
+--model defaults to the small model the repo ships (models/wg-tolstoy-q8_0.gguf).`;
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'generate':
+        return await generateCommand(parseArgs({ args: rest, options: GENERATE_OPTIONS, strict: true }).values);
+      case 'tokenize':
+        return await tokenizeCommand(parseArgs({ args: rest, options: { model: { type: 'string' } }, strict: true }).values);
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        console.log(USAGE);
+        return command === undefined ? 1 : 0;
+      default:
+        console.error(`wgserve: unknown command "${command}"\n\n${USAGE}`);
+        return 1;
+    }
+  } catch (e) {
+    console.error(`wgserve: ${(e as Error).message}`);
+    return 1;
+  }
+}
+
+const GENERATE_OPTIONS = {
+  model: { type: 'string' },
+  prompt: { type: 'string' },
+  'max-tokens': { type: 'string' },
+  temperature: { type: 'string' },
+  seed: { type: 'string' },
+  json: { type: 'boolean' },
+  chat: { type: 'boolean' },
+} as const;

@@ -1,0 +1,17 @@
+// wgserve's public API.
+export { GpuRuntime, GpuDeviceLostError, GpuUnavailableError, type GpuDevice } from './gpu/index.js';
+export {
+  Model,
+  ForwardPass,
+  Tokenizer,
+  StreamingDecoder,
+  renderChat,
+  GgufError,
+  ModelSourceError,
+  type ModelConfig,
+  type ModelSource,
+  type LoadProgress,
+  type Batch,
+} from './model/index.js';
+export { KvCache, PagePool, type KvCacheOptions } from './kv/index.js';
+export { generate, type GenerateRequest, type GenerateResult, type GenerateOptions } from './engine/generate.js';

@@ -1,0 +1,2 @@
+export { PagePool } from './page-pool.js';
+export { KvCache, type KvCacheOptions } from './kv-cache.js';

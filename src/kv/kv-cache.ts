@@ -1,0 +1,59 @@
+// The paged KV cache in GPU memory: per layer one K and one V buffer of numPages pages, and
+// the page pool that hands those pages out.
+import type { GpuRuntime } from '../gpu/index.js';
+import { kvBufferBytes, type KvBuffers, type KvLayout, type ModelConfig } from '../model/index.js';
+import { PagePool } from './page-pool.js';
+
+export interface KvCacheOptions {
+  /** Tokens per page (default 16). */
+  pageSize?: number;
+  /** Storage format of K and V (default f16: half the memory, read with unpack2x16float). */
+  format?: 'f32' | 'f16';
+  /** GPU memory for the whole cache, all layers, K and V (default 64 MiB). */
+  memoryBytes?: number;
+  /** Upper bound on pages (default: as many as memoryBytes and the device limits allow). */
+  maxPages?: number;
+}
+
+export class KvCache implements KvBuffers {
+  readonly pool: PagePool;
+  readonly keys: GPUBuffer[] = [];
+  readonly values: GPUBuffer[] = [];
+
+  private constructor(private readonly rt: GpuRuntime, readonly layout: KvLayout, layers: number) {
+    this.pool = new PagePool(layout.numPages);
+    const bytes = kvBufferBytes(layout);
+    for (let l = 0; l < layers; l++) {
+      this.keys.push(rt.buffers.create(`kv.k${l}`, bytes));
+      this.values.push(rt.buffers.create(`kv.v${l}`, bytes));
+    }
+  }
+
+  static create(rt: GpuRuntime, config: ModelConfig, options: KvCacheOptions = {}): KvCache {
+    const pageSize = options.pageSize ?? 16;
+    const format = options.format ?? 'f16';
+    const onePage: KvLayout = { numPages: 1, pageSize, numKvHeads: config.kvHeadCount, headDim: config.headDim, format };
+    const pageBytes = kvBufferBytes(onePage);
+    const budget = options.memoryBytes ?? 64 * 1024 * 1024;
+    const byBudget = Math.floor(budget / (pageBytes * 2 * config.layerCount));
+    const byBinding = Math.floor(rt.gpu.limits.maxStorageBufferBindingSize / pageBytes);
+    const numPages = Math.min(byBudget, byBinding, options.maxPages ?? Infinity);
+    if (numPages < 1) throw new Error(`KV cache: ${budget} bytes cannot hold one page of ${pageBytes * 2 * config.layerCount} bytes`);
+    return new KvCache(rt, { ...onePage, numPages }, config.layerCount);
+  }
+
+  get pageSize(): number {
+    return this.layout.pageSize;
+  }
+
+  get bytes(): number {
+    return kvBufferBytes(this.layout) * 2 * this.keys.length;
+  }
+
+  destroy(): void {
+    for (const b of [...this.keys, ...this.values]) {
+      this.rt.forget(b);
+      this.rt.buffers.destroy(b);
+    }
+  }
+}

@@ -1,0 +1,163 @@
+// The Llama forward pass over a Batch: every layer of every sequence's new tokens in one GPU
+// submission, K/V written into paged cache buffers, logits only for the sample rows.
+import type { GpuRuntime } from '../gpu/index.js';
+import { BatchBuffers, validateBatch, type Batch } from './batch.js';
+import { attention } from './kernels/attention.js';
+import { gatherRows, swiglu } from './kernels/elementwise.js';
+import { embed } from './kernels/embedding.js';
+import { writeKv, type KvLayout } from './kernels/kv.js';
+import { matmul } from './kernels/matmul.js';
+import { rmsNorm } from './kernels/norm.js';
+import { rope } from './kernels/rope.js';
+import { argmax } from './kernels/sample.js';
+import { packRowSampling, perturbLogits, type RowSampling } from './kernels/sampling.js';
+import type { Model } from './model.js';
+
+/** The paged KV cache as the model sees it: one K and one V buffer per layer. */
+export interface KvBuffers {
+  layout: KvLayout;
+  keys: GPUBuffer[];
+  values: GPUBuffer[];
+}
+
+/** Activation buffers sized for `tokens` rows and `samples` sampled rows; reused every step. */
+class Workspace {
+  x!: GPUBuffer;
+  normed!: GPUBuffer;
+  q!: GPUBuffer;
+  k!: GPUBuffer;
+  v!: GPUBuffer;
+  attn!: GPUBuffer;
+  gate!: GPUBuffer;
+  up!: GPUBuffer;
+  act!: GPUBuffer;
+  sampled!: GPUBuffer;
+  sampledNormed!: GPUBuffer;
+  logits!: GPUBuffer;
+  ids!: GPUBuffer;
+  rowSampling!: GPUBuffer;
+  tokens = 0;
+  samples = 0;
+
+  constructor(private readonly rt: GpuRuntime, private readonly model: Model) {}
+
+  ensure(tokens: number, samples: number): void {
+    if (tokens <= this.tokens && samples <= this.samples) return;
+    this.destroy();
+    this.tokens = Math.max(tokens, this.tokens, 16);
+    this.samples = Math.max(samples, this.samples, 4);
+    const c = this.model.config;
+    const f32 = (label: string, rows: number, cols: number) => this.rt.buffers.create(`act.${label}`, rows * cols * 4);
+    const t = this.tokens;
+    this.x = f32('x', t, c.embeddingDim);
+    this.normed = f32('normed', t, c.embeddingDim);
+    this.q = f32('q', t, c.headCount * c.headDim);
+    this.k = f32('k', t, c.kvHeadCount * c.headDim);
+    this.v = f32('v', t, c.kvHeadCount * c.headDim);
+    this.attn = f32('attn', t, c.headCount * c.headDim);
+    this.gate = f32('gate', t, c.ffnDim);
+    this.up = f32('up', t, c.ffnDim);
+    this.act = f32('act', t, c.ffnDim);
+    this.sampled = f32('sampled', this.samples, c.embeddingDim);
+    this.sampledNormed = f32('sampledNormed', this.samples, c.embeddingDim);
+    this.logits = f32('logits', this.samples, c.vocabSize);
+    this.ids = f32('ids', this.samples, 1);
+    this.rowSampling = f32('rowSampling', this.samples, 4);
+  }
+
+  destroy(): void {
+    for (const b of [this.x, this.normed, this.q, this.k, this.v, this.attn, this.gate, this.up, this.act,
+      this.sampled, this.sampledNormed, this.logits, this.ids, this.rowSampling]) {
+      if (!b) continue;
+      this.rt.forget(b);
+      this.rt.buffers.destroy(b);
+    }
+  }
+}
+
+export class ForwardPass {
+  private readonly batchBuffers: BatchBuffers;
+  private readonly ws: Workspace;
+
+  constructor(readonly model: Model) {
+    this.batchBuffers = new BatchBuffers(model.rt);
+    this.ws = new Workspace(model.rt, model);
+  }
+
+  /**
+   * Records the whole forward pass and the sampling of one token per sample row; nothing is
+   * submitted yet. Rows without sampling parameters (or with temperature 0) are greedy.
+   */
+  record(batch: Batch, kv: KvBuffers, sampling?: RowSampling[]): void {
+    const { rt, config: c, weights: w } = this.model;
+    validateBatch(batch, kv.layout.pageSize);
+    const tokens = batch.tokenIds.length;
+    const samples = batch.sampleRows.length;
+    this.ws.ensure(tokens, samples);
+    this.batchBuffers.upload(batch);
+    const b = this.batchBuffers;
+    const ws = this.ws;
+    const maxContext = Math.max(...batch.contextLens);
+    const maxQueryLen = Math.max(...Array.from({ length: batch.seqStarts.length - 1 }, (_, s) => batch.seqStarts[s + 1] - batch.seqStarts[s]));
+
+    embed(rt, w.tokenEmbedding, b.tokenIds, ws.x, tokens);
+    for (let l = 0; l < c.layerCount; l++) {
+      const lw = w.layers[l];
+      rmsNorm(rt, ws.x, lw.attnNorm.buffer, ws.normed, tokens, c.embeddingDim, c.rmsEps);
+      matmul(rt, lw.q, ws.normed, ws.q, tokens);
+      matmul(rt, lw.k, ws.normed, ws.k, tokens);
+      matmul(rt, lw.v, ws.normed, ws.v, tokens);
+      const ropeArgs = { positions: b.positions, tokens, headDim: c.headDim, ropeDim: c.ropeDim, freqBase: c.ropeFreqBase, mode: c.ropeMode, freqFactors: w.ropeFreqs?.buffer };
+      rope(rt, { ...ropeArgs, x: ws.q, heads: c.headCount });
+      rope(rt, { ...ropeArgs, x: ws.k, heads: c.kvHeadCount });
+      writeKv(rt, kv.layout, ws.k, ws.v, b.slotMapping, kv.keys[l], kv.values[l], tokens);
+      attention(rt, {
+        layout: kv.layout,
+        q: ws.q,
+        kCache: kv.keys[l],
+        vCache: kv.values[l],
+        out: ws.attn,
+        batch: b,
+        maxBlocksPerSeq: batch.maxBlocksPerSeq,
+        tokens,
+        seqs: batch.seqStarts.length - 1,
+        heads: c.headCount,
+        maxContext,
+        maxQueryLen,
+      });
+      matmul(rt, lw.o, ws.attn, ws.x, tokens, { accumulate: true });
+      rmsNorm(rt, ws.x, lw.ffnNorm.buffer, ws.normed, tokens, c.embeddingDim, c.rmsEps);
+      matmul(rt, lw.gate, ws.normed, ws.gate, tokens);
+      matmul(rt, lw.up, ws.normed, ws.up, tokens);
+      swiglu(rt, ws.gate, ws.up, ws.act, tokens * c.ffnDim);
+      matmul(rt, lw.down, ws.act, ws.x, tokens, { accumulate: true });
+    }
+    gatherRows(rt, ws.x, b.sampleRows, ws.sampled, samples, c.embeddingDim);
+    rmsNorm(rt, ws.sampled, w.outputNorm.buffer, ws.sampledNormed, samples, c.embeddingDim, c.rmsEps);
+    matmul(rt, w.output, ws.sampledNormed, ws.logits, samples);
+    if (sampling?.some((r) => r.temperature > 0)) {
+      rt.buffers.write(ws.rowSampling, packRowSampling(sampling));
+      perturbLogits(rt, ws.logits, ws.rowSampling, samples, c.vocabSize);
+    }
+    argmax(rt, ws.logits, ws.ids, samples, c.vocabSize);
+  }
+
+  /** Runs the batch and returns the sampled token of every sample row (only ids are read back). */
+  async sample(batch: Batch, kv: KvBuffers, sampling?: RowSampling[]): Promise<Int32Array> {
+    this.record(batch, kv, sampling);
+    this.model.rt.submit();
+    return this.model.rt.buffers.readI32(this.ws.ids, 0, batch.sampleRows.length);
+  }
+
+  /** Runs the batch and returns the logits of every sample row ([samples, vocab]); for tests and tools. */
+  async logits(batch: Batch, kv: KvBuffers): Promise<Float32Array> {
+    this.record(batch, kv);
+    this.model.rt.submit();
+    return this.model.rt.buffers.readF32(this.ws.logits, 0, batch.sampleRows.length * this.model.config.vocabSize);
+  }
+
+  destroy(): void {
+    this.ws.destroy();
+    this.batchBuffers.destroy();
+  }
+}

@@ -1,0 +1,11 @@
+export { Model, type LoadModelOptions, type ModelWeights, type LayerWeights } from './model.js';
+export { ForwardPass, type KvBuffers } from './forward.js';
+export { type Batch, validateBatch, batchSeqCount } from './batch.js';
+export { type ModelConfig, readModelConfig } from './config.js';
+export { kvBufferBytes, type KvLayout } from './kernels/kv.js';
+export { Tokenizer } from './tokenizer.js';
+export { StreamingDecoder } from './detokenizer.js';
+export { renderChat } from './chat-template.js';
+export { openModelSource, ModelSourceError, type ModelSource } from './source.js';
+export { type LoadProgress, type ProgressCallback } from './loader.js';
+export { GgufError, GgmlType, parseGgufHeader, type GgufHeader, type TensorInfo } from './gguf.js';

@@ -1,0 +1,71 @@
+// Loads shared test models onto the test file's GPU runtime and runs prompts through them.
+import { generate, type GenerateRequest } from '../../src/engine/generate.js';
+import { KvCache } from '../../src/kv/index.js';
+import { ForwardPass, Model, type Batch } from '../../src/model/index.js';
+import { getRuntime } from './gpu.js';
+import { modelPath } from './shared.js';
+
+export interface LoadedModel {
+  model: Model;
+  forward: ForwardPass;
+  kv: KvCache;
+  close(): void;
+}
+
+export async function loadShared(file: string, kvPages = 512): Promise<LoadedModel> {
+  const rt = await getRuntime();
+  const model = await Model.load(rt, modelPath(file));
+  const forward = new ForwardPass(model);
+  const kv = KvCache.create(rt, model.config, { maxPages: kvPages, memoryBytes: 1 << 30, format: 'f32' });
+  return {
+    model,
+    forward,
+    kv,
+    close() {
+      forward.destroy();
+      kv.destroy();
+      model.destroy();
+    },
+  };
+}
+
+export async function greedy(m: LoadedModel, prompts: number[][], maxTokens: number): Promise<number[][]> {
+  const requests: GenerateRequest[] = prompts.map((promptIds) => ({ promptIds, maxTokens }));
+  const results = await generate(m.forward, m.kv, requests, { contextLength: m.model.config.contextLength });
+  return results.map((r) => r.tokens);
+}
+
+/** Logits at the last `count` positions of `tokens` (one prefill, teacher forced), as softmax probabilities. */
+export async function probabilitiesAt(m: LoadedModel, tokens: number[], count: number): Promise<Float32Array[]> {
+  const pageSize = m.kv.pageSize;
+  const pages = m.kv.pool.allocate(Math.ceil(tokens.length / pageSize));
+  if (!pages) throw new Error('KV cache too small for the test');
+  try {
+    const n = tokens.length;
+    const batch: Batch = {
+      tokenIds: Int32Array.from(tokens),
+      positions: Int32Array.from(tokens, (_, i) => i),
+      seqStarts: Int32Array.from([0, n]),
+      contextLens: Int32Array.from([n]),
+      blockTables: Int32Array.from(pages),
+      maxBlocksPerSeq: pages.length,
+      slotMapping: Int32Array.from(tokens, (_, i) => pages[Math.floor(i / pageSize)] * pageSize + (i % pageSize)),
+      sampleRows: Int32Array.from({ length: count }, (_, i) => n - count + i),
+    };
+    const logits = await m.forward.logits(batch, m.kv);
+    const vocab = m.model.config.vocabSize;
+    return Array.from({ length: count }, (_, r) => softmax(logits.subarray(r * vocab, (r + 1) * vocab)));
+  } finally {
+    m.kv.pool.release(pages);
+  }
+}
+
+export function softmax(logits: Float32Array): Float32Array {
+  let max = -Infinity;
+  for (const v of logits) max = Math.max(max, v);
+  const out = new Float32Array(logits.length);
+  let sum = 0;
+  for (let i = 0; i < logits.length; i++) sum += out[i] = Math.exp(logits[i] - max);
+  for (let i = 0; i < out.length; i++) out[i] /= sum;
+  return out;
+}
