@@ -62,10 +62,10 @@ function encodePrompt(model: Model, prompt: string, chat: boolean): number[] {
   if (!chat) return model.tokenizer.encode(prompt);
   const rendered = renderChat(model.chatTemplate, [{ role: 'user', content: prompt }], {
     addGenerationPrompt: true,
-    bosToken: model.tokenizer.tokenToPiece(model.tokenizer.bosId),
-    eosToken: model.tokenizer.tokenToPiece(model.tokenizer.eosId),
+    bosToken: model.tokenizer.bosText,
+    eosToken: model.tokenizer.eosText,
   });
-  return model.tokenizer.encode(rendered, { parseSpecial: true });
+  return model.tokenizer.encodeChatPrompt(rendered);
 }
 
 /** Enough pages for one full context, with room for rounding. */

@@ -92,7 +92,7 @@ const VALUE_TYPES = ['u8', 'i8', 'u16', 'i16', 'u32', 'i32', 'f32', 'bool', 'str
 class Cursor {
   pos = 0;
   private readonly view: DataView;
-  private readonly decoder = new TextDecoder('utf-8', { fatal: false });
+  private readonly decoder = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true });
   constructor(private readonly bytes: Uint8Array) {
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   }

@@ -190,10 +190,12 @@ describe('StreamingDecoder', () => {
 });
 
 describe('vocabulary text as stored in the file', () => {
-  // Llama 2's token 30143 is U+FEFF; gguf.ts decodes strings with a TextDecoder that drops a
-  // leading BOM, so the token reads as '' (and becomes '[EMPTY_30143]', as llama.cpp names empty
-  // tokens). Text containing U+FEFF then falls back to bytes where llama.cpp emits 30143.
-  it.todo('U+FEFF tokenizes to 30143 (needs TextDecoder ignoreBOM in gguf.ts)');
+  // Llama 2's token 30143 is U+FEFF: gguf.ts must not drop it as a byte-order mark.
+  it('U+FEFF is its own token, 30143, as in llama.cpp', () => {
+    const t = tokenizerOf(SPM);
+    expect(t.tokenToPiece(30143)).toBe('\uFEFF');
+    expect(t.encode('a\uFEFFb', { addBos: false })).toContain(30143);
+  });
 });
 
 describe('unsupported vocabularies', () => {

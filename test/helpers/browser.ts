@@ -1,0 +1,27 @@
+// Headless Debian Chromium with WebGPU on SwiftShader (playwright-core), and the Vite dev server.
+import { chromium, type Browser } from 'playwright-core';
+import { createServer, type ViteDevServer } from 'vite';
+import { REPO } from './shared.js';
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const ARGS = [
+  '--no-sandbox',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+  '--enable-unsafe-webgpu',
+  '--use-webgpu-adapter=swiftshader',
+];
+
+export async function launchBrowser(): Promise<Browser> {
+  return chromium.launch({ executablePath: CHROMIUM, args: ARGS });
+}
+
+export async function startDevServer(): Promise<{ server: ViteDevServer; url: string }> {
+  const server = await createServer({ root: REPO, configFile: `${REPO}/vite.config.ts`, logLevel: 'error', server: { port: 0, host: '127.0.0.1' } });
+  await server.listen();
+  const addr = server.httpServer?.address();
+  const port = typeof addr === 'object' && addr ? addr.port : 0;
+  return { server, url: `http://127.0.0.1:${port}/` };
+}
