@@ -1,0 +1,282 @@
+// Paged attention over a ragged batch: prefill chunks and decode tokens of many sequences.
+//
+// KV cache (written by kv.wgsl): per layer one K and one V buffer of u32 words; element
+// (page, kvHead, slot, dim) is at ((page * numKvHeads + kvHead) * pageSize + slot) * HEAD_DIM + dim,
+// so one page of one kv head is a contiguous [pageSize, HEAD_DIM] block. Format f32: one f32 bit
+// pattern per word; f16 (KV_F16): two halves per word, dims 2i (low) and 2i+1 (high).
+// Key position j of sequence s is in page blockTables[s * maxBlocksPerSeq + j / pageSize], slot j % pageSize.
+//
+// A workgroup handles ROWS = TOKENS * GROUP query rows: TOKENS consecutive tokens of one sequence
+// times the GROUP query heads sharing one kv head (GQA: K/V tiles are staged once for the group).
+// Row r is token r / GROUP, query head kvHead * GROUP + r % GROUP. Keys are walked in tiles of BK
+// staged in workgroup memory; each row keeps an online softmax (running max, sum, accumulator),
+// its HEAD_DIM accumulators spread over TPR threads (dims lane, lane + TPR, ...).
+//
+// Entry points, all with Params at binding 0:
+//   attn_tiled   1 q f32 [T, numHeads*HEAD_DIM], 2 kCache, 3 vCache, 4 positions i32 [T],
+//                5 seqStarts i32 [numSeqs+1], 6 blockTables i32, 7 out f32 [T, numHeads*HEAD_DIM].
+//                Grid (tiles, numKvHeads). Tiles number the sequences' tokens in order (found by
+//                walking seqStarts; single-token sequences are skipped when skipSingles != 0);
+//                keys 0..max position of the tile, causal mask per row. Surplus workgroups exit.
+//   attn_split   bindings 1..7 as attn_tiled, 8 partAcc f32, 9 partMl vec2<f32> (max, sum).
+//                Grid (numSplits, numKvHeads, numSeqs); TOKENS must be 1. Only sequences with one
+//                new token: split i covers keys [i * splitLen, (i + 1) * splitLen) of 0..position (the
+//                last split runs to the end). Partials go to index (seq * numHeads + head) * numSplits
+//                + split; with numSplits == 1 the output is written directly.
+//   attn_reduce  1 seqStarts, 2 out, 3 partAcc, 4 partMl. Grid (numHeads, numSeqs): merges the splits.
+
+const HEAD_DIM: u32 = {{HEAD_DIM}}u;
+const GROUP: u32 = {{GROUP}}u;
+const TOKENS: u32 = {{TOKENS}}u;
+const TPR: u32 = {{TPR}}u;
+const BK: u32 = {{BK}}u;
+const KV_F16: bool = {{KV_F16}};
+const ROWS: u32 = GROUP * TOKENS;
+const WG: u32 = ROWS * TPR;
+const DPT: u32 = HEAD_DIM / TPR;
+const HALF_DIM: u32 = HEAD_DIM / 2u;
+// Score of a masked key. Finite, so exp(MASKED - max) is 0 without inf - inf.
+const MASKED: f32 = -3.0e38;
+// Running max before any key; above MASKED so fully masked tiles add exp(MASKED - M_INIT) = 0.
+const M_INIT: f32 = -1.0e30;
+
+struct Params {
+  numTokens: u32,
+  numSeqs: u32,
+  numKvHeads: u32,
+  pageSize: u32,
+  maxBlocksPerSeq: u32,
+  scale: f32,
+  skipSingles: u32,
+  numSplits: u32,
+  splitLen: u32,
+  numHeads: u32,
+  _p0: u32,
+  _p1: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> q: array<f32>;
+@group(0) @binding(2) var<storage, read> kCache: array<u32>;
+@group(0) @binding(3) var<storage, read> vCache: array<u32>;
+@group(0) @binding(4) var<storage, read> positions: array<i32>;
+@group(0) @binding(5) var<storage, read> seqStarts: array<i32>;
+@group(0) @binding(6) var<storage, read> blockTables: array<i32>;
+@group(0) @binding(7) var<storage, read_write> out: array<f32>;
+@group(0) @binding(8) var<storage, read_write> partAcc: array<f32>;
+@group(0) @binding(9) var<storage, read_write> partMl: array<vec2<f32>>;
+
+// attn_reduce's view of the bindings.
+@group(0) @binding(1) var<storage, read> redSeqStarts: array<i32>;
+@group(0) @binding(2) var<storage, read_write> redOut: array<f32>;
+@group(0) @binding(3) var<storage, read> redAcc: array<f32>;
+@group(0) @binding(4) var<storage, read> redMl: array<vec2<f32>>;
+
+// What one workgroup does; written by thread 0, read back uniformly.
+struct Job {
+  live: u32,
+  seq: u32,
+  firstToken: u32,
+  numTokens: u32,
+  keyStart: u32,
+  keyEnd: u32,
+}
+
+var<workgroup> job: Job;
+var<workgroup> qTile: array<f32, ROWS * HEAD_DIM>;
+var<workgroup> kTile: array<f32, BK * HEAD_DIM>;
+var<workgroup> vTile: array<f32, BK * HEAD_DIM>;
+var<workgroup> scores: array<f32, ROWS * BK>;
+var<workgroup> rowPos: array<i32, ROWS>;
+
+var<private> acc: array<f32, DPT>;
+var<private> rowMax: f32;
+var<private> rowSum: f32;
+
+fn k_pair(elem: u32) -> vec2<f32> {
+  if (KV_F16) { return unpack2x16float(kCache[elem >> 1u]); }
+  return vec2<f32>(bitcast<f32>(kCache[elem]), bitcast<f32>(kCache[elem + 1u]));
+}
+
+fn v_pair(elem: u32) -> vec2<f32> {
+  if (KV_F16) { return unpack2x16float(vCache[elem >> 1u]); }
+  return vec2<f32>(bitcast<f32>(vCache[elem]), bitcast<f32>(vCache[elem + 1u]));
+}
+
+// Element index of (key position, dim) of kv head `kvHead` in sequence `seq`'s pages.
+fn kv_elem(seq: u32, kvHead: u32, key: u32, dim: u32) -> u32 {
+  let page = u32(blockTables[seq * params.maxBlocksPerSeq + key / params.pageSize]);
+  let slot = key % params.pageSize;
+  return ((page * params.numKvHeads + kvHead) * params.pageSize + slot) * HEAD_DIM + dim;
+}
+
+// Stages the job's query rows (pre-scaled) and their positions (-1 for padding rows).
+fn load_queries(j: Job, kvHead: u32, tid: u32) {
+  for (var e = tid; e < ROWS * HEAD_DIM; e += WG) {
+    let r = e / HEAD_DIM;
+    let tok = r / GROUP;
+    var value = 0.0;
+    if (tok < j.numTokens) {
+      let head = kvHead * GROUP + r % GROUP;
+      value = q[((j.firstToken + tok) * params.numHeads + head) * HEAD_DIM + e % HEAD_DIM] * params.scale;
+    }
+    qTile[e] = value;
+  }
+  for (var r = tid; r < ROWS; r += WG) {
+    let tok = r / GROUP;
+    var pos = -1;
+    if (tok < j.numTokens) { pos = positions[j.firstToken + tok]; }
+    rowPos[r] = pos;
+  }
+}
+
+fn load_kv_tile(j: Job, kvHead: u32, tileStart: u32, tid: u32) {
+  for (var e = tid; e < BK * HALF_DIM; e += WG) {
+    let key = tileStart + e / HALF_DIM;
+    let dim = (e % HALF_DIM) * 2u;
+    var kv = vec4<f32>(0.0);
+    if (key < j.keyEnd) {
+      let elem = kv_elem(j.seq, kvHead, key, dim);
+      kv = vec4<f32>(k_pair(elem), v_pair(elem));
+    }
+    let t = (e / HALF_DIM) * HEAD_DIM + dim;
+    kTile[t] = kv.x;
+    kTile[t + 1u] = kv.y;
+    vTile[t] = kv.z;
+    vTile[t + 1u] = kv.w;
+  }
+}
+
+fn compute_scores(j: Job, tileStart: u32, tid: u32) {
+  for (var e = tid; e < ROWS * BK; e += WG) {
+    let r = e / BK;
+    let key = tileStart + e % BK;
+    var s = MASKED;
+    if (key < j.keyEnd && i32(key) <= rowPos[r]) {
+      let qBase = r * HEAD_DIM;
+      let kBase = (e % BK) * HEAD_DIM;
+      s = 0.0;
+      for (var d = 0u; d < HEAD_DIM; d++) { s += qTile[qBase + d] * kTile[kBase + d]; }
+    }
+    scores[e] = s;
+  }
+}
+
+// Online softmax step of this thread's row over the staged tile.
+fn accumulate(row: u32, lane: u32) {
+  var tileMax = MASKED;
+  for (var k = 0u; k < BK; k++) { tileMax = max(tileMax, scores[row * BK + k]); }
+  let newMax = max(rowMax, tileMax);
+  let alpha = exp(rowMax - newMax);
+  rowSum *= alpha;
+  for (var i = 0u; i < DPT; i++) { acc[i] *= alpha; }
+  for (var k = 0u; k < BK; k++) {
+    let p = exp(scores[row * BK + k] - newMax);
+    rowSum += p;
+    for (var i = 0u; i < DPT; i++) { acc[i] += p * vTile[k * HEAD_DIM + lane + i * TPR]; }
+  }
+  rowMax = newMax;
+}
+
+// Runs the job's rows over keys [keyStart, keyEnd); `j` must be workgroup-uniform.
+fn attend(j: Job, kvHead: u32, tid: u32) {
+  rowMax = M_INIT;
+  rowSum = 0.0;
+  for (var i = 0u; i < DPT; i++) { acc[i] = 0.0; }
+  load_queries(j, kvHead, tid);
+  for (var tileStart = j.keyStart; tileStart < j.keyEnd; tileStart += BK) {
+    load_kv_tile(j, kvHead, tileStart, tid);
+    workgroupBarrier();
+    compute_scores(j, tileStart, tid);
+    workgroupBarrier();
+    accumulate(tid / TPR, tid % TPR);
+    workgroupBarrier();
+  }
+}
+
+// Output element of this thread's row for accumulator i (token and head from the row).
+fn out_index(j: Job, kvHead: u32, row: u32, lane: u32, i: u32) -> u32 {
+  let head = kvHead * GROUP + row % GROUP;
+  return ((j.firstToken + row / GROUP) * params.numHeads + head) * HEAD_DIM + lane + i * TPR;
+}
+
+fn write_output(j: Job, kvHead: u32, tid: u32) {
+  let row = tid / TPR;
+  if (row / GROUP >= j.numTokens) { return; }
+  for (var i = 0u; i < DPT; i++) { out[out_index(j, kvHead, row, tid % TPR, i)] = acc[i] / rowSum; }
+}
+
+fn find_tile(tile: u32) -> Job {
+  var rest = tile;
+  for (var s = 0u; s < params.numSeqs; s++) {
+    let start = u32(seqStarts[s]);
+    let len = u32(seqStarts[s + 1u]) - start;
+    if (params.skipSingles != 0u && len == 1u) { continue; }
+    let tiles = (len + TOKENS - 1u) / TOKENS;
+    if (rest < tiles) {
+      let first = start + rest * TOKENS;
+      let count = min(TOKENS, len - rest * TOKENS);
+      var maxPos = 0;
+      for (var t = 0u; t < count; t++) { maxPos = max(maxPos, positions[first + t]); }
+      return Job(1u, s, first, count, 0u, u32(maxPos) + 1u);
+    }
+    rest -= tiles;
+  }
+  return Job(0u, 0u, 0u, 0u, 0u, 0u);
+}
+
+@compute @workgroup_size(WG)
+fn attn_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
+  if (tid == 0u) { job = find_tile(wid.x); }
+  let j = workgroupUniformLoad(&job);
+  if (j.live == 0u) { return; }
+  attend(j, wid.y, tid);
+  write_output(j, wid.y, tid);
+}
+
+fn find_split(seq: u32, split: u32) -> Job {
+  let start = u32(seqStarts[seq]);
+  if (u32(seqStarts[seq + 1u]) - start != 1u) { return Job(0u, 0u, 0u, 0u, 0u, 0u); }
+  let contextEnd = u32(positions[start]) + 1u;
+  let keyStart = min(split * params.splitLen, contextEnd);
+  var keyEnd = min(keyStart + params.splitLen, contextEnd);
+  if (split + 1u == params.numSplits) { keyEnd = contextEnd; }
+  return Job(1u, seq, start, 1u, keyStart, keyEnd);
+}
+
+@compute @workgroup_size(WG)
+fn attn_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
+  if (tid == 0u) { job = find_split(wid.z, wid.x); }
+  let j = workgroupUniformLoad(&job);
+  if (j.live == 0u) { return; }
+  attend(j, wid.y, tid);
+  if (params.numSplits == 1u) {
+    write_output(j, wid.y, tid);
+    return;
+  }
+  let row = tid / TPR;
+  let lane = tid % TPR;
+  let part = (j.seq * params.numHeads + wid.y * GROUP + row) * params.numSplits + wid.x;
+  for (var i = 0u; i < DPT; i++) { partAcc[part * HEAD_DIM + lane + i * TPR] = acc[i]; }
+  if (lane == 0u) { partMl[part] = vec2<f32>(rowMax, rowSum); }
+}
+
+@compute @workgroup_size(64)
+fn attn_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
+  let head = wid.x;
+  let seq = wid.y;
+  let token = u32(redSeqStarts[seq]);
+  if (u32(redSeqStarts[seq + 1u]) - token != 1u) { return; }
+  let base = (seq * params.numHeads + head) * params.numSplits;
+  var maxAll = M_INIT;
+  for (var i = 0u; i < params.numSplits; i++) { maxAll = max(maxAll, redMl[base + i].x); }
+  var sum = 0.0;
+  for (var i = 0u; i < params.numSplits; i++) { sum += redMl[base + i].y * exp(redMl[base + i].x - maxAll); }
+  for (var d = tid; d < HEAD_DIM; d += 64u) {
+    var value = 0.0;
+    for (var i = 0u; i < params.numSplits; i++) {
+      value += redAcc[(base + i) * HEAD_DIM + d] * exp(redMl[base + i].x - maxAll);
+    }
+    redOut[(token * params.numHeads + head) * HEAD_DIM + d] = value / sum;
+  }
+}

@@ -1,0 +1,76 @@
+// Elementwise kernels over f32 arrays. One thread per output element: 256-thread workgroups
+// folded into 2D, element = (wid.y * nwg.x + wid.x) * 256 + lid. Params { n, cols, factor }.
+//
+// add           1 a, 2 b, 3 out:                    out[i] = a[i] + b[i]            (n elements)
+// add_inplace   1 a (read_write), 2 b:              a[i] += b[i]                    (n elements)
+// scale         1 a, 2 out:                         out[i] = a[i] * factor          (n elements)
+// scale_inplace 1 a (read_write):                   a[i] *= factor                  (n elements)
+// swiglu        1 gate, 2 up, 3 out:                out[i] = silu(gate[i]) * up[i]  (n elements)
+// swiglu_fused  1 gateUp [n / cols, 2 * cols], 2 out [n / cols, cols]: each row of gateUp is
+//               [gate (cols) | up (cols)] (one matmul against concatenated weights); out = silu(gate) * up.
+// gather_rows   1 x [*, cols], 2 rows i32 [n / cols], 3 out [n / cols, cols]: out[i] = x[rows[i]].
+
+struct Params { n: u32, cols: u32, factor: f32, _p0: u32 }
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+@group(0) @binding(1) var<storage, read_write> aInPlace: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out2: array<f32>;
+@group(0) @binding(2) var<storage, read> rowIds: array<i32>;
+
+fn element(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+  return (wid.y * nwg.x + wid.x) * 256u + lid;
+}
+
+fn silu(x: f32) -> f32 {
+  return x / (1.0 + exp(-x));
+}
+
+@compute @workgroup_size(256)
+fn add(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let i = element(wid, nwg, lid);
+  if (i < params.n) { out[i] = a[i] + b[i]; }
+}
+
+@compute @workgroup_size(256)
+fn add_inplace(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let i = element(wid, nwg, lid);
+  if (i < params.n) { aInPlace[i] += b[i]; }
+}
+
+@compute @workgroup_size(256)
+fn scale(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let i = element(wid, nwg, lid);
+  if (i < params.n) { out2[i] = a[i] * params.factor; }
+}
+
+@compute @workgroup_size(256)
+fn scale_inplace(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let i = element(wid, nwg, lid);
+  if (i < params.n) { aInPlace[i] *= params.factor; }
+}
+
+@compute @workgroup_size(256)
+fn swiglu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let i = element(wid, nwg, lid);
+  if (i < params.n) { out[i] = silu(a[i]) * b[i]; }
+}
+
+@compute @workgroup_size(256)
+fn swiglu_fused(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let i = element(wid, nwg, lid);
+  if (i >= params.n) { return; }
+  let gate = (i / params.cols) * 2u * params.cols + i % params.cols;
+  out2[i] = silu(a[gate]) * a[gate + params.cols];
+}
+
+@compute @workgroup_size(256)
+fn gather_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let i = element(wid, nwg, lid);
+  if (i >= params.n) { return; }
+  let row = u32(rowIds[i / params.cols]);
+  out[i] = a[row * params.cols + i % params.cols];
+}

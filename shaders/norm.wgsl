@@ -1,0 +1,65 @@
+// RMSNorm: out[r] = x[r] / sqrt(mean(x[r]^2) + eps) * weight, one 256-thread workgroup per row
+// (rows folded into 2D as wid.y * nwg.x + wid.x), sum of squares by a tree reduction in workgroup memory.
+//
+// rms_norm      bindings: 0 Params, 1 x f32 [rows, dim], 2 weight f32 [dim], 3 out f32 [rows, dim]
+// rms_norm_add  bindings: 0 Params, 1 residual f32 [rows, dim] (read_write), 2 delta f32 [rows, dim],
+//               3 weight, 4 out. Fused residual add: residual += delta, then out = rmsnorm(residual).
+
+const WG: u32 = 256u;
+
+struct Params { rows: u32, dim: u32, eps: f32, _p0: u32 }
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> weight: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+@group(0) @binding(1) var<storage, read_write> residual: array<f32>;
+@group(0) @binding(2) var<storage, read> delta: array<f32>;
+@group(0) @binding(3) var<storage, read> addWeight: array<f32>;
+@group(0) @binding(4) var<storage, read_write> addOut: array<f32>;
+
+var<workgroup> partial: array<f32, WG>;
+
+// Sum of `value` over the workgroup; every thread gets the result.
+fn workgroup_sum(value: f32, tid: u32) -> f32 {
+  partial[tid] = value;
+  workgroupBarrier();
+  for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
+    if (tid < stride) { partial[tid] += partial[tid + stride]; }
+    workgroupBarrier();
+  }
+  return workgroupUniformLoad(&partial[0]);
+}
+
+fn inv_rms(sumSq: f32) -> f32 {
+  return inverseSqrt(sumSq / f32(params.dim) + params.eps);
+}
+
+@compute @workgroup_size(WG)
+fn rms_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) tid: u32) {
+  let row = wid.y * nwg.x + wid.x;
+  if (row >= params.rows) { return; }
+  let base = row * params.dim;
+  var sumSq = 0.0;
+  for (var i = tid; i < params.dim; i += WG) { sumSq += x[base + i] * x[base + i]; }
+  let scale = inv_rms(workgroup_sum(sumSq, tid));
+  for (var i = tid; i < params.dim; i += WG) { out[base + i] = x[base + i] * scale * weight[i]; }
+}
+
+@compute @workgroup_size(WG)
+fn rms_norm_add(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) tid: u32) {
+  let row = wid.y * nwg.x + wid.x;
+  if (row >= params.rows) { return; }
+  let base = row * params.dim;
+  var sumSq = 0.0;
+  for (var i = tid; i < params.dim; i += WG) {
+    let h = residual[base + i] + delta[base + i];
+    residual[base + i] = h;
+    sumSq += h * h;
+  }
+  let scale = inv_rms(workgroup_sum(sumSq, tid));
+  for (var i = tid; i < params.dim; i += WG) { addOut[base + i] = residual[base + i] * scale * addWeight[i]; }
+}

@@ -1,0 +1,56 @@
+// KV cache layout and the kernel that writes a step's K/V rows into it (shaders/kv.wgsl).
+//
+// Per layer one K buffer and one V buffer. Each holds numPages pages; a page is
+// [numKvHeads][pageSize][headDim], so value (page, kvHead, slot, dim) is element
+// ((page * numKvHeads + kvHead) * pageSize + slot) * headDim + dim. Decode reads of one kv head
+// thus walk contiguous [pageSize, headDim] blocks. Format 'f32': 4 bytes per value; 'f16': two
+// halves per u32 word (dims 2i low, 2i+1 high), so headDim must be even.
+import type { Binding, GpuRuntime } from '../../gpu/index.js';
+import { grid, packParams } from './common.js';
+
+export type KvFormat = 'f32' | 'f16';
+
+export interface KvLayout {
+  numPages: number;
+  pageSize: number;
+  numKvHeads: number;
+  headDim: number;
+  format: KvFormat;
+}
+
+/** Values (not bytes) in one K or V buffer. */
+export function kvValues(layout: KvLayout): number {
+  return layout.numPages * layout.pageSize * layout.numKvHeads * layout.headDim;
+}
+
+/** Bytes of one layer's K buffer (the V buffer is the same size). */
+export function kvBufferBytes(layout: KvLayout): number {
+  return kvValues(layout) * (layout.format === 'f16' ? 2 : 4);
+}
+
+/** Index of value (page, kvHead, slot, dim) in the cache, counted in values. */
+export function kvValueIndex(layout: KvLayout, page: number, kvHead: number, slot: number, dim: number): number {
+  return ((page * layout.numKvHeads + kvHead) * layout.pageSize + slot) * layout.headDim + dim;
+}
+
+export function checkKvLayout(layout: KvLayout): void {
+  const { numPages, pageSize, numKvHeads, headDim } = layout;
+  if (![numPages, pageSize, numKvHeads, headDim].every((n) => Number.isInteger(n) && n > 0)) {
+    throw new Error(`invalid KV layout ${JSON.stringify(layout)}`);
+  }
+  if (headDim % 2 !== 0) throw new Error(`KV layout: headDim ${headDim} must be even`);
+}
+
+/**
+ * Records the write of `tokens` rows of k and v (f32 [tokens, numKvHeads * headDim], k after
+ * RoPE) to the cache slots slotMapping[t] (i32, page * pageSize + offset; -1 skips the token).
+ */
+export function writeKv(rt: GpuRuntime, layout: KvLayout, k: Binding, v: Binding, slotMapping: Binding,
+  kCache: Binding, vCache: Binding, tokens: number): void {
+  checkKvLayout(layout);
+  const f16 = layout.format === 'f16';
+  const words = (tokens * layout.numKvHeads * layout.headDim) / (f16 ? 2 : 1);
+  const params = packParams([{ u32: tokens }, { u32: layout.numKvHeads }, { u32: layout.headDim }, { u32: layout.pageSize }]);
+  rt.dispatch({ shader: 'kv', entryPoint: 'write_kv', defines: { KV_F16: String(f16) } }, params,
+    [k, v, slotMapping, kCache, vCache], grid(words, 256));
+}
