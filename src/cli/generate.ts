@@ -16,9 +16,9 @@ export interface GenerateCliOptions {
 
 export async function generateCommand(opts: GenerateCliOptions): Promise<number> {
   if (opts.prompt === undefined) throw new Error('generate needs --prompt TEXT');
-  const maxTokens = parseNumber(opts['max-tokens'], 'max-tokens', 64);
-  const temperature = parseNumber(opts.temperature, 'temperature', 0);
-  const seed = parseNumber(opts.seed, 'seed', Date.now() % 2 ** 31);
+  const maxTokens = parseNumber(opts['max-tokens'], 'max-tokens', 64, { integer: true, min: 1 });
+  const temperature = parseNumber(opts.temperature, 'temperature', 0, { min: 0 });
+  const seed = parseNumber(opts.seed, 'seed', Date.now() % 2 ** 31, { integer: true, min: 0, max: 2 ** 32 - 1 });
   return withModel(opts.model, async (model) => {
     const promptIds = encodePrompt(model, opts.prompt!, !!opts.chat);
     const forward = new ForwardPass(model);

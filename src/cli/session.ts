@@ -17,9 +17,19 @@ export async function withModel<T>(path: string | undefined, body: (model: Model
   }
 }
 
-export function parseNumber(value: string | undefined, name: string, fallback: number): number {
+export interface NumberRange {
+  integer?: boolean;
+  min?: number;
+  max?: number;
+}
+
+export function parseNumber(value: string | undefined, name: string, fallback: number, range: NumberRange = {}): number {
   if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isFinite(n)) throw new Error(`--${name} must be a number, got "${value}"`);
+  const n = value.trim() === '' ? NaN : Number(value);
+  const kind = range.integer ? 'an integer' : 'a number';
+  const bounds = [range.min !== undefined && `>= ${range.min}`, range.max !== undefined && `<= ${range.max}`].filter(Boolean).join(' and ');
+  const ok = Number.isFinite(n) && (!range.integer || Number.isInteger(n)) &&
+    (range.min === undefined || n >= range.min) && (range.max === undefined || n <= range.max);
+  if (!ok) throw new Error(`--${name} must be ${kind}${bounds ? ' ' + bounds : ''}, got "${value}"`);
   return n;
 }
