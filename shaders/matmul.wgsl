@@ -2,13 +2,13 @@
 // Bindings: 0 uniform Params, 1 W: array<u32> (N rows of K elements of type {{WTYPE}} in the
 // dequant.wgsl GPU layout), 2 X: array<vec4<f32>> row-major [M, K / 4], 3 Y: array<f32> [M, N].
 // Defines: WTYPE (weight type), ROWS (gemv: x rows held in registers, >= M; 1 for gemm),
-// SPLIT (gemv: threads per weight-row pair, 1..64; 1 for gemm),
-// ACCUMULATE (true: y += x·Wᵀ, fusing a residual add; false: y = x·Wᵀ). K must be a multiple of 4.
+// SPLIT (gemv: threads per weight-row pair, 1..64; 1 for gemm). K must be a multiple of 4.
 //
 // gemv (decode, small M): a group of SPLIT threads owns GEMV_COLS weight rows; each thread
 //   dequantizes a strided set of vec4s of them ONCE and applies each to all ROWS x rows, then
 //   the group sums its threads' partials in workgroup memory. Small K takes a small SPLIT (down to
 //   1: no reduction), large K 64. 2D grid: linear workgroup index y * nwg.x + x.
+//   shaders/matmul_subgroups.wgsl adds gemv_subgroups, the same with a subgroup reduction.
 // gemm (prefill, large M): 64x64 output tiles, K in steps of 32 through workgroup memory
 //   (x and dequantized W tiles stored k-major), each of 64 threads computing an 8x8 block.
 //   Grid: (ceil(N / 64), ceil(M / 64)).
@@ -19,6 +19,10 @@ struct Params {
   n: u32,
   k4: u32,           // K / 4
   wordsPerRow: u32,  // u32 words per weight row
+  accumulate: u32,   // 1: y += x·Wᵀ (fuses a residual add); 0: y = x·Wᵀ
+  _pad0: u32,
+  _pad1: u32,
+  _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -27,7 +31,6 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> Y: array<f32>;
 
 const VEC4_PER_BLOCK: u32 = BLOCK_ELEMS_{{WTYPE}} / 4u;
-const ACCUMULATE: bool = {{ACCUMULATE}};
 
 /** Elements 4*c4 .. 4*c4+3 of a weight row whose first word is rowWord. */
 fn load_w4(rowWord: u32, c4: u32) -> vec4<f32> {
@@ -36,7 +39,7 @@ fn load_w4(rowWord: u32, c4: u32) -> vec4<f32> {
 
 fn store_y(m: u32, n: u32, v: f32) {
   let i = m * params.n + n;
-  if (ACCUMULATE) {
+  if (params.accumulate != 0u) {
     Y[i] = Y[i] + v;
   } else {
     Y[i] = v;
@@ -56,19 +59,15 @@ const GEMV_SUMS: u32 = GEMV_COLS * ROWS;
 // (a single element when SPLIT == 1: no reduction, and nothing to zero-initialize)
 var<workgroup> partials: array<f32, GEMV_SUMS * select(GEMV_THREADS, 1u, SPLIT == 1u)>;
 
-@compute @workgroup_size(64)
-fn gemv(
-  @builtin(workgroup_id) wid: vec3<u32>,
-  @builtin(num_workgroups) nwg: vec3<u32>,
-  @builtin(local_invocation_index) tid: u32,
-) {
-  let lane = tid % SPLIT;
-  let n0 = ((wid.y * nwg.x + wid.x) * GEMV_GROUPS + tid / SPLIT) * GEMV_COLS;
+alias GemvSums = array<array<f32, ROWS>, GEMV_COLS>;
+
+/** This thread's share (every SPLIT-th vec4 of K) of the sums of GEMV_COLS weight rows from n0. */
+fn gemv_accumulate(n0: u32, lane: u32) -> GemvSums {
   var rowWord: array<u32, GEMV_COLS>;
   for (var c = 0u; c < GEMV_COLS; c++) {
     rowWord[c] = min(n0 + c, params.n - 1u) * params.wordsPerRow;
   }
-  var acc: array<array<f32, ROWS>, GEMV_COLS>;
+  var acc: GemvSums;
   for (var c4 = lane; c4 < params.k4; c4 += SPLIT) {
     var w: array<vec4<f32>, GEMV_COLS>;
     for (var c = 0u; c < GEMV_COLS; c++) {
@@ -82,16 +81,26 @@ fn gemv(
       }
     }
   }
+  return acc;
+}
+
+@compute @workgroup_size(64)
+fn gemv(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) tid: u32,
+) {
+  let lane = tid % SPLIT;
+  let n0 = ((wid.y * nwg.x + wid.x) * GEMV_GROUPS + tid / SPLIT) * GEMV_COLS;
+  let acc = gemv_accumulate(n0, lane);
   if (SPLIT == 1u) {
     for (var s = 0u; s < GEMV_SUMS; s++) {
       gemv_store(n0, s, acc[s / ROWS][s % ROWS]);
     }
     return;
   }
-  for (var c = 0u; c < GEMV_COLS; c++) {
-    for (var r = 0u; r < ROWS; r++) {
-      partials[(c * ROWS + r) * GEMV_THREADS + tid] = acc[c][r];
-    }
+  for (var s = 0u; s < GEMV_SUMS; s++) {
+    partials[s * GEMV_THREADS + tid] = acc[s / ROWS][s % ROWS];
   }
   for (var stride = SPLIT / 2u; stride > 0u; stride >>= 1u) {
     workgroupBarrier();

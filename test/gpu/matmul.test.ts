@@ -98,7 +98,9 @@ describe('matmul kernels (GEMV for M <= 16, tiled GEMM above) match the CPU refe
         // The GEMV thread split a hardware GPU would use, and the GEMM path on a small batch.
         const x5 = randomF32(5 * k, 13);
         const want5 = matmulRef(cpu, x5, 5);
-        for (const opts of [{ gemvSplit: 64 }, { gemvSplit: 2 }, { path: 'gemm' }] as const) {
+        const variants: MatmulOptions[] = [{ gemvSplit: 64, subgroups: false }, { gemvSplit: 2 }, { path: 'gemm' }];
+        if (rt.gpu.features.subgroups) variants.push({ gemvSplit: 64, subgroups: true });
+        for (const opts of variants) {
           expectRowsClose(await runMatmul(rt, w, x5, 5, undefined, opts), want5, 5, `M=5 ${JSON.stringify(opts)}`);
         }
         rt.buffers.destroy(w.buffer);
@@ -121,7 +123,7 @@ describe('matmul kernels (GEMV for M <= 16, tiled GEMM above) match the CPU refe
     const n = 140_001;
     const cpu = randomWeight(GgmlType.F16, n, 8, 6);
     const w = upload(rt, cpu, 'w.wide');
-    for (const m of [1, 3, 20]) {
+    for (const m of [1, 3]) {
       const x = randomF32(m * 8, 200 + m);
       expectRowsClose(await runMatmul(rt, w, x, m), matmulRef(cpu, x, m), m, `M=${m}`);
     }

@@ -1,7 +1,7 @@
 // Matmul against GGUF weights kept quantized in GPU memory: y[m, n] (+)= sum_k x[m, k] W[n, k].
 // Small batches (decode) take the GEMV kernel, which reads each weight block once for all
 // rows; larger ones the tiled GEMM kernel. See shaders/matmul.wgsl.
-import type { Binding, GpuRuntime } from '../../gpu/index.js';
+import type { Binding, GpuRuntime, PipelineKey } from '../../gpu/index.js';
 import { GgmlType, ggmlTypeName } from '../gguf.js';
 import { UnsupportedTensorTypeError, gpuBytesPerRow, isSupportedType, repackForGpu } from '../quant.js';
 
@@ -94,8 +94,41 @@ export interface MatmulOptions {
   path?: 'gemv' | 'gemm';
   /** GEMV threads per weight row pair (tests, benchmarks); default defaultGemvSplit. */
   gemvSplit?: GemvSplit;
+  /**
+   * GEMV reduction by subgroup operations (used when the split is 64); default: when the device
+   * has the `subgroups` feature. False forces the workgroup-memory reduction.
+   */
+  subgroups?: boolean;
   /** Fold the GEMV grid into 2D above this many workgroups (default and maximum 65535; tests). */
   maxGroupsPerDim?: number;
+}
+
+export interface MatmulPlan {
+  kernel: PipelineKey;
+  groups: [number, number];
+}
+
+/** Which kernel, defines and grid a matmul of m rows uses (GEMV up to GEMV_MAX_ROWS rows). */
+export function planMatmul(rt: GpuRuntime, w: GpuWeight, m: number, opts: MatmulOptions = {}): MatmulPlan {
+  const gemv = (opts.path ?? (m <= GEMV_MAX_ROWS ? 'gemv' : 'gemm')) === 'gemv';
+  if (!gemv) {
+    return {
+      kernel: { shader: 'matmul', entryPoint: 'gemm', defines: { WTYPE: wgslWeightType(w), ROWS: 1, SPLIT: 1 } },
+      groups: [Math.ceil(w.rows / GEMM_TILE), Math.ceil(m / GEMM_TILE)],
+    };
+  }
+  if (m > GEMV_MAX_ROWS) throw new Error(`${w.name}: the GEMV path takes at most ${GEMV_MAX_ROWS} rows, not ${m}`);
+  const split = opts.gemvSplit ?? defaultGemvSplit(rt, w.cols / 4);
+  if (!GEMV_SPLITS.includes(split)) throw new Error(`${w.name}: GEMV split ${split} is not one of ${GEMV_SPLITS.join(', ')}`);
+  const subgroups = split === 64 && (opts.subgroups ?? rt.gpu.features.subgroups);
+  if (subgroups && !rt.gpu.features.subgroups) throw new Error(`${w.name}: subgroups requested but the device has no subgroups feature`);
+  const defines = { WTYPE: wgslWeightType(w), ROWS: gemvRows(m), SPLIT: split };
+  return {
+    kernel: subgroups
+      ? { shader: 'matmul_subgroups', entryPoint: 'gemv_subgroups', defines }
+      : { shader: 'matmul', entryPoint: 'gemv', defines },
+    groups: grid2d(Math.ceil(w.rows / ((GEMV_THREADS / split) * GEMV_COLS)), opts.maxGroupsPerDim),
+  };
 }
 
 /**
@@ -107,19 +140,7 @@ export function matmul(rt: GpuRuntime, w: GpuWeight, x: Binding, y: Binding, m: 
   if (m <= 0) return;
   checkBinding(x, m * w.cols * 4, 'x', w.name);
   checkBinding(y, m * w.rows * 4, 'y', w.name);
-  const params = new Uint32Array([m, w.rows, w.cols / 4, wordsPerRow]);
-  const gemv = (opts.path ?? (m <= GEMV_MAX_ROWS ? 'gemv' : 'gemm')) === 'gemv';
-  if (gemv && m > GEMV_MAX_ROWS) throw new Error(`${w.name}: the GEMV path takes at most ${GEMV_MAX_ROWS} rows, not ${m}`);
-  const split = gemv ? (opts.gemvSplit ?? defaultGemvSplit(rt, w.cols / 4)) : 1;
-  if (!GEMV_SPLITS.includes(split)) throw new Error(`${w.name}: GEMV split ${split} is not one of ${GEMV_SPLITS.join(', ')}`);
-  const defines = {
-    WTYPE: wgslWeightType(w),
-    ROWS: gemv ? gemvRows(m) : 1,
-    SPLIT: split,
-    ACCUMULATE: opts.accumulate ? 'true' : 'false',
-  };
-  const groups: [number, number] = gemv
-    ? grid2d(Math.ceil(w.rows / ((GEMV_THREADS / split) * GEMV_COLS)), opts.maxGroupsPerDim)
-    : [Math.ceil(w.rows / GEMM_TILE), Math.ceil(m / GEMM_TILE)];
-  rt.dispatch({ shader: 'matmul', entryPoint: gemv ? 'gemv' : 'gemm', defines }, params, [w.buffer, x, y], groups);
+  const { kernel, groups } = planMatmul(rt, w, m, opts);
+  const params = new Uint32Array([m, w.rows, w.cols / 4, wordsPerRow, opts.accumulate ? 1 : 0, 0, 0, 0]);
+  rt.dispatch(kernel, params, [w.buffer, x, y], groups);
 }
