@@ -49,11 +49,6 @@ export function blockLayout(type: number, tensor = 'tensor'): BlockLayout {
   return layout;
 }
 
-/** Elements per quantization block in the GGUF file (1 for float types). */
-export function ggufBlockElems(type: number, tensor = 'tensor'): number {
-  return isFloatType(type) ? 1 : blockLayout(type, tensor).elems;
-}
-
 function isFloatType(type: number): boolean {
   return type === GgmlType.F32 || type === GgmlType.F16 || type === GgmlType.BF16;
 }
