@@ -16,7 +16,7 @@ export async function loadShared(file: string, kvPages = 512): Promise<LoadedMod
   const rt = await getRuntime();
   const model = await Model.load(rt, modelPath(file));
   const forward = new ForwardPass(model);
-  const kv = KvCache.create(rt, model.config, { maxPages: kvPages, memoryBytes: 1 << 30, format: 'f32' });
+  const kv = KvCache.create(rt, model.config, { maxPages: kvPages, memoryBytes: 1 << 30, format: 'f16' });
   return {
     model,
     forward,
