@@ -22,6 +22,10 @@ export class BufferManager {
   /** A storage buffer (size rounded up to 4 bytes, at least 16). */
   create(label: string, size: number, usage: number = STORAGE): GPUBuffer {
     const bytes = Math.max(16, Math.ceil(size / 4) * 4);
+    const max = this.device.limits.maxBufferSize;
+    if (bytes > max) {
+      throw new Error(`not enough GPU memory: buffer ${label} needs ${bytes} bytes, the device allows at most ${max} per buffer`);
+    }
     const buffer = this.device.createBuffer({ label, size: bytes, usage });
     this.live.add(buffer);
     this.bytesAllocated += bytes;

@@ -21,3 +21,35 @@ describe('gpu runtime', () => {
     await expect(rt.pipelines.check({ shader: 'util', entryPoint: 'no_such_entry' })).rejects.toThrow(/util\.wgsl \(no_such_entry\)/);
   });
 });
+
+describe('device loss', () => {
+  it('turns a lost device into a clear error on the next GPU call', async () => {
+    const { GpuRuntime, GpuDeviceLostError } = await import('../../src/gpu/index.js');
+    const rt = await GpuRuntime.create();
+    const buf = rt.buffers.create('x', 64);
+    rt.device.destroy();
+    const err = await rt.gpu.lost;
+    expect(err).toBeInstanceOf(GpuDeviceLostError);
+    expect(err.message).toMatch(/GPU device lost \(destroyed\)/);
+    expect(() => rt.dispatch({ shader: 'util', entryPoint: 'copy_vec4' }, new Uint32Array(4), [buf, buf], [1])).toThrow(GpuDeviceLostError);
+    await expect(rt.sync()).rejects.toThrow(GpuDeviceLostError);
+    rt.destroy();
+  });
+});
+
+describe('buffers', () => {
+  it('refuses a buffer larger than the device allows, naming it', async () => {
+    const rt = await getRuntime();
+    const tooBig = rt.gpu.limits.maxBufferSize + 4;
+    expect(() => rt.buffers.create('kv.huge', tooBig)).toThrow(/not enough GPU memory: buffer kv\.huge needs \d+ bytes/);
+  });
+
+  it('returns bytes to the account when buffers are destroyed', async () => {
+    const rt = await getRuntime();
+    const before = rt.buffers.bytesAllocated;
+    const b = rt.buffers.create('tmp', 1000);
+    expect(rt.buffers.bytesAllocated).toBe(before + 1000);
+    rt.buffers.destroy(b);
+    expect(rt.buffers.bytesAllocated).toBe(before);
+  });
+});
