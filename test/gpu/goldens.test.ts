@@ -26,9 +26,15 @@ function argmax(p: Float32Array): number {
   return best;
 }
 
-/** Largest top-5 probability difference allowed: exact types tight; quantized types loose, as llama.cpp rounds activations to 8 bits. */
+/**
+ * Largest top-5 probability difference allowed. Our F32 math matches an exact CPU reference to
+ * 1e-6 (reference-forward.test.ts); llama.cpp's CPU flash attention rounds Q, K, V and its
+ * output accumulator to f16 after every key, which alone moves its probabilities by up to
+ * 4.4e-3 from exact math on these models (measured with the reference's rounding switches).
+ * Quantized types differ more: llama.cpp rounds activations to 8 bits there, and so do we.
+ */
 function tolerance(file: string): number {
-  return /f32|f16|tiny-random/.test(file) ? 1e-3 : 5e-2;
+  return /f32|f16|tiny-random/.test(file) ? 5e-3 : 5e-2;
 }
 
 const report: string[] = ['model | case | greedy match | llama.cpp near tie | all 32 | max |Δp| top-5'];
