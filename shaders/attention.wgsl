@@ -31,6 +31,9 @@ const TOKENS: u32 = {{TOKENS}}u;
 const TPR: u32 = {{TPR}}u;
 const BK: u32 = {{BK}}u;
 const KV_F16: bool = {{KV_F16}};
+// llama.cpp CPU flash-attention rounding: query rounded to f16 (scaled after the dot), keys visited
+// one by one with the value accumulators rounded to f16 after every update (its VKQ16).
+const F16_ACC: bool = {{F16_ACC}};
 const ROWS: u32 = GROUP * TOKENS;
 const WG: u32 = ROWS * TPR;
 const DPT: u32 = HEAD_DIM / TPR;
@@ -118,7 +121,8 @@ fn load_queries(j: Job, kvHead: u32, tid: u32) {
     var value = 0.0;
     if (tok < j.numTokens) {
       let head = kvHead * GROUP + r % GROUP;
-      value = q[((j.firstToken + tok) * params.numHeads + head) * HEAD_DIM + e % HEAD_DIM] * params.scale;
+      value = q[((j.firstToken + tok) * params.numHeads + head) * HEAD_DIM + e % HEAD_DIM];
+      value = select(value * params.scale, f16_round(value), F16_ACC);
     }
     qTile[e] = value;
   }
@@ -157,13 +161,41 @@ fn compute_scores(j: Job, tileStart: u32, tid: u32) {
       let kBase = (e % BK) * HEAD_DIM;
       s = 0.0;
       for (var d = 0u; d < HEAD_DIM; d++) { s += qTile[qBase + d] * kTile[kBase + d]; }
+      if (F16_ACC) { s *= params.scale; }
     }
     scores[e] = s;
   }
 }
 
+fn f16_round(x: f32) -> f32 {
+  return unpack2x16float(pack2x16float(vec2<f32>(x, 0.0))).x;
+}
+
+// llama.cpp's per-key online softmax with f16 accumulators (F16_ACC).
+fn accumulate_f16(row: u32, lane: u32) {
+  for (var k = 0u; k < BK; k++) {
+    let s = scores[row * BK + k];
+    if (s == MASKED) { continue; }
+    var ms = 1.0;
+    var vs = 1.0;
+    if (s > rowMax) {
+      ms = exp(rowMax - s);
+      rowMax = s;
+      for (var i = 0u; i < DPT; i++) { acc[i] = f16_round(acc[i] * ms); }
+    } else {
+      vs = exp(s - rowMax);
+    }
+    for (var i = 0u; i < DPT; i++) { acc[i] = f16_round(acc[i] + f16_round(vTile[k * HEAD_DIM + lane + i * TPR]) * vs); }
+    rowSum = rowSum * ms + vs;
+  }
+}
+
 // Online softmax step of this thread's row over the staged tile.
 fn accumulate(row: u32, lane: u32) {
+  if (F16_ACC) {
+    accumulate_f16(row, lane);
+    return;
+  }
   var tileMax = MASKED;
   for (var k = 0u; k < BK; k++) { tileMax = max(tileMax, scores[row * BK + k]); }
   let newMax = max(rowMax, tileMax);

@@ -26,6 +26,7 @@ interface Scenario {
   /** Overrides the batch's true max context (a wrong hint must not change results). */
   maxContextHint?: number;
   workspace?: AttentionWorkspace;
+  f16Accumulate?: boolean;
 }
 
 function shuffled(n: number, seed: number): number[] {
@@ -147,7 +148,7 @@ async function runScenario(rt: GpuRuntime, sc: Scenario, seed: number) {
   const out = rt.buffers.create('out', q.byteLength);
   attention(rt, {
     ...attentionBatchInfo(batch), ...(sc.maxContextHint ? { maxContext: sc.maxContextHint } : {}), layout, q: rt.buffers.createWith('q', q), kCache, vCache, out, batch: buffers,
-    heads: sc.heads, path: sc.path, splitKeys: sc.splitKeys, maxSplits: sc.maxSplits, workspace: sc.workspace,
+    heads: sc.heads, path: sc.path, splitKeys: sc.splitKeys, maxSplits: sc.maxSplits, workspace: sc.workspace, f16Accumulate: sc.f16Accumulate,
   });
   await rt.sync();
   const gpu = await rt.buffers.readF32(out, 0, q.length);
@@ -155,7 +156,7 @@ async function runScenario(rt: GpuRuntime, sc: Scenario, seed: number) {
     maxAbsDiff(decodeKvCache(layout, await rt.buffers.read(kCache)), kRef),
     maxAbsDiff(decodeKvCache(layout, await rt.buffers.read(vCache)), vRef),
   );
-  const ref = attentionReference({ layout, q, kCache: kRef, vCache: vRef, heads: sc.heads, batch });
+  const ref = attentionReference({ layout, q, kCache: kRef, vCache: vRef, heads: sc.heads, batch, f16Accumulate: sc.f16Accumulate });
   buffers.destroy();
   return { gpu, ref, cacheDiff };
 }
@@ -181,6 +182,9 @@ const DECODE: SeqSpec[] = [
 ];
 
 const TOLERANCE = 1e-5; // outputs are averages of values in [-1, 1]
+// With f16 accumulators, GPU and reference exp() may differ in the last f32 bit and then round an
+// accumulator to neighbouring halves: differences of a few f16 ulps (2^-11 of values up to 1).
+const F16_ACC_TOLERANCE = 2 * 2 ** -11;
 
 describe('paged attention', () => {
   let seed = 1;
@@ -220,5 +224,17 @@ describe('paged attention', () => {
     const r = await runScenario(rt, sc, 123);
     expect(maxAbsDiff(r.gpu, r.ref)).toBeLessThan(TOLERANCE);
     workspace.destroy();
+  });
+
+  describe('llama.cpp f16 accumulation (f16Accumulate)', () => {
+    for (const m of MODELS) {
+      it(`${m.name}: tiled, split and direct paths`, async () => {
+        const rt = await getRuntime();
+        for (const [i, extra] of [{ path: 'tiled' as const }, { splitKeys: 16 }, {}].entries()) {
+          const r = await runScenario(rt, { ...m, format: 'f16', seqs: MIXED, f16Accumulate: true, ...extra }, 500 + i);
+          expect(maxAbsDiff(r.gpu, r.ref)).toBeLessThan(F16_ACC_TOLERANCE);
+        }
+      });
+    }
   });
 });

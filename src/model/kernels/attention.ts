@@ -46,6 +46,12 @@ export interface AttentionArgs {
   /** Keys per split of the split-K path (default 256, rounded up to whole key tiles); at most `maxSplits` (default 32) splits. */
   splitKeys?: number;
   maxSplits?: number;
+  /**
+   * Round like llama.cpp's CPU flash attention (what its goldens come from): the query rounded to
+   * f16, keys visited in order with value accumulators rounded to f16 after every key. Less precise
+   * than the default f32 accumulation; for matching llama.cpp's outputs closely.
+   */
+  f16Accumulate?: boolean;
   /** Buffers for split partials; default: one per runtime, grown on demand. */
   workspace?: AttentionWorkspace;
 }
@@ -162,7 +168,7 @@ function splitPlan(maxContext: number, splitKeys: number, maxSplits: number, bk:
   return { numSplits, splitLen };
 }
 
-function defines(shape: KernelShape, layout: KvLayout): Record<string, string | number> {
+function defines(shape: KernelShape, layout: KvLayout, f16Accumulate: boolean): Record<string, string | number> {
   return {
     HEAD_DIM: layout.headDim,
     GROUP: shape.group,
@@ -170,6 +176,7 @@ function defines(shape: KernelShape, layout: KvLayout): Record<string, string | 
     TPR: shape.tpr,
     BK: shape.bk,
     KV_F16: String(layout.format === 'f16'),
+    F16_ACC: String(f16Accumulate),
   };
 }
 
@@ -204,7 +211,7 @@ function recordTiled(rt: GpuRuntime, a: AttentionArgs, group: number, skipSingle
   const maxQueryLen = a.maxQueryLen ?? a.tokens;
   const tiles = Math.min(Math.ceil(a.tokens / shape.tokens) + a.seqs, a.seqs * Math.ceil(maxQueryLen / shape.tokens));
   const params = attentionParams(a, { skipSingles, numSplits: 1, splitLen: 0 });
-  rt.dispatch({ shader: 'attention', entryPoint: 'attn_tiled', defines: defines(shape, a.layout) }, params,
+  rt.dispatch({ shader: 'attention', entryPoint: 'attn_tiled', defines: defines(shape, a.layout, a.f16Accumulate ?? false) }, params,
     [a.q, a.kCache, a.vCache, a.batch.positions, a.batch.seqStarts, a.batch.blockTables, a.out],
     [tiles, a.layout.numKvHeads]);
 }
@@ -215,7 +222,7 @@ function recordSplit(rt: GpuRuntime, a: AttentionArgs, group: number): void {
   const { numSplits, splitLen } = splitPlan(Math.max(1, a.maxContext), splitKeys, Math.max(1, a.maxSplits ?? DEFAULT_MAX_SPLITS), shape.bk);
   const part = (a.workspace ?? defaultWorkspace(rt)).reserve(a.seqs * a.heads * numSplits, a.layout.headDim);
   const params = attentionParams(a, { skipSingles: true, numSplits, splitLen });
-  const key = { shader: 'attention', defines: defines(shape, a.layout) };
+  const key = { shader: 'attention', defines: defines(shape, a.layout, a.f16Accumulate ?? false) };
   rt.dispatch({ ...key, entryPoint: 'attn_split' }, params,
     [a.q, a.kCache, a.vCache, a.batch.positions, a.batch.seqStarts, a.batch.blockTables, a.out, part.acc, part.ml],
     [numSplits, a.layout.numKvHeads, a.seqs]);
