@@ -78,6 +78,31 @@ function checkCols(type: number, cols: number, blockElems: number, tensor: strin
   }
 }
 
+/**
+ * The grid llama.cpp's CPU matmul rounds activations onto before multiplying by a weight of this
+ * type (the type's vec_dot_type in ggml-cpu.c type_traits_cpu): Q8_0 blocks of 32 for Q8_0 and
+ * Q4_0, Q8_K blocks of 256 for Q4_K and Q6_K, f16 for F16, bf16 for BF16; null for F32 (exact).
+ */
+export type ActivationGrid = 'q8_0' | 'q8_k' | 'f16' | 'bf16';
+
+const ACTIVATION_GRIDS: Partial<Record<GgmlType, ActivationGrid>> = {
+  [GgmlType.F16]: 'f16',
+  [GgmlType.BF16]: 'bf16',
+  [GgmlType.Q8_0]: 'q8_0',
+  [GgmlType.Q4_0]: 'q8_0',
+  [GgmlType.Q4_K]: 'q8_k',
+  [GgmlType.Q6_K]: 'q8_k',
+};
+
+export function activationGrid(type: number): ActivationGrid | null {
+  return ACTIVATION_GRIDS[type as GgmlType] ?? null;
+}
+
+/** Elements per rounding block of a grid (float grids round element by element). */
+export function activationGridBlock(grid: ActivationGrid): number {
+  return grid === 'q8_0' ? 32 : grid === 'q8_k' ? 256 : 1;
+}
+
 // ---------------------------------------------------------------------------------------
 // Scalar conversions
 

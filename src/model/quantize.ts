@@ -1,8 +1,9 @@
 // CPU quantizers that write GGUF-layout blocks, for tests and tools: Q8_0 and Q4_0 as
 // llama.cpp's reference quantizers (quantize_row_q8_0_ref, quantize_row_q4_0_ref), and
-// float encodings (F32, F16, BF16).
+// float encodings (F32, F16, BF16). Also the activation rounding llama.cpp's CPU matmul applies
+// (roundActivations), the reference of shaders/quantize_act.wgsl.
 import { GgmlType, ggmlTypeName } from './gguf.js';
-import { f32ToF16 } from './quant.js';
+import { activationGridBlock, f16ToF32, f32ToF16, type ActivationGrid } from './quant.js';
 
 /** C roundf: halves round away from zero. */
 function roundAway(x: number): number {
@@ -97,6 +98,75 @@ export function randomKQuant(type: GgmlType.Q4_K | GgmlType.Q6_K, blocks: number
     } else {
       for (let s = 0; s < 16; s++) view.setInt8(at + 192 + s, Math.floor(random() * 64) - 32);
       view.setUint16(at + 208, f32ToF16(0.001 + random() * 0.004), true);
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------
+// Activation rounding (what llama.cpp's CPU matmul does to x before its dot products)
+
+/** Round half to even (_mm256_round_ps with _MM_ROUND_NEAREST, and nearest_int's magic add). */
+export function roundHalfEven(v: number): number {
+  const r = Math.round(v);
+  return r - v === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/** v rounded to the nearest f16 (ties to even), as a number. */
+export function toF16Grid(v: number): number {
+  return f16ToF32(f32ToF16(v));
+}
+
+/** v rounded to the nearest bf16 (ties to even), as a number. */
+export function toBf16Grid(v: number): number {
+  const u = f32ToBf16(v);
+  const f = new Float32Array(new Uint32Array([u << 16]).buffer);
+  return f[0];
+}
+
+/**
+ * x' = x rounded onto the grid llama.cpp's CPU matmul uses for a weight type (quant.ts
+ * activationGrid), block by block along the flat array (rows are whole blocks). f32 arithmetic
+ * throughout: a float op in double precision then Math.fround is the correctly rounded f32 op.
+ *  q8_0: quantize_row_q8_0 (x86 AVX2): d = amax / 127 stored as f16, id = 127 / amax,
+ *        q = round-half-even(x * id), x' = f16(d) * q.
+ *  q8_k: quantize_row_q8_K_ref: max = first x of largest |x|, iscale = -127 / max,
+ *        q = min(127, round-half-even(iscale * x)), d = 1 / iscale (f32), x' = d * q.
+ *  f16, bf16: each element rounded to nearest even.
+ */
+export function roundActivations(grid: ActivationGrid, x: Float32Array): Float32Array {
+  const out = new Float32Array(x.length);
+  if (grid === 'f16' || grid === 'bf16') {
+    const round = grid === 'f16' ? toF16Grid : toBf16Grid;
+    for (let i = 0; i < x.length; i++) out[i] = round(x[i]);
+    return out;
+  }
+  const block = activationGridBlock(grid);
+  const blocks = checkBlocks(x, block, `activations (${grid})`);
+  for (let b = 0; b < blocks; b++) {
+    const v = x.subarray(b * block, (b + 1) * block);
+    let amax = 0, max = 0;
+    for (const e of v) {
+      if (Math.abs(e) > amax) {
+        amax = Math.abs(e);
+        max = e;
+      }
+    }
+    if (amax === 0) continue;
+    if (grid === 'q8_0') {
+      const d = toF16Grid(Math.fround(amax / 127));
+      const id = Math.fround(127 / amax);
+      for (let j = 0; j < block; j++) {
+        const q = Math.min(127, Math.max(-128, roundHalfEven(Math.fround(v[j] * id))));
+        out[b * block + j] = Math.fround(d * q);
+      }
+    } else {
+      const iscale = Math.fround(-127 / max);
+      const d = Math.fround(1 / iscale);
+      for (let j = 0; j < block; j++) {
+        const q = Math.min(127, roundHalfEven(Math.fround(iscale * v[j])));
+        out[b * block + j] = Math.fround(d * q);
+      }
     }
   }
   return out;

@@ -4,11 +4,19 @@ import { describe, expect, it } from 'vitest';
 import type { GpuRuntime } from '../../src/gpu/index.js';
 import { GgmlType, ggmlTypeName, parseGgufHeader, type TensorInfo } from '../../src/model/gguf.js';
 import { embed } from '../../src/model/kernels/embedding.js';
-import { GEMV_MAX_ROWS, matmul, uploadWeight, type GpuWeight, type MatmulOptions } from '../../src/model/kernels/matmul.js';
+import {
+  GEMV_MAX_ROWS,
+  matmul,
+  matmulShared,
+  roundActivations,
+  uploadWeight,
+  type GpuWeight,
+  type MatmulOptions,
+} from '../../src/model/kernels/matmul.js';
 import { embedRef, matmulRef, type CpuWeight } from '../../src/model/kernels/matmul.reference.js';
-import { UnsupportedTensorTypeError } from '../../src/model/quant.js';
-import { quantize, randomKQuant } from '../../src/model/quantize.js';
-import { getRuntime, randomF32, rng } from '../helpers/gpu.js';
+import { UnsupportedTensorTypeError, activationGrid, type ActivationGrid } from '../../src/model/quant.js';
+import { quantize, randomKQuant, roundActivations as roundActivationsRef } from '../../src/model/quantize.js';
+import { getRuntime, maxAbsDiff, randomF32, rng } from '../helpers/gpu.js';
 
 const MODELS = join(__dirname, '../../../shared/models');
 const MS = [1, 2, 5, 16, 33, 70];
@@ -146,6 +154,154 @@ describe('matmul kernels (GEMV for M <= 16, tiled GEMM above) match the CPU refe
       const x = randomF32(m * cpu.cols, 300 + m);
       expectRowsClose(await runMatmul(rt, w, x, m), matmulRef(cpu, x, m), m, `M=${m}`);
     }
+  });
+});
+
+describe('activations rounded as llama.cpp rounds them (quantize_act.wgsl, quantize.ts roundActivations)', () => {
+  const f = Math.fround;
+
+  async function roundOnGpu(rt: GpuRuntime, grid: ActivationGrid, x: Float32Array): Promise<Float32Array> {
+    const xb = rt.buffers.createWith('x', x);
+    const out = rt.buffers.create('rounded', x.length * 4);
+    roundActivations(rt, grid, xb, out, x.length);
+    await rt.sync();
+    const got = await rt.buffers.readF32(out, 0, x.length);
+    rt.buffers.destroy(xb);
+    rt.buffers.destroy(out);
+    return got;
+  }
+
+  /** GPU and CPU reference both give `want` exactly. */
+  async function expectRounded(grid: ActivationGrid, x: Float32Array, want: number[]): Promise<void> {
+    const rt = await getRuntime();
+    const cpu = roundActivationsRef(grid, x);
+    const gpu = await roundOnGpu(rt, grid, x);
+    want.forEach((v, i) => {
+      if (cpu[i] !== v) expect.fail(`${grid} CPU element ${i}: ${cpu[i]}, want ${v}`);
+      if (gpu[i] !== v) expect.fail(`${grid} GPU element ${i}: ${gpu[i]}, want ${v}`);
+    });
+  }
+
+  function block(n: number, head: number[]): Float32Array {
+    const x = new Float32Array(n);
+    x.set(head);
+    return x;
+  }
+
+  it('q8_0 (Q8_0 and Q4_0 weights): ties to even, id = 127 / amax, the f16-rounded scale', async () => {
+    expect(activationGrid(GgmlType.Q4_0)).toBe('q8_0');
+    // Block 1: amax 127, so d = 1 and id = 1: x' = x rounded half to even (roundf would give 3, 4, -3, -4).
+    // Block 2: amax 1: d = 1/127 = 0.007874016 is stored as f16 0.00787353515625 (1032/1024 * 2^-7),
+    // id = 127: q = 127, 31.75 -> 32, -63.5 -> -64, 95.25 -> 95, and x' = q * 0.00787353515625.
+    const x = new Float32Array(64);
+    x.set([127, 2.5, 3.5, -2.5, -3.5, 0.49, -126.6, 0.001]);
+    x.set([1, 0.25, -0.5, 0.75], 32);
+    const want = new Array(64).fill(0);
+    want.splice(0, 8, 127, 2, 4, -2, -4, 0, -127, 0);
+    want.splice(32, 4, 0.99993896484375, 0.251953125, -0.50390625, 0.74798583984375);
+    await expectRounded('q8_0', x, want);
+  });
+
+  it('q8_k (Q4_K and Q6_K weights): iscale = -127 / max, d = 1 / iscale as f32, ties to even', async () => {
+    expect(activationGrid(GgmlType.Q6_K)).toBe('q8_k');
+    // max = -2 (first of largest |x|): iscale = 63.5, d = f32(1 / 63.5). q: 1 -> 63.5 -> 64,
+    // -1 -> -64, 0.5 -> 31.75 -> 32, -2 -> -127, 2 -> 127, 0.01 -> 0.635 -> 1, 0.003 -> 0.
+    const x = block(256, [1, -1, 0.5, -2, 0.01, 0.003, 0, 2]);
+    const d = f(1 / 63.5);
+    await expectRounded('q8_k', x, [64, -64, 32, -127, 1, 0, 0, 127].map((q) => f(d * q)));
+  });
+
+  it('f16 and bf16 (F16 and BF16 weights): element-wise round to nearest even, subnormals and overflow', async () => {
+    expect(activationGrid(GgmlType.F16)).toBe('f16');
+    expect(activationGrid(GgmlType.F32)).toBe(null);
+    const u = 2 ** -24; // smallest f16 subnormal
+    await expectRounded(
+      'f16',
+      Float32Array.from([1 + 2 ** -11, 1 + 3 * 2 ** -11, 65519, 65520, 0.5 * u, 1.5 * u, -1.5 * u, 0.75 * u, 0.1, -3, 0, 0]),
+      [1, 1 + 2 ** -9, 65504, Infinity, 0, 2 * u, -2 * u, u, 0.0999755859375, -3, 0, 0],
+    );
+    await expectRounded('bf16', Float32Array.from([1 + 2 ** -8, 1 + 3 * 2 ** -8, 0.1, -3]), [1, 1 + 2 ** -6, 0.10009765625, -3]);
+  });
+
+  it('GPU rounding equals the CPU reference bit for bit on random blocks of every scale', async () => {
+    const rt = await getRuntime();
+    const r = rng(77);
+    const n = 3 * 1024;
+    const x = randomF32(n, 78);
+    // Scale each 32-block by 2^-20 .. 2^10; block 5 all zeros; block 6 half-integers with amax 127 (ties).
+    for (let b = 0; b < n / 32; b++) {
+      const s = 2 ** (Math.floor(r() * 31) - 20);
+      for (let j = 0; j < 32; j++) x[b * 32 + j] *= s;
+    }
+    x.fill(0, 5 * 32, 6 * 32);
+    for (let j = 0; j < 32; j++) x[6 * 32 + j] = j === 0 ? 127 : Math.floor(r() * 200) - 100 + 0.5;
+    for (const grid of ['q8_0', 'q8_k', 'f16', 'bf16'] as const) {
+      const want = roundActivationsRef(grid, x);
+      const got = await roundOnGpu(rt, grid, x);
+      for (let i = 0; i < n; i++) {
+        if (got[i] !== want[i]) expect.fail(`${grid} element ${i} (x = ${x[i]}): GPU ${got[i]}, CPU ${want[i]}`);
+      }
+      expect(maxAbsDiff(want, x), grid).toBeGreaterThan(0);
+    }
+  });
+
+  it("matmul rounds x by default, and activations: 'exact' skips it", async () => {
+    const rt = await getRuntime();
+    for (const [type, [k, n]] of SHAPES.map(([t, sh]) => [t, sh[sh.length - 1]] as const)) {
+      const cpu = randomWeight(type, n, k, 900 + k);
+      const w = upload(rt, cpu, `w.exact.${ggmlTypeName(type)}`);
+      for (const m of [3, 40]) {
+        const x = randomF32(m * k, 901 + m);
+        const exact = await runMatmul(rt, w, x, m, undefined, { activations: 'exact' });
+        expectRowsClose(exact, matmulRef(cpu, x, m, undefined, { activations: 'exact' }), m, `${ggmlTypeName(type)} exact M=${m}`);
+        const rounded = await runMatmul(rt, w, x, m);
+        if (activationGrid(type)) expect(maxAbsDiff(rounded, exact), ggmlTypeName(type)).toBeGreaterThan(0);
+        else expect(rounded).toEqual(exact);
+      }
+      rt.buffers.destroy(w.buffer);
+    }
+  });
+
+  it('matmulShared (q/k/v on one x) equals separate matmuls, across grids, and the scratch grows inside a submission', async () => {
+    const rt = await getRuntime();
+    const k = 512;
+    const cpus = [
+      randomWeight(GgmlType.Q4_K, 40, k, 1),
+      randomWeight(GgmlType.Q6_K, 24, k, 2),
+      randomWeight(GgmlType.Q8_0, 24, k, 3),
+      randomWeight(GgmlType.F32, 8, k, 4),
+    ];
+    const ws = cpus.map((c, i) => upload(rt, c, `w.shared.${i}`));
+    // A small call first, then a larger one in the same submission: the second grows the scratch.
+    for (const m of [2, 70]) {
+      const x = randomF32(m * k, 500 + m);
+      const xb = rt.buffers.createWith('x', x);
+      const ys = cpus.map((c) => rt.buffers.create('y', m * c.rows * 4));
+      const init = randomF32(m * cpus[3].rows, 7);
+      rt.buffers.write(ys[3], init);
+      matmulShared(rt, xb, m, ws.map((w, i) => ({ w, y: ys[i], accumulate: i === 3 })));
+      await rt.sync();
+      for (const [i, c] of cpus.entries()) {
+        const got = await rt.buffers.readF32(ys[i], 0, m * c.rows);
+        expectRowsClose(got, matmulRef(c, x, m, i === 3 ? init : undefined), m, `shared ${ggmlTypeName(c.type)} M=${m}`);
+        rt.buffers.destroy(ys[i]);
+      }
+      rt.buffers.destroy(xb);
+    }
+    // 600 rows of 512 (1.2 MB) need a larger scratch than any earlier test in this file, while
+    // the first dispatch, recorded but not yet submitted, reads the old one.
+    const big = 600;
+    const x1 = randomF32(k, 1), x2 = randomF32(big * k, 2);
+    const b1 = rt.buffers.createWith('x1', x1), b2 = rt.buffers.createWith('x2', x2);
+    const y1 = rt.buffers.create('y1', cpus[0].rows * 4), y2 = rt.buffers.create('y2', big * cpus[0].rows * 4);
+    const before = rt.buffers.bytesAllocated;
+    matmul(rt, ws[0], b1, y1, 1);
+    matmul(rt, ws[0], b2, y2, big);
+    expect(rt.buffers.bytesAllocated, 'the scratch grew').toBeGreaterThan(before);
+    await rt.sync();
+    expectRowsClose(await rt.buffers.readF32(y1, 0, cpus[0].rows), matmulRef(cpus[0], x1, 1), 1, 'before growth');
+    expectRowsClose(await rt.buffers.readF32(y2, 0, big * cpus[0].rows), matmulRef(cpus[0], x2, big), big, 'after growth');
+    for (const b of [b1, b2, y1, y2, ...ws.map((w) => w.buffer)]) rt.buffers.destroy(b);
   });
 });
 

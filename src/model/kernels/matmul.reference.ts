@@ -1,6 +1,7 @@
 // CPU references of the matmul and embedding kernels, over GGUF-layout weight bytes.
 import type { GgmlType } from '../gguf.js';
-import { dequantize } from '../quant.js';
+import { activationGrid, dequantize } from '../quant.js';
+import { roundActivations } from '../quantize.js';
 
 export interface CpuWeight {
   type: GgmlType;
@@ -12,9 +13,19 @@ export interface CpuWeight {
   bytes: Uint8Array;
 }
 
-/** y[m, n] = (init[m, n] +) sum_k x[m, k] * W[n, k], summed in double precision. */
-export function matmulRef(w: CpuWeight, x: Float32Array, m: number, init?: Float32Array): Float32Array {
+export interface MatmulRefOptions {
+  /** As MatmulOptions.activations: 'llama.cpp' (default) rounds x as the GPU wrapper does. */
+  activations?: 'llama.cpp' | 'exact';
+}
+
+/**
+ * y[m, n] = (init[m, n] +) sum_k x'[m, k] * W[n, k], summed in double precision, where x' is x
+ * rounded onto the weight type's activation grid (roundActivations) unless activations: 'exact'.
+ */
+export function matmulRef(w: CpuWeight, x: Float32Array, m: number, init?: Float32Array, opts: MatmulRefOptions = {}): Float32Array {
   const wf = dequantize(w.type, w.bytes, w.rows * w.cols);
+  const grid = opts.activations === 'exact' ? null : activationGrid(w.type);
+  if (grid) x = roundActivations(grid, x.subarray(0, m * w.cols));
   const y = new Float32Array(m * w.rows);
   for (let r = 0; r < m; r++) {
     for (let n = 0; n < w.rows; n++) {

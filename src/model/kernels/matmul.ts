@@ -1,9 +1,22 @@
 // Matmul against GGUF weights kept quantized in GPU memory: y[m, n] (+)= sum_k x[m, k] W[n, k].
 // Small batches (decode) take the GEMV kernel, which reads each weight block once for all
 // rows; larger ones the tiled GEMM kernel. See shaders/matmul.wgsl.
+//
+// Activations are first rounded the way llama.cpp's CPU matmul rounds them for the weight's type
+// (Q8_0 blocks for Q8_0/Q4_0, Q8_K blocks for Q4_K/Q6_K, f16 for F16, bf16 for BF16; F32 exact),
+// into a scratch buffer this module owns (shaders/quantize_act.wgsl), so the model computes what
+// llama.cpp computes. `activations: 'exact'` skips that.
 import type { Binding, GpuRuntime, PipelineKey } from '../../gpu/index.js';
 import { GgmlType, ggmlTypeName } from '../gguf.js';
-import { UnsupportedTensorTypeError, gpuBytesPerRow, isSupportedType, repackForGpu } from '../quant.js';
+import {
+  UnsupportedTensorTypeError,
+  activationGrid,
+  activationGridBlock,
+  gpuBytesPerRow,
+  isSupportedType,
+  repackForGpu,
+  type ActivationGrid,
+} from '../quant.js';
 
 export interface GpuWeight {
   name: string;
@@ -101,6 +114,11 @@ export interface MatmulOptions {
   subgroups?: boolean;
   /** Fold the GEMV grid into 2D above this many workgroups (default and maximum 65535; tests). */
   maxGroupsPerDim?: number;
+  /**
+   * 'llama.cpp' (default): x is rounded onto the weight type's activation grid first, as
+   * llama.cpp's CPU matmul does (quant.ts activationGrid). 'exact': x is used as given.
+   */
+  activations?: 'llama.cpp' | 'exact';
 }
 
 export interface MatmulPlan {
@@ -132,15 +150,99 @@ export function planMatmul(rt: GpuRuntime, w: GpuWeight, m: number, opts: Matmul
 }
 
 /**
- * Records y[m, n] = (y +) sum_k x[m, k] * W[n, k] into the current submission.
+ * Records y[m, n] = (y +) sum_k x'[m, k] * W[n, k] into the current submission, x' being x
+ * rounded as llama.cpp rounds it for w's type (opts.activations).
  * x: f32 [m, w.cols]; y: f32 [m, w.rows].
  */
 export function matmul(rt: GpuRuntime, w: GpuWeight, x: Binding, y: Binding, m: number, opts: MatmulOptions = {}): void {
-  const wordsPerRow = weightWordsPerRow(w);
-  if (m <= 0) return;
-  checkBinding(x, m * w.cols * 4, 'x', w.name);
-  checkBinding(y, m * w.rows * 4, 'y', w.name);
-  const { kernel, groups } = planMatmul(rt, w, m, opts);
-  const params = new Uint32Array([m, w.rows, w.cols / 4, wordsPerRow, opts.accumulate ? 1 : 0, 0, 0, 0]);
-  rt.dispatch(kernel, params, [w.buffer, x, y], groups);
+  matmulShared(rt, x, m, [{ w, y, accumulate: opts.accumulate }], opts);
+}
+
+export interface MatmulTarget {
+  w: GpuWeight;
+  y: Binding;
+  /** y += x·Wᵀ */
+  accumulate?: boolean;
+}
+
+/**
+ * Several matmuls of the same x (q/k/v, gate/up), recorded in order: x is rounded once per
+ * activation grid rather than once per weight. Targets must share K (w.cols).
+ */
+export function matmulShared(rt: GpuRuntime, x: Binding, m: number, targets: MatmulTarget[], opts: Omit<MatmulOptions, 'accumulate'> = {}): void {
+  const words = targets.map(({ w }) => weightWordsPerRow(w));
+  if (m <= 0 || targets.length === 0) return;
+  const k = targets[0].w.cols;
+  for (const { w, y } of targets) {
+    if (w.cols !== k) throw new Error(`${w.name}: K = ${w.cols}, but the matmuls sharing x have K = ${k}`);
+    checkBinding(x, m * w.cols * 4, 'x', w.name);
+    checkBinding(y, m * w.rows * 4, 'y', w.name);
+  }
+  let rounded: ActivationGrid | null = null;
+  let scratch: GPUBuffer | null = null;
+  targets.forEach(({ w, y, accumulate }, i) => {
+    const grid = opts.activations === 'exact' ? null : activationGrid(w.type);
+    if (grid && grid !== rounded) {
+      scratch = activationScratch(rt, m * k * 4);
+      roundActivations(rt, grid, x, scratch, m * k);
+      rounded = grid;
+    }
+    const { kernel, groups } = planMatmul(rt, w, m, opts);
+    const params = new Uint32Array([m, w.rows, w.cols / 4, words[i], accumulate ? 1 : 0, 0, 0, 0]);
+    rt.dispatch(kernel, params, [w.buffer, grid ? scratch! : x, y], groups);
+  });
+}
+
+const ROUNDING_ENTRY: Record<ActivationGrid, string> = {
+  q8_0: 'round_q8_0',
+  q8_k: 'round_q8_k',
+  f16: 'round_f16',
+  bf16: 'round_bf16',
+};
+
+/**
+ * Records out[0 .. count) = x rounded onto an activation grid (see shaders/quantize_act.wgsl;
+ * CPU reference quantize.ts roundActivations). count: elements, a multiple of the grid's block
+ * (32 for q8_0, 256 for q8_k, 4 for the float grids); x and out dense f32.
+ */
+export function roundActivations(rt: GpuRuntime, grid: ActivationGrid, x: Binding, out: Binding, count: number): void {
+  const unit = Math.max(4, activationGridBlock(grid));
+  if (count % unit !== 0) throw new Error(`activation rounding (${grid}): ${count} elements are not whole blocks of ${unit}`);
+  checkBinding(x, count * 4, 'x', `activation rounding (${grid})`);
+  checkBinding(out, count * 4, 'output', `activation rounding (${grid})`);
+  const units = count / unit;
+  if (units === 0) return;
+  rt.dispatch({ shader: 'quantize_act', entryPoint: ROUNDING_ENTRY[grid], defines: {} }, new Uint32Array([units, 0, 0, 0]), [x, out], grid2d(Math.ceil(units / 64)));
+}
+
+/**
+ * The buffer rounded activations go to: one per runtime, created at a power-of-two size and only
+ * replaced when a call needs more (so not per call, and bind groups stay cached). Replacing it
+ * first submits the dispatches already recorded, which may read the old one, then destroys it.
+ */
+class ActivationScratch {
+  private buffer: GPUBuffer | null = null;
+
+  constructor(private readonly rt: GpuRuntime) {}
+
+  get(bytes: number): GPUBuffer {
+    if (this.buffer && this.buffer.size >= bytes) return this.buffer;
+    const limit = this.rt.gpu.limits.maxStorageBufferBindingSize;
+    const size = Math.max(bytes, Math.min(limit, Math.max(65536, 2 ** Math.ceil(Math.log2(bytes)))));
+    if (this.buffer) {
+      this.rt.submit();
+      this.rt.forget(this.buffer);
+      this.rt.buffers.destroy(this.buffer);
+    }
+    this.buffer = this.rt.buffers.create('matmul.activations', size);
+    return this.buffer;
+  }
+}
+
+const scratches = new WeakMap<GpuRuntime, ActivationScratch>();
+
+function activationScratch(rt: GpuRuntime, bytes: number): GPUBuffer {
+  let s = scratches.get(rt);
+  if (!s) scratches.set(rt, (s = new ActivationScratch(rt)));
+  return s.get(bytes);
 }

@@ -1,0 +1,208 @@
+// Activation rounding before a matmul, as llama.cpp's CPU backend does it: ggml_compute_forward_
+// mul_mat converts x to the weight type's vec_dot_type before the dot products, so its results
+// are those of x rounded onto that type's grid. XR = x' written as f32, same shape as X, for the
+// matmul kernels to read instead of X (src/model/kernels/matmul.ts picks the entry point).
+// Bindings: 0 uniform Params, 1 X: array<vec4<f32>> (dense [M, K]), 2 XR: array<vec4<f32>> (same).
+// One thread per unit (a block, or a vec4 for the float grids); 2D grid, linear workgroup index
+// y * nwg.x + x. K is a multiple of the unit (the weight's block size guarantees it).
+//
+//   round_q8_0  Q8_0 / Q4_0 weights: blocks of 32 as quantize_row_q8_0's x86 AVX2 path:
+//               amax = max |x|, d = amax / 127 stored as f16, id = 127 / amax (f32; not 1 / d),
+//               q = round-half-even(x * id) (_mm256_round_ps), x' = f16(d) * q. (The scalar
+//               quantize_row_q8_0_ref differs only on ties: id = 1 / d, roundf.)
+//   round_q8_k  Q4_K / Q6_K weights: blocks of 256 as quantize_row_q8_K_ref (used on x86, and
+//               what the AVX2 4x8 repack quantizer computes): max = first x of largest |x|,
+//               iscale = -127 / max, q = min(127, nearest_int(iscale * x)) (half-even),
+//               d = 1 / iscale kept as f32, x' = d * q.
+//   round_f16   F16 weights: x rounded to f16 (round to nearest even, as F16C).
+//   round_bf16  BF16 weights: x rounded to bf16 (round to nearest even).
+//
+// The scales must be IEEE-exact: WGSL promises only 2.5 ULP for '/' and leaves the rounding of
+// f32 -> f16 conversions open, so div_rn and f16_grid do both in integer arithmetic ('*' and
+// round() are exact / half-even in WGSL).
+//
+// On a hardware GPU the matmul would rather keep the int8 quants (32 per block packed in 8 u32
+// words, plus the f32 product scale) and take dot products with dot4I8Packed against int8 weight
+// quants, as llama.cpp's mul_mat_vec_q does in CUDA: this kernel would write packed q and d per
+// block instead of x', the GEMV/GEMM inner loops would accumulate i32 per block and apply
+// d_w * d_x once per block (Q4_K/Q6_K: per sub-block scale, minus dmin * bsums). That is 4x less
+// activation traffic and the exact integer sums llama.cpp computes; here x' (f32) keeps one
+// matmul kernel for every path and is exact to the same grid.
+
+struct Params {
+  units: u32,  // blocks (q8_0, q8_k) or vec4s (f16, bf16) to round
+  _pad0: u32,
+  _pad1: u32,
+  _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> X: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> XR: array<vec4<f32>>;
+
+fn unit_index(wid: vec3<u32>, nwg: vec3<u32>, tid: u32) -> u32 {
+  return (wid.y * nwg.x + wid.x) * 64u + tid;
+}
+
+/** a / b rounded to nearest even, for positive normal a and b (long division of the mantissas). */
+fn div_rn(a: f32, b: f32) -> f32 {
+  let ua = bitcast<u32>(a);
+  let ub = bitcast<u32>(b);
+  let ea = ua >> 23u;
+  let eb = ub >> 23u;
+  if (ea == 0u || ea >= 255u || eb == 0u || eb >= 255u) {
+    return a / b;  // zero, subnormal, inf, NaN: never the scale of a block of activations
+  }
+  var e = i32(ea) - i32(eb) + 127;
+  var r = (ua & 0x7fffffu) | 0x800000u;
+  let mb = (ub & 0x7fffffu) | 0x800000u;
+  if (r < mb) {
+    r <<= 1u;
+    e -= 1;
+  }
+  // r / mb in [1, 2): 24 quotient bits and a guard bit; the remainder is the sticky bit.
+  var q = 0u;
+  for (var i = 0u; i < 25u; i++) {
+    q <<= 1u;
+    if (r >= mb) {
+      r -= mb;
+      q |= 1u;
+    }
+    r <<= 1u;
+  }
+  var m = q >> 1u;
+  if ((q & 1u) != 0u && (r != 0u || (m & 1u) != 0u)) {
+    m += 1u;
+  }
+  if (m == 0x1000000u) {
+    m >>= 1u;
+    e += 1;
+  }
+  if (e <= 0 || e >= 255) {
+    return a / b;
+  }
+  return bitcast<f32>((u32(e) << 23u) | (m & 0x7fffffu));
+}
+
+/** x rounded to the nearest f16 value (ties to even), as an f32; overflow gives infinity. */
+fn f16_grid(x: f32) -> f32 {
+  let u = bitcast<u32>(x);
+  let a = u & 0x7fffffffu;
+  if (a >= 0x7f800000u) {
+    return x;
+  }
+  if (a < 0x38800000u) {
+    // Below 2^-14: the f16 subnormal grid, multiples of 2^-24 (both scalings are exact).
+    return round(x * 16777216.0) * 5.9604644775390625e-8;
+  }
+  var r = (a + 0xfffu + ((a >> 13u) & 1u)) & 0xffffe000u;
+  if (r > 0x477fe000u) {
+    r = 0x7f800000u;  // past 65504
+  }
+  return bitcast<f32>(r | (u & 0x80000000u));
+}
+
+fn f16_grid4(v: vec4<f32>) -> vec4<f32> {
+  return vec4<f32>(f16_grid(v.x), f16_grid(v.y), f16_grid(v.z), f16_grid(v.w));
+}
+
+/** x rounded to the nearest bf16 value (ties to even), as an f32. */
+fn bf16_grid(x: f32) -> f32 {
+  let u = bitcast<u32>(x);
+  if ((u & 0x7fffffffu) > 0x7f800000u) {
+    return x;  // NaN
+  }
+  return bitcast<f32>((u + 0x7fffu + ((u >> 16u) & 1u)) & 0xffff0000u);
+}
+
+fn vmax(v: vec4<f32>) -> f32 {
+  return max(max(v.x, v.y), max(v.z, v.w));
+}
+
+@compute @workgroup_size(64)
+fn round_q8_0(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) tid: u32,
+) {
+  let b = unit_index(wid, nwg, tid);
+  if (b >= params.units) {
+    return;
+  }
+  let base = b * 8u;
+  var v: array<vec4<f32>, 8>;
+  var amax = 0.0;
+  for (var i = 0u; i < 8u; i++) {
+    v[i] = X[base + i];
+    amax = max(amax, vmax(abs(v[i])));
+  }
+  var d = 0.0;
+  var id = 0.0;
+  if (amax != 0.0) {
+    d = f16_grid(div_rn(amax, 127.0));
+    id = div_rn(127.0, amax);
+  }
+  for (var i = 0u; i < 8u; i++) {
+    XR[base + i] = clamp(round(v[i] * id), vec4<f32>(-128.0), vec4<f32>(127.0)) * d;
+  }
+}
+
+@compute @workgroup_size(64)
+fn round_q8_k(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) tid: u32,
+) {
+  let b = unit_index(wid, nwg, tid);
+  if (b >= params.units) {
+    return;
+  }
+  let base = b * 64u;
+  var amax = 0.0;
+  var mx = 0.0;
+  for (var i = 0u; i < 64u; i++) {
+    let v = X[base + i];
+    for (var c = 0u; c < 4u; c++) {
+      let a = abs(v[c]);
+      if (a > amax) {
+        amax = a;
+        mx = v[c];
+      }
+    }
+  }
+  var iscale = 0.0;
+  var d = 0.0;
+  if (amax != 0.0) {
+    let s = div_rn(127.0, amax);
+    iscale = select(s, -s, mx > 0.0);   // -127 / max
+    d = select(1.0, -1.0, mx > 0.0) * div_rn(1.0, s);  // 1 / iscale
+  }
+  for (var i = 0u; i < 64u; i++) {
+    XR[base + i] = min(round(X[base + i] * iscale), vec4<f32>(127.0)) * d;
+  }
+}
+
+@compute @workgroup_size(64)
+fn round_f16(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) tid: u32,
+) {
+  let i = unit_index(wid, nwg, tid);
+  if (i < params.units) {
+    XR[i] = f16_grid4(X[i]);
+  }
+}
+
+@compute @workgroup_size(64)
+fn round_bf16(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) tid: u32,
+) {
+  let i = unit_index(wid, nwg, tid);
+  if (i < params.units) {
+    let v = X[i];
+    XR[i] = vec4<f32>(bf16_grid(v.x), bf16_grid(v.y), bf16_grid(v.z), bf16_grid(v.w));
+  }
+}
