@@ -6,7 +6,7 @@ import { attention } from './kernels/attention.js';
 import { gatherRows, swiglu } from './kernels/elementwise.js';
 import { embed } from './kernels/embedding.js';
 import { writeKv, type KvLayout } from './kernels/kv.js';
-import { matmul } from './kernels/matmul.js';
+import { matmul, matmulShared } from './kernels/matmul.js';
 import { rmsNorm } from './kernels/norm.js';
 import { rope } from './kernels/rope.js';
 import { argmax } from './kernels/sample.js';
@@ -75,11 +75,25 @@ class Workspace {
   }
 }
 
+/**
+ * 'llama.cpp' reproduces llama.cpp's CPU numerics: activations rounded onto the 8-bit grid of
+ * quantized weights (f16 for F16 weights) before each matmul, and, with an f16 KV cache, its
+ * flash attention's f16 query and output accumulator. Outputs then agree with llama.cpp token
+ * for token far more often. 'exact' keeps f32 everywhere.
+ */
+export type Numerics = 'llama.cpp' | 'exact';
+
+export interface ForwardOptions {
+  numerics?: Numerics;
+}
+
 export class ForwardPass {
   private readonly batchBuffers: BatchBuffers;
   private readonly ws: Workspace;
+  readonly numerics: Numerics;
 
-  constructor(readonly model: Model) {
+  constructor(readonly model: Model, options: ForwardOptions = {}) {
+    this.numerics = options.numerics ?? 'llama.cpp';
     this.batchBuffers = new BatchBuffers(model.rt);
     this.ws = new Workspace(model.rt, model);
   }
@@ -100,13 +114,14 @@ export class ForwardPass {
     const maxContext = Math.max(...batch.contextLens);
     const maxQueryLen = Math.max(...Array.from({ length: batch.seqStarts.length - 1 }, (_, s) => batch.seqStarts[s + 1] - batch.seqStarts[s]));
 
+    const activations = this.numerics === 'exact' ? 'exact' : 'llama.cpp';
+    const f16Accumulate = this.numerics === 'llama.cpp' && kv.layout.format === 'f16';
+
     embed(rt, w.tokenEmbedding, b.tokenIds, ws.x, tokens);
     for (let l = 0; l < c.layerCount; l++) {
       const lw = w.layers[l];
       rmsNorm(rt, ws.x, lw.attnNorm.buffer, ws.normed, tokens, c.embeddingDim, c.rmsEps);
-      matmul(rt, lw.q, ws.normed, ws.q, tokens);
-      matmul(rt, lw.k, ws.normed, ws.k, tokens);
-      matmul(rt, lw.v, ws.normed, ws.v, tokens);
+      matmulShared(rt, ws.normed, tokens, [{ w: lw.q, y: ws.q }, { w: lw.k, y: ws.k }, { w: lw.v, y: ws.v }], { activations });
       const ropeArgs = { positions: b.positions, tokens, headDim: c.headDim, ropeDim: c.ropeDim, freqBase: c.ropeFreqBase, mode: c.ropeMode, freqFactors: w.ropeFreqs?.buffer };
       rope(rt, { ...ropeArgs, x: ws.q, heads: c.headCount });
       rope(rt, { ...ropeArgs, x: ws.k, heads: c.kvHeadCount });
@@ -124,17 +139,17 @@ export class ForwardPass {
         heads: c.headCount,
         maxContext,
         maxQueryLen,
+        f16Accumulate,
       });
-      matmul(rt, lw.o, ws.attn, ws.x, tokens, { accumulate: true });
+      matmul(rt, lw.o, ws.attn, ws.x, tokens, { accumulate: true, activations });
       rmsNorm(rt, ws.x, lw.ffnNorm.buffer, ws.normed, tokens, c.embeddingDim, c.rmsEps);
-      matmul(rt, lw.gate, ws.normed, ws.gate, tokens);
-      matmul(rt, lw.up, ws.normed, ws.up, tokens);
+      matmulShared(rt, ws.normed, tokens, [{ w: lw.gate, y: ws.gate }, { w: lw.up, y: ws.up }], { activations });
       swiglu(rt, ws.gate, ws.up, ws.act, tokens * c.ffnDim);
-      matmul(rt, lw.down, ws.act, ws.x, tokens, { accumulate: true });
+      matmul(rt, lw.down, ws.act, ws.x, tokens, { accumulate: true, activations });
     }
     gatherRows(rt, ws.x, b.sampleRows, ws.sampled, samples, c.embeddingDim);
     rmsNorm(rt, ws.sampled, w.outputNorm.buffer, ws.sampledNormed, samples, c.embeddingDim, c.rmsEps);
-    matmul(rt, w.output, ws.sampledNormed, ws.logits, samples);
+    matmul(rt, w.output, ws.sampledNormed, ws.logits, samples, { activations });
     if (sampling?.some((r) => r.temperature > 0)) {
       rt.buffers.write(ws.rowSampling, packRowSampling(sampling));
       perturbLogits(rt, ws.logits, ws.rowSampling, samples, c.vocabSize);

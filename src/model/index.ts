@@ -1,5 +1,5 @@
 export { Model, type LoadModelOptions, type ModelWeights, type LayerWeights } from './model.js';
-export { ForwardPass, type KvBuffers } from './forward.js';
+export { ForwardPass, type KvBuffers, type ForwardOptions, type Numerics } from './forward.js';
 export { type Batch, validateBatch, batchSeqCount } from './batch.js';
 export { type ModelConfig, readModelConfig } from './config.js';
 export { kvBufferBytes, type KvLayout } from './kernels/kv.js';

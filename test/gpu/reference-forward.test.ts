@@ -43,7 +43,7 @@ describe(`${FILE}: GPU forward pass against the CPU reference`, () => {
   async function gpuLogits(format: 'f32' | 'f16'): Promise<Float32Array[]> {
     const rt = await getRuntime();
     const model = await Model.load(rt, modelPath(FILE));
-    const forward = new ForwardPass(model);
+    const forward = new ForwardPass(model, { numerics: 'exact' });
     const kv = KvCache.create(rt, model.config, { format, maxPages: 64, memoryBytes: 1 << 30 });
     try {
       const pageSize = kv.pageSize;
