@@ -1,10 +1,13 @@
 // Plain CPU Llama forward pass (float64 math) over one sequence, straight from the GGUF bytes.
 // A reference for the GPU forward pass and for explaining llama.cpp's numerics: attention can
 // round chosen intermediate values to f16 the way llama.cpp's CPU backend does (see
-// AttentionRounding). Performance is irrelevant; it is meant for the tiny test models.
+// AttentionRounding), and matmul inputs can be rounded onto llama.cpp's activation grid for
+// each weight type (ReferenceOptions.activations). Performance is irrelevant; it is meant for
+// the tiny test models.
 import { readModelConfig, type ModelConfig } from './config.js';
 import { parseGgufHeader } from './gguf.js';
-import { dequantize, f16ToF32, f32ToF16 } from './quant.js';
+import { activationGrid, dequantize, f16ToF32, f32ToF16, type ActivationGrid } from './quant.js';
+import { roundActivations } from './quantize.js';
 
 /** Which attention values are rounded to f16; all false is exact math. */
 export interface AttentionRounding {
@@ -25,6 +28,13 @@ export interface AttentionRounding {
 export interface ReferenceOptions {
   /** Attention rounding for all tokens, or per token position (to model prefill and decode paths differently). */
   attention?: AttentionRounding | ((position: number) => AttentionRounding);
+  /**
+   * 'llama.cpp': every matmul input is first rounded to f32, then onto the grid llama.cpp's CPU
+   * matmul uses for the weight's type (quantize.ts roundActivations: Q8_0 blocks for Q8_0/Q4_0,
+   * Q8_K blocks for Q4_K/Q6_K, f16, bf16; F32 exact), as the GPU's ForwardPass numerics
+   * 'llama.cpp' does. Default 'exact': float64 inputs as they are.
+   */
+  activations?: 'llama.cpp' | 'exact';
 }
 
 const f16 = (x: number) => f16ToF32(f32ToF16(x));
@@ -33,6 +43,7 @@ const f16 = (x: number) => f16ToF32(f32ToF16(x));
 export class ReferenceModel {
   readonly config: ModelConfig;
   private readonly tensors = new Map<string, Float32Array>();
+  private readonly grids = new Map<string, ActivationGrid | null>();
 
   constructor(file: Uint8Array) {
     const header = parseGgufHeader(file, 'reference', file.byteLength);
@@ -40,6 +51,7 @@ export class ReferenceModel {
     for (const t of header.tensors) {
       const count = t.dims.reduce((a, b) => a * b, 1);
       this.tensors.set(t.name, dequantize(t.type, file.subarray(t.offset, t.offset + t.byteLength), count, t.name));
+      this.grids.set(t.name, activationGrid(t.type));
     }
   }
 
@@ -61,29 +73,34 @@ export class ReferenceModel {
     const embd = this.get('token_embd.weight');
     let x: Float64Array[] = tokens.map((id) => Float64Array.from(embd.subarray(id * E, (id + 1) * E)));
     const rounding = (pos: number) => (typeof options.attention === 'function' ? options.attention(pos) : options.attention ?? {});
+    // W·x for the weight `name` (`rows` outputs), x rounded as options.activations says.
+    const mm = (name: string, x: Float64Array, rows: number): Float64Array => {
+      const grid = options.activations === 'llama.cpp' ? this.grids.get(name) : null;
+      return matVec(this.get(name), grid ? Float64Array.from(roundActivations(grid, Float32Array.from(x))) : x, rows);
+    };
     for (let l = 0; l < c.layerCount; l++) {
       const p = `blk.${l}.`;
       const normed = x.map((r) => rmsNorm(r, this.get(p + 'attn_norm.weight'), c.rmsEps));
-      const q = normed.map((r) => matVec(this.get(p + 'attn_q.weight'), r, c.headCount * c.headDim));
-      const k = normed.map((r) => matVec(this.get(p + 'attn_k.weight'), r, c.kvHeadCount * c.headDim));
-      const v = normed.map((r) => matVec(this.get(p + 'attn_v.weight'), r, c.kvHeadCount * c.headDim));
+      const q = normed.map((r) => mm(p + 'attn_q.weight', r, c.headCount * c.headDim));
+      const k = normed.map((r) => mm(p + 'attn_k.weight', r, c.kvHeadCount * c.headDim));
+      const v = normed.map((r) => mm(p + 'attn_v.weight', r, c.kvHeadCount * c.headDim));
       const freqs = this.has('rope_freqs.weight') ? this.get('rope_freqs.weight') : undefined;
       for (let t = 0; t < T; t++) {
         rope(q[t], t, c.headCount, c, freqs);
         rope(k[t], t, c.kvHeadCount, c, freqs);
       }
       const attn = q.map((qt, t) => attention(qt, k, v, t, c, rounding(t)));
-      x = x.map((r, t) => add(r, matVec(this.get(p + 'attn_output.weight'), attn[t], E)));
+      x = x.map((r, t) => add(r, mm(p + 'attn_output.weight', attn[t], E)));
       const normed2 = x.map((r) => rmsNorm(r, this.get(p + 'ffn_norm.weight'), c.rmsEps));
       x = x.map((r, t) => {
-        const gate = matVec(this.get(p + 'ffn_gate.weight'), normed2[t], c.ffnDim);
-        const up = matVec(this.get(p + 'ffn_up.weight'), normed2[t], c.ffnDim);
+        const gate = mm(p + 'ffn_gate.weight', normed2[t], c.ffnDim);
+        const up = mm(p + 'ffn_up.weight', normed2[t], c.ffnDim);
         const act = gate.map((g, i) => (g / (1 + Math.exp(-g))) * up[i]);
-        return add(r, matVec(this.get(p + 'ffn_down.weight'), act, E));
+        return add(r, mm(p + 'ffn_down.weight', act, E));
       });
     }
-    const output = this.get(c.tiedEmbeddings ? 'token_embd.weight' : 'output.weight');
-    return rows.map((t) => matVec(output, rmsNorm(x[t], this.get('output_norm.weight'), c.rmsEps), c.vocabSize));
+    const output = c.tiedEmbeddings ? 'token_embd.weight' : 'output.weight';
+    return rows.map((t) => mm(output, rmsNorm(x[t], this.get('output_norm.weight'), c.rmsEps), c.vocabSize));
   }
 }
 
