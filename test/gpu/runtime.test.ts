@@ -53,3 +53,23 @@ describe('buffers', () => {
     expect(rt.buffers.bytesAllocated).toBe(before);
   });
 });
+
+describe('profiler', () => {
+  it('times each kernel with timestamp queries when the adapter has them', async () => {
+    const rt = await getRuntime();
+    if (!rt.profiler.available) {
+      expect(rt.profiler.enable()).toBe(false);
+      return;
+    }
+    expect(rt.profiler.enable()).toBe(true);
+    const src = rt.buffers.create('p.src', 4096);
+    const dst = rt.buffers.create('p.dst', 4096);
+    for (let i = 0; i < 3; i++) rt.dispatch({ shader: 'util', entryPoint: 'copy_vec4' }, new Uint32Array([256, 0, 0, 0]), [src, dst], [1]);
+    await rt.sync();
+    const report = await rt.profiler.report();
+    rt.profiler.enabled = false;
+    const copy = report.find((k) => k.label === 'util:copy_vec4');
+    expect(copy?.calls).toBe(3);
+    expect(copy!.ms).toBeGreaterThanOrEqual(0);
+  });
+});
