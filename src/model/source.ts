@@ -31,15 +31,16 @@ function truncated(name: string, at: number, want: number, size: number | undefi
   return new ModelSourceError(`${name}: file is truncated: needed bytes ${at}..${at + want} but it ends at ${size ?? 'an earlier byte'}`);
 }
 
-class MemoryReader implements ByteReader {
+/** A source that can read any byte range: positions are just numbers. */
+abstract class RandomAccessReader implements ByteReader {
   position = 0;
-  constructor(readonly name: string, private readonly bytes: Uint8Array) {}
-  get size(): number {
-    return this.bytes.byteLength;
-  }
+  constructor(readonly name: string, readonly size: number) {}
+
+  protected abstract readAt(offset: number, n: number): Promise<Uint8Array>;
+
   async read(n: number): Promise<Uint8Array> {
-    if (this.position + n > this.bytes.byteLength) throw truncated(this.name, this.position, n, this.size);
-    const out = this.bytes.subarray(this.position, this.position + n);
+    if (this.position + n > this.size) throw truncated(this.name, this.position, n, this.size);
+    const out = await this.readAt(this.position, n);
     this.position += n;
     return out;
   }
@@ -52,25 +53,22 @@ class MemoryReader implements ByteReader {
   async close(): Promise<void> {}
 }
 
-class BlobReader implements ByteReader {
-  position = 0;
-  constructor(readonly name: string, private readonly blob: Blob) {}
-  get size(): number {
-    return this.blob.size;
+class MemoryReader extends RandomAccessReader {
+  constructor(name: string, private readonly bytes: Uint8Array) {
+    super(name, bytes.byteLength);
   }
-  async read(n: number): Promise<Uint8Array> {
-    if (this.position + n > this.blob.size) throw truncated(this.name, this.position, n, this.size);
-    const out = new Uint8Array(await this.blob.slice(this.position, this.position + n).arrayBuffer());
-    this.position += n;
-    return out;
+  protected async readAt(offset: number, n: number): Promise<Uint8Array> {
+    return this.bytes.subarray(offset, offset + n);
   }
-  async seek(offset: number): Promise<void> {
-    this.position = offset;
+}
+
+class BlobReader extends RandomAccessReader {
+  constructor(name: string, private readonly blob: Blob) {
+    super(name, blob.size);
   }
-  unread(bytes: Uint8Array): void {
-    this.position -= bytes.byteLength;
+  protected async readAt(offset: number, n: number): Promise<Uint8Array> {
+    return new Uint8Array(await this.blob.slice(offset, offset + n).arrayBuffer());
   }
-  async close(): Promise<void> {}
 }
 
 /** Sequential reader over a stream of chunks (fetch body, Node file stream). */
@@ -167,24 +165,17 @@ async function openUrl(url: string, signal?: AbortSignal): Promise<ByteReader> {
 }
 
 /** Node file, read with positioned reads (no stream buffering, no whole-file copy). */
-class FileReader implements ByteReader {
-  position = 0;
-  constructor(readonly name: string, readonly size: number, private readonly handle: import('node:fs/promises').FileHandle) {}
-  async read(n: number): Promise<Uint8Array> {
-    if (this.position + n > this.size) throw truncated(this.name, this.position, n, this.size);
+class FileReader extends RandomAccessReader {
+  constructor(name: string, size: number, private readonly handle: import('node:fs/promises').FileHandle) {
+    super(name, size);
+  }
+  protected async readAt(offset: number, n: number): Promise<Uint8Array> {
     const out = new Uint8Array(n);
-    const { bytesRead } = await this.handle.read(out, 0, n, this.position);
-    if (bytesRead !== n) throw truncated(this.name, this.position, n, this.position + bytesRead);
-    this.position += n;
+    const { bytesRead } = await this.handle.read(out, 0, n, offset);
+    if (bytesRead !== n) throw truncated(this.name, offset, n, offset + bytesRead);
     return out;
   }
-  async seek(offset: number): Promise<void> {
-    this.position = offset;
-  }
-  unread(bytes: Uint8Array): void {
-    this.position -= bytes.byteLength;
-  }
-  async close(): Promise<void> {
+  override async close(): Promise<void> {
     await this.handle.close();
   }
 }
