@@ -28,13 +28,15 @@ function argmax(p: Float32Array): number {
 
 /**
  * Largest top-5 probability difference allowed. Our F32 math matches an exact CPU reference to
- * 1e-6 (reference-forward.test.ts); llama.cpp's CPU flash attention rounds Q, K, V and its
- * output accumulator to f16 after every key, which alone moves its probabilities by up to
- * 4.4e-3 from exact math on these models (measured with the reference's rounding switches).
- * Quantized types differ more: llama.cpp rounds activations to 8 bits there, and so do we.
+ * 1e-6 (reference-forward.test.ts). llama.cpp's CPU flash attention rounds Q and its output
+ * accumulator to f16 after every key, which moves it up to 4.4e-3 from exact math on these
+ * models; the forward pass reproduces that ('llama.cpp' numerics) and then lands within 3.2e-4
+ * (tolstoy-f32) to 2.1e-3 (spm-f16) of llama.cpp. What remains is the rounding noise floor: a
+ * 1e-7 relative change of the scores moves llama.cpp's own output by up to 5e-4 on spm.
+ * Quantized types differ more (see requiredAgreement).
  */
 function tolerance(file: string): number {
-  return isExactType(file) ? 5e-3 : 5e-2;
+  return isExactType(file) ? 3e-3 : 5e-2;
 }
 
 /**
