@@ -1,0 +1,314 @@
+// Continuous batching on the CPU side (nano-vllm's scheduler.py, vLLM v1's token budget): every
+// step fills a token budget with one decode token of each running sequence first, then the
+// chunks of running sequences still reading their prompt, then prefill chunks of waiting and
+// preempted sequences in policy order. When pages run out, the policy's victim is preempted:
+// its pages are freed and its tokens (prompt and generated so far) are recomputed later.
+import { validateBatch, type Batch } from '../model/batch.js';
+import type { KvManager } from '../kv/kv-manager.js';
+import type { Sequence } from './sequence.js';
+
+export interface SchedulingPolicy {
+  /** Waiting and preempted sequences, highest priority first (a new array). */
+  order(waiting: Sequence[]): Sequence[];
+  /** The running sequence to preempt when pages run out (one of `running`). */
+  pickVictim(running: Sequence[]): Sequence;
+}
+
+/** First come, first served: oldest arrival first; the newest running sequence is preempted. */
+export const fcfs: SchedulingPolicy = {
+  order: (waiting) => [...waiting].sort((a, b) => a.arrival - b.arrival),
+  pickVictim: (running) => running.reduce((newest, s) => (s.arrival > newest.arrival ? s : newest)),
+};
+
+export interface SchedulerOptions {
+  kv: KvManager;
+  /** Most tokens a sequence may hold (prompt + generated). */
+  contextLength: number;
+  /** Most tokens in one step (default 512). */
+  maxBatchTokens?: number;
+  /** Most sequences running at once (default 64). */
+  maxRunningSeqs?: number;
+  policy?: SchedulingPolicy;
+  /** Run validateBatch on every built Batch (default true; cheap next to a GPU step). */
+  validate?: boolean;
+  /**
+   * Called whenever a sequence finishes, whatever the cause: commit (stop, length), abort, or
+   * schedule() when the KV pool can never hold the sequence's next token (then schedule() may
+   * return null, so this is the one place every finish is seen).
+   */
+  onFinished?: (seq: Sequence) => void;
+}
+
+export interface ScheduledSeq {
+  seq: Sequence;
+  /** Tokens of this sequence in the step (positions numComputed .. numComputed + numTokens - 1). */
+  numTokens: number;
+  /** Whether the chunk reaches the sequence's last known token, so a token is sampled for it. */
+  samples: boolean;
+}
+
+export interface ScheduledStep {
+  /** In Batch order; sampleRows follow the entries with samples = true. */
+  seqs: ScheduledSeq[];
+  batch: Batch;
+  /** Sequences preempted while building this step. */
+  preempted: Sequence[];
+  /** Sequences finished ('length') while building this step: the KV pool can never hold their next token. */
+  finished: Sequence[];
+}
+
+export interface CommitResult {
+  /** Tokens appended to sequences (a stop token is not appended). */
+  appended: { seq: Sequence; tokenId: number }[];
+  /** Sequences that finished in this commit (their pages are freed). */
+  finished: Sequence[];
+}
+
+export class Scheduler {
+  readonly kv: KvManager;
+  readonly contextLength: number;
+  readonly maxBatchTokens: number;
+  readonly maxRunningSeqs: number;
+  readonly policy: SchedulingPolicy;
+  private readonly validate: boolean;
+  private readonly onFinished: ((seq: Sequence) => void) | undefined;
+  /** Waiting and preempted sequences (unordered; the policy orders them every step). */
+  private readonly waitingSeqs: Sequence[] = [];
+  /** Running sequences: they hold pages. */
+  private readonly runningSeqs: Sequence[] = [];
+  private readonly byId = new Map<number, Sequence>();
+  private nextArrival = 0;
+  private inFlight: ScheduledStep | null = null;
+
+  constructor(options: SchedulerOptions) {
+    this.kv = options.kv;
+    this.contextLength = options.contextLength;
+    this.maxBatchTokens = options.maxBatchTokens ?? 512;
+    this.maxRunningSeqs = options.maxRunningSeqs ?? 64;
+    this.policy = options.policy ?? fcfs;
+    this.validate = options.validate ?? true;
+    this.onFinished = options.onFinished;
+    for (const [name, v] of [['contextLength', this.contextLength], ['maxBatchTokens', this.maxBatchTokens], ['maxRunningSeqs', this.maxRunningSeqs]] as const) {
+      if (!Number.isInteger(v) || v < 1) throw new Error(`scheduler: ${name} must be a positive integer, got ${v}`);
+    }
+  }
+
+  get waiting(): readonly Sequence[] {
+    return this.waitingSeqs;
+  }
+
+  get running(): readonly Sequence[] {
+    return this.runningSeqs;
+  }
+
+  /** Whether any sequence is waiting or running. */
+  get hasWork(): boolean {
+    return this.byId.size > 0;
+  }
+
+  get(id: number): Sequence | undefined {
+    return this.byId.get(id);
+  }
+
+  /** Queues a new sequence; throws if it can never run. */
+  add(seq: Sequence): void {
+    const where = `sequence ${seq.id}`;
+    if (this.byId.has(seq.id)) throw new Error(`${where}: id already scheduled`);
+    if (seq.status !== 'waiting' || seq.numComputed !== 0 || seq.blockTable.length || seq.generated.length) {
+      throw new Error(`${where}: only a new sequence can be added`);
+    }
+    const n = seq.numPromptTokens;
+    if (n === 0) throw new Error(`${where}: prompt has no tokens`);
+    if (n >= this.contextLength) {
+      throw new Error(`${where}: prompt of ${n} tokens does not fit the context of ${this.contextLength} tokens (at most ${this.contextLength - 1}, to leave room for one generated token)`);
+    }
+    if (!Number.isInteger(seq.maxTokens) || seq.maxTokens < 1) throw new Error(`${where}: maxTokens must be a positive integer, got ${seq.maxTokens}`);
+    const pages = this.kv.pagesFor(n + 1);
+    if (pages > this.kv.totalPages) {
+      throw new Error(`${where}: prompt of ${n} tokens needs ${pages} KV pages; the pool has ${this.kv.totalPages} pages of ${this.kv.pageSize} tokens`);
+    }
+    seq.arrival = this.nextArrival++;
+    this.byId.set(seq.id, seq);
+    this.waitingSeqs.push(seq);
+  }
+
+  /** Stops a sequence and frees its pages; false if it is unknown or already finished. */
+  abort(id: number): boolean {
+    const seq = this.byId.get(id);
+    if (!seq) return false;
+    this.finish(seq, 'abort');
+    return true;
+  }
+
+  /** Builds the next step, or null when there is nothing to run. Commit each step before the next. */
+  schedule(): ScheduledStep | null {
+    if (this.inFlight) throw new Error('scheduler: commit the previous step before scheduling the next');
+    let budget = this.maxBatchTokens;
+    const chosen: ScheduledSeq[] = [];
+    const scheduled = new Set<Sequence>();
+    const preempted: Sequence[] = [];
+    const finished: Sequence[] = [];
+
+    const take = (seq: Sequence, n: number) => {
+      this.kv.allocate(seq, n);
+      chosen.push({ seq, numTokens: n, samples: seq.numComputed + n === seq.numTokens });
+      scheduled.add(seq);
+      budget -= n;
+    };
+
+    // Running sequences in priority order: decode tokens first, then continuing prefill chunks.
+    const running = this.policy.order(this.runningSeqs);
+    for (const phase of ['decode', 'prefill'] as const) {
+      for (const seq of running) {
+        if (budget === 0) break;
+        if (seq.status !== 'running' || scheduled.has(seq)) continue;
+        if ((seq.numPending === 1) !== (phase === 'decode')) continue;
+        const n = Math.min(seq.numPending, budget);
+        if (!this.makeRoom(seq, n, scheduled, preempted, finished)) continue;
+        take(seq, n);
+      }
+    }
+
+    // Waiting and preempted sequences, unless this step had to preempt (no thrashing).
+    if (!preempted.length) {
+      for (const seq of this.policy.order(this.waitingSeqs)) {
+        if (budget === 0 || this.runningSeqs.length >= this.maxRunningSeqs) break;
+        if (this.kv.pagesFor(seq.numTokens) > this.kv.totalPages) {
+          // Preempted with more tokens than the whole pool holds: it can never be recomputed.
+          this.finish(seq, 'length');
+          finished.push(seq);
+          continue;
+        }
+        const n = Math.min(seq.numPending, budget);
+        if (!this.kv.canAllocate(seq, n)) break;
+        this.waitingSeqs.splice(this.waitingSeqs.indexOf(seq), 1);
+        this.runningSeqs.push(seq);
+        seq.status = 'running';
+        take(seq, n);
+      }
+    }
+
+    if (!chosen.length) return null;
+    const step: ScheduledStep = { seqs: chosen, batch: this.buildBatch(chosen), preempted, finished };
+    if (this.validate) validateBatch(step.batch, this.kv.pageSize);
+    this.inFlight = step;
+    return step;
+  }
+
+  /**
+   * Records a step's results: `sampledIds` has one token per entry of step.seqs with samples = true,
+   * in order. Appends tokens, finishes sequences on a stop id, maxTokens or the context limit, and
+   * frees the pages of finished ones. Sequences aborted meanwhile are skipped.
+   */
+  commit(step: ScheduledStep, sampledIds: ArrayLike<number>): CommitResult {
+    if (step !== this.inFlight) throw new Error('scheduler: commit a step returned by the last schedule()');
+    const expected = step.seqs.filter((s) => s.samples).length;
+    if (sampledIds.length !== expected) throw new Error(`scheduler: ${sampledIds.length} sampled ids for ${expected} sampling sequences`);
+    this.inFlight = null;
+    const result: CommitResult = { appended: [], finished: [] };
+    let k = 0;
+    for (const { seq, numTokens, samples } of step.seqs) {
+      const id = samples ? sampledIds[k++] : -1;
+      if (seq.status !== 'running') continue; // aborted while the step ran
+      seq.numComputed += numTokens;
+      if (!samples) continue;
+      if (seq.stopIds.includes(id)) {
+        this.finish(seq, 'stop');
+        result.finished.push(seq);
+        continue;
+      }
+      seq.append(id);
+      result.appended.push({ seq, tokenId: id });
+      if (seq.generated.length >= seq.maxTokens || seq.numTokens >= this.contextLength) {
+        this.finish(seq, 'length');
+        result.finished.push(seq);
+      }
+    }
+    return result;
+  }
+
+  /** Pool invariants over every sequence that holds pages, and queue consistency. */
+  checkInvariants(): void {
+    for (const s of this.runningSeqs) if (s.status !== 'running') throw new Error(`running sequence ${s.id} has status ${s.status}`);
+    for (const s of this.waitingSeqs) {
+      if (s.status !== 'waiting' && s.status !== 'preempted') throw new Error(`waiting sequence ${s.id} has status ${s.status}`);
+      if (s.blockTable.length || s.numComputed) throw new Error(`waiting sequence ${s.id} holds pages or computed tokens`);
+    }
+    if (this.runningSeqs.length + this.waitingSeqs.length !== this.byId.size) throw new Error('scheduler: queues and id map disagree');
+    if (this.runningSeqs.length > this.maxRunningSeqs) throw new Error(`scheduler: ${this.runningSeqs.length} running > maxRunningSeqs ${this.maxRunningSeqs}`);
+    this.kv.checkInvariants(this.runningSeqs);
+  }
+
+  /**
+   * Preempts policy victims (among `seq` and running sequences not yet in this step) until `seq`
+   * can take `n` more tokens. False if `seq` itself was preempted or finished.
+   */
+  private makeRoom(seq: Sequence, n: number, scheduled: Set<Sequence>, preempted: Sequence[], finished: Sequence[]): boolean {
+    while (!this.kv.canAllocate(seq, n)) {
+      const candidates = this.runningSeqs.filter((s) => s === seq || !scheduled.has(s));
+      if (this.runningSeqs.length === 1) {
+        // Alone and still short of pages: the pool can never hold this sequence's next token.
+        this.finish(seq, 'length');
+        finished.push(seq);
+        return false;
+      }
+      const victim = this.policy.pickVictim(candidates);
+      if (!candidates.includes(victim)) throw new Error('scheduling policy picked a victim that cannot be preempted');
+      this.preempt(victim);
+      preempted.push(victim);
+      if (victim === seq) return false;
+    }
+    return true;
+  }
+
+  private preempt(seq: Sequence): void {
+    this.kv.free(seq);
+    seq.numComputed = 0;
+    seq.status = 'preempted';
+    seq.preemptions++;
+    this.runningSeqs.splice(this.runningSeqs.indexOf(seq), 1);
+    this.waitingSeqs.push(seq);
+  }
+
+  private finish(seq: Sequence, reason: 'stop' | 'length' | 'abort'): void {
+    if (seq.status === 'running') this.runningSeqs.splice(this.runningSeqs.indexOf(seq), 1);
+    else this.waitingSeqs.splice(this.waitingSeqs.indexOf(seq), 1);
+    this.kv.free(seq);
+    seq.status = 'finished';
+    seq.finishReason = reason;
+    this.byId.delete(seq.id);
+    this.onFinished?.(seq);
+  }
+
+  private buildBatch(chosen: ScheduledSeq[]): Batch {
+    const n = chosen.length;
+    const total = chosen.reduce((sum, c) => sum + c.numTokens, 0);
+    const maxBlocksPerSeq = Math.max(1, ...chosen.map((c) => c.seq.blockTable.length));
+    const batch: Batch = {
+      tokenIds: new Int32Array(total),
+      positions: new Int32Array(total),
+      seqStarts: new Int32Array(n + 1),
+      contextLens: new Int32Array(n),
+      blockTables: new Int32Array(n * maxBlocksPerSeq).fill(-1),
+      maxBlocksPerSeq,
+      slotMapping: new Int32Array(total),
+      sampleRows: new Int32Array(chosen.filter((c) => c.samples).length),
+    };
+    let t = 0;
+    let r = 0;
+    chosen.forEach(({ seq, numTokens, samples }, i) => {
+      batch.seqStarts[i] = t;
+      for (let j = 0; j < numTokens; j++, t++) {
+        const pos = seq.numComputed + j;
+        batch.tokenIds[t] = seq.tokens[pos];
+        batch.positions[t] = pos;
+        batch.slotMapping[t] = this.kv.slotFor(seq, pos);
+      }
+      batch.contextLens[i] = seq.numComputed + numTokens;
+      batch.blockTables.set(seq.blockTable, i * maxBlocksPerSeq);
+      if (samples) batch.sampleRows[r++] = t - 1;
+    });
+    batch.seqStarts[n] = t;
+    return batch;
+  }
+}
