@@ -1,2 +1,3 @@
 export { PagePool } from './page-pool.js';
 export { KvCache, type KvCacheOptions } from './kv-cache.js';
+export { KvManager, type KvOwner } from './kv-manager.js';

@@ -2,6 +2,7 @@
 // prefill chunks are cut by a small token budget; pages all come back to the pool.
 import { afterAll, describe, expect, it } from 'vitest';
 import { generate } from '../../src/engine/generate.js';
+import { KvCache } from '../../src/kv/index.js';
 import { greedy, loadShared, type LoadedModel } from '../helpers/model.js';
 
 const PROMPTS = [
@@ -34,6 +35,22 @@ describe.each(['wg-tolstoy-q8_0.gguf', 'wg-llama-spm-q4_k_m.gguf'])('batching on
       maxBatchTokens: 8,
     });
     expect(chunked.map((r) => r.tokens)).toEqual(reference);
+  });
+
+  it('a page pool too small for all at once preempts and recomputes, with unchanged output', async () => {
+    const prompts = PROMPTS.map((p) => m.model.tokenizer.encode(p));
+    const reference = await greedy(m, prompts, 12);
+    const needed = prompts.reduce((a, p) => a + Math.ceil((p.length + 12) / m.kv.pageSize), 0);
+    const small = KvCache.create(m.model.rt, m.model.config, { maxPages: Math.ceil(needed / 2) + 1, memoryBytes: 1 << 30, format: 'f16' });
+    try {
+      const out = await generate(m.forward, small, prompts.map((promptIds) => ({ promptIds, maxTokens: 12 })), { contextLength: m.model.config.contextLength });
+      expect(out.map((r) => r.tokens)).toEqual(reference);
+      expect(out.reduce((a, r) => a + r.preemptions, 0)).toBeGreaterThan(0);
+      expect(small.pool.usedPages).toBe(0);
+      small.pool.checkInvariants();
+    } finally {
+      small.destroy();
+    }
   });
 
   it('seeded temperature sampling is reproducible alone and batched, and differs by seed', async () => {
