@@ -21,13 +21,15 @@
 // f32 -> f16 conversions open, so div_rn and f16_grid do both in integer arithmetic ('*' and
 // round() are exact / half-even in WGSL).
 //
-// On a hardware GPU the matmul would rather keep the int8 quants (32 per block packed in 8 u32
-// words, plus the f32 product scale) and take dot products with dot4I8Packed against int8 weight
-// quants, as llama.cpp's mul_mat_vec_q does in CUDA: this kernel would write packed q and d per
-// block instead of x', the GEMV/GEMM inner loops would accumulate i32 per block and apply
-// d_w * d_x once per block (Q4_K/Q6_K: per sub-block scale, minus dmin * bsums). That is 4x less
-// activation traffic and the exact integer sums llama.cpp computes; here x' (f32) keeps one
-// matmul kernel for every path and is exact to the same grid.
+//   quant_q8_0  the same Q8_0 quantization, but written as int8 quants for the integer matmul
+//               (shaders/matmul_q8.wgsl; Q8_0 / Q4_0 weights): XQ: array<u32>, 9 words per block
+//               of 32 (blocks of the flat [M, K] array in order, so row m, block b is block
+//               m * K / 32 + b): word 0 = f32 bits of d (the f16-rounded scale), words 1..8 = the
+//               32 quants, element 4 j + i in byte i of word 1 + j (two's complement).
+//               Bindings: 0 Params, 1 X, 2 XQ (same binding as XR; entry points use one of them).
+//
+// Q4_K/Q6_K still take x' (f32) through the float matmul; the integer path for them (Q8_K blocks
+// with bsums, per-sub-block integer sums as ggml_vec_dot_q4_K_q8_K) is not written yet.
 
 struct Params {
   units: u32,  // blocks (q8_0, q8_k) or vec4s (f16, bf16) to round
@@ -39,6 +41,7 @@ struct Params {
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> X: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> XR: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> XQ: array<u32>;
 
 fn unit_index(wid: vec3<u32>, nwg: vec3<u32>, tid: u32) -> u32 {
   return (wid.y * nwg.x + wid.x) * 64u + tid;
@@ -144,6 +147,42 @@ fn round_q8_0(
   }
   for (var i = 0u; i < 8u; i++) {
     XR[base + i] = clamp(round(v[i] * id), vec4<f32>(-128.0), vec4<f32>(127.0)) * d;
+  }
+}
+
+/** Four quants (each in [-128, 127]) as packed int8, element i in byte i. */
+fn pack_i8x4(q: vec4<f32>) -> u32 {
+  let b = bitcast<vec4<u32>>(vec4<i32>(q)) & vec4<u32>(0xffu);
+  return b.x | (b.y << 8u) | (b.z << 16u) | (b.w << 24u);
+}
+
+@compute @workgroup_size(64)
+fn quant_q8_0(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) tid: u32,
+) {
+  let b = unit_index(wid, nwg, tid);
+  if (b >= params.units) {
+    return;
+  }
+  let base = b * 8u;
+  var v: array<vec4<f32>, 8>;
+  var amax = 0.0;
+  for (var i = 0u; i < 8u; i++) {
+    v[i] = X[base + i];
+    amax = max(amax, vmax(abs(v[i])));
+  }
+  var d = 0.0;
+  var id = 0.0;
+  if (amax != 0.0) {
+    d = f16_grid(div_rn(amax, 127.0));
+    id = div_rn(127.0, amax);
+  }
+  let out = b * 9u;
+  XQ[out] = bitcast<u32>(d);
+  for (var i = 0u; i < 8u; i++) {
+    XQ[out + 1u + i] = pack_i8x4(clamp(round(v[i] * id), vec4<f32>(-128.0), vec4<f32>(127.0)));
   }
 }
 

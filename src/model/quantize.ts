@@ -124,6 +124,33 @@ export function toBf16Grid(v: number): number {
   return f[0];
 }
 
+/** Q8_0 activation blocks as int8 quants and f16-rounded scales (d[b] per 32 elements). */
+export interface Q8Blocks {
+  q: Int8Array;
+  d: Float32Array;
+}
+
+/**
+ * x quantized to Q8_0 blocks as quantize_row_q8_0 (x86 AVX2) does for llama.cpp's vec_dot:
+ * d = f16(amax / 127), id = 127 / amax, q = round-half-even(x * id). The reference of
+ * quantize_act.wgsl quant_q8_0; roundActivations('q8_0') is d * q.
+ */
+export function quantizeActivationsQ8_0(x: Float32Array): Q8Blocks {
+  const blocks = checkBlocks(x, 32, 'activations (q8_0)');
+  const q = new Int8Array(x.length);
+  const d = new Float32Array(blocks);
+  for (let b = 0; b < blocks; b++) {
+    const v = x.subarray(b * 32, (b + 1) * 32);
+    let amax = 0;
+    for (const e of v) amax = Math.max(amax, Math.abs(e));
+    if (amax === 0) continue;
+    d[b] = toF16Grid(Math.fround(amax / 127));
+    const id = Math.fround(127 / amax);
+    for (let j = 0; j < 32; j++) q[b * 32 + j] = Math.min(127, Math.max(-128, roundHalfEven(Math.fround(v[j] * id))));
+  }
+  return { q, d };
+}
+
 /**
  * x' = x rounded onto the grid llama.cpp's CPU matmul uses for a weight type (quant.ts
  * activationGrid), block by block along the flat array (rows are whole blocks). f32 arithmetic
@@ -141,6 +168,11 @@ export function roundActivations(grid: ActivationGrid, x: Float32Array): Float32
     for (let i = 0; i < x.length; i++) out[i] = round(x[i]);
     return out;
   }
+  if (grid === 'q8_0') {
+    const { q, d } = quantizeActivationsQ8_0(x);
+    for (let i = 0; i < x.length; i++) out[i] = Math.fround(d[i >> 5] * q[i]);
+    return out;
+  }
   const block = activationGridBlock(grid);
   const blocks = checkBlocks(x, block, `activations (${grid})`);
   for (let b = 0; b < blocks; b++) {
@@ -153,20 +185,11 @@ export function roundActivations(grid: ActivationGrid, x: Float32Array): Float32
       }
     }
     if (amax === 0) continue;
-    if (grid === 'q8_0') {
-      const d = toF16Grid(Math.fround(amax / 127));
-      const id = Math.fround(127 / amax);
-      for (let j = 0; j < block; j++) {
-        const q = Math.min(127, Math.max(-128, roundHalfEven(Math.fround(v[j] * id))));
-        out[b * block + j] = Math.fround(d * q);
-      }
-    } else {
-      const iscale = Math.fround(-127 / max);
-      const d = Math.fround(1 / iscale);
-      for (let j = 0; j < block; j++) {
-        const q = Math.min(127, roundHalfEven(Math.fround(iscale * v[j])));
-        out[b * block + j] = Math.fround(d * q);
-      }
+    const iscale = Math.fround(-127 / max);
+    const d = Math.fround(1 / iscale);
+    for (let j = 0; j < block; j++) {
+      const q = Math.min(127, roundHalfEven(Math.fround(iscale * v[j])));
+      out[b * block + j] = Math.fround(d * q);
     }
   }
   return out;

@@ -8,14 +8,21 @@ import {
   GEMV_MAX_ROWS,
   matmul,
   matmulShared,
+  q8ActivationWords,
+  quantizeActivationsQ8_0,
   roundActivations,
   uploadWeight,
   type GpuWeight,
   type MatmulOptions,
 } from '../../src/model/kernels/matmul.js';
-import { embedRef, matmulRef, type CpuWeight } from '../../src/model/kernels/matmul.reference.js';
+import { embedRef, fmaF32, matmulQ8Ref, matmulRef, type CpuWeight } from '../../src/model/kernels/matmul.reference.js';
 import { UnsupportedTensorTypeError, activationGrid, type ActivationGrid } from '../../src/model/quant.js';
-import { quantize, randomKQuant, roundActivations as roundActivationsRef } from '../../src/model/quantize.js';
+import {
+  quantize,
+  quantizeActivationsQ8_0 as quantizeActivationsQ8_0Ref,
+  randomKQuant,
+  roundActivations as roundActivationsRef,
+} from '../../src/model/quantize.js';
 import { getRuntime, maxAbsDiff, randomF32, rng } from '../helpers/gpu.js';
 
 const MODELS = join(__dirname, '../../../shared/models');
@@ -303,6 +310,95 @@ describe('activations rounded as llama.cpp rounds them (quantize_act.wgsl, quant
     expectRowsClose(await rt.buffers.readF32(y2, 0, big * cpus[0].rows), matmulRef(cpus[0], x2, big), big, 'after growth');
     for (const b of [b1, b2, y1, y2, ...ws.map((w) => w.buffer)]) rt.buffers.destroy(b);
   });
+});
+
+describe('Q8_0 / Q4_0 weights: int8 activations and exact integer block sums (matmul_q8.wgsl), as llama.cpp vec_dot', () => {
+  it('quant_q8_0 writes the int8 quants and f16-rounded scales of quantizeActivationsQ8_0, bit for bit', async () => {
+    const rt = await getRuntime();
+    const r = rng(31);
+    const n = 2 * 1024;
+    const x = randomF32(n, 32);
+    for (let b = 0; b < n / 32; b++) {
+      const s = 2 ** (Math.floor(r() * 31) - 20);
+      for (let j = 0; j < 32; j++) x[b * 32 + j] *= s;
+    }
+    x.fill(0, 3 * 32, 4 * 32);
+    for (let j = 0; j < 32; j++) x[5 * 32 + j] = j === 0 ? -127 : Math.floor(r() * 200) - 100 + 0.5;
+    const xb = rt.buffers.createWith('x', x);
+    const out = rt.buffers.create('xq', q8ActivationWords(n) * 4);
+    quantizeActivationsQ8_0(rt, xb, out, n);
+    await rt.sync();
+    const view = new DataView(await rt.buffers.read(out, 0, q8ActivationWords(n) * 4));
+    const want = quantizeActivationsQ8_0Ref(x);
+    for (let b = 0; b < n / 32; b++) {
+      const d = view.getFloat32(b * 36, true);
+      if (d !== want.d[b]) expect.fail(`block ${b}: d ${d}, want ${want.d[b]}`);
+      for (let j = 0; j < 32; j++) {
+        const q = view.getInt8(b * 36 + 4 + j);
+        if (q !== want.q[b * 32 + j]) expect.fail(`block ${b} element ${j}: q ${q}, want ${want.q[b * 32 + j]}`);
+      }
+    }
+    expect(want.q.some((q) => q === -127) && want.q.some((q) => q === 127)).toBe(true);
+    rt.buffers.destroy(xb);
+    rt.buffers.destroy(out);
+  });
+
+  it('fmaF32 rounds once (double rounding of a * b + c is caught)', () => {
+    const f = Math.fround;
+    // a * b = 2^-24 (1 + 2^-12)(1 - 2^-12 + 2^-24) = 2^-24 + 2^-60, so a * b + 1 rounds in double
+    // to the f32 midpoint 1 + 2^-24, which Math.fround takes to 1 (even); the exact sum is above
+    // it, so fmaf gives 1 + 2^-23.
+    const a = f(1 + 2 ** -12), b = f(2 ** -24 * (1 - 2 ** -12 + 2 ** -24)), c = 1;
+    expect(a * b).toBe(2 ** -24 + 2 ** -60);
+    expect(a * b + c).toBe(1 + 2 ** -24);
+    expect(fmaF32(a, b, c)).toBe(1 + 2 ** -23);
+    expect(fmaF32(3, 5, 0.5)).toBe(15.5);
+    expect(fmaF32(f(0.1), 3, f(-0.3))).toBe(f(f(0.1) * 3 + f(-0.3)));
+  });
+
+  // GEMV with one thread per row pair (SwiftShader's split) and GEMM keep llama.cpp's order: equal
+  // to the reference bit for bit. Split GEMV sums the threads' partials in a tree: within 1e-6.
+  const CASES: [GgmlType, number, number][] = [
+    [GgmlType.Q8_0, 256, 37],
+    [GgmlType.Q4_0, 320, 67],
+  ];
+  for (const [type, k, n] of CASES) {
+    it(`${ggmlTypeName(type)} K=${k} N=${n}: GPU equals matmulQ8Ref exactly (GEMV split 1, GEMM), closely (split GEMV)`, async () => {
+      const rt = await getRuntime();
+      const cpu = randomWeight(type, n, k, 4000 + k);
+      const w = upload(rt, cpu, `w.q8.${ggmlTypeName(type)}`);
+      for (const m of [1, 3, 16, 70]) {
+        const x = randomF32(m * k, 4100 + m, 3);
+        const init = randomF32(m * n, 4200 + m);
+        const want = matmulQ8Ref(cpu, x, m);
+        const wantAcc = matmulQ8Ref(cpu, x, m, init);
+        const exactPaths: MatmulOptions[] = [{ path: 'gemm' }];
+        if (m <= GEMV_MAX_ROWS) exactPaths.push({ path: 'gemv', gemvSplit: 1 });
+        for (const opts of exactPaths) {
+          const got = await runMatmul(rt, w, x, m, undefined, opts);
+          for (let i = 0; i < got.length; i++) {
+            if (got[i] !== want[i]) expect.fail(`M=${m} ${JSON.stringify(opts)} element ${i}: GPU ${got[i]}, reference ${want[i]}`);
+          }
+          const gotAcc = await runMatmul(rt, w, x, m, init, opts);
+          for (let i = 0; i < got.length; i++) {
+            if (gotAcc[i] !== wantAcc[i]) expect.fail(`M=${m} accumulate ${JSON.stringify(opts)} element ${i}: GPU ${gotAcc[i]}, reference ${wantAcc[i]}`);
+          }
+        }
+        if (m <= GEMV_MAX_ROWS) {
+          for (const split of [2, 64] as const) {
+            const got = await runMatmul(rt, w, x, m, undefined, { gemvSplit: split });
+            let mag = 0;
+            for (const v of want) mag = Math.max(mag, Math.abs(v));
+            expect(maxAbsDiff(got, want), `M=${m} split ${split}`).toBeLessThanOrEqual(1e-6 * mag);
+          }
+        }
+        // The integer sums are not the f32 sums of x' * w: the two paths differ (by rounding only).
+        const viaFloats = matmulRef(cpu, x, m, undefined, { activations: 'exact' });
+        expect(maxAbsDiff(want, viaFloats)).toBeGreaterThan(0);
+      }
+      rt.buffers.destroy(w.buffer);
+    });
+  }
 });
 
 describe('embedding kernel', () => {

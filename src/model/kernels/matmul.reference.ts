@@ -1,7 +1,7 @@
 // CPU references of the matmul and embedding kernels, over GGUF-layout weight bytes.
-import type { GgmlType } from '../gguf.js';
-import { activationGrid, dequantize } from '../quant.js';
-import { roundActivations } from '../quantize.js';
+import { GgmlType } from '../gguf.js';
+import { activationGrid, dequantize, f16ToF32 } from '../quant.js';
+import { quantizeActivationsQ8_0, roundActivations } from '../quantize.js';
 
 export interface CpuWeight {
   type: GgmlType;
@@ -21,8 +21,10 @@ export interface MatmulRefOptions {
 /**
  * y[m, n] = (init[m, n] +) sum_k x'[m, k] * W[n, k], summed in double precision, where x' is x
  * rounded onto the weight type's activation grid (roundActivations) unless activations: 'exact'.
+ * Q8_0 / Q4_0 weights with llama.cpp activations: matmulQ8Ref (integer block sums, f32 as llama.cpp).
  */
 export function matmulRef(w: CpuWeight, x: Float32Array, m: number, init?: Float32Array, opts: MatmulRefOptions = {}): Float32Array {
+  if (opts.activations !== 'exact' && (w.type === GgmlType.Q8_0 || w.type === GgmlType.Q4_0)) return matmulQ8Ref(w, x, m, init);
   const wf = dequantize(w.type, w.bytes, w.rows * w.cols);
   const grid = opts.activations === 'exact' ? null : activationGrid(w.type);
   if (grid) x = roundActivations(grid, x.subarray(0, m * w.cols));
@@ -45,4 +47,84 @@ export function embedRef(w: CpuWeight, tokenIds: Int32Array): Float32Array {
     if (id >= 0 && id < w.rows) out.set(wf.subarray(id * w.cols, (id + 1) * w.cols), t * w.cols);
   });
   return out;
+}
+
+const f32Bits = new Float32Array(1);
+const u32Bits = new Uint32Array(f32Bits.buffer);
+
+/** The f32 next to f (finite, nonzero direction) towards +inf (up) or -inf. */
+function nextF32(f: number, up: boolean): number {
+  f32Bits[0] = f;
+  if (f === 0) u32Bits[0] = up ? 1 : 0x80000001;
+  else if (f > 0 === up) u32Bits[0] += 1;
+  else u32Bits[0] -= 1;
+  return f32Bits[0];
+}
+
+/** fmaf(a, b, c) for f32 a, b, c: a * b + c rounded once (a * b is exact in double here). */
+export function fmaF32(a: number, b: number, c: number): number {
+  const p = a * b;
+  const s = p + c;
+  const f = Math.fround(s);
+  if (f === s) return f;
+  // s may itself be rounded (p + c needs more than 53 bits); that only matters when s lands
+  // exactly halfway between two f32s, where the exact sum's side decides.
+  const bp = s - c;
+  const e = p - bp + (c - (s - bp));
+  if (e === 0) return f;
+  const other = nextF32(f, s > f);
+  if ((f + other) / 2 !== s) return f;
+  return e > 0 === other > f ? other : f;
+}
+
+/** The int8 quants (Q4_0: nibble - 8) and f16 scales of Q8_0 / Q4_0 weight blocks. */
+function weightQuants(w: CpuWeight): { q: Int8Array; d: Float32Array } {
+  const blocks = (w.rows * w.cols) / 32;
+  const q = new Int8Array(blocks * 32);
+  const d = new Float32Array(blocks);
+  const v = new DataView(w.bytes.buffer, w.bytes.byteOffset, w.bytes.byteLength);
+  const size = w.type === GgmlType.Q8_0 ? 34 : 18;
+  for (let b = 0; b < blocks; b++) {
+    const at = b * size;
+    d[b] = f16ToF32(v.getUint16(at, true));
+    for (let j = 0; j < 32; j++) {
+      if (w.type === GgmlType.Q8_0) q[b * 32 + j] = v.getInt8(at + 2 + j);
+      else q[b * 32 + j] = j < 16 ? (v.getUint8(at + 2 + j) & 0xf) - 8 : (v.getUint8(at + 2 + j - 16) >> 4) - 8;
+    }
+  }
+  return { q, d };
+}
+
+/**
+ * Q8_0 / Q4_0 weights as llama.cpp's CPU computes them (ggml_vec_dot_q8_0_q8_0 /
+ * ggml_vec_dot_q4_0_q8_0, x86 AVX2): x quantized to Q8_0 blocks (quantizeActivationsQ8_0); per
+ * block and lane j < 8 the exact integer sum of elements 4j .. 4j+3, acc[j] = fmaf(d_w * d_x,
+ * isum_j, acc[j]) over the blocks in order, then hsum_float_8; init added in f32.
+ * The reference of shaders/matmul_q8.wgsl.
+ */
+export function matmulQ8Ref(w: CpuWeight, x: Float32Array, m: number, init?: Float32Array): Float32Array {
+  const nb = w.cols / 32;
+  const xq = quantizeActivationsQ8_0(x.subarray(0, m * w.cols));
+  const wq = weightQuants(w);
+  const y = new Float32Array(m * w.rows);
+  const acc = new Float32Array(8);
+  for (let r = 0; r < m; r++) {
+    for (let n = 0; n < w.rows; n++) {
+      acc.fill(0);
+      for (let b = 0; b < nb; b++) {
+        const xb = r * nb + b, wb = n * nb + b;
+        const d = Math.fround(wq.d[wb] * xq.d[xb]);
+        for (let j = 0; j < 8; j++) {
+          let isum = 0;
+          for (let i = 4 * j; i < 4 * j + 4; i++) isum += wq.q[wb * 32 + i] * xq.q[xb * 32 + i];
+          acc[j] = fmaF32(d, isum, acc[j]);
+        }
+      }
+      const s0 = Math.fround(acc[0] + acc[4]), s1 = Math.fround(acc[1] + acc[5]);
+      const s2 = Math.fround(acc[2] + acc[6]), s3 = Math.fround(acc[3] + acc[7]);
+      const v = Math.fround(Math.fround(s0 + s2) + Math.fround(s1 + s3));
+      y[r * w.rows + n] = init ? Math.fround(init[r * w.rows + n] + v) : v;
+    }
+  }
+  return y;
 }

@@ -6,6 +6,9 @@
 // (Q8_0 blocks for Q8_0/Q4_0, Q8_K blocks for Q4_K/Q6_K, f16 for F16, bf16 for BF16; F32 exact),
 // into a scratch buffer this module owns (shaders/quantize_act.wgsl), so the model computes what
 // llama.cpp computes. `activations: 'exact'` skips that.
+// Q8_0 and Q4_0 weights go further, as llama.cpp's vec_dot does: the activations are quantized to
+// int8 Q8_0 blocks (quantize_act.wgsl quant_q8_0) and shaders/matmul_q8.wgsl sums each block's
+// products exactly in i32 before scaling (CPU reference: matmul.reference.ts).
 import type { Binding, GpuRuntime, PipelineKey } from '../../gpu/index.js';
 import { GgmlType, ggmlTypeName } from '../gguf.js';
 import {
@@ -121,6 +124,11 @@ export interface MatmulOptions {
   activations?: 'llama.cpp' | 'exact';
 }
 
+/** Weight types whose llama.cpp-numerics matmul is the integer one (matmul_q8.wgsl). */
+function integerPath(w: Pick<GpuWeight, 'type'>, opts: Pick<MatmulOptions, 'activations'>): boolean {
+  return opts.activations !== 'exact' && (w.type === GgmlType.Q8_0 || w.type === GgmlType.Q4_0);
+}
+
 export interface MatmulPlan {
   kernel: PipelineKey;
   groups: [number, number];
@@ -129,22 +137,27 @@ export interface MatmulPlan {
 /** Which kernel, defines and grid a matmul of m rows uses (GEMV up to GEMV_MAX_ROWS rows). */
 export function planMatmul(rt: GpuRuntime, w: GpuWeight, m: number, opts: MatmulOptions = {}): MatmulPlan {
   const gemv = (opts.path ?? (m <= GEMV_MAX_ROWS ? 'gemv' : 'gemm')) === 'gemv';
+  const int = integerPath(w, opts);
   if (!gemv) {
     return {
-      kernel: { shader: 'matmul', entryPoint: 'gemm', defines: { WTYPE: wgslWeightType(w), ROWS: 1, SPLIT: 1 } },
+      kernel: int
+        ? { shader: 'matmul_q8', entryPoint: 'gemm_q8', defines: { WTYPE: wgslWeightType(w), ROWS: 1, SPLIT: 1 } }
+        : { shader: 'matmul', entryPoint: 'gemm', defines: { WTYPE: wgslWeightType(w), ROWS: 1, SPLIT: 1 } },
       groups: [Math.ceil(w.rows / GEMM_TILE), Math.ceil(m / GEMM_TILE)],
     };
   }
   if (m > GEMV_MAX_ROWS) throw new Error(`${w.name}: the GEMV path takes at most ${GEMV_MAX_ROWS} rows, not ${m}`);
   const split = opts.gemvSplit ?? defaultGemvSplit(rt, w.cols / 4);
   if (!GEMV_SPLITS.includes(split)) throw new Error(`${w.name}: GEMV split ${split} is not one of ${GEMV_SPLITS.join(', ')}`);
-  const subgroups = split === 64 && (opts.subgroups ?? rt.gpu.features.subgroups);
+  const subgroups = !int && split === 64 && (opts.subgroups ?? rt.gpu.features.subgroups);
   if (subgroups && !rt.gpu.features.subgroups) throw new Error(`${w.name}: subgroups requested but the device has no subgroups feature`);
   const defines = { WTYPE: wgslWeightType(w), ROWS: gemvRows(m), SPLIT: split };
   return {
-    kernel: subgroups
-      ? { shader: 'matmul_subgroups', entryPoint: 'gemv_subgroups', defines }
-      : { shader: 'matmul', entryPoint: 'gemv', defines },
+    kernel: int
+      ? { shader: 'matmul_q8', entryPoint: 'gemv_q8', defines }
+      : subgroups
+        ? { shader: 'matmul_subgroups', entryPoint: 'gemv_subgroups', defines }
+        : { shader: 'matmul', entryPoint: 'gemv', defines },
     groups: grid2d(Math.ceil(w.rows / ((GEMV_THREADS / split) * GEMV_COLS)), opts.maxGroupsPerDim),
   };
 }
@@ -178,13 +191,16 @@ export function matmulShared(rt: GpuRuntime, x: Binding, m: number, targets: Mat
     checkBinding(x, m * w.cols * 4, 'x', w.name);
     checkBinding(y, m * w.rows * 4, 'y', w.name);
   }
-  let rounded: ActivationGrid | null = null;
+  // What the scratch holds: x rounded onto a grid (f32), or Q8_0 int8 blocks ('q8_0 int').
+  let rounded: ActivationGrid | 'q8_0 int' | null = null;
   let scratch: GPUBuffer | null = null;
   targets.forEach(({ w, y, accumulate }, i) => {
-    const grid = opts.activations === 'exact' ? null : activationGrid(w.type);
+    const int = integerPath(w, opts);
+    const grid = opts.activations === 'exact' ? null : int ? 'q8_0 int' : activationGrid(w.type);
     if (grid && grid !== rounded) {
       scratch = activationScratch(rt, m * k * 4);
-      roundActivations(rt, grid, x, scratch, m * k);
+      if (grid === 'q8_0 int') quantizeActivationsQ8_0(rt, x, scratch, m * k);
+      else roundActivations(rt, grid, x, scratch, m * k);
       rounded = grid;
     }
     const { kernel, groups } = planMatmul(rt, w, m, opts);
@@ -213,6 +229,24 @@ export function roundActivations(rt: GpuRuntime, grid: ActivationGrid, x: Bindin
   const units = count / unit;
   if (units === 0) return;
   rt.dispatch({ shader: 'quantize_act', entryPoint: ROUNDING_ENTRY[grid], defines: {} }, new Uint32Array([units, 0, 0, 0]), [x, out], grid2d(Math.ceil(units / 64)));
+}
+
+/** u32 words of Q8_0 int8 activation blocks (quantize_act.wgsl quant_q8_0) for `count` elements. */
+export function q8ActivationWords(count: number): number {
+  return (count / 32) * 9;
+}
+
+/**
+ * Records out = x quantized to Q8_0 int8 blocks in the quantize_act.wgsl quant_q8_0 layout (9 words
+ * per 32 elements: f32 scale, 8 words of packed quants). count: elements, whole blocks of 32.
+ */
+export function quantizeActivationsQ8_0(rt: GpuRuntime, x: Binding, out: Binding, count: number): void {
+  if (count % 32 !== 0) throw new Error(`activation quantization (q8_0): ${count} elements are not whole blocks of 32`);
+  checkBinding(x, count * 4, 'x', 'activation quantization (q8_0)');
+  checkBinding(out, q8ActivationWords(count) * 4, 'output', 'activation quantization (q8_0)');
+  const units = count / 32;
+  if (units === 0) return;
+  rt.dispatch({ shader: 'quantize_act', entryPoint: 'quant_q8_0', defines: {} }, new Uint32Array([units, 0, 0, 0]), [x, out], grid2d(Math.ceil(units / 64)));
 }
 
 /**

@@ -1,0 +1,289 @@
+// Integer matmul of Q8_0 / Q4_0 weights against Q8_0-quantized activations, as llama.cpp's CPU
+// computes it (ggml_vec_dot_q8_0_q8_0 / ggml_vec_dot_q4_0_q8_0, x86 AVX2 path):
+//   per 32-block b and lane j (elements 4j .. 4j+3, j < 8): isum_j = sum of 4 products of int8
+//   weight quants (Q4_0: nibble - 8) and int8 activation quants, exact in i32 (dot4I8Packed);
+//   acc[j] = fmaf(d_w * d_x, f32(isum_j), acc[j]) (fused: fma_exact), the blocks in order (d_w * d_x an f32 product,
+//   as _mm256_set1_ps(fp16_to_fp32(x.d) * fp16_to_fp32(y.d)) and _mm256_fmadd_ps);
+//   y = hsum_float_8(acc) = ((acc0 + acc4) + (acc2 + acc6)) + ((acc1 + acc5) + (acc3 + acc7)).
+// Bindings: 0 uniform Params (as matmul.wgsl), 1 W: array<u32> (dequant.wgsl layout of {{WTYPE}},
+// q8_0 or q4_0), 2 XQ: array<u32> (quantize_act.wgsl quant_q8_0 layout: 9 words per block,
+// f32 d then 8 words of packed quants; row m, block b at block m * K / 32 + b), 3 Y: array<f32>.
+// Defines: WTYPE, ROWS (gemv; 1 for gemm), SPLIT (gemv; 1 for gemm).
+//
+// gemv_q8: as matmul.wgsl's gemv, a group of SPLIT threads owns GEMV_COLS weight rows, each thread
+//   takes blocks lane, lane + SPLIT, ... With SPLIT == 1 every output is accumulated in llama.cpp's
+//   order exactly; with SPLIT > 1 each thread's 8 lanes are summed as above and the threads'
+//   partials then added in a tree (the order differs from llama.cpp's by float rounding only).
+// gemm_q8: 64x64 output tiles, one 32-block of K per step through workgroup memory, 256 threads
+//   each computing 4x4 outputs with 8 lane accumulators apiece (llama.cpp's order exactly).
+//   Grid: (ceil(N / 64), ceil(M / 64)).
+#include "dequant"
+
+struct Params {
+  m: u32,
+  n: u32,
+  k4: u32,           // K / 4
+  wordsPerRow: u32,  // u32 words per weight row
+  accumulate: u32,   // 1: y += x·Wᵀ; 0: y = x·Wᵀ
+  _pad0: u32,
+  _pad1: u32,
+  _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> W: array<u32>;
+@group(0) @binding(2) var<storage, read> XQ: array<u32>;
+@group(0) @binding(3) var<storage, read_write> Y: array<f32>;
+
+const XQ_BLOCK_WORDS: u32 = 9u;
+
+fn store_y(m: u32, n: u32, v: f32) {
+  let i = m * params.n + n;
+  if (params.accumulate != 0u) {
+    Y[i] = Y[i] + v;
+  } else {
+    Y[i] = v;
+  }
+}
+
+fn w_scale(bw: u32) -> f32 {
+  return unpack2x16float(W[bw]).x;
+}
+
+/** Packed int8 weight quants of elements 4j .. 4j+3 of the block at word bw. */
+fn wq_q8_0(bw: u32, j: u32) -> u32 {
+  return W[bw + 1u + j];
+}
+
+fn wq_q4_0(bw: u32, j: u32) -> u32 {
+  let v = (W[bw + 1u + (j & 3u)] >> (4u * (j >> 2u))) & 0x0f0f0f0fu;
+  // Bytewise nibble - 8 as int8: (n + 128 - 8) - 128, with no borrow between bytes.
+  return ((v | 0x80808080u) - 0x08080808u) ^ 0x80808080u;
+}
+
+fn wq(bw: u32, j: u32) -> u32 {
+  return wq_{{WTYPE}}(bw, j);
+}
+
+/** The 8 lane sums of one block pair (exact: |sum| <= 4 * 128 * 128). */
+fn lane_sums(w: array<u32, 8>, x: array<u32, 8>) -> array<vec4<i32>, 2> {
+  return array<vec4<i32>, 2>(
+    vec4<i32>(dot4I8Packed(w[0], x[0]), dot4I8Packed(w[1], x[1]), dot4I8Packed(w[2], x[2]), dot4I8Packed(w[3], x[3])),
+    vec4<i32>(dot4I8Packed(w[4], x[4]), dot4I8Packed(w[5], x[5]), dot4I8Packed(w[6], x[6]), dot4I8Packed(w[7], x[7])),
+  );
+}
+
+/**
+ * d * s + c rounded once, as _mm256_fmadd_ps, for f32 d and integers |s| < 2^17. WGSL's fma()
+ * may round twice (SwiftShader does), so the fused result is built from correctly rounded f32
+ * operations: d * s exactly as p + pe (Dekker's product, d split into 12 + 12 bits by masking,
+ * |s| into its high and low bytes: every partial product is exact), then Boldo and Melquiond's
+ * emulated FMA: (th, tl) = TwoSum(c, p), v = tl + pe rounded to odd, result = th + v.
+ * Assumes no underflow or overflow (scales of activations and weights times sums of int8 products).
+ */
+fn fma_exact(d: f32, s: vec4<i32>, c: vec4<f32>) -> vec4<f32> {
+  // |s| is split (a split of s itself is unbalanced for negative s and loses Dekker's exactness).
+  let a = abs(s);
+  let sg = vec4<f32>(sign(s));
+  let p0 = d * vec4<f32>(a);
+  let dh = bitcast<f32>(bitcast<u32>(d) & 0xfffff000u);
+  let dl = d - dh;
+  let sh = vec4<f32>(a & vec4<i32>(-256));
+  let sl = vec4<f32>(a & vec4<i32>(255));
+  let p = sg * p0;
+  let pe = sg * ((((dh * sh - p0) + dh * sl) + dl * sh) + dl * sl);
+  let th = c + p;
+  let cb = th - p;
+  let tl = (c - cb) + (p - (th - cb));
+  let v = tl + pe;
+  let vb = v - tl;
+  let ve = (tl - (v - vb)) + (pe - vb);
+  let bits = bitcast<vec4<u32>>(v);
+  let odd = select(bits - vec4<u32>(1u), bits + vec4<u32>(1u), (ve > vec4<f32>(0.0)) == (v > vec4<f32>(0.0)));
+  let inexactEven = (ve != vec4<f32>(0.0)) & ((bits & vec4<u32>(1u)) == vec4<u32>(0u));
+  return th + bitcast<vec4<f32>>(select(bits, odd, inexactEven));
+}
+
+/** hsum_float_8 of lanes lo = 0..3, hi = 4..7. */
+fn hsum8(lo: vec4<f32>, hi: vec4<f32>) -> f32 {
+  let s = hi + lo;
+  return (s.x + s.z) + (s.y + s.w);
+}
+
+// ---------------------------------------------------------------------------------------- gemv
+
+const GEMV_THREADS: u32 = 64u;
+const GEMV_COLS: u32 = 2u;
+const SPLIT: u32 = {{SPLIT}}u;
+const GEMV_GROUPS: u32 = GEMV_THREADS / SPLIT;
+const ROWS: u32 = {{ROWS}}u;
+const GEMV_SUMS: u32 = GEMV_COLS * ROWS;
+
+var<workgroup> partials: array<f32, GEMV_SUMS * select(GEMV_THREADS, 1u, SPLIT == 1u)>;
+
+alias GemvSums = array<array<f32, ROWS>, GEMV_COLS>;
+
+fn gemv_accumulate(n0: u32, lane: u32) -> GemvSums {
+  let nb = params.k4 / 8u;
+  var rowWord: array<u32, GEMV_COLS>;
+  for (var c = 0u; c < GEMV_COLS; c++) {
+    rowWord[c] = min(n0 + c, params.n - 1u) * params.wordsPerRow;
+  }
+  // acc[c][r][h]: lanes 4h .. 4h+3
+  var acc: array<array<array<vec4<f32>, 2>, ROWS>, GEMV_COLS>;
+  for (var b = lane; b < nb; b += SPLIT) {
+    var w: array<array<u32, 8>, GEMV_COLS>;
+    var dw: array<f32, GEMV_COLS>;
+    for (var c = 0u; c < GEMV_COLS; c++) {
+      let bw = rowWord[c] + b * BLOCK_WORDS_{{WTYPE}};
+      dw[c] = w_scale(bw);
+      for (var j = 0u; j < 8u; j++) {
+        w[c][j] = wq(bw, j);
+      }
+    }
+    for (var r = 0u; r < ROWS; r++) {
+      // Rows past M (when M < ROWS) repeat row M-1; their sums are never stored.
+      let xb = (min(r, params.m - 1u) * nb + b) * XQ_BLOCK_WORDS;
+      let dx = bitcast<f32>(XQ[xb]);
+      var x: array<u32, 8>;
+      for (var j = 0u; j < 8u; j++) {
+        x[j] = XQ[xb + 1u + j];
+      }
+      for (var c = 0u; c < GEMV_COLS; c++) {
+        let d = dw[c] * dx;
+        let s = lane_sums(w[c], x);
+        acc[c][r][0] = fma_exact(d, s[0], acc[c][r][0]);
+        acc[c][r][1] = fma_exact(d, s[1], acc[c][r][1]);
+      }
+    }
+  }
+  var sums: GemvSums;
+  for (var c = 0u; c < GEMV_COLS; c++) {
+    for (var r = 0u; r < ROWS; r++) {
+      sums[c][r] = hsum8(acc[c][r][0], acc[c][r][1]);
+    }
+  }
+  return sums;
+}
+
+fn gemv_store(n0: u32, s: u32, v: f32) {
+  let n = n0 + s / ROWS;
+  let m = s % ROWS;
+  if (m < params.m && n < params.n) {
+    store_y(m, n, v);
+  }
+}
+
+@compute @workgroup_size(64)
+fn gemv_q8(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) tid: u32,
+) {
+  let lane = tid % SPLIT;
+  let n0 = ((wid.y * nwg.x + wid.x) * GEMV_GROUPS + tid / SPLIT) * GEMV_COLS;
+  let acc = gemv_accumulate(n0, lane);
+  if (SPLIT == 1u) {
+    for (var s = 0u; s < GEMV_SUMS; s++) {
+      gemv_store(n0, s, acc[s / ROWS][s % ROWS]);
+    }
+    return;
+  }
+  for (var s = 0u; s < GEMV_SUMS; s++) {
+    partials[s * GEMV_THREADS + tid] = acc[s / ROWS][s % ROWS];
+  }
+  for (var stride = SPLIT / 2u; stride > 0u; stride >>= 1u) {
+    workgroupBarrier();
+    if (lane < stride) {
+      for (var s = 0u; s < GEMV_SUMS; s++) {
+        partials[s * GEMV_THREADS + tid] += partials[s * GEMV_THREADS + tid + stride];
+      }
+    }
+  }
+  workgroupBarrier();
+  for (var s = lane; s < GEMV_SUMS; s += SPLIT) {
+    gemv_store(n0, s, partials[s * GEMV_THREADS + tid - lane]);
+  }
+}
+
+// ---------------------------------------------------------------------------------------- gemm
+
+const TILE: u32 = 64u;
+
+// One 32-block of K for 64 x rows and 64 weight rows: packed quants [row * 8 + j], scales [row].
+var<workgroup> xq: array<u32, TILE * 8u>;
+var<workgroup> xd: array<f32, TILE>;
+var<workgroup> wqs: array<u32, TILE * 8u>;
+var<workgroup> wd: array<f32, TILE>;
+
+// 256 threads in a 16x16 grid; thread (tx, ty) computes rows m0 + ty + 16 i, columns n0 + tx + 16 j.
+@compute @workgroup_size(16, 16)
+fn gemm_q8(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(local_invocation_id) lid: vec3<u32>,
+  @builtin(local_invocation_index) tid: u32,
+) {
+  let n0 = wid.x * TILE;
+  let m0 = wid.y * TILE;
+  let nb = params.k4 / 8u;
+  // acc[(4 i + j) * 2 + h]: output (i, j), lanes 4h .. 4h+3
+  var acc: array<vec4<f32>, 32>;
+  for (var b = 0u; b < nb; b++) {
+    for (var e = tid; e < TILE * 8u; e += 256u) {
+      let row = e / 8u;
+      let j = e % 8u;
+      var xv = 0u;
+      var wv = 0u;
+      if (m0 + row < params.m) { xv = XQ[((m0 + row) * nb + b) * XQ_BLOCK_WORDS + 1u + j]; }
+      if (n0 + row < params.n) { wv = wq((n0 + row) * params.wordsPerRow + b * BLOCK_WORDS_{{WTYPE}}, j); }
+      xq[e] = xv;
+      wqs[e] = wv;
+    }
+    if (tid < TILE) {
+      var d = 0.0;
+      if (m0 + tid < params.m) { d = bitcast<f32>(XQ[((m0 + tid) * nb + b) * XQ_BLOCK_WORDS]); }
+      xd[tid] = d;
+    } else if (tid < 2u * TILE) {
+      let row = tid - TILE;
+      var d = 0.0;
+      if (n0 + row < params.n) { d = w_scale((n0 + row) * params.wordsPerRow + b * BLOCK_WORDS_{{WTYPE}}); }
+      wd[row] = d;
+    }
+    workgroupBarrier();
+    var w: array<array<u32, 8>, 4>;
+    var dw: array<f32, 4>;
+    for (var j = 0u; j < 4u; j++) {
+      let col = lid.x + 16u * j;
+      dw[j] = wd[col];
+      for (var q = 0u; q < 8u; q++) {
+        w[j][q] = wqs[col * 8u + q];
+      }
+    }
+    for (var i = 0u; i < 4u; i++) {
+      let row = lid.y + 16u * i;
+      let dx = xd[row];
+      var x: array<u32, 8>;
+      for (var q = 0u; q < 8u; q++) {
+        x[q] = xq[row * 8u + q];
+      }
+      for (var j = 0u; j < 4u; j++) {
+        let d = dw[j] * dx;
+        let s = lane_sums(w[j], x);
+        let a = (4u * i + j) * 2u;
+        acc[a] = fma_exact(d, s[0], acc[a]);
+        acc[a + 1u] = fma_exact(d, s[1], acc[a + 1u]);
+      }
+    }
+    workgroupBarrier();
+  }
+  for (var i = 0u; i < 4u; i++) {
+    let m = m0 + lid.y + 16u * i;
+    for (var j = 0u; j < 4u; j++) {
+      let n = n0 + lid.x + 16u * j;
+      if (m < params.m && n < params.n) {
+        let a = (4u * i + j) * 2u;
+        store_y(m, n, hsum8(acc[a], acc[a + 1u]));
+      }
+    }
+  }
+}
