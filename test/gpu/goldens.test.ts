@@ -41,10 +41,11 @@ function tolerance(file: string): number {
 
 /**
  * Exact types (F32, F16) must agree up to llama.cpp's near tie in every case. Quantized types
- * must in at least two thirds of the cases: llama.cpp sums each 32-element block of int8
- * products exactly and scales once, our GPU matmul sums rounded f32 products, and that ~1e-6
- * noise can flip a later 8-bit activation rounding (traced layer by layer against the CPU
- * reference). Integer block sums (dot4I8Packed) will remove the difference.
+ * must in at least two thirds of the cases. Their activations are quantized to int8 blocks and
+ * summed exactly per block as llama.cpp does (Q8_0/Q4_0), yet about one case in four still
+ * diverges early; the remaining cause is not found (candidates: the accumulation order of the
+ * repacked Q4_0 8x8 or tinyBLAS kernels llama.cpp picks on the machine that made the goldens,
+ * Q8_K integer sums for Q4_K/Q6_K, roundings in non-matmul ops).
  */
 function requiredAgreement(file: string, cases: number): number {
   return isExactType(file) ? cases : Math.ceil((2 * cases) / 3);
