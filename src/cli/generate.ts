@@ -25,6 +25,9 @@ export async function generateCommand(opts: GenerateCliOptions): Promise<number>
     const kv = KvCache.create(model.rt, model.config, { memoryBytes: kvBytesFor(model) });
     const decoder = new StreamingDecoder(model.tokenizer);
     let text = '';
+    // Compile the pipelines of this prompt's prefill and of decode first, so the speeds
+    // printed below measure generation, not one-time shader compilation.
+    await generate(forward, kv, [{ promptIds, maxTokens: 2 }], { contextLength: model.config.contextLength });
     const start = performance.now();
     let firstTokenAt = 0;
     try {
