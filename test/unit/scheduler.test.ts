@@ -3,6 +3,7 @@ import { KvManager } from '../../src/kv/kv-manager.js';
 import { PagePool } from '../../src/kv/page-pool.js';
 import { validateBatch, type Batch } from '../../src/model/batch.js';
 import { Scheduler, Sequence, fcfs, type ScheduledStep, type SchedulerOptions } from '../../src/scheduler/index.js';
+import { rng } from '../helpers/random.js';
 
 const VOCAB = 1000;
 
@@ -61,17 +62,6 @@ function runAlone(prompt: number[], maxTokens: number, contextLength: number, st
     generated.push(id);
     if (generated.length >= maxTokens || tokens.length >= contextLength) return { generated, reason: 'length' };
   }
-}
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function setup(opts: { pages: number; pageSize: number } & Omit<SchedulerOptions, 'kv'>) {
