@@ -48,18 +48,7 @@ fn store_y(m: u32, n: u32, v: f32) {
 
 // ---------------------------------------------------------------------------------------- gemv
 
-const GEMV_THREADS: u32 = 64u;
-const GEMV_COLS: u32 = 2u;                       // weight rows per thread group
-const SPLIT: u32 = {{SPLIT}}u;                   // threads sharing a group's K (power of 2, <= 64)
-const GEMV_GROUPS: u32 = GEMV_THREADS / SPLIT;   // thread groups per workgroup
-const ROWS: u32 = {{ROWS}}u;
-const GEMV_SUMS: u32 = GEMV_COLS * ROWS;
-
-// partials[s * GEMV_THREADS + thread], s = col * ROWS + row
-// (a single element when SPLIT == 1: no reduction, and nothing to zero-initialize)
-var<workgroup> partials: array<f32, GEMV_SUMS * select(GEMV_THREADS, 1u, SPLIT == 1u)>;
-
-alias GemvSums = array<array<f32, ROWS>, GEMV_COLS>;
+#include "gemv_reduce"
 
 /** This thread's share (every SPLIT-th vec4 of K) of the sums of GEMV_COLS weight rows from n0. */
 fn gemv_accumulate(n0: u32, lane: u32) -> GemvSums {
@@ -91,38 +80,10 @@ fn gemv(
   @builtin(local_invocation_index) tid: u32,
 ) {
   let lane = tid % SPLIT;
-  let n0 = ((wid.y * nwg.x + wid.x) * GEMV_GROUPS + tid / SPLIT) * GEMV_COLS;
-  let acc = gemv_accumulate(n0, lane);
-  if (SPLIT == 1u) {
-    for (var s = 0u; s < GEMV_SUMS; s++) {
-      gemv_store(n0, s, acc[s / ROWS][s % ROWS]);
-    }
-    return;
-  }
-  for (var s = 0u; s < GEMV_SUMS; s++) {
-    partials[s * GEMV_THREADS + tid] = acc[s / ROWS][s % ROWS];
-  }
-  for (var stride = SPLIT / 2u; stride > 0u; stride >>= 1u) {
-    workgroupBarrier();
-    if (lane < stride) {
-      for (var s = 0u; s < GEMV_SUMS; s++) {
-        partials[s * GEMV_THREADS + tid] += partials[s * GEMV_THREADS + tid + stride];
-      }
-    }
-  }
-  workgroupBarrier();
-  for (var s = lane; s < GEMV_SUMS; s += SPLIT) {
-    gemv_store(n0, s, partials[s * GEMV_THREADS + tid - lane]);
-  }
+  let n0 = gemv_first_row(wid, nwg, tid);
+  gemv_finish(n0, lane, tid, gemv_accumulate(n0, lane));
 }
 
-fn gemv_store(n0: u32, s: u32, v: f32) {
-  let n = n0 + s / ROWS;
-  let m = s % ROWS;
-  if (m < params.m && n < params.n) {
-    store_y(m, n, v);
-  }
-}
 
 // ---------------------------------------------------------------------------------------- gemm
 

@@ -112,16 +112,7 @@ fn hsum8(lo: vec4<f32>, hi: vec4<f32>) -> f32 {
 
 // ---------------------------------------------------------------------------------------- gemv
 
-const GEMV_THREADS: u32 = 64u;
-const GEMV_COLS: u32 = 2u;
-const SPLIT: u32 = {{SPLIT}}u;
-const GEMV_GROUPS: u32 = GEMV_THREADS / SPLIT;
-const ROWS: u32 = {{ROWS}}u;
-const GEMV_SUMS: u32 = GEMV_COLS * ROWS;
-
-var<workgroup> partials: array<f32, GEMV_SUMS * select(GEMV_THREADS, 1u, SPLIT == 1u)>;
-
-alias GemvSums = array<array<f32, ROWS>, GEMV_COLS>;
+#include "gemv_reduce"
 
 fn gemv_accumulate(n0: u32, lane: u32) -> GemvSums {
   let nb = params.k4 / 8u;
@@ -166,13 +157,6 @@ fn gemv_accumulate(n0: u32, lane: u32) -> GemvSums {
   return sums;
 }
 
-fn gemv_store(n0: u32, s: u32, v: f32) {
-  let n = n0 + s / ROWS;
-  let m = s % ROWS;
-  if (m < params.m && n < params.n) {
-    store_y(m, n, v);
-  }
-}
 
 @compute @workgroup_size(64)
 fn gemv_q8(
@@ -181,29 +165,8 @@ fn gemv_q8(
   @builtin(local_invocation_index) tid: u32,
 ) {
   let lane = tid % SPLIT;
-  let n0 = ((wid.y * nwg.x + wid.x) * GEMV_GROUPS + tid / SPLIT) * GEMV_COLS;
-  let acc = gemv_accumulate(n0, lane);
-  if (SPLIT == 1u) {
-    for (var s = 0u; s < GEMV_SUMS; s++) {
-      gemv_store(n0, s, acc[s / ROWS][s % ROWS]);
-    }
-    return;
-  }
-  for (var s = 0u; s < GEMV_SUMS; s++) {
-    partials[s * GEMV_THREADS + tid] = acc[s / ROWS][s % ROWS];
-  }
-  for (var stride = SPLIT / 2u; stride > 0u; stride >>= 1u) {
-    workgroupBarrier();
-    if (lane < stride) {
-      for (var s = 0u; s < GEMV_SUMS; s++) {
-        partials[s * GEMV_THREADS + tid] += partials[s * GEMV_THREADS + tid + stride];
-      }
-    }
-  }
-  workgroupBarrier();
-  for (var s = lane; s < GEMV_SUMS; s += SPLIT) {
-    gemv_store(n0, s, partials[s * GEMV_THREADS + tid - lane]);
-  }
+  let n0 = gemv_first_row(wid, nwg, tid);
+  gemv_finish(n0, lane, tid, gemv_accumulate(n0, lane));
 }
 
 // ---------------------------------------------------------------------------------------- gemm

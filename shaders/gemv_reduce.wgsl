@@ -1,0 +1,55 @@
+// Shared by the GEMV kernels (matmul.wgsl, matmul_q8.wgsl): the thread layout, and the reduction
+// of each thread's partial sums into the outputs. The including shader defines
+// `fn store_y(m: u32, n: u32, v: f32)` and a `gemv_accumulate(n0, lane) -> GemvSums`.
+// Defines: ROWS (x rows held in registers, >= M), SPLIT (threads sharing a weight-row pair's K).
+
+const GEMV_THREADS: u32 = 64u;
+const GEMV_COLS: u32 = 2u;                       // weight rows per thread group
+const SPLIT: u32 = {{SPLIT}}u;                   // threads sharing a group's K (power of 2, <= 64)
+const GEMV_GROUPS: u32 = GEMV_THREADS / SPLIT;   // thread groups per workgroup
+const ROWS: u32 = {{ROWS}}u;
+const GEMV_SUMS: u32 = GEMV_COLS * ROWS;
+
+// partials[s * GEMV_THREADS + thread], s = col * ROWS + row
+// (a single element when SPLIT == 1: no reduction, and nothing to zero-initialize)
+var<workgroup> partials: array<f32, GEMV_SUMS * select(GEMV_THREADS, 1u, SPLIT == 1u)>;
+
+alias GemvSums = array<array<f32, ROWS>, GEMV_COLS>;
+
+/** First weight row of this thread's group (2D grid: linear workgroup index y * nwg.x + x). */
+fn gemv_first_row(wid: vec3<u32>, nwg: vec3<u32>, tid: u32) -> u32 {
+  return ((wid.y * nwg.x + wid.x) * GEMV_GROUPS + tid / SPLIT) * GEMV_COLS;
+}
+
+/** Sums the SPLIT threads' partials of each output in workgroup memory and stores them. */
+fn gemv_finish(n0: u32, lane: u32, tid: u32, acc: GemvSums) {
+  if (SPLIT == 1u) {
+    for (var s = 0u; s < GEMV_SUMS; s++) {
+      gemv_store(n0, s, acc[s / ROWS][s % ROWS]);
+    }
+    return;
+  }
+  for (var s = 0u; s < GEMV_SUMS; s++) {
+    partials[s * GEMV_THREADS + tid] = acc[s / ROWS][s % ROWS];
+  }
+  for (var stride = SPLIT / 2u; stride > 0u; stride >>= 1u) {
+    workgroupBarrier();
+    if (lane < stride) {
+      for (var s = 0u; s < GEMV_SUMS; s++) {
+        partials[s * GEMV_THREADS + tid] += partials[s * GEMV_THREADS + tid + stride];
+      }
+    }
+  }
+  workgroupBarrier();
+  for (var s = lane; s < GEMV_SUMS; s += SPLIT) {
+    gemv_store(n0, s, partials[s * GEMV_THREADS + tid - lane]);
+  }
+}
+
+fn gemv_store(n0: u32, s: u32, v: f32) {
+  let n = n0 + s / ROWS;
+  let m = s % ROWS;
+  if (m < params.m && n < params.n) {
+    store_y(m, n, v);
+  }
+}
