@@ -122,6 +122,32 @@ fn vmax(v: vec4<f32>) -> f32 {
   return max(max(v.x, v.y), max(v.z, v.w));
 }
 
+/** One Q8_0 block as llama.cpp quantizes it: d rounded to f16, quants round(x * 127 / amax). */
+struct Q8Block {
+  d: f32,
+  q: array<vec4<f32>, 8>,
+}
+
+fn q8_0_block(b: u32) -> Q8Block {
+  let base = b * 8u;
+  var v: array<vec4<f32>, 8>;
+  var amax = 0.0;
+  for (var i = 0u; i < 8u; i++) {
+    v[i] = X[base + i];
+    amax = max(amax, vmax(abs(v[i])));
+  }
+  var block: Q8Block;
+  var id = 0.0;
+  if (amax != 0.0) {
+    block.d = f16_grid(div_rn(amax, 127.0));
+    id = div_rn(127.0, amax);
+  }
+  for (var i = 0u; i < 8u; i++) {
+    block.q[i] = clamp(round(v[i] * id), vec4<f32>(-128.0), vec4<f32>(127.0));
+  }
+  return block;
+}
+
 @compute @workgroup_size(64)
 fn round_q8_0(
   @builtin(workgroup_id) wid: vec3<u32>,
@@ -132,21 +158,9 @@ fn round_q8_0(
   if (b >= params.units) {
     return;
   }
-  let base = b * 8u;
-  var v: array<vec4<f32>, 8>;
-  var amax = 0.0;
+  let block = q8_0_block(b);
   for (var i = 0u; i < 8u; i++) {
-    v[i] = X[base + i];
-    amax = max(amax, vmax(abs(v[i])));
-  }
-  var d = 0.0;
-  var id = 0.0;
-  if (amax != 0.0) {
-    d = f16_grid(div_rn(amax, 127.0));
-    id = div_rn(127.0, amax);
-  }
-  for (var i = 0u; i < 8u; i++) {
-    XR[base + i] = clamp(round(v[i] * id), vec4<f32>(-128.0), vec4<f32>(127.0)) * d;
+    XR[b * 8u + i] = block.q[i] * block.d;
   }
 }
 
@@ -166,23 +180,11 @@ fn quant_q8_0(
   if (b >= params.units) {
     return;
   }
-  let base = b * 8u;
-  var v: array<vec4<f32>, 8>;
-  var amax = 0.0;
-  for (var i = 0u; i < 8u; i++) {
-    v[i] = X[base + i];
-    amax = max(amax, vmax(abs(v[i])));
-  }
-  var d = 0.0;
-  var id = 0.0;
-  if (amax != 0.0) {
-    d = f16_grid(div_rn(amax, 127.0));
-    id = div_rn(127.0, amax);
-  }
+  let block = q8_0_block(b);
   let out = b * 9u;
-  XQ[out] = bitcast<u32>(d);
+  XQ[out] = bitcast<u32>(block.d);
   for (var i = 0u; i < 8u; i++) {
-    XQ[out + 1u + i] = pack_i8x4(clamp(round(v[i] * id), vec4<f32>(-128.0), vec4<f32>(127.0)));
+    XQ[out + 1u + i] = pack_i8x4(block.q[i]);
   }
 }
 
