@@ -17,10 +17,10 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { KvCache } from '../../src/kv/index.js';
-import { ForwardPass, Model, type Batch, type Numerics } from '../../src/model/index.js';
+import { ForwardPass, Model, type Numerics } from '../../src/model/index.js';
 import { ReferenceModel, type AttentionRounding } from '../../src/model/reference-forward.js';
 import { getRuntime } from '../helpers/gpu.js';
-import { softmax } from '../helpers/model.js';
+import { prefillBatch, softmax } from '../helpers/model.js';
 import { golden, modelPath } from '../helpers/shared.js';
 
 const FILE = 'wg-tolstoy-f32.gguf';
@@ -42,16 +42,7 @@ async function gpuForward(file: string, tokens: number[], rows: number[], format
   try {
     const pageSize = kv.pageSize;
     const pages = kv.pool.allocate(Math.ceil(tokens.length / pageSize))!;
-    const batch: Batch = {
-      tokenIds: Int32Array.from(tokens),
-      positions: Int32Array.from(tokens, (_, i) => i),
-      seqStarts: Int32Array.from([0, tokens.length]),
-      contextLens: Int32Array.from([tokens.length]),
-      blockTables: Int32Array.from(pages),
-      maxBlocksPerSeq: pages.length,
-      slotMapping: Int32Array.from(tokens, (_, i) => pages[Math.floor(i / pageSize)] * pageSize + (i % pageSize)),
-      sampleRows: Int32Array.from(rows),
-    };
+    const batch = prefillBatch(tokens, pages, pageSize, rows);
     const logits = await forward.logits(batch, kv);
     const vocab = model.config.vocabSize;
     return rows.map((_, r) => logits.slice(r * vocab, (r + 1) * vocab));

@@ -42,22 +42,27 @@ export async function probabilitiesAt(m: LoadedModel, tokens: number[], count: n
   if (!pages) throw new Error('KV cache too small for the test');
   try {
     const n = tokens.length;
-    const batch: Batch = {
-      tokenIds: Int32Array.from(tokens),
-      positions: Int32Array.from(tokens, (_, i) => i),
-      seqStarts: Int32Array.from([0, n]),
-      contextLens: Int32Array.from([n]),
-      blockTables: Int32Array.from(pages),
-      maxBlocksPerSeq: pages.length,
-      slotMapping: Int32Array.from(tokens, (_, i) => pages[Math.floor(i / pageSize)] * pageSize + (i % pageSize)),
-      sampleRows: Int32Array.from({ length: count }, (_, i) => n - count + i),
-    };
+    const batch = prefillBatch(tokens, pages, pageSize, Array.from({ length: count }, (_, i) => n - count + i));
     const logits = await m.forward.logits(batch, m.kv);
     const vocab = m.model.config.vocabSize;
     return Array.from({ length: count }, (_, r) => softmax(logits.subarray(r * vocab, (r + 1) * vocab)));
   } finally {
     m.kv.pool.release(pages);
   }
+}
+
+/** One sequence prefilled from position 0 into `pages`, with logits for `sampleRows`. */
+export function prefillBatch(tokens: number[], pages: number[], pageSize: number, sampleRows: number[]): Batch {
+  return {
+    tokenIds: Int32Array.from(tokens),
+    positions: Int32Array.from(tokens, (_, i) => i),
+    seqStarts: Int32Array.from([0, tokens.length]),
+    contextLens: Int32Array.from([tokens.length]),
+    blockTables: Int32Array.from(pages),
+    maxBlocksPerSeq: pages.length,
+    slotMapping: Int32Array.from(tokens, (_, i) => pages[Math.floor(i / pageSize)] * pageSize + (i % pageSize)),
+    sampleRows: Int32Array.from(sampleRows),
+  };
 }
 
 export function softmax(logits: Float32Array): Float32Array {
