@@ -14,4 +14,20 @@ export {
   type Batch,
 } from './model/index.js';
 export { KvCache, PagePool, type KvCacheOptions } from './kv/index.js';
-export { generate, type GenerateRequest, type GenerateResult, type GenerateOptions } from './engine/generate.js';
+export {
+  Engine,
+  MLCEngine,
+  createEngine,
+  CreateMLCEngine,
+  ApiError,
+  generate,
+  type EngineOptions,
+  type RequestOptions,
+  type InitProgressReport,
+  type InitProgressCallback,
+  type MetricsSnapshot,
+  type GenerateRequest,
+  type GenerateResult,
+  type GenerateOptions,
+} from './engine/index.js';
+export type * from './engine/protocol.js';

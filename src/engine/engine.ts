@@ -1,0 +1,303 @@
+// The public engine: OpenAI's chat.completions.create and completions.create over the step loop,
+// plus the lifecycle members of @mlc-ai/web-llm's MLCEngineInterface (reload, unload,
+// interruptGenerate, ...), so a web-llm app switches by changing its import.
+import { GpuRuntime } from '../gpu/index.js';
+import { Model, type LoadProgress, type ModelSource } from '../model/index.js';
+import { EngineCore, type EngineCoreOptions, type SeqHandle } from './engine-core.js';
+import { ApiError } from './errors.js';
+import type { MetricsSnapshot } from './metrics.js';
+import type {
+  ChatCompletion, ChatCompletionChunk, ChatCompletionRequestBase, ChatCompletionRequestNonStreaming,
+  ChatCompletionRequestStreaming, Completion, CompletionCreateParamsBase, CompletionCreateParamsNonStreaming,
+  CompletionCreateParamsStreaming, ModelList,
+} from './protocol.js';
+import { parseChatRequest, parseCompletionRequest, type ParsedRequest } from './request.js';
+import { chatChunks, chatCompletion, collectChoices, completionChunks, textCompletion, type ChoiceRun, type ResponseMeta } from './responses.js';
+
+export interface InitProgressReport {
+  /** 0 .. 1 */
+  progress: number;
+  /** Seconds since loading began. */
+  timeElapsed: number;
+  text: string;
+}
+
+export type InitProgressCallback = (report: InitProgressReport) => void;
+
+export interface EngineOptions extends EngineCoreOptions {
+  /** web-llm's engine config field; accepted and unused (wgserve loads GGUF files, not an app config). */
+  appConfig?: unknown;
+  /** A GGUF file: path (Node), URL, Blob/File, or bytes. */
+  model?: ModelSource;
+  /** The name requests use in `model` (default: the file name without .gguf). */
+  modelId?: string;
+  initProgressCallback?: InitProgressCallback;
+  /** Share a GPU runtime (default: the engine opens and owns one). */
+  runtime?: GpuRuntime;
+  /** Cancels loading. */
+  signal?: AbortSignal;
+}
+
+/**
+ * The fields of web-llm's ChatOptions that wgserve honours (reload's second argument): defaults
+ * for requests that leave these out, and the context window.
+ */
+export interface ChatOptions {
+  temperature?: number;
+  top_p?: number;
+  frequency_penalty?: number;
+  presence_penalty?: number;
+  repetition_penalty?: number;
+  context_window_size?: number;
+}
+
+export interface RequestOptions {
+  /** Aborts the request: its sequences stop and free their pages; streams end with finish_reason 'abort'. */
+  signal?: AbortSignal;
+}
+
+interface Loaded {
+  model: Model;
+  core: EngineCore;
+  modelId: string;
+  defaults: Readonly<Record<string, number>>;
+}
+
+export class Engine {
+  readonly chat: {
+    completions: {
+      create(request: ChatCompletionRequestNonStreaming, options?: RequestOptions): Promise<ChatCompletion>;
+      create(request: ChatCompletionRequestStreaming, options?: RequestOptions): Promise<AsyncIterable<ChatCompletionChunk>>;
+      create(request: ChatCompletionRequestBase, options?: RequestOptions): Promise<AsyncIterable<ChatCompletionChunk> | ChatCompletion>;
+    };
+  };
+  readonly completions: {
+    create(request: CompletionCreateParamsNonStreaming, options?: RequestOptions): Promise<Completion>;
+    create(request: CompletionCreateParamsStreaming, options?: RequestOptions): Promise<AsyncIterable<Completion>>;
+    create(request: CompletionCreateParamsBase, options?: RequestOptions): Promise<AsyncIterable<Completion> | Completion>;
+  };
+  readonly models = { list: async (): Promise<ModelList> => this.listModels() };
+
+  private loaded: Loaded | null = null;
+  private runtime: GpuRuntime | null;
+  private readonly ownsRuntime: boolean;
+  private progressCallback: InitProgressCallback | undefined;
+  private lastMessage = '';
+
+  constructor(private readonly options: EngineOptions = {}) {
+    this.runtime = options.runtime ?? null;
+    this.ownsRuntime = !options.runtime;
+    this.progressCallback = options.initProgressCallback;
+    const chatCreate = (request: ChatCompletionRequestBase, o?: RequestOptions) => this.createChat(request, o);
+    const textCreate = (request: CompletionCreateParamsBase, o?: RequestOptions) => this.createText(request, o);
+    this.chat = { completions: { create: chatCreate as Engine['chat']['completions']['create'] } };
+    this.completions = { create: textCreate as Engine['completions']['create'] };
+  }
+
+  /** The loaded model's id, or null. */
+  get modelId(): string | null {
+    return this.loaded?.modelId ?? null;
+  }
+
+  /** The loaded model (for tools and tests that need its tokenizer or config). */
+  get model(): Model | null {
+    return this.loaded?.model ?? null;
+  }
+
+  /** The step loop, for metrics and tests; null when no model is loaded. */
+  get core(): EngineCore | null {
+    return this.loaded?.core ?? null;
+  }
+
+  /**
+   * Loads a model (unloading the current one). web-llm passes a model id here; wgserve takes the
+   * GGUF itself: a path, URL, Blob/File or bytes. One model at a time.
+   */
+  async reload(model: ModelSource | ModelSource[], options: (EngineOptions & ChatOptions) | ChatOptions[] = {}): Promise<void> {
+    const source = Array.isArray(model) ? singleModel(model) : model;
+    await this.unload();
+    const chatOptions: EngineOptions & ChatOptions = Array.isArray(options) ? options[0] ?? {} : options;
+    const merged = { ...this.options, ...chatOptions };
+    if (chatOptions.context_window_size !== undefined) merged.contextLength = chatOptions.context_window_size;
+    const rt = this.runtime ?? (this.runtime = await GpuRuntime.create({ log: (line) => console.warn(line) }));
+    const started = performance.now();
+    const report = (p: LoadProgress) => this.progressCallback?.(progressReport(p, started, describe(source)));
+    const loadedModel = await Model.load(rt, source, { onProgress: report, signal: merged.signal });
+    try {
+      const core = new EngineCore(loadedModel, merged);
+      this.loaded = { model: loadedModel, core, modelId: merged.modelId ?? modelIdOf(loadedModel), defaults: requestDefaults(chatOptions) };
+    } catch (e) {
+      loadedModel.destroy();
+      throw e;
+    }
+  }
+
+  /** Stops every request and frees the model, the KV cache and (if the engine opened it) the GPU device. */
+  async unload(): Promise<void> {
+    const loaded = this.loaded;
+    this.loaded = null;
+    if (loaded) {
+      loaded.core.destroy();
+      await loaded.core.idle();
+      loaded.model.destroy();
+    }
+  }
+
+  /** unload() and close the GPU device the engine opened. */
+  async destroy(): Promise<void> {
+    await this.unload();
+    if (this.ownsRuntime) this.runtime?.destroy();
+    this.runtime = null;
+  }
+
+  /** Stops every running request; their streams end with finish_reason 'abort'. */
+  interruptGenerate(): void {
+    this.loaded?.core.abortAll();
+  }
+
+  /** Requests are stateless here (no chat history is kept between calls); clears the stats unless keepStats. */
+  async resetChat(keepStats = false): Promise<void> {
+    this.lastMessage = '';
+    if (!keepStats) this.loaded?.core.metrics.reset();
+  }
+
+  /** The text of the last chat completion's first choice. */
+  async getMessage(): Promise<string> {
+    return this.lastMessage;
+  }
+
+  async runtimeStatsText(): Promise<string> {
+    return this.requireLoaded().core.metrics.text();
+  }
+
+  /** Numbers behind runtimeStatsText plus the latest step (batch size, KV pages), for charts. */
+  metrics(): MetricsSnapshot & { totalPages: number } {
+    const { core } = this.requireLoaded();
+    return { ...core.metrics.snapshot(), totalPages: core.kv.pool.totalPages };
+  }
+
+  setInitProgressCallback(callback: InitProgressCallback): void {
+    this.progressCallback = callback;
+  }
+
+  getInitProgressCallback(): InitProgressCallback | undefined {
+    return this.progressCallback;
+  }
+
+  private async createChat(request: ChatCompletionRequestBase, options: RequestOptions = {}): Promise<AsyncIterable<ChatCompletionChunk> | ChatCompletion> {
+    const loaded = this.requireLoaded();
+    const parsed = parseChatRequest(request, this.context(loaded));
+    const { runs, meta } = this.start(loaded, parsed, options);
+    if (parsed.stream) return chatChunks(runs, parsed, meta);
+    const response = chatCompletion(await collectChoices(runs), parsed, meta);
+    this.lastMessage = response.choices[0]?.message.content ?? '';
+    return response;
+  }
+
+  private async createText(request: CompletionCreateParamsBase, options: RequestOptions = {}): Promise<AsyncIterable<Completion> | Completion> {
+    const loaded = this.requireLoaded();
+    const parsed = parseCompletionRequest(request, this.context(loaded));
+    const { runs, meta } = this.start(loaded, parsed, options);
+    if (parsed.stream) return completionChunks(runs, parsed, meta);
+    return textCompletion(await collectChoices(runs), parsed, meta);
+  }
+
+  /** Submits every choice of every prompt at once, so they are batched together. */
+  private start(loaded: Loaded, parsed: ParsedRequest, options: RequestOptions): { runs: ChoiceRun[]; meta: ResponseMeta } {
+    options.signal?.throwIfAborted();
+    const handles: SeqHandle[] = [];
+    const runs: ChoiceRun[] = [];
+    try {
+      parsed.prompts.forEach((ids, p) => {
+        for (let i = 0; i < parsed.n; i++) {
+          const handle = loaded.core.submit(ids, parsed.params(i, ids.length));
+          handles.push(handle);
+          runs.push({ index: p * parsed.n + i, promptIndex: p, handle });
+        }
+      });
+    } catch (e) {
+      handles.forEach((h) => h.abort());
+      throw e instanceof ApiError ? e : ApiError.invalid('messages', (e as Error).message);
+    }
+    const abortAll = () => handles.forEach((h) => h.abort());
+    options.signal?.addEventListener('abort', abortAll, { once: true });
+    const meta: ResponseMeta = {
+      id: randomId(),
+      created: Math.floor(Date.now() / 1000),
+      model: loaded.modelId,
+      fingerprint: `wgserve-${loaded.model.fingerprint.slice(0, 12)}`,
+      tokenizer: loaded.model.tokenizer,
+      done: () => options.signal?.removeEventListener('abort', abortAll),
+    };
+    return { runs, meta };
+  }
+
+  private context(loaded: Loaded) {
+    return { model: loaded.model, modelId: loaded.modelId, contextLength: loaded.core.contextLength, defaults: loaded.defaults };
+  }
+
+  private requireLoaded(): Loaded {
+    if (!this.loaded) throw ApiError.notLoaded();
+    return this.loaded;
+  }
+
+  private listModels(): ModelList {
+    const loaded = this.loaded;
+    const data = loaded ? [{ id: loaded.modelId, object: 'model' as const, created: 0, owned_by: 'wgserve' }] : [];
+    return { object: 'list', data };
+  }
+}
+
+/** Creates an engine and loads `options.model` (when given) before resolving. */
+export async function createEngine(options: EngineOptions = {}): Promise<Engine> {
+  const engine = new Engine(options);
+  if (options.model !== undefined) await engine.reload(options.model);
+  return engine;
+}
+
+function requestDefaults(o: ChatOptions): Record<string, number> {
+  const keys = ['temperature', 'top_p', 'frequency_penalty', 'presence_penalty', 'repetition_penalty'] as const;
+  return Object.fromEntries(keys.filter((k) => o[k] !== undefined).map((k) => [k, o[k] as number]));
+}
+
+function singleModel(models: ModelSource[]): ModelSource {
+  if (models.length !== 1) throw new Error(`wgserve serves one model per engine; got ${models.length}`);
+  return models[0];
+}
+
+function modelIdOf(model: Model): string {
+  const base = model.source.split(/[\\/]/).pop() ?? model.source;
+  return base.replace(/\?.*$/, '').replace(/\.gguf$/i, '') || 'model';
+}
+
+function describe(source: ModelSource): string {
+  if (typeof source === 'string') return source;
+  if (source instanceof URL) return source.href;
+  if (typeof Blob !== 'undefined' && source instanceof Blob) return (source as File).name ?? 'blob';
+  return 'model bytes';
+}
+
+function progressReport(p: LoadProgress, started: number, name: string): InitProgressReport {
+  const mb = (b: number) => (b / 1e6).toFixed(1);
+  const progress = p.phase === 'done' ? 1 : p.totalBytes ? Math.min(1, p.loadedBytes / p.totalBytes) : 0;
+  const text = p.phase === 'done' ? `Loaded ${name}` :
+    `Loading ${name}: ${mb(p.loadedBytes)}${p.totalBytes ? ` of ${mb(p.totalBytes)}` : ''} MB`;
+  return { progress, timeElapsed: (performance.now() - started) / 1000, text };
+}
+
+function randomId(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(12));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+/**
+ * web-llm's entry point under its own name, so a web-llm app switches by changing its import.
+ * `model` is the GGUF (path, URL, Blob/File, bytes) where web-llm takes a model id.
+ */
+export async function CreateMLCEngine(model: ModelSource | ModelSource[], engineConfig: EngineOptions = {}, chatOpts: ChatOptions | ChatOptions[] = {}): Promise<Engine> {
+  const engine = new Engine(engineConfig);
+  await engine.reload(model, chatOpts);
+  return engine;
+}
+
+export { Engine as MLCEngine };

@@ -1,0 +1,46 @@
+// Errors shaped like the OpenAI API's: { error: { message, type, param, code } } with an HTTP
+// status, so the server, the Service Worker and in-page callers report a bad request the same way.
+
+export type ApiErrorType = 'invalid_request_error' | 'not_found_error' | 'server_error' | 'engine_unavailable';
+
+export interface ApiErrorBody {
+  error: { message: string; type: ApiErrorType; param: string | null; code: string | null };
+}
+
+export class ApiError extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+    readonly type: ApiErrorType,
+    readonly param: string | null = null,
+    readonly code: string | null = null,
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+
+  toJSON(): ApiErrorBody {
+    return { error: { message: this.message, type: this.type, param: this.param, code: this.code } };
+  }
+
+  /** A request field that is missing, of the wrong type or out of range (HTTP 400). */
+  static invalid(param: string | null, message: string, code: string | null = null): ApiError {
+    return new ApiError(message, 400, 'invalid_request_error', param, code);
+  }
+
+  static modelNotFound(model: string, loaded: string | null): ApiError {
+    const have = loaded ? `; this engine serves "${loaded}"` : '; no model is loaded';
+    return new ApiError(`The model "${model}" does not exist${have}`, 404, 'not_found_error', 'model', 'model_not_found');
+  }
+
+  static notLoaded(): ApiError {
+    return new ApiError('No model is loaded: call reload(model) first', 503, 'engine_unavailable', null, 'model_not_loaded');
+  }
+
+  /** Anything else becomes a server error that keeps the original message. */
+  static from(e: unknown): ApiError {
+    if (e instanceof ApiError) return e;
+    const message = e instanceof Error ? e.message : String(e);
+    return new ApiError(message, 500, 'server_error');
+  }
+}

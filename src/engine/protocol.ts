@@ -1,0 +1,204 @@
+// The OpenAI chat and completions protocol as wgserve speaks it: the request and response shapes
+// of the OpenAI API, with the extensions @mlc-ai/web-llm adds (repetition_penalty, ignore_eos,
+// the `abort` finish reason, usage.extra), so apps written against either keep working.
+
+export type FinishReason = 'stop' | 'length' | 'tool_calls' | 'abort';
+
+export interface StreamOptions {
+  include_usage?: boolean;
+}
+
+/** Sampling and stopping fields shared by chat and text completion requests. */
+export interface SamplingRequestFields {
+  model?: string | null;
+  stream?: boolean | null;
+  stream_options?: StreamOptions | null;
+  n?: number | null;
+  max_tokens?: number | null;
+  temperature?: number | null;
+  top_p?: number | null;
+  /** Extension (vLLM, llama.cpp): keep the k most likely tokens; 0 or -1 is off. */
+  top_k?: number | null;
+  /** Extension (vLLM, llama.cpp): drop tokens less likely than min_p times the most likely. */
+  min_p?: number | null;
+  frequency_penalty?: number | null;
+  presence_penalty?: number | null;
+  repetition_penalty?: number | null;
+  logit_bias?: Record<string, number> | null;
+  seed?: number | null;
+  stop?: string | null | string[];
+  /** Extension (vLLM): token ids that end generation besides the model's end-of-turn tokens. */
+  stop_token_ids?: number[] | null;
+  ignore_eos?: boolean;
+  top_logprobs?: number | null;
+  user?: string;
+}
+
+export interface ChatCompletionContentPartText {
+  type: 'text';
+  text: string;
+}
+
+/** Image and audio parts are part of the protocol; this engine answers them with an error (text models only). */
+export type ChatCompletionContentPart =
+  | ChatCompletionContentPartText
+  | { type: 'image_url'; image_url: { url: string; detail?: 'auto' | 'low' | 'high' } }
+  | { type: 'input_audio'; input_audio: unknown };
+
+export interface ChatCompletionMessageToolCall {
+  id: string;
+  type: 'function';
+  function: { name: string; arguments: string };
+}
+
+export type ChatCompletionMessageParam =
+  | { role: 'system' | 'developer'; content: string | ChatCompletionContentPartText[]; name?: string }
+  | { role: 'user'; content: string | ChatCompletionContentPart[]; name?: string }
+  | { role: 'assistant'; content?: string | ChatCompletionContentPartText[] | null; name?: string; tool_calls?: ChatCompletionMessageToolCall[] }
+  | { role: 'tool'; content: string | ChatCompletionContentPartText[]; tool_call_id: string };
+
+export interface ChatCompletionTool {
+  type: 'function';
+  function: { name: string; description?: string; parameters?: Record<string, unknown> };
+}
+
+export interface ChatCompletionRequestBase extends SamplingRequestFields {
+  messages: ChatCompletionMessageParam[];
+  /** OpenAI's newer name for max_tokens. */
+  max_completion_tokens?: number | null;
+  logprobs?: boolean | null;
+  /** Passed to the chat template as `tools`. */
+  tools?: ChatCompletionTool[];
+  tool_choice?: 'none' | 'auto' | 'required' | { type: 'function'; function: { name: string } };
+}
+export interface ChatCompletionRequestNonStreaming extends ChatCompletionRequestBase {
+  stream?: false | null;
+}
+export interface ChatCompletionRequestStreaming extends ChatCompletionRequestBase {
+  stream: true;
+}
+export type ChatCompletionRequest = ChatCompletionRequestNonStreaming | ChatCompletionRequestStreaming;
+
+export interface CompletionCreateParamsBase extends SamplingRequestFields {
+  /** Text, or token ids; an array of several prompts gives n choices for each. */
+  prompt: string | string[] | number[] | number[][];
+  echo?: boolean | null;
+  /** OpenAI: 0..5 alternatives per token; web-llm: a boolean with top_logprobs. */
+  logprobs?: number | boolean | null;
+  suffix?: string | null;
+  best_of?: number | null;
+}
+export interface CompletionCreateParamsNonStreaming extends CompletionCreateParamsBase {
+  stream?: false | null;
+}
+export interface CompletionCreateParamsStreaming extends CompletionCreateParamsBase {
+  stream: true;
+}
+export type CompletionCreateParams = CompletionCreateParamsNonStreaming | CompletionCreateParamsStreaming;
+
+export interface TopLogprob {
+  token: string;
+  bytes: number[] | null;
+  logprob: number;
+}
+
+export interface ChatCompletionTokenLogprob extends TopLogprob {
+  top_logprobs: TopLogprob[];
+}
+
+export interface ChoiceLogprobs {
+  content: ChatCompletionTokenLogprob[] | null;
+  refusal: ChatCompletionTokenLogprob[] | null;
+}
+
+/** Text completion logprobs: the chat form (`content`) and OpenAI's legacy arrays side by side. */
+export interface CompletionLogprobs extends ChoiceLogprobs {
+  tokens: string[];
+  token_logprobs: number[];
+  top_logprobs: Record<string, number>[];
+  text_offset: number[];
+}
+
+export interface CompletionUsage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+  /** Timings of the request (web-llm's usage.extra). */
+  extra: {
+    e2e_latency_s: number;
+    prefill_tokens_per_s: number;
+    decode_tokens_per_s: number;
+    time_to_first_token_s: number;
+    time_per_output_token_s: number;
+  };
+}
+
+export interface ChatCompletionMessage {
+  role: 'assistant';
+  content: string | null;
+  refusal: string | null;
+}
+
+export interface ChatCompletionChoice {
+  index: number;
+  message: ChatCompletionMessage;
+  finish_reason: FinishReason;
+  logprobs: ChoiceLogprobs | null;
+}
+
+export interface ChatCompletion {
+  id: string;
+  object: 'chat.completion';
+  created: number;
+  model: string;
+  system_fingerprint: string;
+  choices: ChatCompletionChoice[];
+  usage: CompletionUsage;
+}
+
+export interface ChatCompletionChunkChoice {
+  index: number;
+  delta: { role?: 'assistant'; content?: string | null };
+  finish_reason: FinishReason | null;
+  logprobs?: ChoiceLogprobs | null;
+}
+
+export interface ChatCompletionChunk {
+  id: string;
+  object: 'chat.completion.chunk';
+  created: number;
+  model: string;
+  system_fingerprint: string;
+  choices: ChatCompletionChunkChoice[];
+  /** Only on the last chunk, and only with stream_options.include_usage. */
+  usage?: CompletionUsage;
+}
+
+export interface CompletionChoice {
+  index: number;
+  text: string;
+  finish_reason: FinishReason | null;
+  logprobs: CompletionLogprobs | null;
+}
+
+export interface Completion {
+  id: string;
+  object: 'text_completion';
+  created: number;
+  model: string;
+  system_fingerprint: string;
+  choices: CompletionChoice[];
+  usage?: CompletionUsage;
+}
+
+export interface ModelCard {
+  id: string;
+  object: 'model';
+  created: number;
+  owned_by: string;
+}
+
+export interface ModelList {
+  object: 'list';
+  data: ModelCard[];
+}
