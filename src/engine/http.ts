@@ -1,0 +1,165 @@
+// The OpenAI HTTP API over the Fetch API's Request and Response, so one handler serves both the
+// Node server (through an http adapter) and a browser Service Worker: chat and text completions
+// (JSON, or server-sent events when the request streams), the model list and a health check, with
+// CORS like llama.cpp's server. Errors go out in OpenAI's shape, { error: { message, type, ... } }.
+import type { Engine } from './engine.js';
+import { ApiError } from './errors.js';
+import type { ChatCompletionRequestBase, CompletionCreateParamsBase } from './protocol.js';
+import { SSE_HEADERS, sseStream } from './sse.js';
+
+export interface OpenAiHandlerOptions {
+  /** Answer cross-origin requests and preflights, like llama.cpp's server (default true). */
+  cors?: boolean;
+  /** Server errors (status 500), and errors raised after a stream began, for logging. */
+  onError?: (error: ApiError, request: Request) => void;
+}
+
+export type OpenAiHandler = (request: Request) => Promise<Response>;
+
+type Method = 'GET' | 'POST';
+type Route = (request: Request) => Promise<Response> | Response;
+type ErrorListener = (error: ApiError, request: Request) => void;
+
+export function createOpenAiHandler(engine: Engine, options: OpenAiHandlerOptions = {}): OpenAiHandler {
+  const cors = options.cors ?? true;
+  const routes = new OpenAiRoutes(engine, (error, request) => options.onError?.(error, request));
+  return async (request) => {
+    const response = cors && request.method === 'OPTIONS' ? preflight(request) : await routes.answer(request);
+    if (cors) response.headers.set('access-control-allow-origin', '*');
+    return response;
+  };
+}
+
+class OpenAiRoutes {
+  private readonly routes: Readonly<Record<string, Partial<Record<Method, Route>>>> = {
+    '/v1/chat/completions': { POST: (r) => this.completion(r, (body, signal) => this.engine.chat.completions.create(body as ChatCompletionRequestBase, { signal })) },
+    '/v1/completions': { POST: (r) => this.completion(r, (body, signal) => this.engine.completions.create(body as CompletionCreateParamsBase, { signal })) },
+    '/v1/models': { GET: async () => json(await this.engine.models.list()) },
+    '/health': { GET: () => health(this.engine) },
+  };
+
+  constructor(private readonly engine: Engine, private readonly onError: ErrorListener) {}
+
+  async answer(request: Request): Promise<Response> {
+    try {
+      const path = new URL(request.url).pathname.replace(/(.)\/+$/, '$1');
+      const methods = this.match(path);
+      if (!methods) return notFound(request, path);
+      const route = methods[request.method as Method];
+      if (!route) return methodNotAllowed(request, path, Object.keys(methods));
+      return await route(request);
+    } catch (e) {
+      const error = ApiError.from(e);
+      // A client that went away is not a server error worth reporting.
+      if (error.status >= 500 && !request.signal.aborted) this.onError(error, request);
+      return errorResponse(error);
+    }
+  }
+
+  private match(path: string): Partial<Record<Method, Route>> | undefined {
+    const prefix = '/v1/models/';
+    if (this.routes[path] || !path.startsWith(prefix)) return this.routes[path];
+    const id = decodePathPart(path.slice(prefix.length));
+    return { GET: () => this.modelCard(id) };
+  }
+
+  /** Runs one completion; the generation stops when the client goes away, mid-stream or before. */
+  private async completion(request: Request, create: Create): Promise<Response> {
+    const body = await readJsonObject(request);
+    const abort = abortFollowing(request.signal);
+    const result = await create(body, abort.signal);
+    if (!isAsyncIterable(result)) return json(result);
+    const stream = sseStream(result, { onCancel: () => abort.abort(), onError: (error) => this.onError(error, request) });
+    return new Response(stream, { headers: SSE_HEADERS });
+  }
+
+  private async modelCard(id: string): Promise<Response> {
+    const card = (await this.engine.models.list()).data.find((m) => m.id === id);
+    return card ? json(card) : errorResponse(ApiError.modelNotFound(id, this.engine.modelId));
+  }
+}
+
+type Create = (body: object, signal: AbortSignal) => Promise<object | AsyncIterable<unknown>>;
+
+async function readJsonObject(request: Request): Promise<object> {
+  const text = await request.text();
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch (e) {
+    throw ApiError.invalid(null, `The request body is not valid JSON: ${(e as Error).message}`, 'invalid_json');
+  }
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw ApiError.invalid(null, 'The request body must be a JSON object', 'invalid_json');
+  }
+  return body;
+}
+
+/** An AbortController that also aborts when `signal` does (the request's: the client left). */
+function abortFollowing(signal: AbortSignal): AbortController {
+  const controller = new AbortController();
+  if (signal.aborted) controller.abort(signal.reason);
+  else signal.addEventListener('abort', () => controller.abort(signal.reason), { once: true });
+  return controller;
+}
+
+function decodePathPart(part: string): string {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    return part;
+  }
+}
+
+function isAsyncIterable(value: object): value is AsyncIterable<unknown> {
+  return Symbol.asyncIterator in value;
+}
+
+/**
+ * llama.cpp's /health answer, plus what is running (an idle server has no sequences and no KV
+ * pages in use) and what has been served.
+ */
+function health(engine: Engine): Response {
+  const core = engine.core;
+  if (!core) return json({ status: 'unavailable', ...ApiError.notLoaded().toJSON() }, 503);
+  const { usedPages, totalPages } = core.kv.pool;
+  const served = core.metrics.snapshot();
+  return json({
+    status: 'ok',
+    model: engine.modelId,
+    active_sequences: core.activeCount,
+    kv_pages: { used: usedPages, total: totalPages },
+    served: { sequences: served.requests, prompt_tokens: served.promptTokens, generated_tokens: served.generatedTokens },
+  });
+}
+
+function preflight(request: Request): Response {
+  return new Response(null, {
+    status: 204,
+    headers: {
+      'access-control-allow-methods': 'GET, POST, OPTIONS',
+      // A wildcard does not cover Authorization (which OpenAI's clients send), so echo what was asked.
+      'access-control-allow-headers': request.headers.get('access-control-request-headers') ?? '*',
+      'access-control-max-age': '86400',
+    },
+  });
+}
+
+function notFound(request: Request, path: string): Response {
+  return errorResponse(new ApiError(`Unknown request URL: ${request.method} ${path}`, 404, 'not_found_error', null, 'unknown_url'));
+}
+
+function methodNotAllowed(request: Request, path: string, allowed: string[]): Response {
+  const error = new ApiError(`Method ${request.method} is not allowed on ${path}; use ${allowed.join(' or ')}`, 405, 'invalid_request_error', null, 'method_not_allowed');
+  const response = errorResponse(error);
+  response.headers.set('allow', allowed.join(', '));
+  return response;
+}
+
+function errorResponse(error: ApiError): Response {
+  return json(error.toJSON(), error.status);
+}
+
+function json(body: unknown, status = 200): Response {
+  return new Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json' } });
+}
