@@ -1,6 +1,7 @@
-// wgserve command line: generate, tokenize (and, with the serving engine, serve and bench).
+// wgserve command line: generate, tokenize, serve (and, later, bench).
 import { parseArgs } from 'node:util';
 import { generateCommand } from './generate.js';
+import { serveCommand } from './serve.js';
 import { tokenizeCommand } from './tokenize.js';
 
 const USAGE = `usage: wgserve <command> [options]
@@ -9,6 +10,9 @@ commands:
   generate  [--model FILE] --prompt TEXT [--max-tokens N] [--temperature T] [--seed S] [--json] [--chat]
             streams the continuation to stdout, speed to stderr
   tokenize  [--model FILE]   reads one JSON string per line from stdin, prints its token ids (no BOS)
+  serve     [--model FILE] [--host H] [--port P] [--kv-memory MB] [--max-batch-tokens N]
+            the OpenAI API (/v1/chat/completions, /v1/completions, /v1/models) and /health,
+            on http://127.0.0.1:8080 by default (--port 0: any free port)
 
 --model defaults to the small model the repo ships (models/wg-tolstoy-q8_0.gguf).`;
 
@@ -20,6 +24,8 @@ export async function main(argv: string[]): Promise<number> {
         return await generateCommand(parseArgs({ args: rest, options: GENERATE_OPTIONS, strict: true }).values);
       case 'tokenize':
         return await tokenizeCommand(parseArgs({ args: rest, options: { model: { type: 'string' } }, strict: true }).values);
+      case 'serve':
+        return await serveCommand(parseArgs({ args: rest, options: SERVE_OPTIONS, strict: true }).values);
       case undefined:
       case 'help':
       case '--help':
@@ -44,4 +50,12 @@ const GENERATE_OPTIONS = {
   seed: { type: 'string' },
   json: { type: 'boolean' },
   chat: { type: 'boolean' },
+} as const;
+
+const SERVE_OPTIONS = {
+  model: { type: 'string' },
+  host: { type: 'string' },
+  port: { type: 'string' },
+  'kv-memory': { type: 'string' },
+  'max-batch-tokens': { type: 'string' },
 } as const;

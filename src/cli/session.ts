@@ -1,5 +1,7 @@
-// Opens the GPU and a model for a CLI command, and closes both (dawn.node must not exit with a live device).
+// Opens the GPU and a model (or a whole engine) for a CLI command, and closes them (dawn.node must
+// not exit with a live device).
 import { fileURLToPath } from 'node:url';
+import { Engine, type EngineOptions } from '../engine/index.js';
 import { GpuRuntime } from '../gpu/index.js';
 import { Model } from '../model/index.js';
 
@@ -14,6 +16,18 @@ export async function withModel<T>(path: string | undefined, body: (model: Model
   } finally {
     model?.destroy();
     rt.destroy();
+  }
+}
+
+/** Loads `options.model` (default: the shipped model) into an engine, runs `body`, destroys the engine. */
+export async function withEngine<T>(options: EngineOptions, body: (engine: Engine) => Promise<T>): Promise<T> {
+  const engine = new Engine(options);
+  try {
+    // Loaded inside the try: a load that fails after opening the GPU must still close it.
+    await engine.reload(options.model ?? DEFAULT_MODEL);
+    return await body(engine);
+  } finally {
+    await engine.destroy();
   }
 }
 

@@ -1,0 +1,100 @@
+// `wgserve serve`: the OpenAI HTTP API (src/engine/http.ts) on node:http, one line per request to
+// stderr, until SIGINT or SIGTERM, which stop it cleanly (requests aborted, engine destroyed, exit 0).
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Engine, EngineOptions } from '../engine/index.js';
+import { createOpenAiHandler } from '../engine/http.js';
+import { fetchListener, type ExchangeRecord } from './fetch-adapter.js';
+import { parseNumber, withEngine } from './session.js';
+
+export interface ServeCliOptions {
+  model?: string;
+  port?: string;
+  host?: string;
+  'kv-memory'?: string;
+  'max-batch-tokens'?: string;
+}
+
+/** How long requests still running at shutdown get to end (they are aborted first) before their connections are cut. */
+const SHUTDOWN_GRACE_MS = 3000;
+
+export async function serveCommand(opts: ServeCliOptions): Promise<number> {
+  const port = parseNumber(opts.port, 'port', 8080, { integer: true, min: 0, max: 65535 });
+  const host = opts.host ?? '127.0.0.1';
+  const engineOptions = engineOptionsOf(opts);
+  // Caught from the start: a signal during loading must still destroy the engine, not kill the process.
+  const stopSignal = stopSignals();
+  try {
+    return await withEngine(engineOptions, (engine) => serve(engine, port, host, stopSignal.received));
+  } finally {
+    stopSignal.dispose();
+  }
+}
+
+async function serve(engine: Engine, port: number, host: string, stopSignal: Promise<NodeJS.Signals>): Promise<number> {
+  const handler = createOpenAiHandler(engine, { onError: (error) => console.error(`wgserve: error: ${error.message}`) });
+  const server = createServer(fetchListener(handler, { onExchange: logExchange }));
+  await listen(server, port, host);
+  console.log(`wgserve: serving ${engine.modelId} on ${baseUrl(server)}/v1`);
+  const signal = await stopSignal;
+  console.error(`wgserve: ${signal}, shutting down`);
+  await stop(server, engine);
+  return 0;
+}
+
+function engineOptionsOf(opts: ServeCliOptions): EngineOptions {
+  const options: EngineOptions = { model: opts.model };
+  if (opts['kv-memory'] !== undefined) options.kvMemoryBytes = parseNumber(opts['kv-memory'], 'kv-memory', 0, { min: 1 }) * 2 ** 20;
+  if (opts['max-batch-tokens'] !== undefined) options.maxBatchTokens = parseNumber(opts['max-batch-tokens'], 'max-batch-tokens', 0, { integer: true, min: 1 });
+  return options;
+}
+
+/** The first SIGINT or SIGTERM; a second one gets Node's default (the process ends at once). */
+function stopSignals(): { received: Promise<NodeJS.Signals>; dispose(): void } {
+  let onSignal: (signal: NodeJS.Signals) => void = () => {};
+  const dispose = () => {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  };
+  const received = new Promise<NodeJS.Signals>((resolve) => {
+    onSignal = (signal) => {
+      dispose();
+      resolve(signal);
+    };
+  });
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return { received, dispose };
+}
+
+function listen(server: Server, port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+function baseUrl(server: Server): string {
+  const { address, port } = server.address() as AddressInfo;
+  return `http://${address.includes(':') ? `[${address}]` : address}:${port}`;
+}
+
+/** Stops listening, ends running generations (streams finish with 'abort'), then waits for connections to close. */
+async function stop(server: Server, engine: Engine): Promise<void> {
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  engine.interruptGenerate();
+  // A keep-alive connection goes idle once its response ends; server.close() only closed the idle ones of the moment.
+  const sweep = setInterval(() => server.closeIdleConnections(), 50);
+  const cut = setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS);
+  await closed;
+  clearInterval(sweep);
+  clearTimeout(cut);
+}
+
+function logExchange(r: ExchangeRecord): void {
+  const closed = r.clientClosed ? ' (client closed)' : '';
+  console.error(`wgserve: ${r.method} ${r.url} ${r.status} ${(r.durationMs / 1000).toFixed(2)}s${closed}`);
+}
