@@ -12,7 +12,7 @@ import type {
   CompletionCreateParamsStreaming, ModelList,
 } from './protocol.js';
 import { parseChatRequest, parseCompletionRequest, type ParsedRequest } from './request.js';
-import { chatChunks, chatCompletion, collectChoices, completionChunks, textCompletion, type ChoiceRun, type ResponseMeta } from './responses.js';
+import { chatChunks, chatCompletion, collectChoices, completionChunks, textCompletion, type ChoiceRun, type CollectedChoice, type ResponseMeta } from './responses.js';
 
 export interface InitProgressReport {
   /** 0 .. 1 */
@@ -115,7 +115,7 @@ export class Engine {
    */
   async reload(model: ModelSource | ModelSource[], options: (EngineOptions & ChatOptions) | ChatOptions[] = {}): Promise<void> {
     const source = Array.isArray(model) ? singleModel(model) : model;
-    await this.unload();
+    await this.unloadModel();
     const chatOptions: EngineOptions & ChatOptions = Array.isArray(options) ? options[0] ?? {} : options;
     const merged = { ...this.options, ...chatOptions };
     if (chatOptions.context_window_size !== undefined) merged.contextLength = chatOptions.context_window_size;
@@ -132,22 +132,18 @@ export class Engine {
     }
   }
 
-  /** Stops every request and frees the model, the KV cache and (if the engine opened it) the GPU device. */
+  /** Stops every request and frees the model, the KV cache and the GPU device if the engine opened it. */
   async unload(): Promise<void> {
-    const loaded = this.loaded;
-    this.loaded = null;
-    if (loaded) {
-      loaded.core.destroy();
-      await loaded.core.idle();
-      loaded.model.destroy();
+    await this.unloadModel();
+    if (this.ownsRuntime) {
+      this.runtime?.destroy();
+      this.runtime = null;
     }
   }
 
-  /** unload() and close the GPU device the engine opened. */
+  /** The same as unload(). */
   async destroy(): Promise<void> {
     await this.unload();
-    if (this.ownsRuntime) this.runtime?.destroy();
-    this.runtime = null;
   }
 
   /** Stops every running request; their streams end with finish_reason 'abort'. */
@@ -184,14 +180,21 @@ export class Engine {
     return this.progressCallback;
   }
 
+  private async unloadModel(): Promise<void> {
+    const loaded = this.loaded;
+    this.loaded = null;
+    if (!loaded) return;
+    loaded.core.destroy();
+    await loaded.core.idle();
+    loaded.model.destroy();
+  }
+
   private async createChat(request: ChatCompletionRequestBase, options: RequestOptions = {}): Promise<AsyncIterable<ChatCompletionChunk> | ChatCompletion> {
     const loaded = this.requireLoaded();
     const parsed = parseChatRequest(request, this.context(loaded));
-    const { runs, meta } = this.start(loaded, parsed, options);
+    const { runs, meta } = this.start(loaded, parsed, options, (choices) => (this.lastMessage = choices[0]?.text ?? ''));
     if (parsed.stream) return chatChunks(runs, parsed, meta);
-    const response = chatCompletion(await collectChoices(runs), parsed, meta);
-    this.lastMessage = response.choices[0]?.message.content ?? '';
-    return response;
+    return chatCompletion(await collectChoices(runs), parsed, meta);
   }
 
   private async createText(request: CompletionCreateParamsBase, options: RequestOptions = {}): Promise<AsyncIterable<Completion> | Completion> {
@@ -203,7 +206,7 @@ export class Engine {
   }
 
   /** Submits every choice of every prompt at once, so they are batched together. */
-  private start(loaded: Loaded, parsed: ParsedRequest, options: RequestOptions): { runs: ChoiceRun[]; meta: ResponseMeta } {
+  private start(loaded: Loaded, parsed: ParsedRequest, options: RequestOptions, onChoices?: (choices: CollectedChoice[]) => void): { runs: ChoiceRun[]; meta: ResponseMeta } {
     options.signal?.throwIfAborted();
     const handles: SeqHandle[] = [];
     const runs: ChoiceRun[] = [];
@@ -227,7 +230,10 @@ export class Engine {
       model: loaded.modelId,
       fingerprint: `wgserve-${loaded.model.fingerprint.slice(0, 12)}`,
       tokenizer: loaded.model.tokenizer,
-      done: () => options.signal?.removeEventListener('abort', abortAll),
+      done: (choices) => {
+        options.signal?.removeEventListener('abort', abortAll);
+        if (choices) onChoices?.(choices);
+      },
     };
     return { runs, meta };
   }
@@ -251,7 +257,7 @@ export class Engine {
 /** Creates an engine and loads `options.model` (when given) before resolving. */
 export async function createEngine(options: EngineOptions = {}): Promise<Engine> {
   const engine = new Engine(options);
-  if (options.model !== undefined) await engine.reload(options.model);
+  if (options.model !== undefined) await loadOrClose(engine, options.model);
   return engine;
 }
 
@@ -296,8 +302,22 @@ function randomId(): string {
  */
 export async function CreateMLCEngine(model: ModelSource | ModelSource[], engineConfig: EngineOptions = {}, chatOpts: ChatOptions | ChatOptions[] = {}): Promise<Engine> {
   const engine = new Engine(engineConfig);
-  await engine.reload(model, chatOpts);
+  await loadOrClose(engine, model, chatOpts);
   return engine;
 }
 
+/** Loads a model into a new engine; if that fails, the GPU device it opened is closed too. */
+async function loadOrClose(engine: Engine, model: ModelSource | ModelSource[], chatOpts?: ChatOptions | ChatOptions[]): Promise<void> {
+  try {
+    await engine.reload(model, chatOpts);
+  } catch (e) {
+    await engine.destroy();
+    throw e;
+  }
+}
+
 export { Engine as MLCEngine };
+
+/** The part of web-llm's MLCEngineInterface that wgserve implements, under web-llm's name. */
+export type MLCEngineInterface = Pick<Engine, 'chat' | 'completions' | 'reload' | 'unload' | 'resetChat' | 'interruptGenerate' |
+  'getMessage' | 'runtimeStatsText' | 'setInitProgressCallback' | 'getInitProgressCallback'>;

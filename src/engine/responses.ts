@@ -22,8 +22,8 @@ export interface ResponseMeta {
   model: string;
   fingerprint: string;
   tokenizer: Tokenizer;
-  /** Called once when the response is complete or abandoned. */
-  done(): void;
+  /** Called once when the response is complete (with its choices) or abandoned. */
+  done(choices?: CollectedChoice[]): void;
 }
 
 export interface CollectedChoice {
@@ -56,7 +56,7 @@ export async function collectChoices(runs: ChoiceRun[]): Promise<CollectedChoice
 }
 
 export function chatCompletion(choices: CollectedChoice[], parsed: ParsedRequest, meta: ResponseMeta): ChatCompletion {
-  meta.done();
+  meta.done(choices);
   return {
     id: `chatcmpl-${meta.id}`,
     object: 'chat.completion',
@@ -74,7 +74,7 @@ export function chatCompletion(choices: CollectedChoice[], parsed: ParsedRequest
 }
 
 export function textCompletion(choices: CollectedChoice[], parsed: ParsedRequest, meta: ResponseMeta): Completion {
-  meta.done();
+  meta.done(choices);
   return {
     id: `cmpl-${meta.id}`,
     object: 'text_completion',
@@ -113,7 +113,7 @@ export async function* chatChunks(runs: ChoiceRun[], parsed: ParsedRequest, meta
     }
     if (parsed.includeUsage) yield { ...chunk([]), usage: usage([...collected.values()], parsed) };
   } finally {
-    meta.done();
+    meta.done([...collected.values()].sort((a, b) => a.index - b.index));
   }
 }
 
@@ -137,7 +137,7 @@ export async function* completionChunks(runs: ChoiceRun[], parsed: ParsedRequest
     }
     if (parsed.includeUsage) yield { ...chunk([]), usage: usage([...collected.values()], parsed) };
   } finally {
-    meta.done();
+    meta.done([...collected.values()].sort((a, b) => a.index - b.index));
   }
 }
 

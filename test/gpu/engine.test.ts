@@ -6,7 +6,7 @@ import { ApiError, renderChat, type ChatCompletionChunk, type Completion, type E
 import { drain, samplingParams, shippedEngine } from '../helpers/engine.js';
 
 const PROMPT = 'Prince Andrew looked at';
-const chat = (content: string, extra: Record<string, unknown> = {}) => ({ messages: [{ role: 'user' as const, content }], temperature: 0, ...extra });
+const chat = <E extends object = object>(content: string, extra?: E) => ({ messages: [{ role: 'user' as const, content }], temperature: 0, ...extra }) as { messages: { role: 'user'; content: string }[]; temperature: number } & E;
 
 async function collect<T>(stream: AsyncIterable<T>): Promise<T[]> {
   const out: T[] = [];
@@ -55,7 +55,7 @@ describe('Engine: OpenAI chat and text completions', () => {
   });
 
   it('streams the same text in chunks, role first, finish_reason last, usage when asked', async () => {
-    const chunks = await collect(await engine.chat.completions.create(chat(PROMPT, { max_tokens: 24, stream: true, stream_options: { include_usage: true } })));
+    const chunks = await collect(await engine.chat.completions.create(chat(PROMPT, { max_tokens: 24, stream: true as const, stream_options: { include_usage: true } })));
     expect(chunks[0].choices[0].delta).toEqual({ role: 'assistant', content: '' });
     const text = chunks.map((c) => c.choices[0]?.delta.content ?? '').join('');
     expect(text).toBe(greedyText);
@@ -86,7 +86,7 @@ describe('Engine: OpenAI chat and text completions', () => {
     const r = await engine.chat.completions.create(chat(PROMPT, { max_tokens: 24, stop: [stop, 'never appears'] }));
     expect(r.choices[0].finish_reason).toBe('stop');
     expect(r.choices[0].message.content).toBe(greedyText.slice(0, greedyText.indexOf(stop)));
-    const streamed = await collect(await engine.chat.completions.create(chat(PROMPT, { max_tokens: 24, stop, stream: true })));
+    const streamed = await collect(await engine.chat.completions.create(chat(PROMPT, { max_tokens: 24, stop, stream: true as const })));
     expect(streamed.map((c) => c.choices[0]?.delta.content ?? '').join('')).toBe(r.choices[0].message.content);
     await expectPoolEmpty();
   });
@@ -103,7 +103,7 @@ describe('Engine: OpenAI chat and text completions', () => {
     expect(many.choices[0].text).toBe(`The old count${a.choices[0].text}`);
     expect(many.choices[1].text).toBe(many.choices[0].text);
     expect(many.choices[2].text.startsWith(PROMPT)).toBe(true);
-    const chunks: Completion[] = await collect(await engine.completions.create({ prompt: 'The old count', max_tokens: 8, temperature: 0, stream: true }));
+    const chunks: Completion[] = await collect(await engine.completions.create({ prompt: 'The old count', max_tokens: 8, temperature: 0, stream: true as const }));
     expect(chunks.map((c) => c.choices[0]?.text ?? '').join('')).toBe(a.choices[0].text);
     expect(chunks.at(-1)!.choices[0].finish_reason).toBe('length');
   });
@@ -144,7 +144,7 @@ describe('Engine: OpenAI chat and text completions', () => {
 
   it('aborting through a signal ends the stream with finish_reason abort and frees the pages', async () => {
     const controller = new AbortController();
-    const stream = await engine.chat.completions.create(chat(PROMPT, { max_tokens: 200, stream: true }), { signal: controller.signal });
+    const stream = await engine.chat.completions.create(chat(PROMPT, { max_tokens: 200, stream: true as const }), { signal: controller.signal });
     const chunks: ChatCompletionChunk[] = [];
     for await (const c of stream) {
       chunks.push(c);
@@ -156,7 +156,7 @@ describe('Engine: OpenAI chat and text completions', () => {
   });
 
   it('breaking out of a stream aborts its request; interruptGenerate stops every request', async () => {
-    const stream = await engine.chat.completions.create(chat(PROMPT, { max_tokens: 200, stream: true }));
+    const stream = await engine.chat.completions.create(chat(PROMPT, { max_tokens: 200, stream: true as const }));
     let n = 0;
     for await (const _ of stream) if (++n === 3) break;
     await expectPoolEmpty();
