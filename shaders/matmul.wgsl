@@ -73,7 +73,7 @@ fn gemv_accumulate(n0: u32, lane: u32) -> GemvSums {
   return acc;
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(GEMV_THREADS)
 fn gemv(
   @builtin(workgroup_id) wid: vec3<u32>,
   @builtin(num_workgroups) nwg: vec3<u32>,

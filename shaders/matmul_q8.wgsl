@@ -158,7 +158,7 @@ fn gemv_accumulate(n0: u32, lane: u32) -> GemvSums {
 }
 
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(GEMV_THREADS)
 fn gemv_q8(
   @builtin(workgroup_id) wid: vec3<u32>,
   @builtin(num_workgroups) nwg: vec3<u32>,

@@ -11,7 +11,7 @@ const MAX_SUBGROUPS: u32 = GEMV_THREADS / 4u;  // WebGPU subgroups have at least
 var<workgroup> subgroupSums: array<f32, MAX_SUBGROUPS * GEMV_SUMS>;
 var<workgroup> subgroupCount: atomic<u32>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(GEMV_THREADS)
 fn gemv_subgroups(
   @builtin(workgroup_id) wid: vec3<u32>,
   @builtin(num_workgroups) nwg: vec3<u32>,

@@ -1,11 +1,11 @@
-// RMSNorm: out[r] = x[r] / sqrt(mean(x[r]^2) + eps) * weight, one 256-thread workgroup per row
+// RMSNorm: out[r] = x[r] / sqrt(mean(x[r]^2) + eps) * weight, one workgroup of WG threads per row (256 on a GPU, 8 on a CPU adapter)
 // (rows folded into 2D as wid.y * nwg.x + wid.x), sum of squares by a tree reduction in workgroup memory.
 //
 // rms_norm      bindings: 0 Params, 1 x f32 [rows, dim], 2 weight f32 [dim], 3 out f32 [rows, dim]
 // rms_norm_add  bindings: 0 Params, 1 residual f32 [rows, dim] (read_write), 2 delta f32 [rows, dim],
 //               3 weight, 4 out. Fused residual add: residual += delta, then out = rmsnorm(residual).
 
-const WG: u32 = 256u;
+const WG: u32 = {{WG}}u;
 
 struct Params { rows: u32, dim: u32, eps: f32, _p0: u32 }
 

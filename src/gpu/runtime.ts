@@ -53,8 +53,16 @@ export class GpuRuntime {
   private nextId = 1;
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
+  /**
+   * Kernel shapes for a CPU adapter (SwiftShader): there, every workgroup barrier switches
+   * between fibers of the workgroup's invocations, so reductions use a few threads per
+   * workgroup instead of a GPU's hundreds (a 256-thread RMSNorm runs 55x slower than an
+   * 8-thread one). Defaults to the adapter's kind; tests flip it to cover the GPU shapes.
+   */
+  softwareShapes: boolean;
 
   constructor(readonly gpu: GpuDevice) {
+    this.softwareShapes = gpu.adapter.isSoftware;
     this.buffers = new BufferManager(gpu.device);
     this.pipelines = new PipelineCache(gpu.device);
     this.uniforms = new UniformArena(this.buffers);

@@ -5,7 +5,7 @@ import { attention, attentionBatchInfo, AttentionWorkspace, type AttentionArgs }
 import { attentionReference } from '../../src/model/kernels/attention.reference.js';
 import { kvBufferBytes, writeKv, type KvFormat, type KvLayout } from '../../src/model/kernels/kv.js';
 import { decodeKvCache, kvCacheReference, writeKvReference } from '../../src/model/kernels/kv.reference.js';
-import { getRuntime, maxAbsDiff, randomF32, rng } from '../helpers/gpu.js';
+import { getRuntime, maxAbsDiff, randomF32, rng, useShapes } from '../helpers/gpu.js';
 
 /** One sequence of a step: `cached` tokens already in KV from earlier steps, then `fresh` new ones. */
 interface SeqSpec {
@@ -198,6 +198,12 @@ describe('paged attention', () => {
           expect(maxAbsDiff(r.gpu, r.ref)).toBeLessThan(TOLERANCE);
         };
         it('mixed prefill and decode batch (tiled + split paths, 3 splits)', () => run(MIXED, { splitKeys: 16 }));
+        it('mixed batch and split-K decode with the other kernel shapes (GPU vs CPU adapter)', async () => {
+          const rt = await getRuntime();
+          useShapes(rt, !rt.softwareShapes);
+          await run(MIXED, { splitKeys: 16 });
+          await run(DECODE, { splitKeys: 8 });
+        });
         it('mixed batch, one split per decode token', () => run(MIXED));
         it('mixed batch through the tiled kernel only', () => run(MIXED, { path: 'tiled' }));
         it('decode-only batch with split-K over long contexts (9 splits)', () => run(DECODE, { splitKeys: 8 }));

@@ -11,7 +11,7 @@ import { rope, type RopeMode } from '../../src/model/kernels/rope.js';
 import { ropeReference } from '../../src/model/kernels/rope.reference.js';
 import { argmax } from '../../src/model/kernels/sample.js';
 import { argmaxReference } from '../../src/model/kernels/sample.reference.js';
-import { getRuntime, maxAbsDiff, randomF32, rng } from '../helpers/gpu.js';
+import { getRuntime, maxAbsDiff, randomF32, rng, KERNEL_SHAPES, useShapes } from '../helpers/gpu.js';
 
 /** max |a - b| relative to the largest reference magnitude (at least 1). */
 function relDiff(gpu: ArrayLike<number>, ref: ArrayLike<number>): number {
@@ -26,19 +26,23 @@ async function readF32(rt: GpuRuntime, buf: GPUBuffer, n: number): Promise<Float
 }
 
 describe('rmsNorm', () => {
-  for (const [rows, dim] of [[3, 8], [5, 1000], [2, 4096]]) {
-    it(`matches the reference for ${rows} rows of ${dim}`, async () => {
+  for (const shape of KERNEL_SHAPES) {
+    it(`matches the reference for 3x8, 5x1000 and 2x4096 rows (${shape.name})`, async () => {
       const rt = await getRuntime();
-      const x = randomF32(rows * dim, 1 + dim, 3);
-      const w = randomF32(dim, 2 + dim);
-      const out = rt.buffers.create('out', x.byteLength);
-      rmsNorm(rt, rt.buffers.createWith('x', x), rt.buffers.createWith('w', w), out, rows, dim, 1e-5);
-      expect(relDiff(await readF32(rt, out, rows * dim), rmsNormReference(x, w, rows, dim, 1e-5))).toBeLessThan(1e-5);
+      useShapes(rt, shape.software);
+      for (const [rows, dim] of [[3, 8], [5, 1000], [2, 4096]]) {
+        const x = randomF32(rows * dim, 1 + dim, 3);
+        const w = randomF32(dim, 2 + dim);
+        const out = rt.buffers.create('out', x.byteLength);
+        rmsNorm(rt, rt.buffers.createWith('x', x), rt.buffers.createWith('w', w), out, rows, dim, 1e-5);
+        expect(relDiff(await readF32(rt, out, rows * dim), rmsNormReference(x, w, rows, dim, 1e-5)), `${rows}x${dim}`).toBeLessThan(1e-5);
+      }
     });
   }
 
-  it('fuses the residual add', async () => {
+  it.each(KERNEL_SHAPES)('fuses the residual add ($name)', async (shape) => {
     const rt = await getRuntime();
+    useShapes(rt, shape.software);
     const [rows, dim] = [4, 300];
     const h = randomF32(rows * dim, 3);
     const delta = randomF32(rows * dim, 4);
@@ -180,8 +184,9 @@ describe('argmax', () => {
     return rt.buffers.readI32(out, 0, rows);
   }
 
-  it('picks the lowest index among ties over a 128256 vocabulary', async () => {
+  it.each(KERNEL_SHAPES)('picks the lowest index among ties over a 128256 vocabulary ($name)', async (shape) => {
     const rt = await getRuntime();
+    useShapes(rt, shape.software);
     const vocab = 128256;
     const rows = 4;
     const logits = randomF32(rows * vocab, 41, 10);
@@ -197,8 +202,9 @@ describe('argmax', () => {
     expect(Array.from(ids)).toEqual([5, vocab - 1, 0, 256]);
   });
 
-  it('handles small vocabularies, equal rows and -infinity', async () => {
+  it.each(KERNEL_SHAPES)('handles small vocabularies, equal rows and -infinity ($name)', async (shape) => {
     const rt = await getRuntime();
+    useShapes(rt, shape.software);
     const logits = Float32Array.from([3, 3, 3, 3, 3, -Infinity, -Infinity, -Infinity, -Infinity, -Infinity, -Infinity, -Infinity, -1, -Infinity, -1]);
     expect(Array.from(await run(rt, logits, 3, 5))).toEqual([0, 0, 2]);
   });

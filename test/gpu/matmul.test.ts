@@ -23,7 +23,7 @@ import {
   randomKQuant,
   roundActivations as roundActivationsRef,
 } from '../../src/model/quantize.js';
-import { getRuntime, maxAbsDiff, randomF32, rng } from '../helpers/gpu.js';
+import { getRuntime, maxAbsDiff, randomF32, rng, KERNEL_SHAPES, useShapes } from '../helpers/gpu.js';
 
 const MODELS = join(__dirname, '../../../shared/models');
 const MS = [1, 2, 5, 16, 33, 70];
@@ -123,8 +123,9 @@ describe('matmul kernels (GEMV for M <= 16, tiled GEMM above) match the CPU refe
     }
   }
 
-  it('covers every GEMV row bucket (M = 1..16) and the first GEMM size', async () => {
+  it.each(KERNEL_SHAPES)('covers every GEMV row bucket (M = 1..16) and the first GEMM size ($name)', async (shape) => {
     const rt = await getRuntime();
+    useShapes(rt, shape.software);
     const cpu = randomWeight(GgmlType.Q8_0, 45, 64, 5);
     const w = upload(rt, cpu, 'w.buckets');
     for (let m = 1; m <= GEMV_MAX_ROWS + 1; m++) {

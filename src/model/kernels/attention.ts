@@ -148,12 +148,13 @@ function kernelShape(rt: GpuRuntime, headDim: number, group: number, tokens: num
   return { tokens, group, tpr, bk };
 }
 
+// On a CPU adapter, fewer threads per query row (see GpuRuntime.softwareShapes).
 function tiledShape(rt: GpuRuntime, headDim: number, group: number): KernelShape {
-  return kernelShape(rt, headDim, group, Math.max(1, Math.floor(16 / group)), 128, 32);
+  return kernelShape(rt, headDim, group, Math.max(1, Math.floor(16 / group)), rt.softwareShapes ? 16 : 128, 32);
 }
 
 function splitShape(rt: GpuRuntime, headDim: number, group: number, splitKeys: number): KernelShape {
-  return kernelShape(rt, headDim, group, 1, 64, floorPow2(Math.min(64, splitKeys)));
+  return kernelShape(rt, headDim, group, 1, rt.softwareShapes ? 8 : 64, floorPow2(Math.min(64, splitKeys)));
 }
 
 /** Splits of whole key tiles covering maxContext keys: only the last one is partly empty. */

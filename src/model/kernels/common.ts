@@ -1,5 +1,11 @@
 // Helpers shared by the kernel wrappers and their CPU references.
+import type { GpuRuntime } from '../../gpu/index.js';
 import { f16ToF32, f32ToF16 } from '../quant.js';
+
+/** Threads of a one-workgroup-per-row reduction: a GPU's `gpuThreads`, or 8 on a CPU adapter. */
+export function reductionThreads(rt: GpuRuntime, gpuThreads = 256): number {
+  return rt.softwareShapes ? 8 : gpuThreads;
+}
 
 const MAX_GROUPS_PER_DIM = 65535;
 

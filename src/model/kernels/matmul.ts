@@ -33,7 +33,14 @@ export interface GpuWeight {
 
 /** Batches of up to this many rows take the GEMV kernel; larger ones the tiled GEMM. */
 export const GEMV_MAX_ROWS = 16;
-const GEMV_THREADS = 64; // GEMV_THREADS in matmul.wgsl
+/**
+ * Threads per GEMV workgroup (GEMV_THREADS in gemv_reduce.wgsl): 64 on a GPU; on a CPU adapter
+ * 8, so a small matrix still spreads over several workgroups (cores) and no workgroup carries
+ * dozens of fibers.
+ */
+function gemvThreads(rt: GpuRuntime, split: number): number {
+  return rt.softwareShapes ? Math.max(8, split) : 64;
+}
 const GEMV_COLS = 2; // GEMV_COLS in matmul.wgsl
 const GEMM_TILE = 64; // TILE in matmul.wgsl
 const MAX_GROUPS_PER_DIM = 65535;
@@ -93,7 +100,7 @@ export type GemvSplit = (typeof GEMV_SPLITS)[number];
  * one thread reads the whole row and there is no reduction at all.
  */
 export function defaultGemvSplit(rt: GpuRuntime, k4: number): GemvSplit {
-  if (rt.gpu.adapter.isSoftware) return 1;
+  if (rt.softwareShapes) return 1;
   for (const split of [64, 16, 4] as const) if (k4 >= split * 4) return split;
   return 1;
 }
@@ -141,8 +148,8 @@ export function planMatmul(rt: GpuRuntime, w: GpuWeight, m: number, opts: Matmul
   if (!gemv) {
     return {
       kernel: int
-        ? { shader: 'matmul_q8', entryPoint: 'gemm_q8', defines: { WTYPE: wgslWeightType(w), ROWS: 1, SPLIT: 1 } }
-        : { shader: 'matmul', entryPoint: 'gemm', defines: { WTYPE: wgslWeightType(w), ROWS: 1, SPLIT: 1 } },
+        ? { shader: 'matmul_q8', entryPoint: 'gemm_q8', defines: { WTYPE: wgslWeightType(w), ROWS: 1, SPLIT: 1, GEMV_THREADS: 64 } }
+        : { shader: 'matmul', entryPoint: 'gemm', defines: { WTYPE: wgslWeightType(w), ROWS: 1, SPLIT: 1, GEMV_THREADS: 64 } },
       groups: [Math.ceil(w.rows / GEMM_TILE), Math.ceil(m / GEMM_TILE)],
     };
   }
@@ -151,14 +158,15 @@ export function planMatmul(rt: GpuRuntime, w: GpuWeight, m: number, opts: Matmul
   if (!GEMV_SPLITS.includes(split)) throw new Error(`${w.name}: GEMV split ${split} is not one of ${GEMV_SPLITS.join(', ')}`);
   const subgroups = !int && split === 64 && (opts.subgroups ?? rt.gpu.features.subgroups);
   if (subgroups && !rt.gpu.features.subgroups) throw new Error(`${w.name}: subgroups requested but the device has no subgroups feature`);
-  const defines = { WTYPE: wgslWeightType(w), ROWS: gemvRows(m), SPLIT: split };
+  const threads = gemvThreads(rt, split);
+  const defines = { WTYPE: wgslWeightType(w), ROWS: gemvRows(m), SPLIT: split, GEMV_THREADS: threads };
   return {
     kernel: int
       ? { shader: 'matmul_q8', entryPoint: 'gemv_q8', defines }
       : subgroups
         ? { shader: 'matmul_subgroups', entryPoint: 'gemv_subgroups', defines }
         : { shader: 'matmul', entryPoint: 'gemv', defines },
-    groups: grid2d(Math.ceil(w.rows / ((GEMV_THREADS / split) * GEMV_COLS)), opts.maxGroupsPerDim),
+    groups: grid2d(Math.ceil(w.rows / ((threads / split) * GEMV_COLS)), opts.maxGroupsPerDim),
   };
 }
 
