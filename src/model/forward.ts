@@ -9,8 +9,17 @@ import { writeKv, type KvLayout } from './kernels/kv.js';
 import { matmul, matmulShared } from './kernels/matmul.js';
 import { rmsNorm } from './kernels/norm.js';
 import { rope } from './kernels/rope.js';
-import { argmax } from './kernels/sample.js';
-import { packRowSampling, perturbLogits, type RowSampling } from './kernels/sampling.js';
+import {
+  decodeLogprobs,
+  logprobsRowWords,
+  MAX_LOGPROBS,
+  mostLogprobs,
+  recordSampling,
+  ROW_SAMPLING_BYTES,
+  type RowLogprobs,
+  type RowSampling,
+  type SamplingBuffers,
+} from './kernels/sampling.js';
 import type { Model } from './model.js';
 
 /** The paged KV cache as the model sees it: one K and one V buffer per layer. */
@@ -21,7 +30,7 @@ export interface KvBuffers {
 }
 
 /** Activation buffers sized for `tokens` rows and `samples` sampled rows; reused every step. */
-class Workspace {
+class Workspace implements SamplingBuffers {
   x!: GPUBuffer;
   normed!: GPUBuffer;
   q!: GPUBuffer;
@@ -35,7 +44,11 @@ class Workspace {
   sampledNormed!: GPUBuffer;
   logits!: GPUBuffer;
   ids!: GPUBuffer;
-  rowSampling!: GPUBuffer;
+  rowParams!: GPUBuffer;
+  logprobs!: GPUBuffer;
+  /** Grow-only, created on first use: the sampling edit list, and the raw logits kept for logprobs. */
+  private editList: GPUBuffer | null = null;
+  private rawLogitsCopy: GPUBuffer | null = null;
   tokens = 0;
   samples = 0;
 
@@ -62,16 +75,40 @@ class Workspace {
     this.sampledNormed = f32('sampledNormed', this.samples, c.embeddingDim);
     this.logits = f32('logits', this.samples, c.vocabSize);
     this.ids = f32('ids', this.samples, 1);
-    this.rowSampling = f32('rowSampling', this.samples, 4);
+    this.rowParams = this.rt.buffers.create('act.rowParams', this.samples * ROW_SAMPLING_BYTES);
+    this.logprobs = f32('logprobs', this.samples, logprobsRowWords(MAX_LOGPROBS));
+  }
+
+  edits(bytes: number): GPUBuffer {
+    if (!this.editList || this.editList.size < bytes) {
+      const size = Math.max(bytes, 2 * (this.editList?.size ?? 0), 4096);
+      this.release(this.editList);
+      this.editList = this.rt.buffers.create('act.samplingEdits', size);
+    }
+    return this.editList;
+  }
+
+  rawLogits(bytes: number): GPUBuffer {
+    if (!this.rawLogitsCopy || this.rawLogitsCopy.size < bytes) {
+      this.release(this.rawLogitsCopy);
+      this.rawLogitsCopy = this.rt.buffers.create('act.rawLogits', Math.max(bytes, this.logits.size));
+    }
+    return this.rawLogitsCopy;
   }
 
   destroy(): void {
     for (const b of [this.x, this.normed, this.q, this.k, this.v, this.attn, this.gate, this.up, this.act,
-      this.sampled, this.sampledNormed, this.logits, this.ids, this.rowSampling]) {
-      if (!b) continue;
-      this.rt.forget(b);
-      this.rt.buffers.destroy(b);
+      this.sampled, this.sampledNormed, this.logits, this.ids, this.rowParams, this.logprobs, this.editList, this.rawLogitsCopy]) {
+      this.release(b);
     }
+    this.editList = null;
+    this.rawLogitsCopy = null;
+  }
+
+  private release(b: GPUBuffer | null | undefined): void {
+    if (!b) return;
+    this.rt.forget(b);
+    this.rt.buffers.destroy(b);
   }
 }
 
@@ -100,7 +137,8 @@ export class ForwardPass {
 
   /**
    * Records the whole forward pass and the sampling of one token per sample row; nothing is
-   * submitted yet. Rows without sampling parameters (or with temperature 0) are greedy.
+   * submitted yet. Without sampling parameters every row is greedy; with them, `sampling[i]`
+   * belongs to sample row i.
    */
   record(batch: Batch, kv: KvBuffers, sampling?: RowSampling[]): void {
     const { rt, config: c, weights: w } = this.model;
@@ -150,11 +188,7 @@ export class ForwardPass {
     gatherRows(rt, ws.x, b.sampleRows, ws.sampled, samples, c.embeddingDim);
     rmsNorm(rt, ws.sampled, w.outputNorm.buffer, ws.sampledNormed, samples, c.embeddingDim, c.rmsEps);
     matmul(rt, w.output, ws.sampledNormed, ws.logits, samples, { activations });
-    if (sampling?.some((r) => r.temperature > 0)) {
-      rt.buffers.write(ws.rowSampling, packRowSampling(sampling));
-      perturbLogits(rt, ws.logits, ws.rowSampling, samples, c.vocabSize);
-    }
-    argmax(rt, ws.logits, ws.ids, samples, c.vocabSize);
+    recordSampling(rt, ws, sampling, samples, c.vocabSize);
   }
 
   /** Runs the batch and returns the sampled token of every sample row (only ids are read back). */
@@ -162,6 +196,18 @@ export class ForwardPass {
     this.record(batch, kv, sampling);
     this.model.rt.submit();
     return this.model.rt.buffers.readI32(this.ws.ids, 0, batch.sampleRows.length);
+  }
+
+  /**
+   * Runs the batch and returns the sampled tokens, and for rows whose `logprobs` is set the
+   * sampled token's logprob and the most likely alternatives (log_softmax of the raw logits).
+   */
+  async sampleWithLogprobs(batch: Batch, kv: KvBuffers, sampling: RowSampling[]): Promise<{ ids: Int32Array; logprobs: (RowLogprobs | null)[] }> {
+    const ids = await this.sample(batch, kv, sampling);
+    const top = mostLogprobs(sampling);
+    if (top < 0) return { ids, logprobs: sampling.map(() => null) };
+    const words = await this.model.rt.buffers.read(this.ws.logprobs, 0, sampling.length * logprobsRowWords(top) * 4);
+    return { ids, logprobs: decodeLogprobs(words, sampling, top) };
   }
 
   /** Runs the batch and returns the logits of every sample row ([samples, vocab]); for tests and tools. */

@@ -1,6 +1,7 @@
 export { Model, type LoadModelOptions, type ModelWeights, type LayerWeights } from './model.js';
 export { ForwardPass, type KvBuffers, type ForwardOptions, type Numerics } from './forward.js';
 export { type Batch, validateBatch, batchSeqCount } from './batch.js';
+export { type RowSampling, type RowLogprobs, type TokenLogprob, MAX_LOGPROBS } from './kernels/sampling.js';
 export { type ModelConfig, readModelConfig } from './config.js';
 export { kvBufferBytes, type KvLayout } from './kernels/kv.js';
 export { Tokenizer } from './tokenizer.js';
