@@ -2,8 +2,7 @@
 // Ties go to the lowest index (as llama.cpp's greedy sampler); NaN never wins where the
 // implementation keeps NaN semantics; a row with no candidate (all NaN) gives 0.
 // One workgroup of WG threads per row (256 on a GPU, 8 on a CPU adapter; rows folded into 2D):
-// a strided scan per thread, then a tree
-// reduction of (value, index) pairs in workgroup memory.
+// a strided scan per thread, then a tree reduction of (value, index) pairs in workgroup memory.
 // Bindings: 0 Params { rows, vocab }, 1 logits f32 (read), 2 out i32 (read_write).
 
 const WG: u32 = {{WG}}u;

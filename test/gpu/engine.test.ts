@@ -114,7 +114,8 @@ describe('Engine: OpenAI chat and text completions', () => {
     const r = await engine.completions.create({ prompt: PROMPT, max_tokens: 4, temperature: 0, logit_bias: { [forced]: 100 } });
     expect(r.choices[0].text).toBe(tok.tokenToPiece(forced).repeat(4));
     const plain = await engine.completions.create({ prompt: PROMPT, max_tokens: 12, temperature: 0 });
-    const firstToken = tok.encode(plain.choices[0].text, { addBos: false })[0];
+    const [firstToken] = (await drain(engine.core!.submit(tok.encode(PROMPT), samplingParams({ maxTokens: 1 })))).tokens;
+    expect(tok.tokenToPiece(firstToken)).toBe(plain.choices[0].text.slice(0, tok.tokenToPiece(firstToken).length));
     const banned = await engine.completions.create({ prompt: PROMPT, max_tokens: 12, temperature: 0, logit_bias: { [firstToken]: -100 } });
     expect(banned.choices[0].text).not.toBe(plain.choices[0].text);
     const penalized = await engine.completions.create({ prompt: PROMPT, max_tokens: 24, temperature: 0, frequency_penalty: 2, presence_penalty: 2 });
