@@ -7,6 +7,8 @@ execFileSync(process.execPath, ['scripts/gen-shaders.mjs']);
 export default defineConfig({
   // The shipped model (models/*.gguf) is served as a static file next to the page.
   publicDir: false,
+  // Pages are real files (index.html, test pages); an unknown path is a 404, not index.html.
+  appType: 'mpa',
   server: { host: '127.0.0.1', fs: { allow: ['.'] } },
   build: { target: 'es2022', outDir: 'dist/site' },
   worker: { format: 'es' },

@@ -25,7 +25,6 @@ export {
   type OpenAiHandlerOptions,
   generate,
   type EngineOptions,
-  type RequestOptions,
   type InitProgressReport,
   type InitProgressCallback,
   type MLCEngineInterface,

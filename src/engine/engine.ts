@@ -7,9 +7,8 @@ import { EngineCore, type EngineCoreOptions, type SeqHandle } from './engine-cor
 import { ApiError } from './errors.js';
 import type { MetricsSnapshot } from './metrics.js';
 import type {
-  ChatCompletion, ChatCompletionChunk, ChatCompletionRequestBase, ChatCompletionRequestNonStreaming,
-  ChatCompletionRequestStreaming, Completion, CompletionCreateParamsBase, CompletionCreateParamsNonStreaming,
-  CompletionCreateParamsStreaming, ModelList,
+  ChatCompletion, ChatCompletionChunk, ChatCompletionRequestBase, ChatCompletionsApi, Completion, CompletionCreateParamsBase,
+  CompletionsApi, ModelList, RequestOptions,
 } from './protocol.js';
 import { parseChatRequest, parseCompletionRequest, type ParsedRequest } from './request.js';
 import { chatChunks, chatCompletion, collectChoices, completionChunks, textCompletion, type ChoiceRun, type CollectedChoice, type ResponseMeta } from './responses.js';
@@ -51,11 +50,6 @@ export interface ChatOptions {
   context_window_size?: number;
 }
 
-export interface RequestOptions {
-  /** Aborts the request: its sequences stop and free their pages; streams end with finish_reason 'abort'. */
-  signal?: AbortSignal;
-}
-
 interface Loaded {
   model: Model;
   core: EngineCore;
@@ -64,18 +58,8 @@ interface Loaded {
 }
 
 export class Engine {
-  readonly chat: {
-    completions: {
-      create(request: ChatCompletionRequestNonStreaming, options?: RequestOptions): Promise<ChatCompletion>;
-      create(request: ChatCompletionRequestStreaming, options?: RequestOptions): Promise<AsyncIterable<ChatCompletionChunk>>;
-      create(request: ChatCompletionRequestBase, options?: RequestOptions): Promise<AsyncIterable<ChatCompletionChunk> | ChatCompletion>;
-    };
-  };
-  readonly completions: {
-    create(request: CompletionCreateParamsNonStreaming, options?: RequestOptions): Promise<Completion>;
-    create(request: CompletionCreateParamsStreaming, options?: RequestOptions): Promise<AsyncIterable<Completion>>;
-    create(request: CompletionCreateParamsBase, options?: RequestOptions): Promise<AsyncIterable<Completion> | Completion>;
-  };
+  readonly chat: { completions: ChatCompletionsApi };
+  readonly completions: CompletionsApi;
   readonly models = { list: async (): Promise<ModelList> => this.listModels() };
 
   private loaded: Loaded | null = null;
@@ -90,8 +74,8 @@ export class Engine {
     this.progressCallback = options.initProgressCallback;
     const chatCreate = (request: ChatCompletionRequestBase, o?: RequestOptions) => this.createChat(request, o);
     const textCreate = (request: CompletionCreateParamsBase, o?: RequestOptions) => this.createText(request, o);
-    this.chat = { completions: { create: chatCreate as Engine['chat']['completions']['create'] } };
-    this.completions = { create: textCreate as Engine['completions']['create'] };
+    this.chat = { completions: { create: chatCreate as ChatCompletionsApi['create'] } };
+    this.completions = { create: textCreate as CompletionsApi['create'] };
   }
 
   /** The loaded model's id, or null. */
@@ -279,6 +263,7 @@ function modelIdOf(model: Model): string {
 function describe(source: ModelSource): string {
   if (typeof source === 'string') return source;
   if (source instanceof URL) return source.href;
+  if (typeof Response !== 'undefined' && source instanceof Response) return source.url || 'response';
   if (typeof Blob !== 'undefined' && source instanceof Blob) return (source as File).name ?? 'blob';
   return 'model bytes';
 }

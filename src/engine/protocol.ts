@@ -202,3 +202,23 @@ export interface ModelList {
   object: 'list';
   data: ModelCard[];
 }
+
+/** Per-request options of create(). */
+export interface RequestOptions {
+  /** Aborts the request: its sequences stop and free their pages; streams end with finish_reason 'abort'. */
+  signal?: AbortSignal;
+}
+
+/** `chat.completions` of an engine (in this tab or behind a worker). */
+export interface ChatCompletionsApi {
+  create(request: ChatCompletionRequestNonStreaming, options?: RequestOptions): Promise<ChatCompletion>;
+  create(request: ChatCompletionRequestStreaming, options?: RequestOptions): Promise<AsyncIterable<ChatCompletionChunk>>;
+  create(request: ChatCompletionRequestBase, options?: RequestOptions): Promise<AsyncIterable<ChatCompletionChunk> | ChatCompletion>;
+}
+
+/** `completions` of an engine. */
+export interface CompletionsApi {
+  create(request: CompletionCreateParamsNonStreaming, options?: RequestOptions): Promise<Completion>;
+  create(request: CompletionCreateParamsStreaming, options?: RequestOptions): Promise<AsyncIterable<Completion>>;
+  create(request: CompletionCreateParamsBase, options?: RequestOptions): Promise<AsyncIterable<Completion> | Completion>;
+}

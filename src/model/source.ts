@@ -2,7 +2,8 @@
 // Every source is read front to back through one small interface, so a model streams from the
 // network straight into GPU buffers without the whole file ever sitting in memory.
 
-export type ModelSource = string | URL | Blob | ArrayBuffer | Uint8Array;
+/** A path (Node), URL, Blob/File, bytes, or a fetch Response whose body is the GGUF file. */
+export type ModelSource = string | URL | Blob | ArrayBuffer | Uint8Array | Response;
 
 export interface ByteReader {
   /** A name for errors: the path, URL or file name. */
@@ -150,12 +151,22 @@ function isUrl(s: string): boolean {
 }
 
 async function openUrl(url: string, signal?: AbortSignal): Promise<ByteReader> {
+  return responseReader(url, await fetchModel(url, signal));
+}
+
+/** GET a model file; a network failure or an HTTP error status is a ModelSourceError naming the URL. */
+export async function fetchModel(url: string, signal?: AbortSignal): Promise<Response> {
   let response: Response;
   try {
     response = await fetch(url, { signal });
   } catch (e) {
     throw new ModelSourceError(`${url}: could not fetch the model (${(e as Error).message})`);
   }
+  if (!response.ok) throw new ModelSourceError(`${url}: HTTP ${response.status} ${response.statusText}`.trim());
+  return response;
+}
+
+function responseReader(url: string, response: Response): ByteReader {
   if (!response.ok) throw new ModelSourceError(`${url}: HTTP ${response.status} ${response.statusText}`.trim());
   if (!response.body) throw new ModelSourceError(`${url}: response has no body`);
   const length = response.headers.get('content-length');
@@ -195,6 +206,7 @@ async function openPath(path: string): Promise<ByteReader> {
 export async function openModelSource(source: ModelSource, signal?: AbortSignal): Promise<ByteReader> {
   if (source instanceof Uint8Array) return new MemoryReader('buffer', source);
   if (source instanceof ArrayBuffer) return new MemoryReader('buffer', new Uint8Array(source));
+  if (typeof Response !== 'undefined' && source instanceof Response) return responseReader(source.url || 'response', source);
   if (typeof Blob !== 'undefined' && source instanceof Blob) {
     return new BlobReader((source as File).name ?? 'blob', source);
   }

@@ -1,0 +1,133 @@
+// The worker side of the engine-in-a-worker: an Engine behind a small message-friendly surface
+// (comlink calls it). Every value crossing the boundary is structured-cloneable: requests and
+// responses are plain JSON, errors come back as OpenAI error bodies with their status, and
+// streamed chunks are pushed to a callback the page passed in (a comlink proxy).
+import { ApiError, Engine, type ApiErrorBody, type EngineOptions, type InitProgressReport, type MetricsSnapshot } from '../engine/index.js';
+import type { ModelSource } from '../model/index.js';
+import { ModelCache, type CachedModel } from './model-cache.js';
+
+export type Outcome<T> = { ok: true; value: T } | { ok: false; status: number; error: ApiErrorBody };
+
+/** Engine options that can cross to a worker (no runtime, signal or callbacks). */
+export interface WorkerEngineOptions extends Omit<EngineOptions, 'runtime' | 'signal' | 'initProgressCallback' | 'model'> {
+  /** Keep models loaded from a URL in Cache Storage (default true where the context has it). */
+  cacheModels?: boolean;
+}
+
+export type CreateKind = 'chat' | 'text';
+
+export class EngineHost {
+  private readonly engine = new Engine();
+  private readonly requests = new Map<number, AbortController>();
+  private readonly cache = new ModelCache();
+
+  async reload(model: ModelSource, options: WorkerEngineOptions, onProgress?: (r: InitProgressReport) => void): Promise<Outcome<string>> {
+    return outcome(async () => {
+      if (onProgress) this.engine.setInitProgressCallback(onProgress);
+      const { cacheModels, ...engineOptions } = options;
+      const url = typeof model === 'string' || model instanceof URL ? new URL(String(model), self.location.href).href : null;
+      if (!url || cacheModels === false || !ModelCache.available) {
+        await this.engine.reload(model, engineOptions);
+      } else {
+        await this.reloadCached(url, engineOptions);
+      }
+      return this.engine.modelId ?? '';
+    });
+  }
+
+  /** Loads a URL through the model cache; a file that fails to load is not kept. */
+  private async reloadCached(url: string, options: Omit<WorkerEngineOptions, 'cacheModels'>): Promise<void> {
+    const opened = await this.cache.open(url);
+    try {
+      await this.engine.reload(opened.response, options);
+    } catch (e) {
+      await opened.stored;
+      await this.cache.delete(url);
+      throw e;
+    }
+    const stored = await opened.stored;
+    if (!stored.ok) console.warn(`wgserve: ${stored.error}`);
+  }
+
+  cachedModels(): Promise<CachedModel[]> {
+    return this.cache.list();
+  }
+
+  deleteCachedModel(url: string): Promise<boolean> {
+    return this.cache.delete(url);
+  }
+
+  /**
+   * Runs one request. Streaming: every chunk goes to `onChunk` (awaited, so a slow page slows the
+   * stream instead of queueing it), and the value is null. Otherwise the value is the response.
+   */
+  async create(id: number, kind: CreateKind, request: unknown, onChunk?: (chunk: unknown) => Promise<void> | void): Promise<Outcome<unknown>> {
+    const controller = new AbortController();
+    this.requests.set(id, controller);
+    try {
+      return await outcome(async () => {
+        const options = { signal: controller.signal };
+        const body = request as never;
+        const result = kind === 'chat' ? await this.engine.chat.completions.create(body, options) : await this.engine.completions.create(body, options);
+        if (!isAsyncIterable(result)) return result;
+        for await (const chunk of result) await onChunk?.(chunk);
+        return null;
+      });
+    } finally {
+      this.requests.delete(id);
+    }
+  }
+
+  abort(id: number): void {
+    this.requests.get(id)?.abort();
+  }
+
+  interruptGenerate(): void {
+    this.engine.interruptGenerate();
+  }
+
+  async unload(): Promise<void> {
+    await this.engine.unload();
+  }
+
+  async resetChat(keepStats?: boolean): Promise<void> {
+    await this.engine.resetChat(keepStats);
+  }
+
+  getMessage(): Promise<string> {
+    return this.engine.getMessage();
+  }
+
+  runtimeStatsText(): Promise<Outcome<string>> {
+    return outcome(() => this.engine.runtimeStatsText());
+  }
+
+  metrics(): Outcome<MetricsSnapshot & { totalPages: number }> {
+    try {
+      return { ok: true, value: this.engine.metrics() };
+    } catch (e) {
+      return failure(e);
+    }
+  }
+
+  modelId(): string | null {
+    return this.engine.modelId;
+  }
+}
+
+async function outcome<T>(body: () => Promise<T>): Promise<Outcome<T>> {
+  try {
+    return { ok: true, value: await body() };
+  } catch (e) {
+    return failure(e);
+  }
+}
+
+function failure(e: unknown): { ok: false; status: number; error: ApiErrorBody } {
+  const error = ApiError.from(e);
+  return { ok: false, status: error.status, error: error.toJSON() };
+}
+
+function isAsyncIterable(value: unknown): value is AsyncIterable<unknown> {
+  return typeof value === 'object' && value !== null && Symbol.asyncIterator in value;
+}

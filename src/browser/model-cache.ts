@@ -1,0 +1,67 @@
+// Models fetched from a URL are kept in the browser's Cache Storage, so a reload (or a Service
+// Worker brought back after the browser stopped it) reads them from disk instead of the network.
+// A download is written to the cache while the loader streams it to the GPU (one fetch, tee'd);
+// only a complete download is kept, and a file that fails to load is dropped again.
+import { fetchModel } from '../model/index.js';
+
+export interface CachedModel {
+  url: string;
+  /** Size in bytes, when the server said. */
+  bytes: number | null;
+}
+
+export interface OpenedModel {
+  /** The model's bytes as a Response (from the cache, or the network stream being cached). */
+  response: Response;
+  fromCache: boolean;
+  /** Settles when the download is in the cache (or failed to be: quota, abort); never rejects. */
+  stored: Promise<{ ok: boolean; error?: string }>;
+}
+
+export const MODEL_CACHE_NAME = 'wgserve-models';
+
+export class ModelCache {
+  constructor(readonly cacheName = MODEL_CACHE_NAME) {}
+
+  /** Whether this context has Cache Storage (pages and workers of a secure origin do). */
+  static get available(): boolean {
+    return typeof caches !== 'undefined';
+  }
+
+  /** The model at `url`, from the cache when it is there; otherwise fetched and cached on the way. */
+  async open(url: string, signal?: AbortSignal): Promise<OpenedModel> {
+    const cache = await caches.open(this.cacheName);
+    const hit = await cache.match(url);
+    if (hit) return { response: named(hit, url), fromCache: true, stored: Promise.resolve({ ok: true }) };
+    const response = await fetchModel(url, signal);
+    if (!response.body) return { response, fromCache: false, stored: Promise.resolve({ ok: false, error: 'no body' }) };
+    const [forLoader, forCache] = response.body.tee();
+    const headers = new Headers(response.headers);
+    const stored = cache.put(url, new Response(forCache, { headers })).then(
+      () => ({ ok: true }),
+      (e: Error) => ({ ok: false, error: `${url} was not cached (${e.name}: ${e.message})` }),
+    );
+    return { response: named(new Response(forLoader, { headers }), url), fromCache: false, stored };
+  }
+
+  async list(): Promise<CachedModel[]> {
+    const cache = await caches.open(this.cacheName);
+    const out: CachedModel[] = [];
+    for (const request of await cache.keys()) {
+      const length = (await cache.match(request))?.headers.get('content-length');
+      out.push({ url: request.url, bytes: length ? Number(length) : null });
+    }
+    return out;
+  }
+
+  /** Removes a cached model; false if it was not cached. */
+  async delete(url: string): Promise<boolean> {
+    return (await caches.open(this.cacheName)).delete(url);
+  }
+}
+
+/** A Response built from a stream has no url; give it the model's, which errors then name. */
+function named(response: Response, url: string): Response {
+  if (!response.url) Object.defineProperty(response, 'url', { value: url });
+  return response;
+}
