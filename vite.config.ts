@@ -9,7 +9,8 @@ export default defineConfig({
   publicDir: false,
   // Pages are real files (index.html, test pages); an unknown path is a 404, not index.html.
   appType: 'mpa',
-  server: { host: '127.0.0.1', fs: { allow: ['.'] } },
+  // The Service Worker (workers/service-worker.ts) serves /v1/* for the whole origin.
+  server: { host: '127.0.0.1', fs: { allow: ['.'] }, headers: { 'Service-Worker-Allowed': '/' } },
   build: { target: 'es2022', outDir: 'dist/site' },
   worker: { format: 'es' },
 });

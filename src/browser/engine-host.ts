@@ -4,7 +4,7 @@
 // streamed chunks are pushed to a callback the page passed in (a comlink proxy).
 import { ApiError, Engine, type ApiErrorBody, type EngineOptions, type InitProgressReport, type MetricsSnapshot } from '../engine/index.js';
 import type { ModelSource } from '../model/index.js';
-import { ModelCache, type CachedModel } from './model-cache.js';
+import { ModelCache, reloadCached, type CachedModel } from './model-cache.js';
 
 export type Outcome<T> = { ok: true; value: T } | { ok: false; status: number; error: ApiErrorBody };
 
@@ -29,24 +29,10 @@ export class EngineHost {
       if (!url || cacheModels === false || !ModelCache.available) {
         await this.engine.reload(model, engineOptions);
       } else {
-        await this.reloadCached(url, engineOptions);
+        await reloadCached(this.engine, this.cache, url, engineOptions);
       }
       return this.engine.modelId ?? '';
     });
-  }
-
-  /** Loads a URL through the model cache; a file that fails to load is not kept. */
-  private async reloadCached(url: string, options: Omit<WorkerEngineOptions, 'cacheModels'>): Promise<void> {
-    const opened = await this.cache.open(url);
-    try {
-      await this.engine.reload(opened.response, options);
-    } catch (e) {
-      await opened.stored;
-      await this.cache.delete(url);
-      throw e;
-    }
-    const stored = await opened.stored;
-    if (!stored.ok) console.warn(`wgserve: ${stored.error}`);
   }
 
   cachedModels(): Promise<CachedModel[]> {

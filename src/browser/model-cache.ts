@@ -2,6 +2,7 @@
 // Worker brought back after the browser stopped it) reads them from disk instead of the network.
 // A download is written to the cache while the loader streams it to the GPU (one fetch, tee'd);
 // only a complete download is kept, and a file that fails to load is dropped again.
+import type { Engine, EngineOptions } from '../engine/index.js';
 import { fetchModel } from '../model/index.js';
 
 export interface CachedModel {
@@ -58,6 +59,20 @@ export class ModelCache {
   async delete(url: string): Promise<boolean> {
     return (await caches.open(this.cacheName)).delete(url);
   }
+}
+
+/** Loads the model at `url` into `engine` through the cache; a file that fails to load is not kept. */
+export async function reloadCached(engine: Engine, cache: ModelCache, url: string, options: EngineOptions = {}): Promise<void> {
+  const opened = await cache.open(url, options.signal);
+  try {
+    await engine.reload(opened.response, options);
+  } catch (e) {
+    await opened.stored;
+    await cache.delete(url);
+    throw e;
+  }
+  const stored = await opened.stored;
+  if (!stored.ok) console.warn(`wgserve: ${stored.error}`);
 }
 
 /** A Response built from a stream has no url; give it the model's, which errors then name. */

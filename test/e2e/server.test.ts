@@ -7,12 +7,11 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BIN, generateCli, type GenerateJson } from '../helpers/cli.js';
 import { REPO } from '../helpers/shared.js';
 
-const BIN = join(REPO, 'bin/wgserve.mjs');
 const MODEL_ID = 'wg-tolstoy-q8_0';
 const CONTEXT_LENGTH = 256;
 const START_TIMEOUT_MS = 60_000;
@@ -45,30 +44,6 @@ function startServer(): Promise<Server> {
       resolve({ child, modelId: m[1], origin: m[2], stderr: () => stderr, exited });
     });
     void exited.then((code) => fail(`the server exited (${code}) before serving`));
-  });
-}
-
-interface GenerateJson {
-  prompt_tokens: number[];
-  completion_tokens: number[];
-  text: string;
-}
-
-/** What `wgserve generate --json --temperature 0` prints: the reference for greedy answers. */
-function generateCli(prompt: string, maxTokens: number, chat: boolean): Promise<GenerateJson> {
-  const args = [BIN, 'generate', '--json', '--temperature', '0', '--max-tokens', String(maxTokens), '--prompt', prompt];
-  if (chat) args.push('--chat');
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
-    child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-    child.on('error', reject);
-    child.on('close', (code) => {
-      if (code === 0) resolve(JSON.parse(stdout) as GenerateJson);
-      else reject(new Error(`generate exited ${code}\n${stderr}`));
-    });
   });
 }
 

@@ -1,0 +1,70 @@
+// The OpenAI API on the page's own origin: POST /v1/chat/completions, POST /v1/completions and
+// GET /v1/models, answered by one engine inside this Service Worker, so every open tab of the
+// origin (and the official `openai` client pointed at `${location.origin}/v1`) shares it and
+// their requests are batched together. The model comes from the registration URL's `model`
+// parameter (default: the shipped model) and is kept in Cache Storage: when the browser stops
+// an idle worker, the next request starts the engine again from disk.
+//
+// Register it with scope '/' (the server sends `Service-Worker-Allowed: /` when the script lives
+// elsewhere): navigator.serviceWorker.register('/sw.js?model=/models/x.gguf', { type: 'module', scope: '/' })
+/// <reference lib="webworker" />
+import { ModelCache, reloadCached } from '../src/browser/model-cache.js';
+import { ApiError, createOpenAiHandler, Engine, type OpenAiHandler } from '../src/engine/index.js';
+
+declare const self: ServiceWorkerGlobalScope;
+
+const DEFAULT_MODEL = '/models/wg-tolstoy-q8_0.gguf';
+const modelUrl = new URL(new URL(self.location.href).searchParams.get('model') ?? DEFAULT_MODEL, self.location.origin).href;
+let handler: Promise<OpenAiHandler> | null = null;
+/** When this worker's engine started (sent as x-wgserve-engine-started, so a restart shows). */
+let engineStarted = 0;
+
+self.addEventListener('install', () => void self.skipWaiting());
+self.addEventListener('activate', (event) => event.waitUntil(self.clients.claim()));
+
+self.addEventListener('fetch', (event) => {
+  const url = new URL(event.request.url);
+  if (url.origin !== self.location.origin || !isApiPath(url.pathname)) return;
+  event.respondWith(answer(event.request));
+});
+
+function isApiPath(path: string): boolean {
+  return path.startsWith('/v1/') || path === '/v1';
+}
+
+async function answer(request: Request): Promise<Response> {
+  const refusal = refuseForeign(request);
+  if (refusal) return refusal;
+  try {
+    const response = await (await engineHandler())(request);
+    response.headers.set('x-wgserve-engine-started', String(engineStarted));
+    return response;
+  } catch (e) {
+    handler = null; // a failed start is retried by the next request
+    const error = new ApiError(`wgserve could not start its engine: ${(e as Error).message}`, 503, 'engine_unavailable', null, 'engine_start_failed');
+    return Response.json(error.toJSON(), { status: 503 });
+  }
+}
+
+/**
+ * Only pages of this origin may use the engine: a request that says it comes from another origin
+ * (a cross-site form or navigation into this scope) is refused.
+ */
+function refuseForeign(request: Request): Response | null {
+  const origin = request.headers.get('origin');
+  const from = origin ?? (request.referrer ? new URL(request.referrer).origin : null);
+  if (!from || from === self.location.origin) return null;
+  const error = new ApiError(`requests from ${from} are not served: this engine answers pages of ${self.location.origin} only`, 403, 'invalid_request_error', null, 'forbidden_origin');
+  return Response.json(error.toJSON(), { status: 403 });
+}
+
+/** The engine starts on the first request after the worker (re)starts. */
+function engineHandler(): Promise<OpenAiHandler> {
+  handler ??= (async () => {
+    const engine = new Engine();
+    await reloadCached(engine, new ModelCache(), modelUrl);
+    engineStarted = Date.now();
+    return createOpenAiHandler(engine, { cors: false, onError: (e) => console.error(`wgserve: ${e.message}`) });
+  })();
+  return handler;
+}
