@@ -1,0 +1,66 @@
+// The drop-in script (dist/wgserve.js): one <script> tag gives a page window.wgserve. The engine
+// runs in a Web Worker bundled into the same file, so the page needs nothing else:
+//
+//   <script src="wgserve.js" data-model="models/my-model.gguf"></script>
+//   <script>
+//     wgserve.ready.then(async (engine) => {
+//       const r = await engine.chat.completions.create({ messages: [{ role: 'user', content: 'Hi' }] });
+//     });
+//   </script>
+//
+// window.wgserve.createEngine(options) starts another engine; with data-model, wgserve.ready
+// resolves to an engine with that model loaded (and rejects with the load error).
+// The module exports no values: the IIFE build would assign them over window.wgserve.
+import EngineWorker from '../../workers/engine.worker.ts?worker&inline';
+import { ApiError } from '../engine/errors.js';
+import type { InitProgressCallback } from '../engine/index.js';
+import type { ModelSource } from '../model/index.js';
+import type { WorkerEngineOptions } from './engine-host.js';
+import { createWorkerEngine, type WorkerEngine } from './worker-engine.js';
+
+export interface DropInEngineOptions extends WorkerEngineOptions {
+  /** A URL (relative to the page), File, Blob or ArrayBuffer. */
+  model?: ModelSource;
+  initProgressCallback?: InitProgressCallback;
+}
+
+/** Starts an engine in a new worker; relative model URLs resolve against the page. */
+function createEngine(options: DropInEngineOptions = {}): Promise<WorkerEngine> {
+  const model = typeof options.model === 'string' ? new URL(options.model, document.baseURI).href : options.model;
+  return createWorkerEngine({ ...options, model, worker: new EngineWorker() });
+}
+
+export interface WgserveGlobal {
+  createEngine: typeof createEngine;
+  ApiError: typeof ApiError;
+  /** With data-model: the engine once its model is loaded. Without: rejects. */
+  ready: Promise<WorkerEngine>;
+  /** The ready engine, once there is one. */
+  engine: WorkerEngine | null;
+}
+
+declare global {
+  interface Window {
+    wgserve: WgserveGlobal;
+  }
+}
+
+function install(): void {
+  const script = document.currentScript as HTMLScriptElement | null;
+  const model = script?.dataset.model;
+  const global: WgserveGlobal = {
+    createEngine,
+    ApiError,
+    engine: null,
+    ready: model
+      ? createEngine({
+        model,
+        initProgressCallback: (r) => script?.dispatchEvent(new CustomEvent('wgserve-progress', { detail: r })),
+      }).then((engine) => (global.engine = engine))
+      : Promise.reject(new Error('wgserve: no data-model on the script tag; call wgserve.createEngine({ model })')),
+  };
+  global.ready.catch(() => {}); // only an awaited failure is an error
+  window.wgserve = global;
+}
+
+install();
