@@ -7,6 +7,8 @@ execFileSync(process.execPath, ['scripts/gen-shaders.mjs']);
 export default defineConfig({
   // The shipped model (models/*.gguf) is served as a static file next to the page.
   publicDir: false,
+  // Relative URLs in the built site, so dist/site works from any folder of any static host.
+  base: './',
   // Pages are real files (index.html, test pages); an unknown path is a 404, not index.html.
   appType: 'mpa',
   // The Service Worker (workers/service-worker.ts) serves /v1/* for the whole origin.

@@ -2,7 +2,7 @@
 // (comlink calls it). Every value crossing the boundary is structured-cloneable: requests and
 // responses are plain JSON, errors come back as OpenAI error bodies with their status, and
 // streamed chunks are pushed to a callback the page passed in (a comlink proxy).
-import { ApiError, Engine, type ApiErrorBody, type EngineOptions, type InitProgressReport, type MetricsSnapshot } from '../engine/index.js';
+import { ApiError, Engine, type ApiErrorBody, type EngineOptions, type InitProgressReport, type EngineMetricsSnapshot } from '../engine/index.js';
 import type { ModelSource } from '../model/index.js';
 import { ModelCache, reloadCached, type CachedModel } from './model-cache.js';
 
@@ -21,9 +21,12 @@ export class EngineHost {
   private readonly requests = new Map<number, AbortController>();
   private readonly cache = new ModelCache();
 
-  async reload(model: ModelSource, options: WorkerEngineOptions, onProgress?: (r: InitProgressReport) => void): Promise<Outcome<string>> {
+  async reload(model: ModelSource, options: WorkerEngineOptions, onProgress?: (r: InitProgressReport) => unknown): Promise<Outcome<string>> {
+    // The page's callback answers each call; the last answer is awaited before the result goes
+    // back, so every report reaches the page before the load's result does.
+    let delivered: unknown = undefined;
     return outcome(async () => {
-      if (onProgress) this.engine.setInitProgressCallback(onProgress);
+      if (onProgress) this.engine.setInitProgressCallback((r) => void (delivered = onProgress(r)));
       const { cacheModels, ...engineOptions } = options;
       const url = typeof model === 'string' || model instanceof URL ? new URL(String(model), self.location.href).href : null;
       if (!url || cacheModels === false || !ModelCache.available) {
@@ -31,6 +34,7 @@ export class EngineHost {
       } else {
         await reloadCached(this.engine, this.cache, url, engineOptions);
       }
+      await delivered;
       return this.engine.modelId ?? '';
     });
   }
@@ -88,7 +92,7 @@ export class EngineHost {
     return outcome(() => this.engine.runtimeStatsText());
   }
 
-  metrics(): Outcome<MetricsSnapshot & { totalPages: number }> {
+  metrics(): Outcome<EngineMetricsSnapshot> {
     try {
       return { ok: true, value: this.engine.metrics() };
     } catch (e) {

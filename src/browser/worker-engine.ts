@@ -5,7 +5,7 @@
 import { proxy, releaseProxy, wrap, type Remote } from 'comlink';
 import { AsyncQueue } from '../engine/async-queue.js';
 import { ApiError } from '../engine/errors.js';
-import type { InitProgressCallback, MetricsSnapshot } from '../engine/index.js';
+import type { EngineMetricsSnapshot, InitProgressCallback, InitProgressReport } from '../engine/index.js';
 import type { ChatCompletionRequestBase, ChatCompletionsApi, CompletionCreateParamsBase, CompletionsApi, ModelList, RequestOptions } from '../engine/protocol.js';
 import type { ModelSource } from '../model/index.js';
 import type { CreateKind, EngineHost, Outcome, WorkerEngineOptions } from './engine-host.js';
@@ -41,9 +41,17 @@ export class WorkerEngine {
   }
 
   async reload(model: ModelSource, options: WorkerEngineOptions = {}): Promise<void> {
-    const onProgress = this.progressCallback ? proxy(this.progressCallback) : undefined;
+    // Reports travel on their own message channel and can land after the result: once reload
+    // has settled, late ones are dropped, so a caller never sees progress after "ready".
+    let settled = false;
+    const callback = this.progressCallback;
+    const onProgress = callback ? proxy((r: InitProgressReport) => void (!settled && callback(r))) : undefined;
     this.loadedId = null;
-    this.loadedId = unwrap(await this.host.reload(model, { ...this.options, ...options }, onProgress));
+    try {
+      this.loadedId = unwrap(await this.host.reload(model, { ...this.options, ...options }, onProgress));
+    } finally {
+      settled = true;
+    }
   }
 
   async unload(): Promise<void> {
@@ -83,7 +91,7 @@ export class WorkerEngine {
     return unwrap(await this.host.runtimeStatsText());
   }
 
-  async metrics(): Promise<MetricsSnapshot & { totalPages: number }> {
+  async metrics(): Promise<EngineMetricsSnapshot> {
     return unwrap(await this.host.metrics());
   }
 

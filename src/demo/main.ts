@@ -1,38 +1,159 @@
-// The demo page: loads the shipped model in this tab and streams a continuation of the prompt.
-import { ForwardPass, GpuRuntime, KvCache, Model, StreamingDecoder, generate } from '../index.js';
+// The demo page: load a model into the engine's Web Worker (the shipped model, a URL or a file),
+// then run several agents at once, each streaming into its own panel, with live charts of what
+// the engine does and its runtime stats.
+import { createWorkerEngine, type WorkerEngine } from '../browser/index.js';
+import type { ChatCompletionMessageParam, InitProgressReport } from '../engine/index.js';
+import type { ModelSource } from '../model/index.js';
+import { LiveChart } from './charts.js';
 
-const MODEL_URL = new URL('../../models/wg-tolstoy-q8_0.gguf', import.meta.url).href;
+const SHIPPED_MODEL = new URL('../../models/wg-tolstoy-q8_0.gguf', import.meta.url).href;
+const OPENINGS = [
+  'Prince Andrew looked at', 'The old count', 'Natasha ran into the drawing room', 'Pierre said',
+  'The French army', 'Princess Mary', 'In the morning the regiment', 'Rostov rode up to',
+  'Kutuzov was sitting', 'Moscow burned while', 'Denisov laughed and', 'At the ball',
+  'Sonya did not know', 'The prince was angry', 'Anna Pavlovna', 'After the battle',
+];
+const TICK_MS = 500;
+
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const status = $('status');
 
-async function start(): Promise<void> {
-  const rt = await GpuRuntime.create();
-  const model = await Model.load(rt, MODEL_URL, {
-    onProgress: (p) => (status.textContent = `Loading model: ${(p.loadedBytes / 1024).toFixed(0)} KiB`),
-  });
-  const forward = new ForwardPass(model);
-  const kv = KvCache.create(rt, model.config);
-  status.textContent = `${model.config.name} on ${rt.gpu.adapter.description || rt.gpu.adapter.vendor}`;
-  const button = $<HTMLButtonElement>('go');
-  button.disabled = false;
-  button.onclick = async () => {
-    button.disabled = true;
-    const out = $('out');
-    const decoder = new StreamingDecoder(model.tokenizer);
-    out.textContent = '';
-    const promptIds = model.tokenizer.encode($<HTMLTextAreaElement>('prompt').value);
-    const t0 = performance.now();
-    const [result] = await generate(forward, kv, [{
-      promptIds,
-      maxTokens: 64,
-      stopIds: model.tokenizer.eotIds,
-      onToken: (id) => (out.textContent += decoder.push(id)),
-    }], { contextLength: model.config.contextLength });
-    out.textContent += decoder.flush();
-    const s = (performance.now() - t0) / 1000;
-    status.textContent = `${result.tokens.length} tokens in ${s.toFixed(2)} s`;
-    button.disabled = false;
-  };
+interface DemoState {
+  engine: WorkerEngine | null;
+  running: AbortController | null;
+  charts: Record<string, LiveChart>;
+  agentsFinished: number;
+  /** Models loaded so far. */
+  loads: number;
 }
 
-start().catch((e: Error) => (status.textContent = `Error: ${e.message}`));
+declare global {
+  interface Window {
+    demo: DemoState;
+  }
+}
+
+const state: DemoState = { engine: null, running: null, charts: {}, agentsFinished: 0, loads: 0 };
+window.demo = state;
+
+function worker(): Worker {
+  return new Worker(new URL('../../workers/engine.worker.ts', import.meta.url), { type: 'module' });
+}
+
+/** The model and, for the shipped one, its name (the built site's file name carries a hash). */
+function chosenModel(): { model: ModelSource; modelId?: string } {
+  const source = document.querySelector<HTMLInputElement>('input[name=source]:checked')!.value;
+  if (source === 'url') return { model: $<HTMLInputElement>('model-url').value };
+  if (source === 'file') {
+    const file = $<HTMLInputElement>('model-file').files?.[0];
+    if (!file) throw new Error('choose a .gguf file first');
+    return { model: file };
+  }
+  return { model: SHIPPED_MODEL, modelId: 'wg-tolstoy-q8_0' };
+}
+
+function showProgress(r: InitProgressReport): void {
+  $<HTMLProgressElement>('progress').value = r.progress;
+  status.textContent = r.text;
+}
+
+async function load(): Promise<void> {
+  $<HTMLButtonElement>('start').disabled = true;
+  try {
+    const { model, modelId } = chosenModel();
+    if (!state.engine) {
+      state.engine = await createWorkerEngine({ worker: worker(), model, modelId, initProgressCallback: showProgress });
+    } else {
+      state.engine.setInitProgressCallback(showProgress);
+      await state.engine.reload(model, { modelId });
+    }
+    state.loads++;
+    status.textContent = `Ready: ${state.engine.modelId}`;
+    $<HTMLButtonElement>('start').disabled = false;
+  } catch (e) {
+    status.textContent = `Could not load the model: ${(e as Error).message}`;
+  }
+}
+
+/** One agent: two turns of a conversation, streamed into its panel. */
+async function runAgent(engine: WorkerEngine, index: number, panel: HTMLElement, signal: AbortSignal): Promise<void> {
+  const out = panel.querySelector<HTMLElement>('.out')!;
+  const meta = panel.querySelector<HTMLElement>('.meta')!;
+  const maxTokens = Number($<HTMLInputElement>('max-tokens').value);
+  const temperature = Number($<HTMLInputElement>('temperature').value);
+  const messages: ChatCompletionMessageParam[] = [{ role: 'user', content: OPENINGS[index % OPENINGS.length] }];
+  let tokens = 0;
+  const started = performance.now();
+  for (const turn of [1, 2]) {
+    meta.textContent = `turn ${turn}`;
+    const chunks = await engine.chat.completions.create(
+      { messages, max_tokens: maxTokens, temperature, seed: index, stream: true, stream_options: { include_usage: true } },
+      { signal },
+    );
+    let reply = '';
+    for await (const chunk of chunks) {
+      const text = chunk.choices[0]?.delta.content ?? '';
+      reply += text;
+      out.textContent += text;
+      if (chunk.usage) tokens += chunk.usage.completion_tokens;
+    }
+    messages.push({ role: 'assistant', content: reply }, { role: 'user', content: 'Go on.' });
+    out.textContent += turn === 1 ? '\n— go on —\n' : '';
+  }
+  meta.textContent = `${tokens} tokens, ${((performance.now() - started) / 1000).toFixed(1)} s`;
+}
+
+async function runAgents(): Promise<void> {
+  const engine = state.engine!;
+  const count = Number($<HTMLInputElement>('agent-count').value);
+  const grid = $('agents');
+  grid.textContent = '';
+  state.agentsFinished = 0;
+  state.running = new AbortController();
+  $<HTMLButtonElement>('start').disabled = true;
+  $<HTMLButtonElement>('stop').disabled = false;
+  const runs = Array.from({ length: count }, (_, i) => {
+    const panel = document.createElement('section');
+    panel.className = 'agent';
+    panel.innerHTML = `<h3>Agent ${i + 1} <span class="meta">waiting</span></h3><div class="out"></div>`;
+    grid.append(panel);
+    return runAgent(engine, i, panel, state.running!.signal)
+      .catch((e: Error) => (panel.querySelector('.meta')!.textContent = e.message))
+      .finally(() => state.agentsFinished++);
+  });
+  await Promise.all(runs);
+  state.running = null;
+  $<HTMLButtonElement>('start').disabled = false;
+  $<HTMLButtonElement>('stop').disabled = true;
+}
+
+function startCharts(): void {
+  const box = $('charts');
+  state.charts = {
+    throughput: new LiveChart(box, 'generated tokens/s', [{ label: 'tokens/s', color: '#0969da' }]),
+    batch: new LiveChart(box, 'running batch size', [{ label: 'sequences', color: '#8250df' }]),
+    pages: new LiveChart(box, 'KV pages', [{ label: 'used', color: '#cf222e' }, { label: 'free', color: '#1a7f37' }]),
+    ttft: new LiveChart(box, 'time to first token (ms)', [{ label: 'latest', color: '#bf8700' }]),
+  };
+  let tick = 0;
+  let last = { at: performance.now(), sampled: 0 };
+  setInterval(async () => {
+    if (!state.engine?.modelId) return;
+    const m = await state.engine.metrics();
+    const now = performance.now();
+    const rate = ((m.sampledTokens - last.sampled) * 1000) / (now - last.at);
+    last = { at: now, sampled: m.sampledTokens };
+    tick++;
+    state.charts.throughput.push(tick, [rate]);
+    state.charts.batch.push(tick, [m.activeSequences]);
+    state.charts.pages.push(tick, [m.pagesUsed, m.pagesFree]);
+    state.charts.ttft.push(tick, [m.timeToFirstTokenMs.at(-1) ?? 0]);
+    $('stats').textContent = await state.engine.runtimeStatsText();
+  }, TICK_MS);
+}
+
+$('load').addEventListener('click', () => void load());
+$('start').addEventListener('click', () => void runAgents());
+$('stop').addEventListener('click', () => state.running?.abort());
+startCharts();
+void load();

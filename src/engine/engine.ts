@@ -37,6 +37,14 @@ export interface EngineOptions extends EngineCoreOptions {
   signal?: AbortSignal;
 }
 
+export interface EngineMetricsSnapshot extends MetricsSnapshot {
+  /** Sequences waiting or running now. */
+  activeSequences: number;
+  pagesUsed: number;
+  pagesFree: number;
+  totalPages: number;
+}
+
 /**
  * The fields of web-llm's ChatOptions that wgserve honours (reload's second argument): defaults
  * for requests that leave these out, and the context window.
@@ -150,10 +158,11 @@ export class Engine {
     return this.requireLoaded().core.metrics.text();
   }
 
-  /** Numbers behind runtimeStatsText plus the latest step (batch size, KV pages), for charts. */
-  metrics(): MetricsSnapshot & { totalPages: number } {
+  /** Numbers behind runtimeStatsText, the latest step, and the engine right now, for charts. */
+  metrics(): EngineMetricsSnapshot {
     const { core } = this.requireLoaded();
-    return { ...core.metrics.snapshot(), totalPages: core.kv.pool.totalPages };
+    const pool = core.kv.pool;
+    return { ...core.metrics.snapshot(), activeSequences: core.activeCount, pagesUsed: pool.usedPages, pagesFree: pool.freePages, totalPages: pool.totalPages };
   }
 
   setInitProgressCallback(callback: InitProgressCallback): void {

@@ -17,6 +17,8 @@ export interface StepRecord {
 
 export interface MetricsSnapshot {
   steps: number;
+  /** Tokens sampled by every step so far (running and finished requests), for live rates. */
+  sampledTokens: number;
   requests: number;
   promptTokens: number;
   generatedTokens: number;
@@ -35,6 +37,7 @@ const KEEP = 256;
 
 export class EngineMetrics {
   private stepCount = 0;
+  private sampled = 0;
   private requests = 0;
   private promptTokens = 0;
   private generatedTokens = 0;
@@ -47,6 +50,7 @@ export class EngineMetrics {
 
   recordStep(step: ScheduledStep, durationMs: number, pool: PagePool): void {
     this.stepCount++;
+    this.sampled += step.seqs.filter((s) => s.samples).length;
     let prefill = 0;
     let decode = 0;
     for (const s of step.seqs) {
@@ -87,6 +91,7 @@ export class EngineMetrics {
   snapshot(): MetricsSnapshot {
     return {
       steps: this.stepCount,
+      sampledTokens: this.sampled,
       requests: this.requests,
       promptTokens: this.promptTokens,
       generatedTokens: this.generatedTokens,

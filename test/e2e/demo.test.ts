@@ -1,0 +1,71 @@
+// The demo page as a static site: `vite build` (part of `npm run build`) makes dist/site, served
+// here by a plain static file server. It loads the shipped model (and a model picked as a file),
+// runs several agents at once, each streaming text into its panel, and its live charts fill.
+import { execFileSync } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Browser, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { launchBrowser } from '../helpers/browser.js';
+import { SHIPPED_MODEL } from '../helpers/engine.js';
+import { REPO } from '../helpers/shared.js';
+import { serveStatic } from '../helpers/static-server.js';
+
+const AGENTS = 4;
+
+describe('demo page (built static site) in headless Chromium', () => {
+  let browser: Browser;
+  let site: Awaited<ReturnType<typeof serveStatic>>;
+  let page: Page;
+  const errors: string[] = [];
+  beforeAll(async () => {
+    execFileSync(join(REPO, 'node_modules/.bin/vite'), ['build', '--logLevel', 'error'], { cwd: REPO, stdio: 'pipe' });
+    site = await serveStatic(join(REPO, 'dist/site'));
+    browser = await launchBrowser();
+    page = await browser.newPage({ viewport: { width: 1280, height: 1100 } });
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.goto(`${site.url}/index.html`);
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await site?.close();
+  });
+
+  const waitReady = () => page.waitForFunction(() => /^(Ready|Could not)/.test(document.getElementById('status')!.textContent ?? ''), null, { timeout: 120_000 });
+
+  it('loads the shipped model by default', async () => {
+    await waitReady();
+    expect(await page.textContent('#status')).toBe('Ready: wg-tolstoy-q8_0');
+  });
+
+  it(`runs ${AGENTS} agents at once, each streaming into its panel; the charts and stats fill`, async () => {
+    await page.fill('#agent-count', String(AGENTS));
+    await page.fill('#max-tokens', '16');
+    await page.click('#start');
+    await page.waitForFunction((n) => window.demo.agentsFinished === n, AGENTS, { timeout: 120_000 });
+    const texts = await page.$$eval('.agent .out', (outs) => outs.map((o) => o.textContent ?? ''));
+    expect(texts).toHaveLength(AGENTS);
+    for (const t of texts) expect(t).toMatch(/\w+.*— go on —\n.*\w+/s);
+    expect(new Set(texts).size).toBe(AGENTS);
+    // Two more ticks, so the charts hold the whole run.
+    const points = await page.evaluate(() => window.demo.charts.batch.points);
+    await page.waitForFunction((p) => window.demo.charts.batch.points >= p + 2, points, { timeout: 30_000 });
+    const charts = await page.evaluate(() => Object.fromEntries(Object.entries(window.demo.charts).map(([k, c]) => [k, c.points])));
+    for (const [name, n] of Object.entries(charts)) expect(n, name).toBeGreaterThan(2);
+    // The canvases were drawn (uPlot renders every series), and the stats panel has numbers.
+    expect(await page.$$eval('#charts canvas', (c) => c.length)).toBe(4);
+    expect(await page.textContent('#stats')).toMatch(/^prefill: [\d.]+ tokens\/sec, decode: [\d.]+ tokens\/sec \(\d+ requests/);
+    mkdirSync(join(REPO, 'test-results'), { recursive: true });
+    await page.screenshot({ path: join(REPO, 'test-results/demo.png'), fullPage: true });
+  });
+
+  it('loads a model picked as a file', async () => {
+    await page.check('input[name=source][value=file]');
+    await page.setInputFiles('#model-file', SHIPPED_MODEL);
+    await page.click('#load');
+    await page.waitForFunction(() => window.demo.loads === 2, null, { timeout: 60_000 });
+    // A File's name is the model's id.
+    expect(await page.textContent('#status')).toBe('Ready: wg-tolstoy-q8_0');
+    expect(errors).toEqual([]);
+  });
+});
