@@ -30,6 +30,7 @@ export {
   type MLCEngineInterface,
   type ChatOptions,
   type MetricsSnapshot,
+  type EngineMetricsSnapshot,
   type GenerateRequest,
   type GenerateResult,
   type GenerateOptions,
