@@ -1,5 +1,5 @@
 // wgserve's public API.
-export { GpuRuntime, GpuDeviceLostError, GpuUnavailableError, type GpuDevice } from './gpu/index.js';
+export { GpuRuntime, GpuDeviceLostError, GpuOutOfMemoryError, GpuUnavailableError, type GpuDevice } from './gpu/index.js';
 export {
   Model,
   ForwardPass,

@@ -105,10 +105,8 @@ class SeqState {
 }
 
 export class EngineCore {
-  readonly kv: KvCache;
   readonly forward: ForwardPass;
   readonly scheduler: Scheduler;
-  readonly contextLength: number;
   readonly metrics = new EngineMetrics();
   private readonly states = new Map<number, SeqState>();
   private nextId = 0;
@@ -119,19 +117,24 @@ export class EngineCore {
   private failure: Error | null = null;
   private destroyed = false;
 
-  constructor(readonly model: Model, options: EngineCoreOptions = {}) {
+  /** Sets up the KV cache (a GpuOutOfMemoryError if the device cannot hold it) and the step loop. */
+  static async create(model: Model, options: EngineCoreOptions = {}): Promise<EngineCore> {
     const c = model.config;
-    this.contextLength = Math.min(options.contextLength ?? c.contextLength, c.contextLength);
-    const fullContext = this.contextLength * c.kvHeadCount * c.headDim * 2 * 2 * c.layerCount;
-    this.kv = KvCache.create(model.rt, c, {
+    const contextLength = Math.min(options.contextLength ?? c.contextLength, c.contextLength);
+    const fullContext = contextLength * c.kvHeadCount * c.headDim * 2 * 2 * c.layerCount;
+    const kv = await KvCache.allocate(model.rt, c, {
       pageSize: options.pageSize,
       format: options.kvFormat,
       memoryBytes: options.kvMemoryBytes ?? Math.min(16 * fullContext, 256 * 1024 * 1024),
     });
+    return new EngineCore(model, kv, contextLength, options);
+  }
+
+  private constructor(readonly model: Model, readonly kv: KvCache, readonly contextLength: number, options: EngineCoreOptions) {
     this.forward = new ForwardPass(model, { numerics: options.numerics });
     this.scheduler = new Scheduler({
-      kv: new KvManager(this.kv.pool, this.kv.pageSize),
-      contextLength: this.contextLength,
+      kv: new KvManager(kv.pool, kv.pageSize),
+      contextLength,
       maxBatchTokens: options.maxBatchTokens,
       maxRunningSeqs: options.maxRunningSeqs,
       onFinished: (seq) => (this.committing ? this.finishedInCommit.push(seq) : this.finished(seq)),

@@ -116,7 +116,7 @@ export class Engine {
     const report = (p: LoadProgress) => this.progressCallback?.(progressReport(p, started, describe(source)));
     const loadedModel = await Model.load(rt, source, { onProgress: report, signal: merged.signal });
     try {
-      const core = new EngineCore(loadedModel, merged);
+      const core = await EngineCore.create(loadedModel, merged);
       this.loaded = { model: loadedModel, core, modelId: merged.modelId ?? modelIdOf(loadedModel), defaults: requestDefaults(chatOptions) };
     } catch (e) {
       loadedModel.destroy();

@@ -29,6 +29,14 @@ export class GpuUnavailableError extends Error {
   }
 }
 
+/** The device could not allocate GPU memory for something (the message says what and how much). */
+export class GpuOutOfMemoryError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'GpuOutOfMemoryError';
+  }
+}
+
 export interface DeviceOptions {
   /** Log line sink for notes such as "using SwiftShader" (Node prints them to stderr). */
   log?: (line: string) => void;

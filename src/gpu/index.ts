@@ -1,4 +1,4 @@
-export { requestGpuDevice, assertDeviceAlive, GpuDeviceLostError, GpuUnavailableError } from './device.js';
+export { requestGpuDevice, assertDeviceAlive, GpuDeviceLostError, GpuOutOfMemoryError, GpuUnavailableError } from './device.js';
 export type { GpuDevice, GpuFeatures, AdapterDescription, DeviceOptions } from './device.js';
 export { BufferManager, BufferUsage, STORAGE } from './buffers.js';
 export { PipelineCache, type PipelineKey } from './pipelines.js';

@@ -5,7 +5,7 @@
 // of parameters (when the kernel has any), then storage buffers at bindings 1, 2, ... in the
 // order the kernel wrapper passes them.
 import { BufferManager, BufferUsage } from './buffers.js';
-import { assertDeviceAlive, requestGpuDevice, type DeviceOptions, type GpuDevice } from './device.js';
+import { assertDeviceAlive, GpuOutOfMemoryError, requestGpuDevice, type DeviceOptions, type GpuDevice } from './device.js';
 import { PipelineCache, type PipelineKey } from './pipelines.js';
 import { Profiler } from './profiler.js';
 
@@ -67,6 +67,26 @@ export class GpuRuntime {
     this.pipelines = new PipelineCache(gpu.device);
     this.uniforms = new UniformArena(this.buffers);
     this.profiler = new Profiler(gpu, this.buffers);
+  }
+
+  /**
+   * Runs `allocate` (which creates buffers) and resolves to its result, or throws a
+   * GpuOutOfMemoryError naming `what` if the device ran out of memory meanwhile; `release` then
+   * frees what was made.
+   */
+  async allocating<T>(what: string, allocate: () => T, release: (made: T) => void): Promise<T> {
+    this.device.pushErrorScope('out-of-memory');
+    let made: { value: T } | { thrown: unknown };
+    try {
+      made = { value: allocate() };
+    } catch (e) {
+      made = { thrown: e };
+    }
+    const error = await this.device.popErrorScope();
+    if ('thrown' in made) throw made.thrown;
+    if (!error) return made.value;
+    release(made.value);
+    throw new GpuOutOfMemoryError(`not enough GPU memory for ${what} (${error.message})`);
   }
 
   static async create(options?: DeviceOptions): Promise<GpuRuntime> {

@@ -15,6 +15,8 @@ export interface KvCacheOptions {
   maxPages?: number;
 }
 
+const DEFAULT_MEMORY = 64 * 1024 * 1024;
+
 export class KvCache implements KvBuffers {
   readonly pool: PagePool;
   readonly keys: GPUBuffer[] = [];
@@ -29,12 +31,18 @@ export class KvCache implements KvBuffers {
     }
   }
 
+  /** create(), checking that the device had the memory (a GpuOutOfMemoryError if not). */
+  static allocate(rt: GpuRuntime, config: ModelConfig, options: KvCacheOptions = {}): Promise<KvCache> {
+    const mib = ((options.memoryBytes ?? DEFAULT_MEMORY) / 2 ** 20).toFixed(0);
+    return rt.allocating(`a KV cache of ${mib} MiB (ask for less memory)`, () => KvCache.create(rt, config, options), (kv) => kv.destroy());
+  }
+
   static create(rt: GpuRuntime, config: ModelConfig, options: KvCacheOptions = {}): KvCache {
     const pageSize = options.pageSize ?? 16;
     const format = options.format ?? 'f16';
     const onePage: KvLayout = { numPages: 1, pageSize, numKvHeads: config.kvHeadCount, headDim: config.headDim, format };
     const pageBytes = kvBufferBytes(onePage);
-    const budget = options.memoryBytes ?? 64 * 1024 * 1024;
+    const budget = options.memoryBytes ?? DEFAULT_MEMORY;
     const byBudget = Math.floor(budget / (pageBytes * 2 * config.layerCount));
     const byBinding = Math.floor(rt.gpu.limits.maxStorageBufferBindingSize / pageBytes);
     const numPages = Math.min(byBudget, byBinding, options.maxPages ?? Infinity);

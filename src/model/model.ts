@@ -1,6 +1,6 @@
 // A loaded model: config, tokenizer, fingerprint and its weights in GPU memory (still
 // quantized). Loading streams the file tensor by tensor into GPU buffers.
-import type { GpuRuntime } from '../gpu/index.js';
+import { GpuOutOfMemoryError, type GpuRuntime } from '../gpu/index.js';
 import { readModelConfig, type ModelConfig } from './config.js';
 import { modelFingerprint } from './fingerprint.js';
 import { GgufError, Metadata, type GgufHeader } from './gguf.js';
@@ -58,11 +58,21 @@ export class Model {
       const meta = new Metadata(header.metadata, reader.name);
       const tokenizer = Tokenizer.fromMetadata(meta);
       const fingerprint = await modelFingerprint(header);
-      await streamTensors(reader, header, (info, bytes) => {
-        options.signal?.throwIfAborted();
-        uploaded.set(info.name, uploadWeight(rt, info.name, info.type, info.dims, bytes));
-      }, options.onProgress);
-      await rt.sync();
+      rt.device.pushErrorScope('out-of-memory');
+      let memoryError: GPUError | null;
+      try {
+        await streamTensors(reader, header, (info, bytes) => {
+          options.signal?.throwIfAborted();
+          uploaded.set(info.name, uploadWeight(rt, info.name, info.type, info.dims, bytes));
+        }, options.onProgress);
+        await rt.sync();
+      } finally {
+        memoryError = await rt.device.popErrorScope();
+      }
+      if (memoryError) {
+        const mb = ([...uploaded.values()].reduce((sum, w) => sum + w.buffer.size, 0) / 1e6).toFixed(1);
+        throw new GpuOutOfMemoryError(`${reader.name}: not enough GPU memory for the model's weights (${mb} MB): ${memoryError.message}`);
+      }
       const weights = collectWeights(config, uploaded, reader.name);
       options.onProgress?.({ phase: 'done', loadedBytes: reader.size ?? reader.position, totalBytes: reader.size });
       const template = header.metadata.get('tokenizer.chat_template');

@@ -2,7 +2,8 @@
 // sampling controls, logprobs, abort and interrupt, and errors that name the problem while
 // other requests carry on.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ApiError, renderChat, type ChatCompletionChunk, type Completion, type Engine } from '../../src/index.js';
+import { ApiError, GpuOutOfMemoryError, renderChat, type ChatCompletionChunk, type Completion, type Engine } from '../../src/index.js';
+import { getRuntime } from '../helpers/gpu.js';
 import { drain, samplingParams, shippedEngine } from '../helpers/engine.js';
 
 const PROMPT = 'Prince Andrew looked at';
@@ -215,3 +216,24 @@ function chatPromptIds(engine: Engine, content: string): number[] {
   const text = renderChat(chatTemplate, [{ role: 'user', content }], { addGenerationPrompt: true, bosToken: tokenizer.bosText, eosToken: tokenizer.eosText });
   return tokenizer.encodeChatPrompt(text);
 }
+
+describe('Engine: not enough GPU memory', () => {
+  // SwiftShader refuses any single allocation of 1 GiB (VK_ERROR_OUT_OF_DEVICE_MEMORY), which
+  // makes a real out-of-memory error reproducible here; a hardware GPU may well have the memory.
+  it('a KV cache the device cannot hold fails with an error saying so; nothing leaks; the next engine works', async () => {
+    const rt = await getRuntime();
+    if (!rt.gpu.adapter.isSoftware) return void console.warn('skipped: the out-of-memory case is reproducible on SwiftShader only');
+    const before = rt.buffers.bytesAllocated;
+    const e = await shippedEngine({ kvMemoryBytes: 2 ** 40 }).then(() => null, (err: Error) => err);
+    expect(e).toBeInstanceOf(GpuOutOfMemoryError);
+    expect(e!.message).toMatch(/not enough GPU memory for a KV cache of 1048576 MiB \(ask for less memory\)/);
+    expect(rt.buffers.bytesAllocated).toBe(before);
+    const engine = await shippedEngine();
+    try {
+      const r = await engine.chat.completions.create(chat(PROMPT, { max_tokens: 4 }));
+      expect(r.usage.completion_tokens).toBe(4);
+    } finally {
+      await engine.destroy();
+    }
+  });
+});
