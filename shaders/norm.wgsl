@@ -1,11 +1,13 @@
-// RMSNorm: out[r] = x[r] / sqrt(mean(x[r]^2) + eps) * weight, one workgroup of WG threads per row (256 on a GPU, 8 on a CPU adapter)
-// (rows folded into 2D as wid.y * nwg.x + wid.x), sum of squares by a tree reduction in workgroup memory.
+// RMSNorm: out[r] = x[r] / sqrt(mean(x[r]^2) + eps) * weight, one workgroup of WG threads per row
+// (256 on a GPU, 8 on a CPU adapter; rows folded into 2D as wid.y * nwg.x + wid.x), sum of squares
+// by a tree reduction in workgroup memory (reduce.wgsl).
 //
 // rms_norm      bindings: 0 Params, 1 x f32 [rows, dim], 2 weight f32 [dim], 3 out f32 [rows, dim]
 // rms_norm_add  bindings: 0 Params, 1 residual f32 [rows, dim] (read_write), 2 delta f32 [rows, dim],
 //               3 weight, 4 out. Fused residual add: residual += delta, then out = rmsnorm(residual).
 
 const WG: u32 = {{WG}}u;
+#include "reduce"
 
 struct Params { rows: u32, dim: u32, eps: f32, _p0: u32 }
 
@@ -18,19 +20,6 @@ struct Params { rows: u32, dim: u32, eps: f32, _p0: u32 }
 @group(0) @binding(2) var<storage, read> delta: array<f32>;
 @group(0) @binding(3) var<storage, read> addWeight: array<f32>;
 @group(0) @binding(4) var<storage, read_write> addOut: array<f32>;
-
-var<workgroup> partial: array<f32, WG>;
-
-// Sum of `value` over the workgroup; every thread gets the result.
-fn workgroup_sum(value: f32, tid: u32) -> f32 {
-  partial[tid] = value;
-  workgroupBarrier();
-  for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
-    if (tid < stride) { partial[tid] += partial[tid + stride]; }
-    workgroupBarrier();
-  }
-  return workgroupUniformLoad(&partial[0]);
-}
 
 fn inv_rms(sumSq: f32) -> f32 {
   return inverseSqrt(sumSq / f32(params.dim) + params.eps);

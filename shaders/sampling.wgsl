@@ -26,6 +26,7 @@
 //             then (id, logprob f32 bits) pairs, most likely first.
 
 const WG: u32 = {{WG}}u;
+#include "reduce"
 const NO_INDEX: u32 = 0xffffffffu;
 const NO_KEY: u32 = 0xffffffffu;
 const LOWEST: f32 = -3.4028234663852886e38;
@@ -62,7 +63,6 @@ struct Edit {
 @group(0) @binding(3) var<storage, read> ids: array<i32>;
 @group(0) @binding(4) var<storage, read_write> out: array<u32>;
 
-var<workgroup> partialF: array<f32, WG>;
 var<workgroup> partialU: array<u32, WG>;
 var<workgroup> partialU2: array<u32, WG>;
 
@@ -113,26 +113,6 @@ fn perturb(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
 }
 
 // ------------------------------------------------------------------------ workgroup reductions
-
-fn workgroup_sum(value: f32, tid: u32) -> f32 {
-  partialF[tid] = value;
-  workgroupBarrier();
-  for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
-    if (tid < stride) { partialF[tid] += partialF[tid + stride]; }
-    workgroupBarrier();
-  }
-  return workgroupUniformLoad(&partialF[0]);
-}
-
-fn workgroup_max(value: f32, tid: u32) -> f32 {
-  partialF[tid] = value;
-  workgroupBarrier();
-  for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
-    if (tid < stride) { partialF[tid] = max(partialF[tid], partialF[tid + stride]); }
-    workgroupBarrier();
-  }
-  return workgroupUniformLoad(&partialF[0]);
-}
 
 fn workgroup_split(mine: Split, tid: u32) -> Split {
   partialF[tid] = mine.weight;

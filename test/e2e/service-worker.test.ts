@@ -2,18 +2,16 @@
 // SwiftShader): two tabs streaming at once through the one engine (greedy text equal to the
 // CLI's), the official openai client in a page, a restart of the stopped worker from the cached
 // model, and a request from another origin refused.
-import type { Browser, BrowserContext, Page } from 'playwright-core';
-import type { ViteDevServer } from 'vite';
+import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { launchBrowser, startDevServer } from '../helpers/browser.js';
+import { openBrowserSession, type BrowserSession } from '../helpers/browser.js';
 import { generateCli } from '../helpers/cli.js';
 
 const PROMPTS = ['Prince Andrew looked at', 'The old count'];
 const TOKENS = 24;
 
 describe('Service Worker: the OpenAI API for every tab of the origin (headless Chromium)', () => {
-  let browser: Browser;
-  let server: ViteDevServer;
+  let session: BrowserSession;
   let context: BrowserContext;
   let origin = '';
   const tabs: Page[] = [];
@@ -30,18 +28,12 @@ describe('Service Worker: the OpenAI API for every tab of the origin (headless C
   };
 
   beforeAll(async () => {
-    let url: string;
-    ({ server, url } = await startDevServer());
-    origin = url.replace(/\/$/, '');
-    browser = await launchBrowser();
-    context = await browser.newContext();
+    session = await openBrowserSession();
+    ({ context, origin } = session);
     context.on('request', (r) => void (r.url().endsWith('.gguf') && modelFetches.push(r.url())));
     for (const p of PROMPTS) expected.push((await generateCli(p, TOKENS, true)).text);
   });
-  afterAll(async () => {
-    await browser?.close();
-    await server?.close();
-  });
+  afterAll(() => session?.close());
 
   it('answers GET /v1/models and a chat completion with the CLI greedy text', async () => {
     const tab = await openTab();

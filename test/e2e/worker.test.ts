@@ -1,39 +1,32 @@
 // The engine in a Web Worker, in headless Chromium (WebGPU on SwiftShader): load progress reaches
 // the page, greedy text equals the engine's in Node, chunks stream across the boundary while the
 // page's main thread keeps running, abort stops the request, errors keep their OpenAI shape.
-import type { Browser, BrowserContext, Page } from 'playwright-core';
-import type { ViteDevServer } from 'vite';
+import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Engine } from '../../src/index.js';
-import { launchBrowser, startDevServer } from '../helpers/browser.js';
+import { openBrowserSession, type BrowserSession } from '../helpers/browser.js';
 import { shippedEngine } from '../helpers/engine.js';
 
 const PROMPT = 'Prince Andrew looked at';
 
 describe('engine in a Web Worker (headless Chromium)', () => {
-  let browser: Browser;
-  let server: ViteDevServer;
+  let session: BrowserSession;
   let context: BrowserContext;
   let page: Page;
   let node: Engine;
   let origin = '';
   const pageErrors: string[] = [];
   beforeAll(async () => {
-    let url: string;
-    ({ server, url } = await startDevServer());
-    origin = url.replace(/\/$/, '');
-    browser = await launchBrowser();
-    // One context: its pages share Cache Storage, as tabs of one browser profile do.
-    context = await browser.newContext();
+    session = await openBrowserSession();
+    ({ context, origin } = session);
     page = await context.newPage();
     page.on('pageerror', (e) => pageErrors.push(e.message));
-    await page.goto(`${url}test/e2e/pages/worker.html`);
+    await page.goto(`${origin}/test/e2e/pages/worker.html`);
     node = await shippedEngine();
   });
   afterAll(async () => {
     await page?.evaluate(() => window.wg.engine?.terminate());
-    await browser?.close();
-    await server?.close();
+    await session?.close();
     await node?.destroy();
   });
 

@@ -1,5 +1,5 @@
 // Headless Debian Chromium with WebGPU on SwiftShader (playwright-core), and the Vite dev server.
-import { chromium, type Browser } from 'playwright-core';
+import { chromium, type Browser, type BrowserContext } from 'playwright-core';
 import { createServer, type ViteDevServer } from 'vite';
 import { REPO } from './shared.js';
 
@@ -24,4 +24,31 @@ export async function startDevServer(): Promise<{ server: ViteDevServer; url: st
   const addr = server.httpServer?.address();
   const port = typeof addr === 'object' && addr ? addr.port : 0;
   return { server, url: `http://127.0.0.1:${port}/` };
+}
+
+export interface BrowserSession {
+  server: ViteDevServer;
+  /** http://127.0.0.1:port, no trailing slash. */
+  origin: string;
+  browser: Browser;
+  /** One context: its pages share storage (Cache Storage, Service Workers) as tabs of one profile do. */
+  context: BrowserContext;
+  close(): Promise<void>;
+}
+
+/** The dev server and a browser with one context, for tests that open several tabs of one origin. */
+export async function openBrowserSession(): Promise<BrowserSession> {
+  const { server, url } = await startDevServer();
+  const browser = await launchBrowser();
+  const context = await browser.newContext();
+  return {
+    server,
+    origin: url.replace(/\/$/, ''),
+    browser,
+    context,
+    close: async () => {
+      await browser.close();
+      await server.close();
+    },
+  };
 }
