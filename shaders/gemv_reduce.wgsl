@@ -2,10 +2,10 @@
 // of each thread's partial sums into the outputs. The including shader defines
 // `fn store_y(m: u32, n: u32, v: f32)` and a `gemv_accumulate(n0, lane) -> GemvSums`.
 // Defines: ROWS (x rows held in registers, >= M), SPLIT (threads sharing a weight-row pair's K),
-// GEMV_THREADS (threads per workgroup, a multiple of SPLIT).
+// GEMV_THREADS (threads per workgroup, a multiple of SPLIT), GEMV_COLS (weight rows per thread group).
 
 const GEMV_THREADS: u32 = {{GEMV_THREADS}}u;       // threads per workgroup (64 on a GPU, 8 on a CPU adapter)
-const GEMV_COLS: u32 = 2u;                       // weight rows per thread group
+const GEMV_COLS: u32 = {{GEMV_COLS}}u;           // weight rows per thread group (2 on a GPU, 8 on a CPU adapter)
 const SPLIT: u32 = {{SPLIT}}u;                   // threads sharing a group's K (power of 2, <= 64)
 const GEMV_GROUPS: u32 = GEMV_THREADS / SPLIT;   // thread groups per workgroup
 const ROWS: u32 = {{ROWS}}u;
