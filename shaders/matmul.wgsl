@@ -14,36 +14,14 @@
 //   Grid: (ceil(N / 64), ceil(M / 64)).
 #include "dequant"
 
-struct Params {
-  m: u32,
-  n: u32,
-  k4: u32,           // K / 4
-  wordsPerRow: u32,  // u32 words per weight row
-  accumulate: u32,   // 1: y += x·Wᵀ (fuses a residual add); 0: y = x·Wᵀ
-  _pad0: u32,
-  _pad1: u32,
-  _pad2: u32,
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> W: array<u32>;
+#include "matmul_io"
 @group(0) @binding(2) var<storage, read> X: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> Y: array<f32>;
 
 const VEC4_PER_BLOCK: u32 = BLOCK_ELEMS_{{WTYPE}} / 4u;
 
 /** Elements 4*c4 .. 4*c4+3 of a weight row whose first word is rowWord. */
 fn load_w4(rowWord: u32, c4: u32) -> vec4<f32> {
   return dq4_{{WTYPE}}(rowWord + (c4 / VEC4_PER_BLOCK) * BLOCK_WORDS_{{WTYPE}}, c4 % VEC4_PER_BLOCK);
-}
-
-fn store_y(m: u32, n: u32, v: f32) {
-  let i = m * params.n + n;
-  if (params.accumulate != 0u) {
-    Y[i] = Y[i] + v;
-  } else {
-    Y[i] = v;
-  }
 }
 
 // ---------------------------------------------------------------------------------------- gemv

@@ -19,32 +19,10 @@
 //   Grid: (ceil(N / 64), ceil(M / 64)).
 #include "dequant"
 
-struct Params {
-  m: u32,
-  n: u32,
-  k4: u32,           // K / 4
-  wordsPerRow: u32,  // u32 words per weight row
-  accumulate: u32,   // 1: y += x·Wᵀ; 0: y = x·Wᵀ
-  _pad0: u32,
-  _pad1: u32,
-  _pad2: u32,
-}
-
-@group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> W: array<u32>;
+#include "matmul_io"
 @group(0) @binding(2) var<storage, read> XQ: array<u32>;
-@group(0) @binding(3) var<storage, read_write> Y: array<f32>;
 
 const XQ_BLOCK_WORDS: u32 = 9u;
-
-fn store_y(m: u32, n: u32, v: f32) {
-  let i = m * params.n + n;
-  if (params.accumulate != 0u) {
-    Y[i] = Y[i] + v;
-  } else {
-    Y[i] = v;
-  }
-}
 
 fn w_scale(bw: u32) -> f32 {
   return unpack2x16float(W[bw]).x;
