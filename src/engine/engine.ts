@@ -177,8 +177,10 @@ export class Engine {
     const loaded = this.loaded;
     this.loaded = null;
     if (!loaded) return;
-    loaded.core.destroy();
+    // Stop every sequence and let a step in flight finish before its buffers go.
+    loaded.core.abortAll();
     await loaded.core.idle();
+    loaded.core.destroy();
     loaded.model.destroy();
   }
 
@@ -213,7 +215,7 @@ export class Engine {
       });
     } catch (e) {
       handles.forEach((h) => h.abort());
-      throw e instanceof ApiError ? e : ApiError.invalid('messages', (e as Error).message);
+      throw e instanceof ApiError ? e : ApiError.invalid(parsed.promptParam, (e as Error).message);
     }
     const abortAll = () => handles.forEach((h) => h.abort());
     options.signal?.addEventListener('abort', abortAll, { once: true });

@@ -18,6 +18,8 @@ export interface ParsedRequest {
   logprobsFormat: 'chat' | 'legacy';
   /** Whether responses carry logprobs. */
   wantsLogprobs: boolean;
+  /** The request field that holds the prompt ('messages' or 'prompt'), for errors about it. */
+  promptParam: 'messages' | 'prompt';
   echo: boolean;
   /** Sampling parameters of choice `index` (0 .. n - 1) of a prompt of `promptLength` tokens. */
   params(index: number, promptLength: number): SamplingParams;
@@ -60,7 +62,7 @@ export function parseChatRequest(body: unknown, ctx: RequestContext): ParsedRequ
   const top = int(req, 'top_logprobs', 0, MAX_TOP_LOGPROBS);
   if (top !== undefined && !logprobs) throw ApiError.invalid('top_logprobs', 'top_logprobs needs logprobs: true');
   const maxTokens = int(req, 'max_completion_tokens', 1) ?? int(req, 'max_tokens', 1);
-  return build(req, ctx, [ids], [text], { logprobs: logprobs ? top ?? 0 : undefined, format: 'chat', maxTokens, echo: false });
+  return build(req, ctx, [ids], [text], { promptParam: 'messages', logprobs: logprobs ? top ?? 0 : undefined, format: 'chat', maxTokens, echo: false });
 }
 
 export function parseCompletionRequest(body: unknown, ctx: RequestContext): ParsedRequest {
@@ -81,10 +83,11 @@ export function parseCompletionRequest(body: unknown, ctx: RequestContext): Pars
     logprobs = int(req, 'top_logprobs', 0, MAX_TOP_LOGPROBS) ?? 0;
   }
   const maxTokens = int(req, 'max_tokens', 1) ?? 16;
-  return build(req, ctx, ids, texts, { logprobs, format, maxTokens, echo: bool(req, 'echo') ?? false });
+  return build(req, ctx, ids, texts, { promptParam: 'prompt', logprobs, format, maxTokens, echo: bool(req, 'echo') ?? false });
 }
 
 interface BuildOptions {
+  promptParam: 'messages' | 'prompt';
   logprobs: number | undefined;
   format: 'chat' | 'legacy';
   maxTokens: number | undefined;
@@ -92,7 +95,7 @@ interface BuildOptions {
 }
 
 function build(req: Body, ctx: RequestContext, prompts: number[][], texts: string[], o: BuildOptions): ParsedRequest {
-  for (const ids of prompts) checkPromptLength(ids.length, ctx.contextLength, o.maxTokens, o.format === 'chat' ? 'messages' : 'prompt');
+  for (const ids of prompts) checkPromptLength(ids.length, ctx.contextLength, o.maxTokens, o.promptParam);
   const n = int(req, 'n', 1, MAX_N) ?? 1;
   const stream = bool(req, 'stream') ?? false;
   const streamOptions = req.stream_options === undefined || req.stream_options === null ? {} : asObject(req.stream_options, 'stream_options');
@@ -126,6 +129,7 @@ function build(req: Body, ctx: RequestContext, prompts: number[][], texts: strin
     includeUsage: stream && streamOptions.include_usage === true,
     logprobsFormat: o.format,
     wantsLogprobs: o.logprobs !== undefined,
+    promptParam: o.promptParam,
     echo: o.echo,
     params: (index, promptLength) => ({
       ...base,

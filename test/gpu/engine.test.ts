@@ -193,6 +193,9 @@ describe('Engine: OpenAI chat and text completions', () => {
     }
     const long = await apiError(engine.completions.create({ prompt: 'word '.repeat(300) }));
     expect(long.code).toBe('context_length_exceeded');
+    expect(long.param).toBe('prompt');
+    // web-llm's boolean logprobs on a text completion: the error still names `prompt`.
+    expect((await apiError(engine.completions.create({ prompt: 'word '.repeat(300), logprobs: true }))).param).toBe('prompt');
     const unknown = await apiError(engine.chat.completions.create({ ...chat(PROMPT), model: 'gpt-4' }));
     expect(unknown.status).toBe(404);
     expect(unknown.message).toMatch(/"gpt-4" does not exist.*wg-tolstoy-q8_0/);
