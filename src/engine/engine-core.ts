@@ -203,18 +203,10 @@ export class EngineCore {
 
   private async runStep(step: ScheduledStep): Promise<void> {
     const start = performance.now();
-    const sampling = step.seqs.filter((s) => s.samples).map(({ seq }) => this.states.get(seq.id)!.rowSampling());
-    const wantLogprobs = sampling.some((r) => r.logprobs !== undefined);
-    let ids: Int32Array;
-    let logprobs: (RowLogprobs | null)[] = [];
-    if (wantLogprobs) ({ ids, logprobs } = await this.forward.sampleWithLogprobs(step.batch, this.kv, sampling));
-    else ids = await this.forward.sample(step.batch, this.kv, sampling);
-    const row = new Map<Sequence, number>();
-    step.seqs.filter((s) => s.samples).forEach(({ seq }, k) => row.set(seq, k));
-    for (const p of step.preempted) {
-      const state = this.states.get(p.id);
-      if (state) state.timings.preemptions++;
-    }
+    const sampled = step.seqs.filter((s) => s.samples).map(({ seq }) => seq);
+    const sampling = sampled.map((seq) => this.states.get(seq.id)!.rowSampling());
+    // Reads back logprobs only when a row asks for them.
+    const { ids, logprobs } = await this.forward.sampleWithLogprobs(step.batch, this.kv, sampling);
     this.committing = true;
     let appended;
     try {
@@ -225,7 +217,7 @@ export class EngineCore {
     this.metrics.recordStep(step, performance.now() - start, this.kv.pool);
     for (const { seq, tokenId } of appended) {
       const state = this.states.get(seq.id);
-      if (state) this.deliver(state, tokenId, logprobs[row.get(seq)!] ?? null);
+      if (state) this.deliver(state, tokenId, logprobs[sampled.indexOf(seq)] ?? null);
     }
     for (const seq of this.finishedInCommit.splice(0)) this.finished(seq);
   }
