@@ -31,8 +31,12 @@ const TOKENS: u32 = {{TOKENS}}u;
 const TPR: u32 = {{TPR}}u;
 const BK: u32 = {{BK}}u;
 const KV_F16: bool = {{KV_F16}};
-// llama.cpp CPU flash-attention rounding: query rounded to f16 (scaled after the dot), keys visited
-// one by one with the value accumulators rounded to f16 after every update (its VKQ16).
+// F16_ACC: llama.cpp's CPU flash attention for one query row with an f16 KV cache
+// (ggml_compute_forward_flash_attn_ext_f16_one_chunk, x86 AVX2 build), bit for bit: the query
+// rounded to f16, score = ggml_vec_dot_f16 order (score_f16) times scale, keys visited one by one,
+// ms = expf(Mold - M) / vs = expf(s - M) correctly rounded, the value accumulator VKQ16 kept in
+// f16: VKQ = f16(VKQ * ms) when the max rises, VKQ = f16(fmaf(v, vs, VKQ)), S = fmaf(S, ms, vs),
+// and out = VKQ * (1 / S). Needs KV_F16.
 const F16_ACC: bool = {{F16_ACC}};
 const ROWS: u32 = GROUP * TOKENS;
 const WG: u32 = ROWS * TPR;
@@ -57,6 +61,8 @@ struct Params {
   _p0: u32,
   _p1: u32,
 }
+
+#include "exact"
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
@@ -122,7 +128,7 @@ fn load_queries(j: Job, kvHead: u32, tid: u32) {
     if (tok < j.numTokens) {
       let head = kvHead * GROUP + r % GROUP;
       value = q[((j.firstToken + tok) * params.numHeads + head) * HEAD_DIM + e % HEAD_DIM];
-      value = select(value * params.scale, f16_round(value), F16_ACC);
+      value = select(value * params.scale, f16_grid(value), F16_ACC);
     }
     qTile[e] = value;
   }
@@ -159,16 +165,39 @@ fn compute_scores(j: Job, tileStart: u32, tid: u32) {
     if (key < j.keyEnd && i32(key) <= rowPos[r]) {
       let qBase = r * HEAD_DIM;
       let kBase = (e % BK) * HEAD_DIM;
-      s = 0.0;
-      for (var d = 0u; d < HEAD_DIM; d++) { s += qTile[qBase + d] * kTile[kBase + d]; }
-      if (F16_ACC) { s *= params.scale; }
+      if (F16_ACC) {
+        s = score_f16(qBase, kBase);
+      } else {
+        s = 0.0;
+        for (var d = 0u; d < HEAD_DIM; d++) { s += qTile[qBase + d] * kTile[kBase + d]; }
+      }
     }
     scores[e] = s;
   }
 }
 
-fn f16_round(x: f32) -> f32 {
-  return unpack2x16float(pack2x16float(vec2<f32>(x, 0.0))).x;
+// ggml_vec_dot_f16 (AVX2) of the staged f16 query row and key, times scale. Products of two f16
+// values are exact in f32. 32-element chunks go to 4 accumulators of 8 lanes (element c + 8 j + l
+// to accumulator j, lane l), reduced as ((a0 + a2) + (a1 + a3)), then lanes as
+// ((t0 + t1) + (t2 + t3)) with t_i = lane i + lane 4 + i; dims past the last whole chunk are added
+// after (in double there; float-float here).
+fn score_f16(qBase: u32, kBase: u32) -> f32 {
+  var lanes: array<f32, 32>;
+  for (var i = 0u; i < 32u; i++) { lanes[i] = 0.0; }
+  let whole = HEAD_DIM / 32u * 32u;
+  for (var c = 0u; c < whole; c += 32u) {
+    for (var i = 0u; i < 32u; i++) { lanes[i] += qTile[qBase + c + i] * kTile[kBase + c + i]; }
+  }
+  var v: array<f32, 8>;
+  for (var l = 0u; l < 8u; l++) { v[l] = (lanes[l] + lanes[16u + l]) + (lanes[8u + l] + lanes[24u + l]); }
+  let t = vec4<f32>(v[0] + v[4], v[1] + v[5], v[2] + v[6], v[3] + v[7]);
+  var s = vec2<f32>((t.x + t.y) + (t.z + t.w), 0.0);
+  for (var d = whole; d < HEAD_DIM; d++) { s = ff_add(s, vec2<f32>(qTile[qBase + d] * kTile[kBase + d], 0.0)); }
+  return s.x * params.scale;
+}
+
+fn fma1(a: f32, b: f32, c: f32) -> f32 {
+  return fma4(vec4<f32>(a), vec4<f32>(b), vec4<f32>(c)).x;
 }
 
 // llama.cpp's per-key online softmax with f16 accumulators (F16_ACC).
@@ -179,14 +208,14 @@ fn accumulate_f16(row: u32, lane: u32) {
     var ms = 1.0;
     var vs = 1.0;
     if (s > rowMax) {
-      ms = exp(rowMax - s);
+      ms = exp_rn(rowMax - s);
       rowMax = s;
-      for (var i = 0u; i < DPT; i++) { acc[i] = f16_round(acc[i] * ms); }
+      for (var i = 0u; i < DPT; i++) { acc[i] = f16_grid(acc[i] * ms); }
     } else {
-      vs = exp(s - rowMax);
+      vs = exp_rn(s - rowMax);
     }
-    for (var i = 0u; i < DPT; i++) { acc[i] = f16_round(acc[i] + f16_round(vTile[k * HEAD_DIM + lane + i * TPR]) * vs); }
-    rowSum = rowSum * ms + vs;
+    for (var i = 0u; i < DPT; i++) { acc[i] = f16_grid(fma1(vTile[k * HEAD_DIM + lane + i * TPR], vs, acc[i])); }
+    rowSum = fma1(rowSum, ms, vs);
   }
 }
 
@@ -235,6 +264,11 @@ fn out_index(j: Job, kvHead: u32, row: u32, lane: u32, i: u32) -> u32 {
 fn write_output(j: Job, kvHead: u32, tid: u32) {
   let row = tid / TPR;
   if (row / GROUP >= j.numTokens) { return; }
+  if (F16_ACC) {
+    let inv = div_rn(1.0, rowSum);
+    for (var i = 0u; i < DPT; i++) { out[out_index(j, kvHead, row, tid % TPR, i)] = acc[i] * inv; }
+    return;
+  }
   for (var i = 0u; i < DPT; i++) { out[out_index(j, kvHead, row, tid % TPR, i)] = acc[i] / rowSum; }
 }
 

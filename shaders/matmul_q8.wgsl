@@ -20,6 +20,7 @@
 #include "dequant"
 
 #include "matmul_io"
+#include "exact"
 @group(0) @binding(2) var<storage, read> XQ: array<u32>;
 
 const XQ_BLOCK_WORDS: u32 = 9u;
@@ -52,12 +53,9 @@ fn lane_sums(w: array<u32, 8>, x: array<u32, 8>) -> array<vec4<i32>, 2> {
 }
 
 /**
- * d * s + c rounded once, as _mm256_fmadd_ps, for f32 d and integers |s| < 2^17. WGSL's fma()
- * may round twice (SwiftShader does), so the fused result is built from correctly rounded f32
- * operations: d * s exactly as p + pe (Dekker's product, d split into 12 + 12 bits by masking,
- * |s| into its high and low bytes: every partial product is exact), then Boldo and Melquiond's
- * emulated FMA: (th, tl) = TwoSum(c, p), v = tl + pe rounded to odd, result = th + v.
- * Assumes no underflow or overflow (scales of activations and weights times sums of int8 products).
+ * d * s + c rounded once, as _mm256_fmadd_ps, for f32 d and integers |s| < 2^17: d * s exactly
+ * as p + pe (Dekker's product, d split into 12 + 12 bits by masking, |s| into its high and low
+ * bytes: every partial product is exact), then summed with c rounding once (exact.wgsl).
  */
 fn fma_exact(d: f32, s: vec4<i32>, c: vec4<f32>) -> vec4<f32> {
   // |s| is split (a split of s itself is unbalanced for negative s and loses Dekker's exactness).
@@ -68,18 +66,8 @@ fn fma_exact(d: f32, s: vec4<i32>, c: vec4<f32>) -> vec4<f32> {
   let dl = d - dh;
   let sh = vec4<f32>(a & vec4<i32>(-256));
   let sl = vec4<f32>(a & vec4<i32>(255));
-  let p = sg * p0;
   let pe = sg * ((((dh * sh - p0) + dh * sl) + dl * sh) + dl * sl);
-  let th = c + p;
-  let cb = th - p;
-  let tl = (c - cb) + (p - (th - cb));
-  let v = tl + pe;
-  let vb = v - tl;
-  let ve = (tl - (v - vb)) + (pe - vb);
-  let bits = bitcast<vec4<u32>>(v);
-  let odd = select(bits - vec4<u32>(1u), bits + vec4<u32>(1u), (ve > vec4<f32>(0.0)) == (v > vec4<f32>(0.0)));
-  let inexactEven = (ve != vec4<f32>(0.0)) & ((bits & vec4<u32>(1u)) == vec4<u32>(0u));
-  return th + bitcast<vec4<f32>>(select(bits, odd, inexactEven));
+  return sum3_rn4(c, sg * p0, pe);
 }
 
 /** hsum_float_8 of lanes lo = 0..3, hi = 4..7. */

@@ -47,63 +47,7 @@ fn unit_index(wid: vec3<u32>, nwg: vec3<u32>, tid: u32) -> u32 {
   return (wid.y * nwg.x + wid.x) * 64u + tid;
 }
 
-/** a / b rounded to nearest even, for positive normal a and b (long division of the mantissas). */
-fn div_rn(a: f32, b: f32) -> f32 {
-  let ua = bitcast<u32>(a);
-  let ub = bitcast<u32>(b);
-  let ea = ua >> 23u;
-  let eb = ub >> 23u;
-  if (ea == 0u || ea >= 255u || eb == 0u || eb >= 255u) {
-    return a / b;  // zero, subnormal, inf, NaN: never the scale of a block of activations
-  }
-  var e = i32(ea) - i32(eb) + 127;
-  var r = (ua & 0x7fffffu) | 0x800000u;
-  let mb = (ub & 0x7fffffu) | 0x800000u;
-  if (r < mb) {
-    r <<= 1u;
-    e -= 1;
-  }
-  // r / mb in [1, 2): 24 quotient bits and a guard bit; the remainder is the sticky bit.
-  var q = 0u;
-  for (var i = 0u; i < 25u; i++) {
-    q <<= 1u;
-    if (r >= mb) {
-      r -= mb;
-      q |= 1u;
-    }
-    r <<= 1u;
-  }
-  var m = q >> 1u;
-  if ((q & 1u) != 0u && (r != 0u || (m & 1u) != 0u)) {
-    m += 1u;
-  }
-  if (m == 0x1000000u) {
-    m >>= 1u;
-    e += 1;
-  }
-  if (e <= 0 || e >= 255) {
-    return a / b;
-  }
-  return bitcast<f32>((u32(e) << 23u) | (m & 0x7fffffu));
-}
-
-/** x rounded to the nearest f16 value (ties to even), as an f32; overflow gives infinity. */
-fn f16_grid(x: f32) -> f32 {
-  let u = bitcast<u32>(x);
-  let a = u & 0x7fffffffu;
-  if (a >= 0x7f800000u) {
-    return x;
-  }
-  if (a < 0x38800000u) {
-    // Below 2^-14: the f16 subnormal grid, multiples of 2^-24 (both scalings are exact).
-    return round(x * 16777216.0) * 5.9604644775390625e-8;
-  }
-  var r = (a + 0xfffu + ((a >> 13u) & 1u)) & 0xffffe000u;
-  if (r > 0x477fe000u) {
-    r = 0x7f800000u;  // past 65504
-  }
-  return bitcast<f32>(r | (u & 0x80000000u));
-}
+#include "exact"
 
 fn f16_grid4(v: vec4<f32>) -> vec4<f32> {
   return vec4<f32>(f16_grid(v.x), f16_grid(v.y), f16_grid(v.z), f16_grid(v.w));

@@ -9,6 +9,7 @@ import { writeKv, type KvLayout } from './kernels/kv.js';
 import { matmul, matmulShared } from './kernels/matmul.js';
 import { rmsNorm } from './kernels/norm.js';
 import { rope } from './kernels/rope.js';
+import { RopeTable } from './rope-table.js';
 import {
   decodeLogprobs,
   logprobsRowWords,
@@ -120,19 +121,32 @@ class Workspace implements SamplingBuffers {
  */
 export type Numerics = 'llama.cpp' | 'exact';
 
+/**
+ * Called while a pass is recorded, after each op, with the buffer holding its output
+ * (`rows` × `cols` f32, row-major; the buffer may be larger). Names follow llama.cpp's graph
+ * ('attn_norm-0', 'Qcur-0', ...) so intermediates can be compared with its eval callback. The
+ * buffer is overwritten later in the same pass: copy it (GpuRuntime.copy) to keep it.
+ */
+export type TensorInspector = (name: string, buffer: GPUBuffer, rows: number, cols: number) => void;
+
 export interface ForwardOptions {
   numerics?: Numerics;
+  inspect?: TensorInspector;
 }
 
 export class ForwardPass {
   private readonly batchBuffers: BatchBuffers;
   private readonly ws: Workspace;
+  private readonly ropeTable: RopeTable;
   readonly numerics: Numerics;
+  private readonly inspect: TensorInspector;
 
   constructor(readonly model: Model, options: ForwardOptions = {}) {
     this.numerics = options.numerics ?? 'llama.cpp';
+    this.inspect = options.inspect ?? (() => {});
     this.batchBuffers = new BatchBuffers(model.rt);
     this.ws = new Workspace(model.rt, model);
+    this.ropeTable = new RopeTable(model.rt, model.config, model.weights.ropeFreqFactors);
   }
 
   /**
@@ -150,19 +164,29 @@ export class ForwardPass {
     const b = this.batchBuffers;
     const ws = this.ws;
     const maxContext = Math.max(...batch.contextLens);
+    const cosSin = this.ropeTable.cover(Math.max(...batch.positions));
     const maxQueryLen = Math.max(...Array.from({ length: batch.seqStarts.length - 1 }, (_, s) => batch.seqStarts[s + 1] - batch.seqStarts[s]));
 
     const activations = this.numerics === 'exact' ? 'exact' : 'llama.cpp';
     const f16Accumulate = this.numerics === 'llama.cpp' && kv.layout.format === 'f16';
 
+    const E = c.embeddingDim;
+    const inspect = this.inspect;
     embed(rt, w.tokenEmbedding, b.tokenIds, ws.x, tokens);
+    inspect('inp_embd', ws.x, tokens, E);
     for (let l = 0; l < c.layerCount; l++) {
       const lw = w.layers[l];
-      rmsNorm(rt, ws.x, lw.attnNorm.buffer, ws.normed, tokens, c.embeddingDim, c.rmsEps);
+      rmsNorm(rt, ws.x, lw.attnNorm.buffer, ws.normed, tokens, E, c.rmsEps);
+      inspect(`attn_norm-${l}`, ws.normed, tokens, E);
       matmulShared(rt, ws.normed, tokens, [{ w: lw.q, y: ws.q }, { w: lw.k, y: ws.k }, { w: lw.v, y: ws.v }], { activations });
-      const ropeArgs = { positions: b.positions, tokens, headDim: c.headDim, ropeDim: c.ropeDim, freqBase: c.ropeFreqBase, mode: c.ropeMode, freqFactors: w.ropeFreqs?.buffer };
+      inspect(`Qcur-${l}`, ws.q, tokens, c.headCount * c.headDim);
+      inspect(`Kcur-${l}`, ws.k, tokens, c.kvHeadCount * c.headDim);
+      inspect(`Vcur-${l}`, ws.v, tokens, c.kvHeadCount * c.headDim);
+      const ropeArgs = { positions: b.positions, cosSin, tokens, headDim: c.headDim, ropeDim: c.ropeDim, mode: c.ropeMode };
       rope(rt, { ...ropeArgs, x: ws.q, heads: c.headCount });
       rope(rt, { ...ropeArgs, x: ws.k, heads: c.kvHeadCount });
+      inspect(`Qrope-${l}`, ws.q, tokens, c.headCount * c.headDim);
+      inspect(`Krope-${l}`, ws.k, tokens, c.kvHeadCount * c.headDim);
       writeKv(rt, kv.layout, ws.k, ws.v, b.slotMapping, kv.keys[l], kv.values[l], tokens);
       attention(rt, {
         layout: kv.layout,
@@ -179,15 +203,24 @@ export class ForwardPass {
         maxQueryLen,
         f16Accumulate,
       });
+      inspect(`kqv_out-${l}`, ws.attn, tokens, c.headCount * c.headDim);
       matmul(rt, lw.o, ws.attn, ws.x, tokens, { accumulate: true, activations });
-      rmsNorm(rt, ws.x, lw.ffnNorm.buffer, ws.normed, tokens, c.embeddingDim, c.rmsEps);
+      inspect(`ffn_inp-${l}`, ws.x, tokens, E);
+      rmsNorm(rt, ws.x, lw.ffnNorm.buffer, ws.normed, tokens, E, c.rmsEps);
+      inspect(`ffn_norm-${l}`, ws.normed, tokens, E);
       matmulShared(rt, ws.normed, tokens, [{ w: lw.gate, y: ws.gate }, { w: lw.up, y: ws.up }], { activations });
+      inspect(`ffn_gate-${l}`, ws.gate, tokens, c.ffnDim);
+      inspect(`ffn_up-${l}`, ws.up, tokens, c.ffnDim);
       swiglu(rt, ws.gate, ws.up, ws.act, tokens * c.ffnDim);
+      inspect(`ffn_swiglu-${l}`, ws.act, tokens, c.ffnDim);
       matmul(rt, lw.down, ws.act, ws.x, tokens, { accumulate: true, activations });
+      inspect(`l_out-${l}`, ws.x, tokens, E);
     }
-    gatherRows(rt, ws.x, b.sampleRows, ws.sampled, samples, c.embeddingDim);
-    rmsNorm(rt, ws.sampled, w.outputNorm.buffer, ws.sampledNormed, samples, c.embeddingDim, c.rmsEps);
+    gatherRows(rt, ws.x, b.sampleRows, ws.sampled, samples, E);
+    rmsNorm(rt, ws.sampled, w.outputNorm.buffer, ws.sampledNormed, samples, E, c.rmsEps);
+    inspect('result_norm', ws.sampledNormed, samples, E);
     matmul(rt, w.output, ws.sampledNormed, ws.logits, samples, { activations });
+    inspect('result_output', ws.logits, samples, c.vocabSize);
     recordSampling(rt, ws, sampling, samples, c.vocabSize);
   }
 
@@ -220,5 +253,6 @@ export class ForwardPass {
   destroy(): void {
     this.ws.destroy();
     this.batchBuffers.destroy();
+    this.ropeTable.destroy();
   }
 }

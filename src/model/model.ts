@@ -3,7 +3,7 @@
 import { GpuOutOfMemoryError, type GpuRuntime } from '../gpu/index.js';
 import { readModelConfig, type ModelConfig } from './config.js';
 import { modelFingerprint } from './fingerprint.js';
-import { GgufError, Metadata, type GgufHeader } from './gguf.js';
+import { GgmlType, ggmlTypeName, GgufError, Metadata, type GgufHeader } from './gguf.js';
 import { uploadWeight, type GpuWeight } from './kernels/matmul.js';
 import { readGgufHeader, streamTensors, type ProgressCallback } from './loader.js';
 import { openModelSource, type ModelSource } from './source.js';
@@ -27,8 +27,8 @@ export interface ModelWeights {
   /** token_embd itself when the model ties its embeddings. */
   output: GpuWeight;
   layers: LayerWeights[];
-  /** llama 3.1 style per-dimension rope frequency factors, when the file has them. */
-  ropeFreqs?: GpuWeight;
+  /** llama 3.1 style per-pair rope frequency factors, when the file has them (kept on the host: they go into the RoPE table). */
+  ropeFreqFactors?: Float32Array;
 }
 
 export interface LoadModelOptions {
@@ -60,10 +60,12 @@ export class Model {
       const fingerprint = await modelFingerprint(header);
       rt.device.pushErrorScope('out-of-memory');
       let memoryError: GPUError | null;
+      let ropeFreqFactors: Float32Array | undefined;
       try {
         await streamTensors(reader, header, (info, bytes) => {
           options.signal?.throwIfAborted();
-          uploaded.set(info.name, uploadWeight(rt, info.name, info.type, info.dims, bytes));
+          if (info.name === ROPE_FREQS) ropeFreqFactors = readRopeFreqs(info.type, bytes, reader.name);
+          else uploaded.set(info.name, uploadWeight(rt, info.name, info.type, info.dims, bytes));
         }, options.onProgress);
         await rt.sync();
       } finally {
@@ -73,7 +75,7 @@ export class Model {
         const mb = ([...uploaded.values()].reduce((sum, w) => sum + w.buffer.size, 0) / 1e6).toFixed(1);
         throw new GpuOutOfMemoryError(`${reader.name}: not enough GPU memory for the model's weights (${mb} MB): ${memoryError.message}`);
       }
-      const weights = collectWeights(config, uploaded, reader.name);
+      const weights = { ...collectWeights(config, uploaded, reader.name), ropeFreqFactors };
       options.onProgress?.({ phase: 'done', loadedBytes: reader.size ?? reader.position, totalBytes: reader.size });
       const template = header.metadata.get('tokenizer.chat_template');
       return new Model(rt, reader.name, header, config, tokenizer, fingerprint, weights,
@@ -90,7 +92,6 @@ export class Model {
   destroy(): void {
     const all = new Set<GpuWeight>([this.weights.tokenEmbedding, this.weights.outputNorm, this.weights.output]);
     for (const layer of this.weights.layers) Object.values(layer).forEach((w) => all.add(w));
-    if (this.weights.ropeFreqs) all.add(this.weights.ropeFreqs);
     for (const w of all) {
       this.rt.forget(w.buffer);
       this.rt.buffers.destroy(w.buffer);
@@ -98,7 +99,14 @@ export class Model {
   }
 }
 
-function collectWeights(c: ModelConfig, byName: Map<string, GpuWeight>, source: string): ModelWeights {
+const ROPE_FREQS = 'rope_freqs.weight';
+
+function readRopeFreqs(type: GgmlType, bytes: Uint8Array, source: string): Float32Array {
+  if (type !== GgmlType.F32) throw new GgufError(`tensor ${ROPE_FREQS} has type ${ggmlTypeName(type)}; only F32 is supported`, source);
+  return new Float32Array(bytes.slice().buffer);
+}
+
+function collectWeights(c: ModelConfig, byName: Map<string, GpuWeight>, source: string): Omit<ModelWeights, 'ropeFreqFactors'> {
   const get = (name: string): GpuWeight => {
     const w = byName.get(name);
     if (!w) throw new GgufError(`tensor ${name} is missing`, source);
@@ -125,6 +133,5 @@ function collectWeights(c: ModelConfig, byName: Map<string, GpuWeight>, source: 
     outputNorm: get('output_norm.weight'),
     output: c.tiedEmbeddings ? tokenEmbedding : get('output.weight'),
     layers,
-    ropeFreqs: byName.get('rope_freqs.weight'),
   };
 }

@@ -8,7 +8,9 @@ import { decodeKvCache, kvCacheReference, writeKvReference } from '../../src/mod
 import { rmsNorm, rmsNormAdd } from '../../src/model/kernels/norm.js';
 import { rmsNormAddReference, rmsNormReference } from '../../src/model/kernels/norm.reference.js';
 import { rope, type RopeMode } from '../../src/model/kernels/rope.js';
-import { ropeReference } from '../../src/model/kernels/rope.reference.js';
+import { ropeReference, ropeTableReference } from '../../src/model/kernels/rope.reference.js';
+import type { ModelConfig } from '../../src/model/config.js';
+import { ropeCosSin } from '../../src/model/rope-table.js';
 import { argmax } from '../../src/model/kernels/sample.js';
 import { argmaxReference } from '../../src/model/kernels/sample.reference.js';
 import { getRuntime, maxAbsDiff, randomF32, rng, KERNEL_SHAPES, useShapes } from '../helpers/gpu.js';
@@ -80,15 +82,22 @@ describe('rope', () => {
       const x = randomF32(tokens * c.heads * c.headDim, 11 + c.headDim);
       const factors = c.factors ? Float32Array.from({ length: c.ropeDim / 2 }, () => 1 + r() * 7) : undefined;
       const xBuf = rt.buffers.createWith('x', x);
+      const config = { ropeDim: c.ropeDim, ropeFreqBase: 10000 } as ModelConfig;
+      const cosSin = ropeCosSin(config, factors, 0, c.maxPos);
       rope(rt, {
-        x: xBuf, positions: rt.buffers.createWith('pos', positions), tokens, heads: c.heads, headDim: c.headDim,
-        ropeDim: c.ropeDim, freqBase: 10000, mode: c.mode, freqFactors: factors && rt.buffers.createWith('ff', factors),
+        x: xBuf, positions: rt.buffers.createWith('pos', positions), cosSin: rt.buffers.createWith('cosSin', cosSin),
+        tokens, heads: c.heads, headDim: c.headDim, ropeDim: c.ropeDim, mode: c.mode,
       });
+      const out = await readF32(rt, xBuf, x.length);
+      const exact = x.slice();
+      ropeTableReference({ x: exact, positions, heads: c.heads, headDim: c.headDim, ropeDim: c.ropeDim, mode: c.mode, cosSin });
+      expect(maxAbsDiff(out, exact)).toBe(0);
       const ref = x.slice();
       ropeReference({ x: ref, positions, heads: c.heads, headDim: c.headDim, ropeDim: c.ropeDim, freqBase: 10000, mode: c.mode, freqFactors: factors });
-      // An f32 angle pos * invFreq carries an error of about pos * 2^-24 radians.
+      // The table's angles carry llama.cpp's f32 error: theta is multiplied by base^(-2 / ropeDim)
+      // once per pair in f32, about (pair + 1) * 2^-24 relative, at most ~pos * 2^-24 radians.
       const tol = 1e-6 + 2 * c.maxPos * 2 ** -24;
-      expect(maxAbsDiff(await readF32(rt, xBuf, x.length), ref)).toBeLessThan(tol);
+      expect(maxAbsDiff(out, ref)).toBeLessThan(tol);
     });
   }
 });

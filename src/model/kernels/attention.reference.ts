@@ -3,6 +3,7 @@
 import type { Batch } from '../batch.js';
 import { roundToF16 } from './common.js';
 import { kvValueIndex, type KvLayout } from './kv.js';
+import { fmaF32 } from './matmul.reference.js';
 
 export interface AttentionReferenceArgs {
   layout: KvLayout;
@@ -15,30 +16,49 @@ export interface AttentionReferenceArgs {
   f16Accumulate?: boolean;
 }
 
-/** llama.cpp's ggml_compute_forward_flash_attn_ext_f16 for one query row: keys in order, f16 accumulators. */
+const f32 = Math.fround;
+
+/** ggml_vec_dot_f16's order on x86 AVX2 (see score_f16 in attention.wgsl); products of f16 values are exact in f32. */
+function dotF16(q: number[], key: (d: number) => number, headDim: number): number {
+  const lanes = new Float32Array(32);
+  const whole = headDim - (headDim % 32);
+  for (let c = 0; c < whole; c += 32) for (let i = 0; i < 32; i++) lanes[i] = f32(lanes[i] + q[c + i] * key(c + i));
+  const v = Array.from({ length: 8 }, (_, l) => f32(f32(lanes[l] + lanes[16 + l]) + f32(lanes[8 + l] + lanes[24 + l])));
+  const t = [0, 1, 2, 3].map((i) => f32(v[i] + v[4 + i]));
+  let sum = f32(f32(t[0] + t[1]) + f32(t[2] + t[3]));
+  let tail = 0;
+  for (let d = whole; d < headDim; d++) tail += q[d] * key(d);
+  sum = f32(sum + tail);
+  return sum;
+}
+
+/**
+ * llama.cpp's ggml_compute_forward_flash_attn_ext_f16_one_chunk for one query row with an f16
+ * KV cache, in its f32 arithmetic (x86 AVX2 build): keys in order, f16 accumulators, fused
+ * multiply-adds, expf correctly rounded, the output scaled by 1 / S.
+ */
 function attendF16(q: Float32Array, key: (j: number, d: number) => number, value: (j: number, d: number) => number,
-  keys: number, headDim: number, scale: number): Float64Array {
+  keys: number, headDim: number, scale: number): Float32Array {
   const qh = Array.from(q, roundToF16);
-  const acc = new Float64Array(headDim);
+  const acc = new Float32Array(headDim);
   let max = -Infinity;
   let sum = 0;
   for (let j = 0; j < keys; j++) {
-    let dot = 0;
-    for (let d = 0; d < headDim; d++) dot += qh[d] * key(j, d);
-    const s = dot * scale;
+    const s = f32(dotF16(qh, (d) => key(j, d), headDim) * scale);
     let ms = 1;
     let vs = 1;
     if (s > max) {
-      ms = Math.exp(max - s);
+      ms = f32(Math.exp(f32(max - s)));
       max = s;
-      for (let d = 0; d < headDim; d++) acc[d] = roundToF16(acc[d] * ms);
+      for (let d = 0; d < headDim; d++) acc[d] = roundToF16(f32(acc[d] * ms));
     } else {
-      vs = Math.exp(s - max);
+      vs = f32(Math.exp(f32(s - max)));
     }
-    for (let d = 0; d < headDim; d++) acc[d] = roundToF16(acc[d] + roundToF16(value(j, d)) * vs);
-    sum = sum * ms + vs;
+    for (let d = 0; d < headDim; d++) acc[d] = roundToF16(fmaF32(value(j, d), vs, acc[d]));
+    sum = fmaF32(sum, ms, vs);
   }
-  return acc.map((x) => x / sum);
+  const inv = f32(1 / sum);
+  return acc.map((x) => x * inv);
 }
 
 export function attentionReference(a: AttentionReferenceArgs): Float32Array {
@@ -46,7 +66,7 @@ export function attentionReference(a: AttentionReferenceArgs): Float32Array {
   const { headDim, pageSize } = layout;
   const group = heads / layout.numKvHeads;
   const out = new Float32Array(batch.positions.length * heads * headDim);
-  const scale = 1 / Math.sqrt(headDim);
+  const scale = f32(1 / Math.sqrt(headDim));
   for (let s = 0; s + 1 < batch.seqStarts.length; s++) {
     const slotOf = (j: number) => ({ page: batch.blockTables[s * batch.maxBlocksPerSeq + Math.floor(j / pageSize)], slot: j % pageSize });
     for (let t = batch.seqStarts[s]; t < batch.seqStarts[s + 1]; t++) {

@@ -1,4 +1,4 @@
-// Rotary position embedding in place (shaders/rope.wgsl).
+// Rotary position embedding in place (shaders/rope.wgsl), angles read from a RopeTable.
 import type { Binding, GpuRuntime } from '../../gpu/index.js';
 import { grid, packParams } from './common.js';
 
@@ -10,25 +10,19 @@ export interface RopeArgs {
   x: Binding;
   /** i32 [tokens]: the batch's positions. */
   positions: Binding;
+  /** vec2<f32> [positions, ropeDim / 2]: (cos, sin) of each position's pairs (rope-table.ts), covering every position of the batch. */
+  cosSin: Binding;
   tokens: number;
   heads: number;
   headDim: number;
   /** Leading dims of each head that rotate (llama.rope.dimension_count); even, at most headDim. */
   ropeDim: number;
-  freqBase: number;
   mode: RopeMode;
-  /** f32 [ropeDim / 2]: theta of pair i is divided by freqFactors[i] (llama 3.1 rope_freqs.weight). */
-  freqFactors?: Binding;
 }
 
 export function rope(rt: GpuRuntime, args: RopeArgs): void {
-  const { tokens, heads, headDim, ropeDim, freqBase, mode } = args;
+  const { tokens, heads, headDim, ropeDim, mode } = args;
   if (ropeDim % 2 !== 0 || ropeDim > headDim || ropeDim <= 0) throw new Error(`rope: ropeDim ${ropeDim} must be even and in 1..${headDim}`);
-  const params = packParams([
-    { u32: tokens }, { u32: heads }, { u32: headDim }, { u32: ropeDim },
-    { f32: Math.log2(freqBase) }, { u32: mode === 'neox' ? 1 : 0 },
-  ]);
-  const bindings = args.freqFactors ? [args.x, args.positions, args.freqFactors] : [args.x, args.positions];
-  const entryPoint = args.freqFactors ? 'rope_factors' : 'rope';
-  rt.dispatch({ shader: 'rope', entryPoint }, params, bindings, grid((tokens * heads * ropeDim) / 2, 256));
+  const params = packParams([{ u32: tokens }, { u32: heads }, { u32: headDim }, { u32: ropeDim }, { u32: mode === 'neox' ? 1 : 0 }]);
+  rt.dispatch({ shader: 'rope', entryPoint: 'rope' }, params, [args.x, args.positions, args.cosSin], grid((tokens * heads * ropeDim) / 2, 256));
 }
