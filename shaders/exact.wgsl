@@ -4,8 +4,12 @@
 //   f16_grid  x rounded to f16, ties to even (WGSL leaves f32 -> f16 rounding open)
 //   fma4      a * b + c rounded once (WGSL's fma() may round twice; SwiftShader's does), as
 //             _mm256_fmadd_ps and compiler-contracted a * b + c in llama.cpp's x86 build
+//   sqrt_rn   sqrt(a) (WGSL's sqrt() may be off by 2.5 ULP)
 //   exp_rn    e^x rounded to nearest in all but ~2^-16 of cases (WGSL's exp() has no bound; glibc's
 //             expf, which llama.cpp calls, is correctly rounded in all but ~0.06%)
+//   ggml_expf4  llama.cpp's own vectorized expf (ggml_v_expf, x86 AVX2 + FMA) bit for bit: its
+//             softmax and SiLU use it
+//   ff_*      float-float (hi, lo) sums and products, for sums llama.cpp takes in double
 // Assumes no overflow, underflow or subnormals where noted (true of activations, weights and
 // their scales). Included by quantize_act, matmul_q8, rope and attention.
 
@@ -67,6 +71,34 @@ fn f16_grid(x: f32) -> f32 {
   return bitcast<f32>(r | (u & 0x80000000u));
 }
 
+
+fn next_up(x: f32) -> f32 {
+  return bitcast<f32>(bitcast<u32>(x) + 1u);
+}
+
+fn next_down(x: f32) -> f32 {
+  return bitcast<f32>(bitcast<u32>(x) - 1u);
+}
+
+/**
+ * sqrt(a) rounded to nearest, for positive normal a: the builtin's result moved by whole ulps
+ * while the exact residual a - s^2 (two_prod4) says the root lies past a midpoint.
+ */
+fn sqrt_rn(a: f32) -> f32 {
+  var s = sqrt(a);
+  for (var i = 0; i < 4; i++) {
+    let p = two_prod4(vec4<f32>(s), vec4<f32>(s));
+    let r = (a - p[0].x) - p[1].x;  // a - s^2; a - p exact (Sterbenz)
+    if (r > s * (next_up(s) - s)) {
+      s = next_up(s);
+    } else if (r < -s * (s - next_down(s))) {
+      s = next_down(s);
+    } else {
+      break;
+    }
+  }
+  return s;
+}
 
 /** a * b exactly, as p + e (Dekker's product: operands split into 12-bit halves by masking, every partial product exact). */
 fn two_prod4(a: vec4<f32>, b: vec4<f32>) -> array<vec4<f32>, 2> {
@@ -161,4 +193,39 @@ fn exp_rn(x: f32) -> f32 {
     return e.x * 2.0 * bitcast<f32>(u32(ki - 1 + 127) << 23u);
   }
   return e.x * bitcast<f32>(u32(ki + 127) << 23u);
+}
+
+/**
+ * ggml_v_expf (ggml-cpu/vec.h, the __m256 version: x86 AVX2 with FMA), operation for operation:
+ * n = round(x / ln 2) by the 0x1.8p23 shift, b = x - n ln 2 in two fused steps, a degree-5
+ * polynomial j, result k + k j with k = 2^n; |n| > 126 takes the two-factor scaling.
+ */
+fn ggml_expf4(x: vec4<f32>) -> vec4<f32> {
+  let r = vec4<f32>(12582912.0);  // 0x1.8p23
+  let z = fma4(x, vec4<f32>(1.4426950216293335), r);  // 0x1.715476p+0
+  let n = z - r;
+  let b = fma4(-n, vec4<f32>(1.428606765330187e-6),  // 0x1.7f7d1cp-20
+    fma4(-n, vec4<f32>(0.693145751953125), x));  // 0x1.62e4p-1
+  let e = bitcast<vec4<u32>>(z) << vec4<u32>(23u);
+  let k = bitcast<vec4<f32>>(e + bitcast<vec4<u32>>(vec4<f32>(1.0)));
+  let c = abs(n) > vec4<f32>(126.0);
+  let u = b * b;
+  let j = fma4(fma4(fma4(vec4<f32>(0.008247390389442444), b, vec4<f32>(0.04189976677298546)), u,  // 0x1.0e4020p-7, 0x1.573e2ep-5
+      fma4(vec4<f32>(0.16668395698070526), b, vec4<f32>(0.4999912679195404))),  // 0x1.555e66p-3, 0x1.fffdb6p-2
+    u, vec4<f32>(0.9999994039535522) * b);  // 0x1.ffffecp-1
+  let plain = fma4(k, j, k);
+  if (!any(c)) { return plain; }
+  let g = select(vec4<u32>(0u), vec4<u32>(0x82000000u), n <= vec4<f32>(0.0));
+  let s1 = bitcast<vec4<f32>>(g + vec4<u32>(0x7f000000u));
+  let s2 = bitcast<vec4<f32>>(e - g);
+  let d = abs(n) > vec4<f32>(192.0);
+  return select(select(plain, fma4(s2, j, s2) * s1, c), s1 * s1, d);
+}
+
+/** (hi + lo) / n rounded to f32, for a positive float-float and n (correct but for near-ties). */
+fn ff_div_rn(a: vec2<f32>, n: f32) -> f32 {
+  let q = div_rn(a.x, n);
+  let p = two_prod4(vec4<f32>(q), vec4<f32>(n));
+  let rem = ((a.x - p[0].x) - p[1].x) + a.y;  // a - q n, exact up to the last term
+  return q + rem / n;
 }

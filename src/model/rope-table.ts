@@ -2,10 +2,11 @@
 // kernel (vLLM's cos_sin_cache). Built as llama.cpp's CPU rope builds its cache
 // (ggml_rope_cache_init): theta starts at the position and is multiplied by
 // theta_scale = base^(-2 / ropeDim) once per pair in f32, then divided by the pair's frequency
-// factor; cos and sin are rounded to f32 from double precision. Positions are exact integers,
-// so computing the table once and reading it avoids GPU sin/cos, whose error WGSL leaves open.
+// factor; cos and sin are glibc's cosf and sinf (libm.ts). Positions are exact integers, so
+// computing the table once and reading it avoids GPU sin/cos, whose error WGSL leaves open.
 import type { GpuRuntime } from '../gpu/index.js';
 import type { ModelConfig } from './config.js';
+import { cosf, sinf } from './libm.js';
 
 const f32 = Math.fround;
 
@@ -19,8 +20,8 @@ export function ropeCosSin(c: ModelConfig, freqFactors: Float32Array | undefined
     for (let i = 0; i < half; i++) {
       const t = freqFactors ? f32(theta / freqFactors[i]) : theta;
       const at = ((pos - from) * half + i) * 2;
-      out[at] = Math.cos(t);
-      out[at + 1] = Math.sin(t);
+      out[at] = cosf(t);
+      out[at + 1] = sinf(t);
       theta = f32(theta * thetaScale);
     }
   }
