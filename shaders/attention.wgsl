@@ -37,7 +37,17 @@ const KV_F16: bool = {{KV_F16}};
 // ms = expf(Mold - M) / vs = expf(s - M) correctly rounded, the value accumulator VKQ16 kept in
 // f16: VKQ = f16(VKQ * ms) when the max rises, VKQ = f16(fmaf(v, vs, VKQ)), S = fmaf(S, ms, vs),
 // and out = VKQ * (1 / S). Needs KV_F16.
+// Sequences with TILED_MIN_QUERIES or more new tokens instead take llama.cpp's tiled prompt path
+// (ggml_compute_forward_flash_attn_ext_tiled, used for ubatches of 64+ tokens when HEAD_DIM is a
+// multiple of 8): f32 query, keys in tiles of 64 (LLAMA_KV_TILE) from key 0, per tile
+// s = fmaf chain over dims times scale, M/S/VKQ rescaled by expf(Mold - Mnew) when the tile's max
+// rises, p = ggml_v_expf(s - M) summed 8 at a time in f32 and across chunks in double
+// (float-float here), VKQ (f32) = fmaf chain of p * v over the tile's keys; out = VKQ * (1 / S).
 const F16_ACC: bool = {{F16_ACC}};
+const TILED_MIN_QUERIES: u32 = 64u;
+const LLAMA_KV_TILE: u32 = 64u;
+// Scores kept per row: one staged tile, or a whole LLAMA_KV_TILE for the tiled prompt path.
+const SCORE_KEYS: u32 = {{SCORE_KEYS}}u;
 const ROWS: u32 = GROUP * TOKENS;
 const WG: u32 = ROWS * TPR;
 const DPT: u32 = HEAD_DIM / TPR;
@@ -89,13 +99,15 @@ struct Job {
   numTokens: u32,
   keyStart: u32,
   keyEnd: u32,
+  // llama.cpp's tiled prompt path (F16_ACC only): the sequence has TILED_MIN_QUERIES+ new tokens.
+  llamaTiled: u32,
 }
 
 var<workgroup> job: Job;
 var<workgroup> qTile: array<f32, ROWS * HEAD_DIM>;
 var<workgroup> kTile: array<f32, BK * HEAD_DIM>;
 var<workgroup> vTile: array<f32, BK * HEAD_DIM>;
-var<workgroup> scores: array<f32, ROWS * BK>;
+var<workgroup> scores: array<f32, ROWS * SCORE_KEYS>;
 var<workgroup> rowPos: array<i32, ROWS>;
 
 var<private> acc: array<f32, DPT>;
@@ -121,6 +133,7 @@ fn kv_elem(seq: u32, kvHead: u32, key: u32, dim: u32) -> u32 {
 
 // Stages the job's query rows (pre-scaled) and their positions (-1 for padding rows).
 fn load_queries(j: Job, kvHead: u32, tid: u32) {
+  let llamaTiled = j.llamaTiled != 0u;
   for (var e = tid; e < ROWS * HEAD_DIM; e += WG) {
     let r = e / HEAD_DIM;
     let tok = r / GROUP;
@@ -128,7 +141,7 @@ fn load_queries(j: Job, kvHead: u32, tid: u32) {
     if (tok < j.numTokens) {
       let head = kvHead * GROUP + r % GROUP;
       value = q[((j.firstToken + tok) * params.numHeads + head) * HEAD_DIM + e % HEAD_DIM];
-      value = select(value * params.scale, f16_grid(value), F16_ACC);
+      if (!llamaTiled) { value = select(value * params.scale, f16_grid(value), F16_ACC); }
     }
     qTile[e] = value;
   }
@@ -161,6 +174,7 @@ fn compute_scores(j: Job, tileStart: u32, tid: u32) {
   for (var e = tid; e < ROWS * BK; e += WG) {
     let r = e / BK;
     let key = tileStart + e % BK;
+    let at = r * SCORE_KEYS + e % BK;
     var s = MASKED;
     if (key < j.keyEnd && i32(key) <= rowPos[r]) {
       let qBase = r * HEAD_DIM;
@@ -172,7 +186,7 @@ fn compute_scores(j: Job, tileStart: u32, tid: u32) {
         for (var d = 0u; d < HEAD_DIM; d++) { s += qTile[qBase + d] * kTile[kBase + d]; }
       }
     }
-    scores[e] = s;
+    scores[at] = s;
   }
 }
 
@@ -203,7 +217,7 @@ fn fma1(a: f32, b: f32, c: f32) -> f32 {
 // llama.cpp's per-key online softmax with f16 accumulators (F16_ACC).
 fn accumulate_f16(row: u32, lane: u32) {
   for (var k = 0u; k < BK; k++) {
-    let s = scores[row * BK + k];
+    let s = scores[row * SCORE_KEYS + k];
     if (s == MASKED) { continue; }
     var ms = 1.0;
     var vs = 1.0;
@@ -226,13 +240,13 @@ fn accumulate(row: u32, lane: u32) {
     return;
   }
   var tileMax = MASKED;
-  for (var k = 0u; k < BK; k++) { tileMax = max(tileMax, scores[row * BK + k]); }
+  for (var k = 0u; k < BK; k++) { tileMax = max(tileMax, scores[row * SCORE_KEYS + k]); }
   let newMax = max(rowMax, tileMax);
   let alpha = exp(rowMax - newMax);
   rowSum *= alpha;
   for (var i = 0u; i < DPT; i++) { acc[i] *= alpha; }
   for (var k = 0u; k < BK; k++) {
-    let p = exp(scores[row * BK + k] - newMax);
+    let p = exp(scores[row * SCORE_KEYS + k] - newMax);
     rowSum += p;
     for (var i = 0u; i < DPT; i++) { acc[i] += p * vTile[k * HEAD_DIM + lane + i * TPR]; }
   }
@@ -245,6 +259,10 @@ fn attend(j: Job, kvHead: u32, tid: u32) {
   rowSum = 0.0;
   for (var i = 0u; i < DPT; i++) { acc[i] = 0.0; }
   load_queries(j, kvHead, tid);
+  if (F16_ACC && j.llamaTiled != 0u) {
+    attend_llama_tiled(j, kvHead, tid);
+    return;
+  }
   for (var tileStart = j.keyStart; tileStart < j.keyEnd; tileStart += BK) {
     load_kv_tile(j, kvHead, tileStart, tid);
     workgroupBarrier();
@@ -252,6 +270,88 @@ fn attend(j: Job, kvHead: u32, tid: u32) {
     workgroupBarrier();
     accumulate(tid / TPR, tid % TPR);
     workgroupBarrier();
+  }
+}
+
+// Scores of keys [tileStart, tileStart + BK) into columns col0.. of the rows' LLAMA_KV_TILE
+// scores: fmaf chain over the dims, times scale (simd_gemm, then ggml_vec_scale_f32).
+fn llama_tiled_scores(j: Job, tileStart: u32, col0: u32, tid: u32) {
+  for (var e = tid; e < ROWS * BK; e += WG) {
+    let r = e / BK;
+    let key = tileStart + e % BK;
+    var s = MASKED;
+    if (key < j.keyEnd && i32(key) <= rowPos[r]) {
+      let qBase = r * HEAD_DIM;
+      let kBase = (e % BK) * HEAD_DIM;
+      s = 0.0;
+      for (var d = 0u; d < HEAD_DIM; d++) { s = fma1(qTile[qBase + d], kTile[kBase + d], s); }
+      s *= params.scale;
+    }
+    scores[r * SCORE_KEYS + col0 + e % BK] = s;
+  }
+}
+
+// One row's softmax step over a LLAMA_KV_TILE of its scores (read only): rescales this thread's
+// accumulators and the row's max and sum, and returns the probabilities.
+fn llama_tiled_softmax(row: u32) -> array<f32, LLAMA_KV_TILE> {
+  let base = row * SCORE_KEYS;
+  var probs: array<f32, LLAMA_KV_TILE>;
+  var tileMax = MASKED;
+  for (var k = 0u; k < LLAMA_KV_TILE; k++) { tileMax = max(tileMax, scores[base + k]); }
+  if (tileMax == MASKED) { return probs; }  // fully masked: zeros, nothing rescaled
+  let newMax = max(rowMax, tileMax);
+  if (newMax > rowMax) {
+    let ms = exp_rn(rowMax - newMax);
+    for (var i = 0u; i < DPT; i++) { acc[i] *= ms; }
+    rowSum *= ms;
+  }
+  rowMax = newMax;
+  var sum = vec2<f32>(0.0);
+  for (var k = 0u; k < LLAMA_KV_TILE; k += 8u) {
+    let lo = vec4<f32>(scores[base + k], scores[base + k + 1u], scores[base + k + 2u], scores[base + k + 3u]);
+    let hi = vec4<f32>(scores[base + k + 4u], scores[base + k + 5u], scores[base + k + 6u], scores[base + k + 7u]);
+    // Masked keys (MASKED, -inf there) give 0 in ggml_v_expf's overflow branch either way.
+    let plo = ggml_expf4(max(lo - vec4<f32>(newMax), vec4<f32>(-1e30)));
+    let phi = ggml_expf4(max(hi - vec4<f32>(newMax), vec4<f32>(-1e30)));
+    for (var i = 0u; i < 4u; i++) {
+      probs[k + i] = plo[i];
+      probs[k + 4u + i] = phi[i];
+    }
+    let a = phi + plo;  // lanes (v4 + v0, v5 + v1, v6 + v2, v7 + v3), then ((a0 + a2) + (a1 + a3))
+    sum = ff_add(sum, vec2<f32>((a.x + a.z) + (a.y + a.w), 0.0));
+  }
+  rowSum = ff_add(vec2<f32>(rowSum, 0.0), sum).x;
+  return probs;
+}
+
+// llama.cpp's tiled prompt attention (see F16_ACC above) for the job's rows.
+fn attend_llama_tiled(j: Job, kvHead: u32, tid: u32) {
+  let row = tid / TPR;
+  let lane = tid % TPR;
+  for (var tile = 0u; tile < j.keyEnd; tile += LLAMA_KV_TILE) {
+    for (var h = 0u; h < LLAMA_KV_TILE; h += BK) {
+      load_kv_tile(j, kvHead, tile + h, tid);
+      workgroupBarrier();
+      llama_tiled_scores(j, tile + h, h, tid);
+      workgroupBarrier();
+    }
+    // Every thread of a row steps the row's softmax state; lane 0 writes the probabilities.
+    let base = row * SCORE_KEYS;
+    let probs = llama_tiled_softmax(row);
+    workgroupBarrier();
+    if (lane == 0u) {
+      for (var k = 0u; k < LLAMA_KV_TILE; k++) { scores[base + k] = probs[k]; }
+    }
+    workgroupBarrier();
+    for (var h = 0u; h < LLAMA_KV_TILE; h += BK) {
+      load_kv_tile(j, kvHead, tile + h, tid);
+      workgroupBarrier();
+      for (var k = 0u; k < BK; k++) {
+        let p = scores[base + h + k];
+        for (var i = 0u; i < DPT; i++) { acc[i] = fma1(p, vTile[k * HEAD_DIM + lane + i * TPR], acc[i]); }
+      }
+      workgroupBarrier();
+    }
   }
 }
 
@@ -265,7 +365,7 @@ fn write_output(j: Job, kvHead: u32, tid: u32) {
   let row = tid / TPR;
   if (row / GROUP >= j.numTokens) { return; }
   if (F16_ACC) {
-    let inv = div_rn(1.0, rowSum);
+    let inv = select(div_rn(1.0, rowSum), 0.0, rowSum == 0.0);
     for (var i = 0u; i < DPT; i++) { out[out_index(j, kvHead, row, tid % TPR, i)] = acc[i] * inv; }
     return;
   }
@@ -284,11 +384,12 @@ fn find_tile(tile: u32) -> Job {
       let count = min(TOKENS, len - rest * TOKENS);
       var maxPos = 0;
       for (var t = 0u; t < count; t++) { maxPos = max(maxPos, positions[first + t]); }
-      return Job(1u, s, first, count, 0u, u32(maxPos) + 1u);
+      let llamaTiled = F16_ACC && len >= TILED_MIN_QUERIES && HEAD_DIM % 8u == 0u;
+      return Job(1u, s, first, count, 0u, u32(maxPos) + 1u, u32(llamaTiled));
     }
     rest -= tiles;
   }
-  return Job(0u, 0u, 0u, 0u, 0u, 0u);
+  return Job(0u, 0u, 0u, 0u, 0u, 0u, 0u);
 }
 
 @compute @workgroup_size(WG)
@@ -302,12 +403,12 @@ fn attn_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
 
 fn find_split(seq: u32, split: u32) -> Job {
   let start = u32(seqStarts[seq]);
-  if (u32(seqStarts[seq + 1u]) - start != 1u) { return Job(0u, 0u, 0u, 0u, 0u, 0u); }
+  if (u32(seqStarts[seq + 1u]) - start != 1u) { return Job(0u, 0u, 0u, 0u, 0u, 0u, 0u); }
   let contextEnd = u32(positions[start]) + 1u;
   let keyStart = min(split * params.splitLen, contextEnd);
   var keyEnd = min(keyStart + params.splitLen, contextEnd);
   if (split + 1u == params.numSplits) { keyEnd = contextEnd; }
-  return Job(1u, seq, start, 1u, keyStart, keyEnd);
+  return Job(1u, seq, start, 1u, keyStart, keyEnd, 0u);
 }
 
 @compute @workgroup_size(WG)

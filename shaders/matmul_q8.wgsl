@@ -8,7 +8,7 @@
 // Bindings: 0 uniform Params (as matmul.wgsl), 1 W: array<u32> (dequant.wgsl layout of {{WTYPE}},
 // q8_0 or q4_0), 2 XQ: array<u32> (quantize_act.wgsl quant_q8_0 layout: 9 words per block,
 // f32 d then 8 words of packed quants; row m, block b at block m * K / 32 + b), 3 Y: array<f32>.
-// Defines: WTYPE, ROWS (gemv; 1 for gemm), SPLIT (gemv; 1 for gemm).
+// Defines: WTYPE, ROWS (gemv; 1 for gemm), SPLIT (gemv; 1 for gemm), REPACK (see below).
 //
 // gemv_q8: as matmul.wgsl's gemv, a group of SPLIT threads owns GEMV_COLS weight rows, each thread
 //   takes blocks lane, lane + SPLIT, ... With SPLIT == 1 every output is accumulated in llama.cpp's
@@ -44,12 +44,21 @@ fn wq(bw: u32, j: u32) -> u32 {
   return wq_{{WTYPE}}(bw, j);
 }
 
-/** The 8 lane sums of one block pair (exact: |sum| <= 4 * 128 * 128). */
+// REPACK: llama.cpp's x86 repacked Q4_0 kernels (ggml_gemv/gemm_q4_0_8x8_q8_0, used for Q4_0
+// weights with a multiple of 8 rows): one exact int sum per block and one fmaf per block,
+// acc = fmaf(f32(isum), d_w * d_x, acc), no lanes. Expressed here as lane 0 taking the whole
+// block sum: lanes 1..7 stay 0 and hsum8 adds exact zeros.
+const REPACK: bool = {{REPACK}};
+
+/** The 8 lane sums of one block pair (exact: |sum| <= 4 * 128 * 128), or the block sum in lane 0 (REPACK). */
 fn lane_sums(w: array<u32, 8>, x: array<u32, 8>) -> array<vec4<i32>, 2> {
-  return array<vec4<i32>, 2>(
-    vec4<i32>(dot4I8Packed(w[0], x[0]), dot4I8Packed(w[1], x[1]), dot4I8Packed(w[2], x[2]), dot4I8Packed(w[3], x[3])),
-    vec4<i32>(dot4I8Packed(w[4], x[4]), dot4I8Packed(w[5], x[5]), dot4I8Packed(w[6], x[6]), dot4I8Packed(w[7], x[7])),
-  );
+  let lo = vec4<i32>(dot4I8Packed(w[0], x[0]), dot4I8Packed(w[1], x[1]), dot4I8Packed(w[2], x[2]), dot4I8Packed(w[3], x[3]));
+  let hi = vec4<i32>(dot4I8Packed(w[4], x[4]), dot4I8Packed(w[5], x[5]), dot4I8Packed(w[6], x[6]), dot4I8Packed(w[7], x[7]));
+  if (REPACK) {
+    let t = lo + hi;
+    return array<vec4<i32>, 2>(vec4<i32>(t.x + t.y + t.z + t.w, 0, 0, 0), vec4<i32>(0));
+  }
+  return array<vec4<i32>, 2>(lo, hi);
 }
 
 /**

@@ -181,6 +181,15 @@ const DECODE: SeqSpec[] = [
   { cached: 33, fresh: 1 },
 ];
 
+// Sequences with 64+ new tokens (llama.cpp's tiled prompt path when f16Accumulate; keys past one
+// and two 64-key tiles, one starting mid-context) beside a short chunk and a decode token.
+const LONG_PROMPTS: SeqSpec[] = [
+  { cached: 0, fresh: 70 },
+  { cached: 60, fresh: 66 },
+  { cached: 0, fresh: 9 },
+  { cached: 40, fresh: 1 },
+];
+
 const TOLERANCE = 1e-5; // outputs are averages of values in [-1, 1]
 // Split decode merges its partials in f32 (llama.cpp splits only contexts of 512 keys and more,
 // by thread count): the f16 accumulators of the splits then differ by a few f16 ulps.
@@ -245,6 +254,11 @@ describe('paged attention', () => {
         }
         const r = await runScenario(rt, { ...m, format: 'f16', seqs: MIXED, f16Accumulate: true, splitKeys: 16 }, 502);
         expect(maxAbsDiff(r.gpu, r.ref)).toBeLessThan(F16_ACC_SPLIT_TOLERANCE);
+      });
+      it(`${m.name}: sequences of 64+ new tokens take llama.cpp's tiled prompt path, bit for bit`, async () => {
+        const rt = await getRuntime();
+        const r = await runScenario(rt, { ...m, format: 'f16', seqs: LONG_PROMPTS, f16Accumulate: true }, 503);
+        expect(maxAbsDiff(r.gpu, r.ref)).toBe(0);
       });
     }
   });

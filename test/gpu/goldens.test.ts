@@ -2,14 +2,14 @@
 // identical, greedy tokens identical up to llama.cpp's first near tie (top-2 within 1%), and
 // top-5 probabilities close.
 //
-// Teacher forcing: one prefill of prompt + llama.cpp's 32 greedy tokens gives our logits at every
-// generated position. Our greedy output equals llama.cpp's up to the first position where our
-// argmax differs (the inputs are identical until then), so that position is the divergence
-// point. Free-running generation through the decode path is checked on the shipped model and two
-// others (and batched against alone in batching.test.ts).
+// Teacher forcing, in llama.cpp's batches: one prefill of the prompt, then llama.cpp's greedy
+// tokens one decode step at a time, gives our logits at every generated position. Our greedy
+// output equals llama.cpp's up to the first position where our argmax differs (the inputs are
+// identical until then), so that position is the divergence point. Free-running generation of all
+// cases in one batch is checked on the shipped model and two others.
 import { afterAll, describe, expect, it } from 'vitest';
 import { golden, GOLDEN_MODELS, type GoldenCase } from '../helpers/shared.js';
-import { greedy, loadShared, probabilitiesAt, type LoadedModel } from '../helpers/model.js';
+import { greedy, loadShared, probabilitiesStepwise, type LoadedModel } from '../helpers/model.js';
 
 const N = 32;
 const FREE_RUNNING = new Set(['wg-tolstoy-q8_0.gguf', 'wg-llama-spm-f16.gguf', 'llama-2-tiny-random.gguf']);
@@ -75,7 +75,7 @@ describe.each(GOLDEN_MODELS)('%s against llama.cpp', (file) => {
     let fullMatches = 0;
     let worstModel = 0;
     for (const [i, c] of g.cases.entries()) {
-      const probs = await probabilitiesAt(m, [...c.prompt_tokens, ...c.greedy_tokens.slice(0, N - 1)], N);
+      const probs = await probabilitiesStepwise(m, c.prompt_tokens, c.greedy_tokens.slice(0, N - 1));
       const diverged = probs.findIndex((p, pos) => argmax(p) !== c.greedy_tokens[pos]);
       const matched = diverged < 0 ? N : diverged;
       const tie = firstNearTie(c);

@@ -362,6 +362,7 @@ describe('Q8_0 / Q4_0 weights: int8 activations and exact integer block sums (ma
   const CASES: [GgmlType, number, number][] = [
     [GgmlType.Q8_0, 256, 37],
     [GgmlType.Q4_0, 320, 67],
+    [GgmlType.Q4_0, 192, 40], // a multiple of 8 rows: llama.cpp's repacked order
   ];
   for (const [type, k, n] of CASES) {
     it(`${ggmlTypeName(type)} K=${k} N=${n}: GPU equals matmulQ8Ref exactly (GEMV split 1, GEMM), closely (split GEMV)`, async () => {

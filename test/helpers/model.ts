@@ -35,17 +35,33 @@ export async function greedy(m: LoadedModel, prompts: number[][], maxTokens: num
   return results.map((r) => r.tokens);
 }
 
-/** Logits at the last `count` positions of `tokens` (one prefill, teacher forced), as softmax probabilities. */
-export async function probabilitiesAt(m: LoadedModel, tokens: number[], count: number): Promise<Float32Array[]> {
+/**
+ * Next-token probabilities after the prompt and after each forced token, computed in the batches
+ * llama.cpp's goldens were made with: one prefill of the prompt, then one decode step per token.
+ */
+export async function probabilitiesStepwise(m: LoadedModel, prompt: number[], forced: number[]): Promise<Float32Array[]> {
   const pageSize = m.kv.pageSize;
-  const pages = m.kv.pool.allocate(Math.ceil(tokens.length / pageSize));
+  const total = prompt.length + forced.length;
+  const pages = m.kv.pool.allocate(Math.ceil(total / pageSize));
   if (!pages) throw new Error('KV cache too small for the test');
+  const vocab = m.model.config.vocabSize;
   try {
-    const n = tokens.length;
-    const batch = prefillBatch(tokens, pages, pageSize, Array.from({ length: count }, (_, i) => n - count + i));
-    const logits = await m.forward.logits(batch, m.kv);
-    const vocab = m.model.config.vocabSize;
-    return Array.from({ length: count }, (_, r) => softmax(logits.subarray(r * vocab, (r + 1) * vocab)));
+    const probs = [softmax((await m.forward.logits(prefillBatch(prompt, pages, pageSize, [prompt.length - 1]), m.kv)).subarray(0, vocab))];
+    for (const [i, token] of forced.entries()) {
+      const position = prompt.length + i;
+      const batch: Batch = {
+        tokenIds: Int32Array.from([token]),
+        positions: Int32Array.from([position]),
+        seqStarts: Int32Array.from([0, 1]),
+        contextLens: Int32Array.from([position + 1]),
+        blockTables: Int32Array.from(pages),
+        maxBlocksPerSeq: pages.length,
+        slotMapping: Int32Array.from([pages[Math.floor(position / pageSize)] * pageSize + (position % pageSize)]),
+        sampleRows: Int32Array.from([0]),
+      };
+      probs.push(softmax((await m.forward.logits(batch, m.kv)).subarray(0, vocab)));
+    }
+    return probs;
   } finally {
     m.kv.pool.release(pages);
   }

@@ -3,6 +3,7 @@
 import type { Batch } from '../batch.js';
 import { roundToF16 } from './common.js';
 import { kvValueIndex, type KvLayout } from './kv.js';
+import { ggmlExpf } from './elementwise.reference.js';
 import { fmaF32 } from './matmul.reference.js';
 
 export interface AttentionReferenceArgs {
@@ -61,6 +62,51 @@ function attendF16(q: Float32Array, key: (j: number, d: number) => number, value
   return acc.map((x) => x * inv);
 }
 
+/** llama.cpp's tiled prompt path takes ubatches of this many tokens and more (GGML_FA_TILE_Q), keys in tiles of LLAMA_KV_TILE. */
+export const LLAMA_TILED_MIN_QUERIES = 64;
+const LLAMA_KV_TILE = 64;
+
+/**
+ * llama.cpp's ggml_compute_forward_flash_attn_ext_tiled for one query row (x86 AVX2): f32 query,
+ * fmaf-chained scores, per 64-key tile an online-softmax step with ggml_v_expf probabilities
+ * (summed 8 at a time in f32, the chunks in double), fmaf-chained f32 value accumulation.
+ */
+function attendLlamaTiled(q: Float32Array, key: (j: number, d: number) => number, value: (j: number, d: number) => number,
+  keys: number, headDim: number, scale: number): Float32Array {
+  const acc = new Float32Array(headDim);
+  let max = -Infinity;
+  let sum = 0;
+  for (let tile = 0; tile < keys; tile += LLAMA_KV_TILE) {
+    const scores = new Float32Array(LLAMA_KV_TILE).fill(-Infinity);
+    for (let k = 0; k < LLAMA_KV_TILE && tile + k < keys; k++) {
+      let dot = 0;
+      for (let d = 0; d < headDim; d++) dot = fmaF32(q[d], key(tile + k, d), dot);
+      scores[k] = f32(dot * scale);
+    }
+    const tileMax = Math.max(...scores);
+    if (tileMax === -Infinity) continue;
+    const newMax = Math.max(max, tileMax);
+    if (newMax > max) {
+      const ms = f32(Math.exp(f32(max - newMax)));
+      for (let d = 0; d < headDim; d++) acc[d] = f32(acc[d] * ms);
+      sum = f32(sum * ms);
+    }
+    max = newMax;
+    const probs = scores.map((s) => (s === -Infinity ? 0 : ggmlExpf(f32(s - newMax))));
+    let tileSum = 0;
+    for (let c = 0; c < LLAMA_KV_TILE; c += 8) {
+      const a = [0, 1, 2, 3].map((i) => f32(probs[c + 4 + i] + probs[c + i]));
+      tileSum += f32(f32(a[0] + a[2]) + f32(a[1] + a[3]));
+    }
+    sum = f32(sum + tileSum);
+    for (let k = 0; k < LLAMA_KV_TILE && tile + k < keys; k++) {
+      for (let d = 0; d < headDim; d++) acc[d] = fmaF32(probs[k], value(tile + k, d), acc[d]);
+    }
+  }
+  const inv = sum === 0 ? 0 : f32(1 / sum);
+  return acc.map((x) => x * inv);
+}
+
 export function attentionReference(a: AttentionReferenceArgs): Float32Array {
   const { layout, heads, batch } = a;
   const { headDim, pageSize } = layout;
@@ -79,7 +125,9 @@ export function attentionReference(a: AttentionReferenceArgs): Float32Array {
             const { page, slot } = slotOf(j);
             return cache[kvValueIndex(layout, page, kvHead, slot, d)];
           };
-          out.set(attendF16(a.q.subarray(qBase, qBase + headDim), at(a.kCache), at(a.vCache), keys, headDim, scale), qBase);
+          const tiled = batch.seqStarts[s + 1] - batch.seqStarts[s] >= LLAMA_TILED_MIN_QUERIES && headDim % 8 === 0;
+          const attend = tiled ? attendLlamaTiled : attendF16;
+          out.set(attend(a.q.subarray(qBase, qBase + headDim), at(a.kCache), at(a.vCache), keys, headDim, scale), qBase);
           continue;
         }
         const scores = new Float64Array(keys);

@@ -130,31 +130,38 @@ function floorPow2(n: number): number {
   return 2 ** Math.floor(Math.log2(Math.max(1, n)));
 }
 
-function workgroupBytes(rows: number, bk: number, headDim: number): number {
-  return 4 * (rows * headDim + 2 * bk * headDim + rows * bk + rows) + 32;
+/** llama.cpp's tiled prompt attention works in tiles of this many keys (attention.wgsl LLAMA_KV_TILE). */
+const LLAMA_KV_TILE = 64;
+
+function scoreKeys(bk: number, f16Accumulate: boolean): number {
+  return f16Accumulate ? Math.max(bk, LLAMA_KV_TILE) : bk;
 }
 
-function kernelShape(rt: GpuRuntime, headDim: number, group: number, tokens: number, threadsTarget: number, bkMax: number): KernelShape {
+function workgroupBytes(rows: number, bk: number, headDim: number, f16Accumulate: boolean): number {
+  return 4 * (rows * headDim + 2 * bk * headDim + rows * scoreKeys(bk, f16Accumulate) + rows) + 32;
+}
+
+function kernelShape(rt: GpuRuntime, headDim: number, group: number, tokens: number, threadsTarget: number, bkMax: number, f16Accumulate: boolean): KernelShape {
   const rows = tokens * group;
   const limits = rt.gpu.limits;
   if (rows > limits.maxComputeInvocationsPerWorkgroup) throw new Error(`attention: ${group} query heads per kv head is more than one workgroup`);
   const threads = Math.min(Math.max(1, Math.floor(threadsTarget / rows)), Math.floor(limits.maxComputeInvocationsPerWorkgroup / rows));
   const tpr = largestPow2Divisor(headDim, threads);
   let bk = bkMax;
-  while (bk > 1 && workgroupBytes(rows, bk, headDim) > limits.maxComputeWorkgroupStorageSize) bk /= 2;
-  if (workgroupBytes(rows, bk, headDim) > limits.maxComputeWorkgroupStorageSize) {
+  while (bk > 1 && workgroupBytes(rows, bk, headDim, f16Accumulate) > limits.maxComputeWorkgroupStorageSize) bk /= 2;
+  if (workgroupBytes(rows, bk, headDim, f16Accumulate) > limits.maxComputeWorkgroupStorageSize) {
     throw new Error(`attention: headDim ${headDim} with ${rows} rows does not fit in workgroup memory`);
   }
   return { tokens, group, tpr, bk };
 }
 
 // On a CPU adapter, fewer threads per query row (see GpuRuntime.softwareShapes).
-function tiledShape(rt: GpuRuntime, headDim: number, group: number): KernelShape {
-  return kernelShape(rt, headDim, group, Math.max(1, Math.floor(16 / group)), rt.softwareShapes ? 16 : 128, 32);
+function tiledShape(rt: GpuRuntime, headDim: number, group: number, f16Accumulate: boolean): KernelShape {
+  return kernelShape(rt, headDim, group, Math.max(1, Math.floor(16 / group)), rt.softwareShapes ? 16 : 128, 32, f16Accumulate);
 }
 
-function splitShape(rt: GpuRuntime, headDim: number, group: number, splitKeys: number): KernelShape {
-  return kernelShape(rt, headDim, group, 1, rt.softwareShapes ? 8 : 64, floorPow2(Math.min(64, splitKeys)));
+function splitShape(rt: GpuRuntime, headDim: number, group: number, splitKeys: number, f16Accumulate: boolean): KernelShape {
+  return kernelShape(rt, headDim, group, 1, rt.softwareShapes ? 8 : 64, floorPow2(Math.min(64, splitKeys)), f16Accumulate);
 }
 
 /** Splits of whole key tiles covering maxContext keys: only the last one is partly empty. */
@@ -178,6 +185,7 @@ function defines(shape: KernelShape, layout: KvLayout, f16Accumulate: boolean): 
     BK: shape.bk,
     KV_F16: String(layout.format === 'f16'),
     F16_ACC: String(f16Accumulate),
+    SCORE_KEYS: scoreKeys(shape.bk, f16Accumulate),
   };
 }
 
@@ -208,7 +216,7 @@ export function attention(rt: GpuRuntime, a: AttentionArgs): void {
 }
 
 function recordTiled(rt: GpuRuntime, a: AttentionArgs, group: number, skipSingles: boolean): void {
-  const shape = tiledShape(rt, a.layout.headDim, group);
+  const shape = tiledShape(rt, a.layout.headDim, group, a.f16Accumulate ?? false);
   const maxQueryLen = a.maxQueryLen ?? a.tokens;
   const tiles = Math.min(Math.ceil(a.tokens / shape.tokens) + a.seqs, a.seqs * Math.ceil(maxQueryLen / shape.tokens));
   const params = attentionParams(a, { skipSingles, numSplits: 1, splitLen: 0 });
@@ -219,7 +227,7 @@ function recordTiled(rt: GpuRuntime, a: AttentionArgs, group: number, skipSingle
 
 function recordSplit(rt: GpuRuntime, a: AttentionArgs, group: number): void {
   const splitKeys = a.splitKeys ?? DEFAULT_SPLIT_KEYS;
-  const shape = splitShape(rt, a.layout.headDim, group, splitKeys);
+  const shape = splitShape(rt, a.layout.headDim, group, splitKeys, a.f16Accumulate ?? false);
   const { numSplits, splitLen } = splitPlan(Math.max(1, a.maxContext), splitKeys, Math.max(1, a.maxSplits ?? DEFAULT_MAX_SPLITS), shape.bk);
   const part = (a.workspace ?? defaultWorkspace(rt)).reserve(a.seqs * a.heads * numSplits, a.layout.headDim);
   const params = attentionParams(a, { skipSingles: true, numSplits, splitLen });

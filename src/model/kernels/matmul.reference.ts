@@ -99,8 +99,9 @@ function weightQuants(w: CpuWeight): { q: Int8Array; d: Float32Array } {
  * Q8_0 / Q4_0 weights as llama.cpp's CPU computes them (ggml_vec_dot_q8_0_q8_0 /
  * ggml_vec_dot_q4_0_q8_0, x86 AVX2): x quantized to Q8_0 blocks (quantizeActivationsQ8_0); per
  * block and lane j < 8 the exact integer sum of elements 4j .. 4j+3, acc[j] = fmaf(d_w * d_x,
- * isum_j, acc[j]) over the blocks in order, then hsum_float_8; init added in f32.
- * The reference of shaders/matmul_q8.wgsl.
+ * isum_j, acc[j]) over the blocks in order, then hsum_float_8; init added in f32. Q4_0 weights
+ * with a multiple of 8 rows take llama.cpp's repacked kernel instead (ggml_gemv_q4_0_8x8_q8_0):
+ * one block sum, acc = fmaf(isum, d_w * d_x, acc). The reference of shaders/matmul_q8.wgsl.
  */
 export function matmulQ8Ref(w: CpuWeight, x: Float32Array, m: number, init?: Float32Array): Float32Array {
   const nb = w.cols / 32;
@@ -108,12 +109,19 @@ export function matmulQ8Ref(w: CpuWeight, x: Float32Array, m: number, init?: Flo
   const wq = weightQuants(w);
   const y = new Float32Array(m * w.rows);
   const acc = new Float32Array(8);
+  const repacked = w.type === GgmlType.Q4_0 && w.rows % 8 === 0;
   for (let r = 0; r < m; r++) {
     for (let n = 0; n < w.rows; n++) {
       acc.fill(0);
       for (let b = 0; b < nb; b++) {
         const xb = r * nb + b, wb = n * nb + b;
         const d = Math.fround(wq.d[wb] * xq.d[xb]);
+        if (repacked) {
+          let isum = 0;
+          for (let i = 0; i < 32; i++) isum += wq.q[wb * 32 + i] * xq.q[xb * 32 + i];
+          acc[0] = fmaF32(d, isum, acc[0]);
+          continue;
+        }
         for (let j = 0; j < 8; j++) {
           let isum = 0;
           for (let i = 4 * j; i < 4 * j + 4; i++) isum += wq.q[wb * 32 + i] * xq.q[xb * 32 + i];

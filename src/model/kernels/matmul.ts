@@ -143,6 +143,15 @@ function integerPath(w: Pick<GpuWeight, 'type'>, opts: Pick<MatmulOptions, 'acti
   return opts.activations !== 'exact' && (w.type === GgmlType.Q8_0 || w.type === GgmlType.Q4_0);
 }
 
+/**
+ * Whether llama.cpp's x86 build multiplies by this weight through its repacked kernels: Q4_0 with
+ * a multiple of 8 rows goes to ggml_gemv/gemm_q4_0_8x8_q8_0 (AVX2), which sum each block in one
+ * int and one fmaf instead of 8 lanes (matmul_q8.wgsl REPACK).
+ */
+function repacked(w: Pick<GpuWeight, 'type' | 'rows'>): string {
+  return String(w.type === GgmlType.Q4_0 && w.rows % 8 === 0);
+}
+
 export interface MatmulPlan {
   kernel: PipelineKey;
   groups: [number, number];
@@ -155,7 +164,7 @@ export function planMatmul(rt: GpuRuntime, w: GpuWeight, m: number, opts: Matmul
   if (!gemv) {
     return {
       kernel: int
-        ? { shader: 'matmul_q8', entryPoint: 'gemm_q8', defines: { WTYPE: wgslWeightType(w), ROWS: 1, SPLIT: 1, GEMV_THREADS: 64, GEMV_COLS: 2 } }
+        ? { shader: 'matmul_q8', entryPoint: 'gemm_q8', defines: { WTYPE: wgslWeightType(w), ROWS: 1, SPLIT: 1, GEMV_THREADS: 64, GEMV_COLS: 2, REPACK: repacked(w) } }
         : { shader: 'matmul', entryPoint: 'gemm', defines: { WTYPE: wgslWeightType(w), ROWS: 1, SPLIT: 1, GEMV_THREADS: 64, GEMV_COLS: 2 } },
       groups: [Math.ceil(w.rows / GEMM_TILE), Math.ceil(m / GEMM_TILE)],
     };
@@ -170,7 +179,7 @@ export function planMatmul(rt: GpuRuntime, w: GpuWeight, m: number, opts: Matmul
   const defines = { WTYPE: wgslWeightType(w), ROWS: gemvRows(m), SPLIT: split, GEMV_THREADS: threads, GEMV_COLS: cols };
   return {
     kernel: int
-      ? { shader: 'matmul_q8', entryPoint: 'gemv_q8', defines }
+      ? { shader: 'matmul_q8', entryPoint: 'gemv_q8', defines: { ...defines, REPACK: repacked(w) } }
       : subgroups
         ? { shader: 'matmul_subgroups', entryPoint: 'gemv_subgroups', defines }
         : { shader: 'matmul', entryPoint: 'gemv', defines },
