@@ -35,7 +35,7 @@ const KV_F16: bool = {{KV_F16}};
 // (ggml_compute_forward_flash_attn_ext_f16_one_chunk, x86 AVX2 build), bit for bit: the query
 // rounded to f16, score = ggml_vec_dot_f16 order (score_f16) times scale, keys visited one by one,
 // ms = expf(Mold - M) / vs = expf(s - M) correctly rounded, the value accumulator VKQ16 kept in
-// f16: VKQ = f16(VKQ * ms) when the max rises, VKQ = f16(fmaf(v, vs, VKQ)), S = fmaf(S, ms, vs),
+// f16: VKQ = f16(VKQ * ms) when the max rises, VKQ = f16(fmaf(v, vs, VKQ)), S = S * ms + vs,
 // and out = VKQ * (1 / S). Needs KV_F16.
 // Sequences with TILED_MIN_QUERIES or more new tokens instead take llama.cpp's tiled prompt path
 // (ggml_compute_forward_flash_attn_ext_tiled, used for ubatches of 64+ tokens when HEAD_DIM is a
@@ -229,7 +229,7 @@ fn accumulate_f16(row: u32, lane: u32) {
       vs = exp_rn(s - rowMax);
     }
     for (var i = 0u; i < DPT; i++) { acc[i] = f16_grid(fma1(vTile[k * HEAD_DIM + lane + i * TPR], vs, acc[i])); }
-    rowSum = fma1(rowSum, ms, vs);
+    rowSum = rowSum * ms + vs;  // not fused in llama.cpp's x86 build
   }
 }
 

@@ -56,7 +56,7 @@ function attendF16(q: Float32Array, key: (j: number, d: number) => number, value
       vs = f32(Math.exp(f32(s - max)));
     }
     for (let d = 0; d < headDim; d++) acc[d] = roundToF16(fmaF32(value(j, d), vs, acc[d]));
-    sum = fmaF32(sum, ms, vs);
+    sum = f32(f32(sum * ms) + vs);
   }
   const inv = f32(1 / sum);
   return acc.map((x) => x * inv);
