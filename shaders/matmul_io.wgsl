@@ -8,7 +8,7 @@ struct Params {
   k4: u32,           // K / 4
   wordsPerRow: u32,  // u32 words per weight row
   accumulate: u32,   // 1: y += x·Wᵀ (fuses a residual add); 0: y = x·Wᵀ
-  _pad0: u32,
+  order: u32,        // rows_llama (matmul.wgsl): 0 per row from rowOrder, 1 all single-row order, 2 all GEMM order
   _pad1: u32,
   _pad2: u32,
 }

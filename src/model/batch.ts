@@ -57,6 +57,15 @@ export function validateBatch(b: Batch, pageSize: number): void {
  * GPU copies of a batch's index arrays, in buffers sized for the largest batch and reused
  * every step (grown, never shrunk, when a larger batch arrives).
  */
+/** Per token, 1 if it is the only new token of its sequence (a decode step), else 0. */
+export function singleTokenRows(b: Batch): Int32Array {
+  const out = new Int32Array(b.tokenIds.length);
+  for (let s = 0; s + 1 < b.seqStarts.length; s++) {
+    if (b.seqStarts[s + 1] - b.seqStarts[s] === 1) out[b.seqStarts[s]] = 1;
+  }
+  return out;
+}
+
 export class BatchBuffers {
   tokenIds!: GPUBuffer;
   positions!: GPUBuffer;
@@ -66,6 +75,8 @@ export class BatchBuffers {
   blockTables!: GPUBuffer;
   slotMapping!: GPUBuffer;
   sampleRows!: GPUBuffer;
+  /** i32 [tokens]: 1 where the token is its sequence's only new token (llama.cpp's single-row matmul order). */
+  singleRows!: GPUBuffer;
   private capacity = { tokens: 0, seqs: 0, blocks: 0, samples: 0 };
 
   constructor(private readonly rt: GpuRuntime) {}
@@ -83,6 +94,7 @@ export class BatchBuffers {
     w(this.blockTables, b.blockTables);
     w(this.slotMapping, b.slotMapping);
     w(this.sampleRows, b.sampleRows);
+    w(this.singleRows, singleTokenRows(b));
   }
 
   destroy(): void {
@@ -90,7 +102,8 @@ export class BatchBuffers {
   }
 
   private all(): GPUBuffer[] {
-    return [this.tokenIds, this.positions, this.tokenSeq, this.seqStarts, this.contextLens, this.blockTables, this.slotMapping, this.sampleRows].filter(Boolean);
+    return [this.tokenIds, this.positions, this.tokenSeq, this.seqStarts, this.contextLens, this.blockTables, this.slotMapping, this.sampleRows,
+      this.singleRows].filter(Boolean);
   }
 
   private release(buf: GPUBuffer): void {
@@ -116,5 +129,6 @@ export class BatchBuffers {
     this.blockTables = mk('blockTables', c.blocks);
     this.slotMapping = mk('slotMapping', c.tokens);
     this.sampleRows = mk('sampleRows', c.samples);
+    this.singleRows = mk('singleRows', c.tokens);
   }
 }

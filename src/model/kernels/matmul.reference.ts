@@ -39,6 +39,50 @@ export function matmulRef(w: CpuWeight, x: Float32Array, m: number, init?: Float
   return y;
 }
 
+const f32 = Math.fround;
+
+/** ggml_vec_dot_f32 / ggml_vec_dot_f16 (x86 AVX2) of two rows: see matmul.wgsl rows_llama. */
+function dotSingleRowOrder(x: Float32Array, w: Float32Array): number {
+  const acc = new Float32Array(32);
+  const whole = x.length - (x.length % 32);
+  for (let c = 0; c < whole; c += 32) for (let i = 0; i < 32; i++) acc[i] = fmaF32(x[c + i], w[c + i], acc[i]);
+  const v = Array.from({ length: 8 }, (_, l) => f32(f32(acc[l] + acc[16 + l]) + f32(acc[8 + l] + acc[24 + l])));
+  const t = [0, 1, 2, 3].map((i) => f32(v[i] + v[4 + i]));
+  let s = f32(f32(t[0] + t[1]) + f32(t[2] + t[3]));
+  for (let k = whole; k < x.length; k++) s += f32(x[k] * w[k]);
+  return f32(s);
+}
+
+/** tinyBLAS's order (x86 AVX2, K a multiple of 8). */
+function dotGemmOrder(x: Float32Array, w: Float32Array): number {
+  const lanes = new Float32Array(8);
+  for (let c = 0; c < x.length; c += 8) for (let l = 0; l < 8; l++) lanes[l] = fmaF32(x[c + l], w[c + l], lanes[l]);
+  const a = [0, 1, 2, 3].map((i) => f32(lanes[4 + i] + lanes[i]));
+  return f32(f32(a[0] + a[2]) + f32(a[1] + a[3]));
+}
+
+/**
+ * F32 / F16 weights with llama.cpp activations, summed as llama.cpp's x86 AVX2 build does for each
+ * row (the reference of matmul.wgsl rows_llama): rows for which singleRow(r) holds, and every row
+ * when tinyBLAS cannot take the shape (K % 8, N % 4), as ggml_vec_dot; others as tinyBLAS.
+ */
+export function matmulFloatLlamaRef(w: CpuWeight, x: Float32Array, m: number, singleRow: (r: number) => boolean, init?: Float32Array): Float32Array {
+  const wf = dequantize(w.type, w.bytes, w.rows * w.cols);
+  const grid = activationGrid(w.type);
+  const xr = grid ? roundActivations(grid, x.subarray(0, m * w.cols)) : x;
+  const gemmOk = w.cols % 8 === 0 && w.rows % 4 === 0;
+  const y = new Float32Array(m * w.rows);
+  for (let r = 0; r < m; r++) {
+    const xrow = xr.subarray(r * w.cols, (r + 1) * w.cols);
+    for (let n = 0; n < w.rows; n++) {
+      const wrow = wf.subarray(n * w.cols, (n + 1) * w.cols);
+      const v = singleRow(r) || !gemmOk ? dotSingleRowOrder(xrow, wrow) : dotGemmOrder(xrow, wrow);
+      y[r * w.rows + n] = init ? f32(init[r * w.rows + n] + v) : v;
+    }
+  }
+  return y;
+}
+
 /** out[t, :] = W row tokenIds[t], or zeros for an id outside [0, rows). */
 export function embedRef(w: CpuWeight, tokenIds: Int32Array): Float32Array {
   const wf = dequantize(w.type, w.bytes, w.rows * w.cols);

@@ -136,6 +136,13 @@ export interface MatmulOptions {
    * llama.cpp's CPU matmul does (quant.ts activationGrid). 'exact': x is used as given.
    */
   activations?: 'llama.cpp' | 'exact';
+  /**
+   * F32 / F16 weights with llama.cpp activations are summed in the order llama.cpp uses for each
+   * row (matmul.wgsl rows_llama): 'single' as a one-token matmul (ggml_vec_dot), 'gemm' as a
+   * prompt matmul (tinyBLAS), or per row from a u32 buffer [m] (1 = single). Default: what
+   * llama.cpp picks for a whole call of m rows ('single' when m is 1).
+   */
+  rowOrder?: Binding | 'single' | 'gemm';
 }
 
 /** Weight types whose llama.cpp-numerics matmul is the integer one (matmul_q8.wgsl). */
@@ -152,6 +159,21 @@ function repacked(w: Pick<GpuWeight, 'type' | 'rows'>): string {
   return String(w.type === GgmlType.Q4_0 && w.rows % 8 === 0);
 }
 
+const FLOAT_ROW_DEFINES = (w: GpuWeight) => ({ WTYPE: wgslWeightType(w), ROWS: 1, SPLIT: 1, GEMV_THREADS: 64, GEMV_COLS: 2 });
+
+/** Whether a matmul runs the row-order-exact float kernel (matmul.wgsl rows_llama) unless a path is forced. */
+function llamaFloatPath(w: Pick<GpuWeight, 'type'>, opts: Pick<MatmulOptions, 'activations'>): boolean {
+  return opts.activations !== 'exact' && (w.type === GgmlType.F32 || w.type === GgmlType.F16);
+}
+
+/** rows_llama's params.order: 0 per row (rowOrder buffer), 1 all single-row order, 2 all GEMM order. */
+function rowOrderMode(w: Pick<GpuWeight, 'rows' | 'cols'>, m: number, rowOrder: MatmulOptions['rowOrder']): number {
+  // tinyBLAS takes only K % 8 == 0 and weight rows % 4 == 0; otherwise llama.cpp uses vec_dot.
+  if (w.cols % 8 !== 0 || w.rows % 4 !== 0) return 1;
+  const order = rowOrder ?? (m === 1 ? 'single' : 'gemm');
+  return order === 'single' ? 1 : order === 'gemm' ? 2 : 0;
+}
+
 export interface MatmulPlan {
   kernel: PipelineKey;
   groups: [number, number];
@@ -159,6 +181,9 @@ export interface MatmulPlan {
 
 /** Which kernel, defines and grid a matmul of m rows uses (GEMV up to GEMV_MAX_ROWS rows). */
 export function planMatmul(rt: GpuRuntime, w: GpuWeight, m: number, opts: MatmulOptions = {}): MatmulPlan {
+  if (llamaFloatPath(w, opts) && !opts.path) {
+    return { kernel: { shader: 'matmul', entryPoint: 'rows_llama', defines: FLOAT_ROW_DEFINES(w) }, groups: [Math.ceil(w.rows / 64), m] };
+  }
   const gemv = (opts.path ?? (m <= GEMV_MAX_ROWS ? 'gemv' : 'gemm')) === 'gemv';
   const int = integerPath(w, opts);
   if (!gemv) {
@@ -229,8 +254,16 @@ export function matmulShared(rt: GpuRuntime, x: Binding, m: number, targets: Mat
       rounded = grid;
     }
     const { kernel, groups } = planMatmul(rt, w, m, opts);
-    const params = new Uint32Array([m, w.rows, w.cols / 4, words[i], accumulate ? 1 : 0, 0, 0, 0]);
-    rt.dispatch(kernel, params, [w.buffer, grid ? scratch! : x, y], groups);
+    const xIn = grid ? scratch! : x;
+    const bindings = [w.buffer, xIn, y];
+    let order = 0;
+    if (kernel.entryPoint === 'rows_llama') {
+      order = rowOrderMode(w, m, opts.rowOrder);
+      // rowOrder is read only in mode 0; otherwise any read-only buffer fills the binding.
+      bindings.push(order === 0 ? (opts.rowOrder as Binding) : xIn);
+    }
+    const params = new Uint32Array([m, w.rows, w.cols / 4, words[i], accumulate ? 1 : 0, order, 0, 0]);
+    rt.dispatch(kernel, params, bindings, groups);
   });
 }
 
