@@ -14,8 +14,8 @@
 //   is its sequence's only new token as ggml_vec_dot_f32/_f16 (4 accumulators of 8 lanes over
 //   32-element chunks, fused, reduced ((a0 + a2) + (a1 + a3)) then ((t0 + t1) + (t2 + t3)), dims
 //   past the last chunk added in double), other rows as tinyBLAS (8 lanes over 8-element chunks,
-//   fused, then ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7))). Binding 4 rowOrder: u32 [M],
-//   1 = single-row order (read when params.order is 0; otherwise any read-only buffer).
+//   fused, then ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7))). A row is alone when its
+//   sequence has one new token (matmul_io.wgsl row_place).
 //   Correct for any weight rows, but reads the weights once per row: an exactness path, not a
 //   fast one.
 // gemm (prefill, large M): 64x64 output tiles, K in steps of 32 through workgroup memory
@@ -36,7 +36,6 @@ fn load_w4(rowWord: u32, c4: u32) -> vec4<f32> {
 // ---------------------------------------------------------------------------------- rows_llama
 
 #include "exact"
-@group(0) @binding(4) var<storage, read> rowOrder: array<u32>;
 
 /** ggml_vec_dot_f32 / ggml_vec_dot_f16 order; vec4 i of a 32-element chunk holds lanes of accumulator i / 2. */
 fn dot_single_row_order(xBase: u32, rowWord: u32) -> f32 {
@@ -73,10 +72,8 @@ fn rows_llama(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
   let n = wid.x * 64u + tid;
   let m = wid.y;
   if (n >= params.n || m >= params.m) { return; }
-  var single = params.order == 1u;
-  if (params.order == 0u) { single = rowOrder[m] != 0u; }
   let rowWord = n * params.wordsPerRow;
-  if (single) {
+  if (row_place(m).y == 1u) {
     store_y(m, n, dot_single_row_order(m * params.k4, rowWord));
   } else {
     store_y(m, n, dot_gemm_order(m * params.k4, rowWord));

@@ -28,8 +28,10 @@
 //               32 quants, element 4 j + i in byte i of word 1 + j (two's complement).
 //               Bindings: 0 Params, 1 X, 2 XQ (same binding as XR; entry points use one of them).
 //
-// Q4_K/Q6_K still take x' (f32) through the float matmul; the integer path for them (Q8_K blocks
-// with bsums, per-sub-block integer sums as ggml_vec_dot_q4_K_q8_K) is not written yet.
+//   quant_q8_k  the Q8_K quantization above as int8 quants for the K-quant integer matmul
+//               (shaders/matmul_qk.wgsl): XQ: array<u32>, 81 words per block of 256: word 0 = f32
+//               bits of d, words 1..64 = the 256 quants (element 4 j + i in byte i of word 1 + j),
+//               words 65..80 = bsums (i32 sums of each 16 quants), as block_q8_K.
 
 struct Params {
   units: u32,  // blocks (q8_0, q8_k) or vec4s (f16, bf16) to round
@@ -189,5 +191,49 @@ fn round_bf16(
   if (i < params.units) {
     let v = X[i];
     XR[i] = vec4<f32>(bf16_grid(v.x), bf16_grid(v.y), bf16_grid(v.z), bf16_grid(v.w));
+  }
+}
+
+/** Q8_K blocks as quantize_row_q8_K_ref (see round_q8_k), written as int8 quants with d and bsums. */
+@compute @workgroup_size(64)
+fn quant_q8_k(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) tid: u32,
+) {
+  let b = unit_index(wid, nwg, tid);
+  if (b >= params.units) {
+    return;
+  }
+  let base = b * 64u;
+  var amax = 0.0;
+  var mx = 0.0;
+  for (var i = 0u; i < 64u; i++) {
+    let v = X[base + i];
+    for (var c = 0u; c < 4u; c++) {
+      let a = abs(v[c]);
+      if (a > amax) {
+        amax = a;
+        mx = v[c];
+      }
+    }
+  }
+  var iscale = 0.0;
+  var d = 0.0;
+  if (amax != 0.0) {
+    let s = div_rn(127.0, amax);
+    iscale = select(s, -s, mx > 0.0);
+    d = select(1.0, -1.0, mx > 0.0) * div_rn(1.0, s);
+  }
+  let out = b * 81u;
+  XQ[out] = bitcast<u32>(d);
+  for (var g = 0u; g < 16u; g++) {
+    var bsum = 0;
+    for (var i = 0u; i < 4u; i++) {
+      let q = vec4<i32>(min(round(X[base + 4u * g + i] * iscale), vec4<f32>(127.0)));
+      bsum += q.x + q.y + q.z + q.w;
+      XQ[out + 1u + 4u * g + i] = pack4xI8(q);
+    }
+    XQ[out + 65u + g] = bitcast<u32>(bsum);
   }
 }

@@ -57,11 +57,16 @@ export function validateBatch(b: Batch, pageSize: number): void {
  * GPU copies of a batch's index arrays, in buffers sized for the largest batch and reused
  * every step (grown, never shrunk, when a larger batch arrives).
  */
-/** Per token, 1 if it is the only new token of its sequence (a decode step), else 0. */
-export function singleTokenRows(b: Batch): Int32Array {
-  const out = new Int32Array(b.tokenIds.length);
+/**
+ * Per token, (its index among its sequence's new tokens, their count): where the token would sit
+ * in a llama.cpp batch of that sequence alone. The matmuls that reproduce llama.cpp's order pick
+ * its single-token or prompt kernel from it (matmul.wgsl rows_llama, matmul_qk.wgsl).
+ */
+export function rowPlaces(b: Batch): Uint32Array {
+  const out = new Uint32Array(2 * b.tokenIds.length);
   for (let s = 0; s + 1 < b.seqStarts.length; s++) {
-    if (b.seqStarts[s + 1] - b.seqStarts[s] === 1) out[b.seqStarts[s]] = 1;
+    const len = b.seqStarts[s + 1] - b.seqStarts[s];
+    for (let i = 0; i < len; i++) out.set([i, len], 2 * (b.seqStarts[s] + i));
   }
   return out;
 }
@@ -75,8 +80,8 @@ export class BatchBuffers {
   blockTables!: GPUBuffer;
   slotMapping!: GPUBuffer;
   sampleRows!: GPUBuffer;
-  /** i32 [tokens]: 1 where the token is its sequence's only new token (llama.cpp's single-row matmul order). */
-  singleRows!: GPUBuffer;
+  /** u32 pairs [tokens]: each token's index among its sequence's new tokens, and their count (rowPlaces). */
+  rowPlaces!: GPUBuffer;
   private capacity = { tokens: 0, seqs: 0, blocks: 0, samples: 0 };
 
   constructor(private readonly rt: GpuRuntime) {}
@@ -94,7 +99,7 @@ export class BatchBuffers {
     w(this.blockTables, b.blockTables);
     w(this.slotMapping, b.slotMapping);
     w(this.sampleRows, b.sampleRows);
-    w(this.singleRows, singleTokenRows(b));
+    this.rt.buffers.write(this.rowPlaces, rowPlaces(b));
   }
 
   destroy(): void {
@@ -103,7 +108,7 @@ export class BatchBuffers {
 
   private all(): GPUBuffer[] {
     return [this.tokenIds, this.positions, this.tokenSeq, this.seqStarts, this.contextLens, this.blockTables, this.slotMapping, this.sampleRows,
-      this.singleRows].filter(Boolean);
+      this.rowPlaces].filter(Boolean);
   }
 
   private release(buf: GPUBuffer): void {
@@ -129,6 +134,6 @@ export class BatchBuffers {
     this.blockTables = mk('blockTables', c.blocks);
     this.slotMapping = mk('slotMapping', c.tokens);
     this.sampleRows = mk('sampleRows', c.samples);
-    this.singleRows = mk('singleRows', c.tokens);
+    this.rowPlaces = mk('rowPlaces', 2 * c.tokens);
   }
 }

@@ -168,7 +168,7 @@ export class ForwardPass {
     const maxQueryLen = Math.max(...Array.from({ length: batch.seqStarts.length - 1 }, (_, s) => batch.seqStarts[s + 1] - batch.seqStarts[s]));
 
     const activations = this.numerics === 'exact' ? 'exact' : 'llama.cpp';
-    const rowOrder = b.singleRows;
+    const rowPlaces = b.rowPlaces;
     const f16Accumulate = this.numerics === 'llama.cpp' && kv.layout.format === 'f16';
 
     const E = c.embeddingDim;
@@ -179,7 +179,7 @@ export class ForwardPass {
       const lw = w.layers[l];
       rmsNorm(rt, ws.x, lw.attnNorm.buffer, ws.normed, tokens, E, c.rmsEps);
       inspect(`attn_norm-${l}`, ws.normed, tokens, E);
-      matmulShared(rt, ws.normed, tokens, [{ w: lw.q, y: ws.q }, { w: lw.k, y: ws.k }, { w: lw.v, y: ws.v }], { activations, rowOrder });
+      matmulShared(rt, ws.normed, tokens, [{ w: lw.q, y: ws.q }, { w: lw.k, y: ws.k }, { w: lw.v, y: ws.v }], { activations, rowPlaces });
       inspect(`Qcur-${l}`, ws.q, tokens, c.headCount * c.headDim);
       inspect(`Kcur-${l}`, ws.k, tokens, c.kvHeadCount * c.headDim);
       inspect(`Vcur-${l}`, ws.v, tokens, c.kvHeadCount * c.headDim);
@@ -205,23 +205,23 @@ export class ForwardPass {
         f16Accumulate,
       });
       inspect(`kqv_out-${l}`, ws.attn, tokens, c.headCount * c.headDim);
-      matmul(rt, lw.o, ws.attn, ws.x, tokens, { accumulate: true, activations, rowOrder });
+      matmul(rt, lw.o, ws.attn, ws.x, tokens, { accumulate: true, activations, rowPlaces });
       inspect(`ffn_inp-${l}`, ws.x, tokens, E);
       rmsNorm(rt, ws.x, lw.ffnNorm.buffer, ws.normed, tokens, E, c.rmsEps);
       inspect(`ffn_norm-${l}`, ws.normed, tokens, E);
-      matmulShared(rt, ws.normed, tokens, [{ w: lw.gate, y: ws.gate }, { w: lw.up, y: ws.up }], { activations, rowOrder });
+      matmulShared(rt, ws.normed, tokens, [{ w: lw.gate, y: ws.gate }, { w: lw.up, y: ws.up }], { activations, rowPlaces });
       inspect(`ffn_gate-${l}`, ws.gate, tokens, c.ffnDim);
       inspect(`ffn_up-${l}`, ws.up, tokens, c.ffnDim);
       swiglu(rt, ws.gate, ws.up, ws.act, tokens * c.ffnDim);
       inspect(`ffn_swiglu-${l}`, ws.act, tokens, c.ffnDim);
-      matmul(rt, lw.down, ws.act, ws.x, tokens, { accumulate: true, activations, rowOrder });
+      matmul(rt, lw.down, ws.act, ws.x, tokens, { accumulate: true, activations, rowPlaces });
       inspect(`l_out-${l}`, ws.x, tokens, E);
     }
     gatherRows(rt, ws.x, b.sampleRows, ws.sampled, samples, E);
     rmsNorm(rt, ws.sampled, w.outputNorm.buffer, ws.sampledNormed, samples, E, c.rmsEps);
     inspect('result_norm', ws.sampledNormed, samples, E);
-    // Every sampled row is one output of its sequence: llama.cpp's single-row order.
-    matmul(rt, w.output, ws.sampledNormed, ws.logits, samples, { activations, rowOrder: 'single' });
+    // Every sampled row is the one output of its sequence: alone, as in llama.cpp.
+    matmul(rt, w.output, ws.sampledNormed, ws.logits, samples, { activations, rowPlaces: 'alone' });
     inspect('result_output', ws.logits, samples, c.vocabSize);
     recordSampling(rt, ws, sampling, samples, c.vocabSize);
   }

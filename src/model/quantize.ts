@@ -3,7 +3,7 @@
 // float encodings (F32, F16, BF16). Also the activation rounding llama.cpp's CPU matmul applies
 // (roundActivations), the reference of shaders/quantize_act.wgsl.
 import { GgmlType, ggmlTypeName } from './gguf.js';
-import { activationGridBlock, f16ToF32, f32ToF16, type ActivationGrid } from './quant.js';
+import { f16ToF32, f32ToF16, type ActivationGrid } from './quant.js';
 
 /** C roundf: halves round away from zero. */
 function roundAway(x: number): number {
@@ -151,6 +151,43 @@ export function quantizeActivationsQ8_0(x: Float32Array): Q8Blocks {
   return { q, d };
 }
 
+/** Q8_K activation blocks: int8 quants, d per 256 elements, and bsums (sums of each 16 quants). */
+export interface Q8KBlocks {
+  q: Int8Array;
+  d: Float32Array;
+  bsums: Int32Array;
+}
+
+/**
+ * x quantized to Q8_K blocks as quantize_row_q8_K_ref (what llama.cpp's x86 build uses for
+ * K-quant weights): max = first x of largest |x|, iscale = -127 / max, q = min(127,
+ * round-half-even(iscale * x)), d = 1 / iscale (f32). The reference of quantize_act.wgsl quant_q8_k.
+ */
+export function quantizeActivationsQ8K(x: Float32Array): Q8KBlocks {
+  const blocks = checkBlocks(x, 256, 'activations (q8_k)');
+  const q = new Int8Array(x.length);
+  const d = new Float32Array(blocks);
+  const bsums = new Int32Array(blocks * 16);
+  for (let b = 0; b < blocks; b++) {
+    const v = x.subarray(b * 256, (b + 1) * 256);
+    let amax = 0, max = 0;
+    for (const e of v) {
+      if (Math.abs(e) > amax) {
+        amax = Math.abs(e);
+        max = e;
+      }
+    }
+    if (amax === 0) continue;
+    const iscale = Math.fround(-127 / max);
+    d[b] = Math.fround(1 / iscale);
+    for (let j = 0; j < 256; j++) {
+      q[b * 256 + j] = Math.min(127, roundHalfEven(Math.fround(iscale * v[j])));
+      bsums[b * 16 + (j >> 4)] += q[b * 256 + j];
+    }
+  }
+  return { q, d, bsums };
+}
+
 /**
  * x' = x rounded onto the grid llama.cpp's CPU matmul uses for a weight type (quant.ts
  * activationGrid), block by block along the flat array (rows are whole blocks). f32 arithmetic
@@ -173,24 +210,7 @@ export function roundActivations(grid: ActivationGrid, x: Float32Array): Float32
     for (let i = 0; i < x.length; i++) out[i] = Math.fround(d[i >> 5] * q[i]);
     return out;
   }
-  const block = activationGridBlock(grid);
-  const blocks = checkBlocks(x, block, `activations (${grid})`);
-  for (let b = 0; b < blocks; b++) {
-    const v = x.subarray(b * block, (b + 1) * block);
-    let amax = 0, max = 0;
-    for (const e of v) {
-      if (Math.abs(e) > amax) {
-        amax = Math.abs(e);
-        max = e;
-      }
-    }
-    if (amax === 0) continue;
-    const iscale = Math.fround(-127 / max);
-    const d = Math.fround(1 / iscale);
-    for (let j = 0; j < block; j++) {
-      const q = Math.min(127, roundHalfEven(Math.fround(iscale * v[j])));
-      out[b * block + j] = Math.fround(d * q);
-    }
-  }
+  const { q, d } = quantizeActivationsQ8K(x);
+  for (let i = 0; i < x.length; i++) out[i] = Math.fround(d[i >> 8] * q[i]);
   return out;
 }

@@ -15,7 +15,7 @@ import {
   type GpuWeight,
   type MatmulOptions,
 } from '../../src/model/kernels/matmul.js';
-import { embedRef, fmaF32, matmulFloatLlamaRef, matmulQ8Ref, matmulRef, type CpuWeight } from '../../src/model/kernels/matmul.reference.js';
+import { embedRef, fmaF32, matmulFloatLlamaRef, matmulQ8Ref, matmulQKRef, matmulRef, type CpuWeight } from '../../src/model/kernels/matmul.reference.js';
 import { UnsupportedTensorTypeError, activationGrid, type ActivationGrid } from '../../src/model/quant.js';
 import {
   quantize,
@@ -329,13 +329,38 @@ describe('F32 / F16 weights: summed in llama.cpp\'s order for each row (rows_lla
       const init = randomF32(5 * n, 5200 + k);
       expect(maxAbsDiff(await runMatmul(rt, w, x, 1), matmulFloatLlamaRef(cpu, x, 1, () => true))).toBe(0);
       expect(maxAbsDiff(await runMatmul(rt, w, x, 5, init), matmulFloatLlamaRef(cpu, x, 5, () => false, init))).toBe(0);
-      const single = [1, 0, 0, 1, 0];
-      const rowOrder = rt.buffers.createWith('rowOrder', Uint32Array.from(single));
-      const got = await runMatmul(rt, w, x, 5, undefined, { rowOrder });
-      expect(maxAbsDiff(got, matmulFloatLlamaRef(cpu, x, 5, (r) => single[r] === 1))).toBe(0);
+      // Sequences of 1, 2, 1 and 1 new tokens: (index, count) per row.
+      const places = [[0, 1], [0, 2], [1, 2], [0, 1], [0, 1]];
+      const rowPlaces = rt.buffers.createWith('rowPlaces', Uint32Array.from(places.flat()));
+      const got = await runMatmul(rt, w, x, 5, undefined, { rowPlaces });
+      expect(maxAbsDiff(got, matmulFloatLlamaRef(cpu, x, 5, (r) => places[r][1] === 1))).toBe(0);
       // Both orders stay within float rounding of the exact sum.
       expectRowsClose(got, matmulRef(cpu, x, 5), 5, 'close to the double-precision sum');
-      rt.buffers.destroy(rowOrder);
+      rt.buffers.destroy(rowPlaces);
+    });
+  }
+});
+
+describe('Q4_K / Q6_K weights: int8 Q8_K activations and integer sums (matmul_qk.wgsl), as llama.cpp', () => {
+  const CASES: [GgmlType, number, number][] = [
+    [GgmlType.Q4_K, 512, 24],
+    [GgmlType.Q6_K, 512, 21],
+  ];
+  for (const [type, k, n] of CASES) {
+    it(`${ggmlTypeName(type)} K=${k} N=${n}: GPU equals matmulQKRef bit for bit, and stays close to the exact sum`, async () => {
+      const rt = await getRuntime();
+      const cpu = randomWeight(type, n, k, 6000 + k + n);
+      const w = upload(rt, cpu, `w.qk.${ggmlTypeName(type)}`);
+      // M = 5: llama.cpp's Q4_K gemm takes rows 0-3 (sums per sub-block pair), its gemv row 4.
+      for (const m of [1, 5]) {
+        const x = randomF32(m * k, 6100 + m, 3);
+        const init = randomF32(m * n, 6200 + m);
+        const got = await runMatmul(rt, w, x, m);
+        expect(maxAbsDiff(got, matmulQKRef(cpu, x, m))).toBe(0);
+        expect(maxAbsDiff(await runMatmul(rt, w, x, m, init), matmulQKRef(cpu, x, m, init))).toBe(0);
+        expectRowsClose(got, matmulRef(cpu, x, m), m, `M=${m} against the float sum of Q8_K-rounded x`);
+      }
+      rt.buffers.destroy(w.buffer);
     });
   }
 });

@@ -1,7 +1,7 @@
 // CPU references of the matmul and embedding kernels, over GGUF-layout weight bytes.
 import { GgmlType } from '../gguf.js';
-import { activationGrid, dequantize, f16ToF32 } from '../quant.js';
-import { quantizeActivationsQ8_0, roundActivations } from '../quantize.js';
+import { activationGrid, dequantize, f16ToF32, q4kScaleMin } from '../quant.js';
+import { quantizeActivationsQ8_0, quantizeActivationsQ8K, roundActivations } from '../quantize.js';
 
 export interface CpuWeight {
   type: GgmlType;
@@ -40,6 +40,105 @@ export function matmulRef(w: CpuWeight, x: Float32Array, m: number, init?: Float
 }
 
 const f32 = Math.fround;
+
+/** One K-quant block's integer parts: unsigned quants, per-group scales (and mins), d (and dmin). */
+interface KBlock {
+  q: Uint8Array;
+  scales: Int32Array;
+  mins: Int32Array;
+  d: number;
+  dmin: number;
+}
+
+/** Q4_K (8 sub-blocks of 32, 6-bit scale and min each) or Q6_K (16 groups of 16, int8 scale) block at byte `at`. */
+function kBlock(type: GgmlType, v: DataView, at: number): KBlock {
+  const q = new Uint8Array(256);
+  if (type === GgmlType.Q4_K) {
+    const scale = (i: number) => v.getUint8(at + 4 + i);
+    const scales = new Int32Array(8), mins = new Int32Array(8);
+    for (let j = 0; j < 8; j++) [scales[j], mins[j]] = q4kScaleMin(scale, j);
+    for (let c = 0; c < 4; c++) {
+      for (let l = 0; l < 32; l++) {
+        const byte = v.getUint8(at + 16 + 32 * c + l);
+        q[64 * c + l] = byte & 0xf;
+        q[64 * c + 32 + l] = byte >> 4;
+      }
+    }
+    return { q, scales, mins, d: f16ToF32(v.getUint16(at, true)), dmin: f16ToF32(v.getUint16(at + 2, true)) };
+  }
+  for (let n = 0; n < 2; n++) {
+    const ql = at + 64 * n, qh = at + 128 + 32 * n;
+    for (let l = 0; l < 32; l++) {
+      const h = v.getUint8(qh + l);
+      q[128 * n + l] = (v.getUint8(ql + l) & 0xf) | ((h & 3) << 4);
+      q[128 * n + l + 32] = (v.getUint8(ql + l + 32) & 0xf) | (((h >> 2) & 3) << 4);
+      q[128 * n + l + 64] = (v.getUint8(ql + l) >> 4) | (((h >> 4) & 3) << 4);
+      q[128 * n + l + 96] = (v.getUint8(ql + l + 32) >> 4) | (((h >> 6) & 3) << 4);
+    }
+  }
+  const scales = Int32Array.from({ length: 16 }, (_, i) => v.getInt8(at + 192 + i));
+  return { q, scales, mins: new Int32Array(0), d: f16ToF32(v.getUint16(at + 208, true)), dmin: 0 };
+}
+
+/**
+ * Q4_K (a multiple of 8 rows) and Q6_K weights as llama.cpp's x86 AVX2 build computes them
+ * against Q8_K activations (the reference of matmul_qk.wgsl, whose header has the formulas).
+ * place(r): row r's (index, count) in its llama.cpp batch; default the m rows as one batch.
+ */
+export function matmulQKRef(w: CpuWeight, x: Float32Array, m: number, init?: Float32Array,
+  place: (r: number) => [number, number] = (r) => [r, m]): Float32Array {
+  const nb = w.cols / 256;
+  const blockBytes = w.type === GgmlType.Q4_K ? 144 : 210;
+  const xq = quantizeActivationsQ8K(x.subarray(0, m * w.cols));
+  const view = new DataView(w.bytes.buffer, w.bytes.byteOffset, w.bytes.byteLength);
+  const blocks = Array.from({ length: w.rows * nb }, (_, i) => kBlock(w.type, view, i * blockBytes));
+  const y = new Float32Array(m * w.rows);
+  for (let r = 0; r < m; r++) {
+    for (let n = 0; n < w.rows; n++) {
+      const lanes = new Float32Array(8);
+      let acc = 0, accMin = 0;
+      for (let b = 0; b < nb; b++) {
+        const wb = blocks[n * nb + b];
+        const xb = r * nb + b;
+        const q8 = xq.q.subarray(xb * 256, (xb + 1) * 256);
+        const bsums = xq.bsums.subarray(xb * 16, (xb + 1) * 16);
+        if (w.type === GgmlType.Q4_K) {
+          const [index, count] = place(r);
+          const span = index < Math.floor(count / 4) * 4 ? 2 : 8;
+          for (let sb0 = 0; sb0 < 8; sb0 += span) {
+            let isum = 0, imin = 0;
+            for (let sb = sb0; sb < sb0 + span; sb++) {
+              let s = 0;
+              for (let e = 32 * sb; e < 32 * sb + 32; e++) s += wb.q[e] * q8[e];
+              isum += wb.scales[sb] * s;
+              imin += wb.mins[sb] * (bsums[2 * sb] + bsums[2 * sb + 1]);
+            }
+            acc = fmaF32(f32(isum), f32(wb.d * xq.d[xb]), acc);
+            accMin = fmaF32(f32(imin), f32(wb.dmin * xq.d[xb]), accMin);
+          }
+          continue;
+        }
+        const d = f32(xq.d[xb] * wb.d);
+        for (let lane = 0; lane < 8; lane++) {
+          let sum = 0;
+          for (let c = 0; c < 8; c++) {
+            for (let e = 32 * c + 4 * lane; e < 32 * c + 4 * lane + 4; e++) sum += wb.scales[e >> 4] * wb.q[e] * q8[e];
+          }
+          sum -= 32 * (wb.scales[2 * lane] * bsums[2 * lane] + wb.scales[2 * lane + 1] * bsums[2 * lane + 1]);
+          lanes[lane] = fmaF32(d, f32(sum), lanes[lane]);
+        }
+      }
+      let v: number;
+      if (w.type === GgmlType.Q4_K) v = f32(acc - accMin);
+      else {
+        const a = [0, 1, 2, 3].map((i) => f32(lanes[4 + i] + lanes[i]));
+        v = f32(f32(a[0] + a[2]) + f32(a[1] + a[3]));
+      }
+      y[r * w.rows + n] = init ? f32(init[r * w.rows + n] + v) : v;
+    }
+  }
+  return y;
+}
 
 /** ggml_vec_dot_f32 / ggml_vec_dot_f16 (x86 AVX2) of two rows: see matmul.wgsl rows_llama. */
 function dotSingleRowOrder(x: Float32Array, w: Float32Array): number {

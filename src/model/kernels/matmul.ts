@@ -137,12 +137,13 @@ export interface MatmulOptions {
    */
   activations?: 'llama.cpp' | 'exact';
   /**
-   * F32 / F16 weights with llama.cpp activations are summed in the order llama.cpp uses for each
-   * row (matmul.wgsl rows_llama): 'single' as a one-token matmul (ggml_vec_dot), 'gemm' as a
-   * prompt matmul (tinyBLAS), or per row from a u32 buffer [m] (1 = single). Default: what
-   * llama.cpp picks for a whole call of m rows ('single' when m is 1).
+   * Where each row would sit in a llama.cpp batch, for the kernels that reproduce its choice of
+   * kernel per call (F32 / F16 weights: matmul.wgsl rows_llama; Q4_K / Q6_K: matmul_qk.wgsl):
+   * 'alone' (every row a one-token call), 'batch' (the m rows as one call), or a buffer of u32
+   * pairs [m] (index among its sequence's new tokens, their count; BatchBuffers.rowPlaces).
+   * Default 'batch'.
    */
-  rowOrder?: Binding | 'single' | 'gemm';
+  rowPlaces?: Binding | 'alone' | 'batch';
 }
 
 /** Weight types whose llama.cpp-numerics matmul is the integer one (matmul_q8.wgsl). */
@@ -161,17 +162,25 @@ function repacked(w: Pick<GpuWeight, 'type' | 'rows'>): string {
 
 const FLOAT_ROW_DEFINES = (w: GpuWeight) => ({ WTYPE: wgslWeightType(w), ROWS: 1, SPLIT: 1, GEMV_THREADS: 64, GEMV_COLS: 2 });
 
+/**
+ * K-quant weights whose llama.cpp-numerics matmul is the integer one (matmul_qk.wgsl): Q6_K, and
+ * Q4_K with a multiple of 8 rows (llama.cpp's x86 repacked kernel; other Q4_K shapes take its
+ * vec_dot, not reproduced: they keep the float path on Q8_K-rounded activations).
+ */
+function kQuantIntegerPath(w: Pick<GpuWeight, 'type' | 'rows'>, opts: Pick<MatmulOptions, 'activations'>): boolean {
+  return opts.activations !== 'exact' && (w.type === GgmlType.Q6_K || (w.type === GgmlType.Q4_K && w.rows % 8 === 0));
+}
+
 /** Whether a matmul runs the row-order-exact float kernel (matmul.wgsl rows_llama) unless a path is forced. */
 function llamaFloatPath(w: Pick<GpuWeight, 'type'>, opts: Pick<MatmulOptions, 'activations'>): boolean {
   return opts.activations !== 'exact' && (w.type === GgmlType.F32 || w.type === GgmlType.F16);
 }
 
-/** rows_llama's params.order: 0 per row (rowOrder buffer), 1 all single-row order, 2 all GEMM order. */
-function rowOrderMode(w: Pick<GpuWeight, 'rows' | 'cols'>, m: number, rowOrder: MatmulOptions['rowOrder']): number {
-  // tinyBLAS takes only K % 8 == 0 and weight rows % 4 == 0; otherwise llama.cpp uses vec_dot.
-  if (w.cols % 8 !== 0 || w.rows % 4 !== 0) return 1;
-  const order = rowOrder ?? (m === 1 ? 'single' : 'gemm');
-  return order === 'single' ? 1 : order === 'gemm' ? 2 : 0;
+/** matmul_io.wgsl params.places: 0 per row (rowPlaces buffer), 1 every row alone, 2 the rows as one batch. */
+function placesMode(w: GpuWeight, places: MatmulOptions['rowPlaces']): number {
+  // tinyBLAS takes only K % 8 == 0 and weight rows % 4 == 0; otherwise llama.cpp uses vec_dot for every row.
+  if (llamaFloatPath(w, {}) && (w.cols % 8 !== 0 || w.rows % 4 !== 0)) return 1;
+  return places === 'alone' ? 1 : places === undefined || places === 'batch' ? 2 : 0;
 }
 
 export interface MatmulPlan {
@@ -181,6 +190,9 @@ export interface MatmulPlan {
 
 /** Which kernel, defines and grid a matmul of m rows uses (GEMV up to GEMV_MAX_ROWS rows). */
 export function planMatmul(rt: GpuRuntime, w: GpuWeight, m: number, opts: MatmulOptions = {}): MatmulPlan {
+  if (kQuantIntegerPath(w, opts) && !opts.path) {
+    return { kernel: { shader: 'matmul_qk', entryPoint: 'rows_qk', defines: { WTYPE: wgslWeightType(w) } }, groups: [Math.ceil(w.rows / 64), m] };
+  }
   if (llamaFloatPath(w, opts) && !opts.path) {
     return { kernel: { shader: 'matmul', entryPoint: 'rows_llama', defines: FLOAT_ROW_DEFINES(w) }, groups: [Math.ceil(w.rows / 64), m] };
   }
@@ -241,28 +253,31 @@ export function matmulShared(rt: GpuRuntime, x: Binding, m: number, targets: Mat
     checkBinding(x, m * w.cols * 4, 'x', w.name);
     checkBinding(y, m * w.rows * 4, 'y', w.name);
   }
-  // What the scratch holds: x rounded onto a grid (f32), or Q8_0 int8 blocks ('q8_0 int').
-  let rounded: ActivationGrid | 'q8_0 int' | null = null;
+  // What the scratch holds: x rounded onto a grid (f32), or Q8_0 / Q8_K int8 blocks.
+  let rounded: ActivationGrid | 'q8_0 int' | 'q8_k int' | null = null;
   let scratch: GPUBuffer | null = null;
   targets.forEach(({ w, y, accumulate }, i) => {
-    const int = integerPath(w, opts);
-    const grid = opts.activations === 'exact' ? null : int ? 'q8_0 int' : activationGrid(w.type);
+    const grid = opts.activations === 'exact' ? null
+      : integerPath(w, opts) ? 'q8_0 int'
+      : kQuantIntegerPath(w, opts) && !opts.path ? 'q8_k int'
+      : activationGrid(w.type);
     if (grid && grid !== rounded) {
       scratch = activationScratch(rt, m * k * 4);
       if (grid === 'q8_0 int') quantizeActivationsQ8_0(rt, x, scratch, m * k);
+      else if (grid === 'q8_k int') quantizeActivationsQ8K(rt, x, scratch, m * k);
       else roundActivations(rt, grid, x, scratch, m * k);
       rounded = grid;
     }
     const { kernel, groups } = planMatmul(rt, w, m, opts);
     const xIn = grid ? scratch! : x;
     const bindings = [w.buffer, xIn, y];
-    let order = 0;
-    if (kernel.entryPoint === 'rows_llama') {
-      order = rowOrderMode(w, m, opts.rowOrder);
-      // rowOrder is read only in mode 0; otherwise any read-only buffer fills the binding.
-      bindings.push(order === 0 ? (opts.rowOrder as Binding) : xIn);
+    let places = 0;
+    if (kernel.entryPoint === 'rows_llama' || kernel.entryPoint === 'rows_qk') {
+      places = placesMode(w, opts.rowPlaces);
+      // rowPlaces is read only in mode 0; otherwise any read-only buffer fills the binding.
+      bindings.push(places === 0 ? (opts.rowPlaces as Binding) : xIn);
     }
-    const params = new Uint32Array([m, w.rows, w.cols / 4, words[i], accumulate ? 1 : 0, order, 0, 0]);
+    const params = new Uint32Array([m, w.rows, w.cols / 4, words[i], accumulate ? 1 : 0, places, 0, 0]);
     rt.dispatch(kernel, params, bindings, groups);
   });
 }
@@ -287,6 +302,19 @@ export function roundActivations(rt: GpuRuntime, grid: ActivationGrid, x: Bindin
   const units = count / unit;
   if (units === 0) return;
   rt.dispatch({ shader: 'quantize_act', entryPoint: ROUNDING_ENTRY[grid], defines: {} }, new Uint32Array([units, 0, 0, 0]), [x, out], grid2d(Math.ceil(units / 64)));
+}
+
+/**
+ * Records out = x quantized to Q8_K int8 blocks in the quantize_act.wgsl quant_q8_k layout (81
+ * words per 256 elements: f32 d, 64 words of packed quants, 16 bsums). count: whole blocks of 256.
+ */
+export function quantizeActivationsQ8K(rt: GpuRuntime, x: Binding, out: Binding, count: number): void {
+  if (count % 256 !== 0) throw new Error(`activation quantization (q8_k): ${count} elements are not whole blocks of 256`);
+  checkBinding(x, count * 4, 'x', 'activation quantization (q8_k)');
+  checkBinding(out, (count / 256) * 81 * 4, 'output', 'activation quantization (q8_k)');
+  const units = count / 256;
+  if (units === 0) return;
+  rt.dispatch({ shader: 'quantize_act', entryPoint: 'quant_q8_k', defines: {} }, new Uint32Array([units, 0, 0, 0]), [x, out], grid2d(Math.ceil(units / 64)));
 }
 
 /** u32 words of Q8_0 int8 activation blocks (quantize_act.wgsl quant_q8_0) for `count` elements. */
