@@ -27,32 +27,18 @@ function argmax(p: Float32Array): number {
 }
 
 /**
- * Largest top-5 probability difference allowed. Our F32 math matches an exact CPU reference to
- * 1e-6 (reference-forward.test.ts). llama.cpp's CPU flash attention rounds Q and its output
- * accumulator to f16 after every key, which moves it up to 4.4e-3 from exact math on these
- * models; the forward pass reproduces that ('llama.cpp' numerics) and then lands within 3.2e-4
- * (tolstoy-f32) to 2.1e-3 (spm-f16) of llama.cpp. What remains is the rounding noise floor: a
- * 1e-7 relative change of the scores moves llama.cpp's own output by up to 5e-4 on spm.
- * Quantized types differ more (see requiredAgreement).
+ * Largest top-5 probability difference allowed. The forward pass computes what llama.cpp's x86
+ * CPU build computes, bit for bit (tools/llamacpp-dump compares every tensor), so our
+ * probabilities equal those of node-llama-cpp 3.22.1 run on this machine. The goldens were made
+ * on another machine whose llama.cpp differs from that one by up to 5.2e-4 (spm-f32), 1.35e-3
+ * (spm-f16) and 1.65e-2 (tolstoy-q8_0, quantized): the CPU variant node-llama-cpp loads depends on
+ * the CPU. These bounds sit just above that measured floor; F16 exceeds the 1e-3 asked for by the
+ * same margin llama.cpp itself does.
  */
 function tolerance(file: string): number {
-  return isExactType(file) ? 3e-3 : 5e-2;
-}
-
-/**
- * Exact types (F32, F16) must agree up to llama.cpp's near tie in every case. Quantized types
- * must in at least two thirds of the cases. Their activations are quantized to int8 blocks and
- * summed exactly per block as llama.cpp does (Q8_0/Q4_0), yet about one case in four still
- * diverges early; the remaining cause is not found (candidates: the accumulation order of the
- * repacked Q4_0 8x8 or tinyBLAS kernels llama.cpp picks on the machine that made the goldens,
- * Q8_K integer sums for Q4_K/Q6_K, roundings in non-matmul ops).
- */
-function requiredAgreement(file: string, cases: number): number {
-  return isExactType(file) ? cases : Math.ceil((2 * cases) / 3);
-}
-
-function isExactType(file: string): boolean {
-  return /f32|f16|tiny-random/.test(file);
+  if (/f32|tiny-random/.test(file)) return 1e-3;
+  if (/f16/.test(file)) return 1.5e-3;
+  return 2e-2;
 }
 
 const report: string[] = ['model | case | greedy match | llama.cpp near tie | all 32 | max |Δp| top-5'];
@@ -88,11 +74,10 @@ describe.each(GOLDEN_MODELS)('%s against llama.cpp', (file) => {
       if (matched < tie) failures.push(`case ${i} ${JSON.stringify(c.prompt.slice(0, 24))}: diverged at ${matched}, llama.cpp near tie at ${tie}`);
       report.push(`${file} | ${i} | ${matched}/${N} | ${tie} | ${matched === N ? 'yes' : 'no'} | ${worst.toExponential(2)}`);
     }
-    const agreeing = g.cases.length - failures.length;
-    expect(agreeing, `${file}: cases agreeing up to llama.cpp's near tie; failures: ${failures.join('; ')}`)
-      .toBeGreaterThanOrEqual(requiredAgreement(file, g.cases.length));
+    // Cases without a near tie in llama.cpp's run must therefore match all 32 tokens.
+    expect(failures, `${file}: cases diverging before llama.cpp's near tie`).toEqual([]);
     expect(worstModel, `${file}: largest top-5 probability difference`).toBeLessThan(tolerance(file));
-    expect(fullMatches, `${file}: cases with all ${N} tokens identical`).toBeGreaterThanOrEqual(Math.ceil(g.cases.length / 2));
+    report.push(`${file}: ${fullMatches}/${g.cases.length} cases with all ${N} tokens identical, largest |Δp| ${worstModel.toExponential(2)}`);
   });
 
   it.runIf(FREE_RUNNING.has(file))('generates the same greedy tokens free-running, all cases batched', async () => {
@@ -101,6 +86,6 @@ describe.each(GOLDEN_MODELS)('%s against llama.cpp', (file) => {
       const tie = firstNearTie(c);
       return outputs[i].slice(0, tie).every((t, j) => t === c.greedy_tokens[j]);
     }).length;
-    expect(agreeing, `${file}: free-running cases agreeing up to the near tie`).toBeGreaterThanOrEqual(requiredAgreement(file, g.cases.length));
+    expect(agreeing, `${file}: free-running cases agreeing up to the near tie`).toBe(g.cases.length);
   });
 });
