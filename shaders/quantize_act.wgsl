@@ -134,6 +134,25 @@ fn quant_q8_0(
   }
 }
 
+/** (iscale, d) of Q8_K block b (64 vec4s of X): max = first x of largest |x|, iscale = -127 / max, d = 1 / iscale. */
+fn q8_k_scales(b: u32) -> vec2<f32> {
+  var amax = 0.0;
+  var mx = 0.0;
+  for (var i = 0u; i < 64u; i++) {
+    let v = X[b * 64u + i];
+    for (var c = 0u; c < 4u; c++) {
+      let a = abs(v[c]);
+      if (a > amax) {
+        amax = a;
+        mx = v[c];
+      }
+    }
+  }
+  if (amax == 0.0) { return vec2<f32>(0.0); }
+  let s = div_rn(127.0, amax);
+  return vec2<f32>(select(s, -s, mx > 0.0), select(1.0, -1.0, mx > 0.0) * div_rn(1.0, s));
+}
+
 @compute @workgroup_size(64)
 fn round_q8_k(
   @builtin(workgroup_id) wid: vec3<u32>,
@@ -145,25 +164,9 @@ fn round_q8_k(
     return;
   }
   let base = b * 64u;
-  var amax = 0.0;
-  var mx = 0.0;
-  for (var i = 0u; i < 64u; i++) {
-    let v = X[base + i];
-    for (var c = 0u; c < 4u; c++) {
-      let a = abs(v[c]);
-      if (a > amax) {
-        amax = a;
-        mx = v[c];
-      }
-    }
-  }
-  var iscale = 0.0;
-  var d = 0.0;
-  if (amax != 0.0) {
-    let s = div_rn(127.0, amax);
-    iscale = select(s, -s, mx > 0.0);   // -127 / max
-    d = select(1.0, -1.0, mx > 0.0) * div_rn(1.0, s);  // 1 / iscale
-  }
+  let scales = q8_k_scales(b);
+  let iscale = scales.x;
+  let d = scales.y;
   for (var i = 0u; i < 64u; i++) {
     XR[base + i] = min(round(X[base + i] * iscale), vec4<f32>(127.0)) * d;
   }
@@ -206,25 +209,9 @@ fn quant_q8_k(
     return;
   }
   let base = b * 64u;
-  var amax = 0.0;
-  var mx = 0.0;
-  for (var i = 0u; i < 64u; i++) {
-    let v = X[base + i];
-    for (var c = 0u; c < 4u; c++) {
-      let a = abs(v[c]);
-      if (a > amax) {
-        amax = a;
-        mx = v[c];
-      }
-    }
-  }
-  var iscale = 0.0;
-  var d = 0.0;
-  if (amax != 0.0) {
-    let s = div_rn(127.0, amax);
-    iscale = select(s, -s, mx > 0.0);
-    d = select(1.0, -1.0, mx > 0.0) * div_rn(1.0, s);
-  }
+  let scales = q8_k_scales(b);
+  let iscale = scales.x;
+  let d = scales.y;
   let out = b * 81u;
   XQ[out] = bitcast<u32>(d);
   for (var g = 0u; g < 16u; g++) {
