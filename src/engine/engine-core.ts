@@ -62,6 +62,11 @@ export interface EngineCoreOptions {
   maxRunningSeqs?: number;
   /** Context length (default and maximum: the model's). */
   contextLength?: number;
+  /**
+   * 'llama.cpp' (default): every op computes what llama.cpp's CPU build computes, bit for bit, so
+   * outputs match it token for token (docs/DESIGN.md, Numerics); costs arithmetic. 'exact': plain
+   * f32 math and the fastest kernels.
+   */
   numerics?: Numerics;
 }
 

@@ -25,7 +25,16 @@ const INV_PIO4 = [
   0xa2, 0xa2f9, 0xa2f983, 0xa2f9836e, 0xf9836e4e, 0x836e4e44, 0x6e4e4415, 0x4e441529,
   0x441529fc, 0x1529fc27, 0x29fc2757, 0xfc2757d1, 0x2757d1f5, 0x57d1f534, 0xd1f534dd, 0xf534ddc0,
   0x34ddc0db, 0xddc0db62, 0xc0db6295, 0xdb629599, 0x6295993c, 0x95993c43, 0x993c4390, 0x3c439041,
-].map(BigInt);
+];
+const TWO_32 = 2 ** 32;
+
+/** The 64-bit product of two u32 as [high word, low word], exact (16-bit limbs). */
+function mul32(a: number, b: number): [number, number] {
+  const aLo = a & 0xffff, aHi = a >>> 16, bLo = b & 0xffff, bHi = b >>> 16;
+  const t = aLo * bLo;
+  const m = aHi * bLo + aLo * bHi + Math.floor(t / 65536);
+  return [aHi * bHi + Math.floor(m / 65536), (m % 65536) * 65536 + (t % 65536)];
+}
 
 const word = new Float32Array(1);
 const wordBits = new Uint32Array(word.buffer);
@@ -57,18 +66,19 @@ function reduceFast(x: number): { r: number; n: number } {
   return { r: (x - n * HPI_HI) - n * HPI_LO, n };
 }
 
+/** reduce_large: the exact 2.62 fixed-point product of x and 4/pi, in u32 words. */
 function reduceLarge(xi: number): { r: number; n: number } {
   const at = (xi >>> 26) & 15;
-  const shift = BigInt((xi >>> 23) & 7);
-  const m = (BigInt((xi & 0xffffff) | 0x800000) << shift) & 0xffffffffn;
-  const mask64 = (1n << 64n) - 1n;
-  const res0 = (m * INV_PIO4[at]) & 0xffffffffn;
-  const res1 = m * INV_PIO4[at + 4];
-  const res2 = m * INV_PIO4[at + 8];
-  let acc = (((res2 >> 32n) | (res0 << 32n)) + res1) & mask64;
-  const n = (acc + (1n << 61n)) >> 62n;
-  acc = (acc - (n << 62n)) & mask64;
-  return { r: Number(BigInt.asIntN(64, acc)) * PI64, n: Number(n) };
+  const m = (((xi & 0xffffff) | 0x800000) << ((xi >>> 23) & 7)) >>> 0;
+  const res0 = Math.imul(m, INV_PIO4[at]) >>> 0;
+  const [hi1, lo1] = mul32(m, INV_PIO4[at + 4]);
+  const [hi2] = mul32(m, INV_PIO4[at + 8]);
+  // acc = ((res2 >> 32) | (res0 << 32)) + res1, modulo 2^64
+  const lo = hi2 + lo1;
+  let hi = (res0 + hi1 + (lo >= TWO_32 ? 1 : 0)) >>> 0;
+  const n = ((hi + 0x20000000) >>> 0) >>> 30;  // (acc + 2^61) >> 62
+  hi = (hi - n * 0x40000000) >>> 0;  // acc -= n << 62
+  return { r: ((hi | 0) * TWO_32 + (lo % TWO_32)) * PI64, n };
 }
 
 function sinCosf(y: number, cos: boolean): number {
