@@ -3,7 +3,8 @@
 //   div_rn    a / b (WGSL '/' may be off by 2.5 ULP)
 //   f16_grid  x rounded to f16, ties to even (WGSL leaves f32 -> f16 rounding open)
 //   fma4      a * b + c rounded once (WGSL's fma() may round twice; SwiftShader's does), as
-//             _mm256_fmadd_ps and compiler-contracted a * b + c in llama.cpp's x86 build
+//             _mm256_fmadd_ps and compiler-contracted a * b + c in llama.cpp's x86 build; the
+//             hardware fma() itself where the runtime found it fused (define FUSED_FMA)
 //   sqrt_rn   sqrt(a) (WGSL's sqrt() may be off by 2.5 ULP)
 //   exp_rn    e^x rounded to nearest in all but ~2^-16 of cases (WGSL's exp() has no bound; glibc's
 //             expf, which llama.cpp calls, is correctly rounded in all but ~0.06%)
@@ -127,8 +128,11 @@ fn sum3_rn4(c: vec4<f32>, p: vec4<f32>, pe: vec4<f32>) -> vec4<f32> {
   return th + bitcast<vec4<f32>>(select(bits, odd, inexactEven));
 }
 
+const FUSED_FMA: bool = {{FUSED_FMA}};
+
 /** a * b + c rounded once, per component. */
 fn fma4(a: vec4<f32>, b: vec4<f32>, c: vec4<f32>) -> vec4<f32> {
+  if (FUSED_FMA) { return fma(a, b, c); }
   let pr = two_prod4(a, b);
   return sum3_rn4(c, pr[0], pr[1]);
 }

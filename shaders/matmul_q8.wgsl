@@ -67,6 +67,7 @@ fn lane_sums(w: array<u32, 8>, x: array<u32, 8>) -> array<vec4<i32>, 2> {
  * bytes: every partial product is exact), then summed with c rounding once (exact.wgsl).
  */
 fn fma_exact(d: f32, s: vec4<i32>, c: vec4<f32>) -> vec4<f32> {
+  if (FUSED_FMA) { return fma(vec4<f32>(d), vec4<f32>(s), c); }
   // |s| is split (a split of s itself is unbalanced for negative s and loses Dekker's exactness).
   let a = abs(s);
   let sg = vec4<f32>(sign(s));

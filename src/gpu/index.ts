@@ -5,3 +5,4 @@ export { PipelineCache, type PipelineKey } from './pipelines.js';
 export { composeShader, shaderSource, type ShaderDefines } from './shaders.js';
 export { GpuRuntime, type Binding } from './runtime.js';
 export type { KernelTime } from './profiler.js';
+export type { Arithmetic } from './arithmetic.js';

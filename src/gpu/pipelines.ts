@@ -11,10 +11,13 @@ export class PipelineCache {
   private readonly modules = new Map<string, GPUShaderModule>();
   private readonly pipelines = new Map<string, GPUComputePipeline>();
 
+  /** Defines every shader gets (a key's own defines override them). */
+  readonly globals: ShaderDefines = {};
+
   constructor(private readonly device: GPUDevice) {}
 
   get(key: PipelineKey): GPUComputePipeline {
-    const defines = key.defines ?? {};
+    const defines = { ...this.globals, ...key.defines };
     const id = `${key.shader}|${key.entryPoint}|${JSON.stringify(defines)}`;
     let pipeline = this.pipelines.get(id);
     if (!pipeline) {

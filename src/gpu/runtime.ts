@@ -6,6 +6,7 @@
 // order the kernel wrapper passes them.
 import { BufferManager, BufferUsage } from './buffers.js';
 import { assertDeviceAlive, GpuOutOfMemoryError, requestGpuDevice, type DeviceOptions, type GpuDevice } from './device.js';
+import { probeArithmetic, type Arithmetic } from './arithmetic.js';
 import { PipelineCache, type PipelineKey } from './pipelines.js';
 import { Profiler } from './profiler.js';
 
@@ -60,6 +61,8 @@ export class GpuRuntime {
    * 8-thread one). Defaults to the adapter's kind; tests flip it to cover the GPU shapes.
    */
   softwareShapes: boolean;
+  /** The device's fma() and a * b + c rounding (arithmetic.ts); known after create(). */
+  arithmetic: Arithmetic = { fusedFma: false, contractsMulAdd: false };
 
   constructor(readonly gpu: GpuDevice) {
     this.softwareShapes = gpu.adapter.isSoftware;
@@ -67,6 +70,7 @@ export class GpuRuntime {
     this.pipelines = new PipelineCache(gpu.device);
     this.uniforms = new UniformArena(this.buffers);
     this.profiler = new Profiler(gpu, this.buffers);
+    this.pipelines.globals.FUSED_FMA = 'false';
   }
 
   /**
@@ -90,7 +94,14 @@ export class GpuRuntime {
   }
 
   static async create(options?: DeviceOptions): Promise<GpuRuntime> {
-    return new GpuRuntime(await requestGpuDevice(options));
+    const rt = new GpuRuntime(await requestGpuDevice(options));
+    rt.arithmetic = await probeArithmetic(rt);
+    // The exact kernels take the hardware's fma when it rounds once (shaders/exact.wgsl fma4).
+    rt.pipelines.globals.FUSED_FMA = String(rt.arithmetic.fusedFma);
+    if (rt.arithmetic.contractsMulAdd) {
+      options?.log?.('wgserve: this GPU compiler fuses a * b + c; numerics \'llama.cpp\' may differ from llama.cpp in last bits');
+    }
+    return rt;
   }
 
   get device(): GPUDevice {

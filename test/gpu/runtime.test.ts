@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { getRuntime } from '../helpers/gpu.js';
+import { getRuntime, rng } from '../helpers/gpu.js';
 
 describe('gpu runtime', () => {
   it('creates a device and runs the copy kernel through one submission', async () => {
@@ -19,6 +19,30 @@ describe('gpu runtime', () => {
     const rt = await getRuntime();
     await rt.pipelines.check({ shader: 'util', entryPoint: 'copy_vec4' });
     await expect(rt.pipelines.check({ shader: 'util', entryPoint: 'no_such_entry' })).rejects.toThrow(/util\.wgsl \(no_such_entry\)/);
+  });
+});
+
+describe('device arithmetic', () => {
+  it('knows whether fma() rounds once: the exact kernels\' emulated fma equals it on every triple only if so', async () => {
+    const rt = await getRuntime();
+    const { fmaF32 } = await import('../../src/model/kernels/matmul.reference.js');
+    const n = 4096;
+    const r = rng(77);
+    const triples = Float32Array.from({ length: 3 * n }, () => (r() * 2 - 1) * 2 ** Math.floor(r() * 8 - 4));
+    const io = rt.buffers.createWith('io', Float32Array.from([...triples, ...new Float32Array(2 * n)]));
+    // FUSED_FMA 'false' forces the emulation, whatever the device.
+    rt.dispatch({ shader: 'probe', entryPoint: 'compare_fma', defines: { FUSED_FMA: 'false' } }, null, [io], [n / 64]);
+    await rt.sync();
+    const out = await rt.buffers.readF32(io, 12 * n, 2 * n);
+    let emulatedExact = 0;
+    let builtinDiffers = 0;
+    for (let i = 0; i < n; i++) {
+      const want = fmaF32(triples[3 * i], triples[3 * i + 1], triples[3 * i + 2]);
+      if (out[2 * i] === want) emulatedExact++;
+      if (out[2 * i + 1] !== out[2 * i]) builtinDiffers++;
+    }
+    expect(emulatedExact).toBe(n);
+    expect(builtinDiffers === 0).toBe(rt.arithmetic.fusedFma);
   });
 });
 
