@@ -4,7 +4,7 @@ import type { Batch } from '../batch.js';
 import { roundToF16 } from './common.js';
 import { kvValueIndex, type KvLayout } from './kv.js';
 import { ggmlExpf } from './elementwise.reference.js';
-import { fmaF32 } from './matmul.reference.js';
+import { fmaF32, ggmlVecDot } from './matmul.reference.js';
 
 export interface AttentionReferenceArgs {
   layout: KvLayout;
@@ -19,20 +19,6 @@ export interface AttentionReferenceArgs {
 
 const f32 = Math.fround;
 
-/** ggml_vec_dot_f16's order on x86 AVX2 (see score_f16 in attention.wgsl); products of f16 values are exact in f32. */
-function dotF16(q: number[], key: (d: number) => number, headDim: number): number {
-  const lanes = new Float32Array(32);
-  const whole = headDim - (headDim % 32);
-  for (let c = 0; c < whole; c += 32) for (let i = 0; i < 32; i++) lanes[i] = f32(lanes[i] + q[c + i] * key(c + i));
-  const v = Array.from({ length: 8 }, (_, l) => f32(f32(lanes[l] + lanes[16 + l]) + f32(lanes[8 + l] + lanes[24 + l])));
-  const t = [0, 1, 2, 3].map((i) => f32(v[i] + v[4 + i]));
-  let sum = f32(f32(t[0] + t[1]) + f32(t[2] + t[3]));
-  let tail = 0;
-  for (let d = whole; d < headDim; d++) tail += q[d] * key(d);
-  sum = f32(sum + tail);
-  return sum;
-}
-
 /**
  * llama.cpp's ggml_compute_forward_flash_attn_ext_f16_one_chunk for one query row with an f16
  * KV cache, in its f32 arithmetic (x86 AVX2 build): keys in order, f16 accumulators, fused
@@ -45,7 +31,7 @@ function attendF16(q: Float32Array, key: (j: number, d: number) => number, value
   let max = -Infinity;
   let sum = 0;
   for (let j = 0; j < keys; j++) {
-    const s = f32(dotF16(qh, (d) => key(j, d), headDim) * scale);
+    const s = f32(ggmlVecDot(qh, Array.from({ length: headDim }, (_, d) => key(j, d))) * scale);
     let ms = 1;
     let vs = 1;
     if (s > max) {

@@ -140,8 +140,8 @@ export function matmulQKRef(w: CpuWeight, x: Float32Array, m: number, init?: Flo
   return y;
 }
 
-/** ggml_vec_dot_f32 / ggml_vec_dot_f16 (x86 AVX2) of two rows: see matmul.wgsl rows_llama. */
-function dotSingleRowOrder(x: Float32Array, w: Float32Array): number {
+/** ggml_vec_dot_f32 / ggml_vec_dot_f16 (x86 AVX2) of two rows: see matmul.wgsl rows_llama (and attention.wgsl score_f16). */
+export function ggmlVecDot(x: ArrayLike<number>, w: ArrayLike<number>): number {
   const acc = new Float32Array(32);
   const whole = x.length - (x.length % 32);
   for (let c = 0; c < whole; c += 32) for (let i = 0; i < 32; i++) acc[i] = fmaF32(x[c + i], w[c + i], acc[i]);
@@ -175,7 +175,7 @@ export function matmulFloatLlamaRef(w: CpuWeight, x: Float32Array, m: number, si
     const xrow = xr.subarray(r * w.cols, (r + 1) * w.cols);
     for (let n = 0; n < w.rows; n++) {
       const wrow = wf.subarray(n * w.cols, (n + 1) * w.cols);
-      const v = singleRow(r) || !gemmOk ? dotSingleRowOrder(xrow, wrow) : dotGemmOrder(xrow, wrow);
+      const v = singleRow(r) || !gemmOk ? ggmlVecDot(xrow, wrow) : dotGemmOrder(xrow, wrow);
       y[r * w.rows + n] = init ? f32(init[r * w.rows + n] + v) : v;
     }
   }
