@@ -54,10 +54,6 @@ export function validateBatch(b: Batch, pageSize: number): void {
 }
 
 /**
- * GPU copies of a batch's index arrays, in buffers sized for the largest batch and reused
- * every step (grown, never shrunk, when a larger batch arrives).
- */
-/**
  * Per token, (its index among its sequence's new tokens, their count): where the token would sit
  * in a llama.cpp batch of that sequence alone. The matmuls that reproduce llama.cpp's order pick
  * its single-token or prompt kernel from it (matmul.wgsl rows_llama, matmul_qk.wgsl).
@@ -71,6 +67,10 @@ export function rowPlaces(b: Batch): Uint32Array {
   return out;
 }
 
+/**
+ * GPU copies of a batch's index arrays, in buffers sized for the largest batch and reused
+ * every step (grown, never shrunk, when a larger batch arrives).
+ */
 export class BatchBuffers {
   tokenIds!: GPUBuffer;
   positions!: GPUBuffer;

@@ -160,7 +160,10 @@ function repacked(w: Pick<GpuWeight, 'type' | 'rows'>): string {
   return String(w.type === GgmlType.Q4_0 && w.rows % 8 === 0);
 }
 
-const FLOAT_ROW_DEFINES = (w: GpuWeight) => ({ WTYPE: wgslWeightType(w), ROWS: 1, SPLIT: 1, GEMV_THREADS: 64, GEMV_COLS: 2 });
+/** Defines of the kernels that do not use the GEMV layout (GEMM, rows_llama): one x row, no split. */
+function flatDefines(w: GpuWeight): Record<string, string | number> {
+  return { WTYPE: wgslWeightType(w), ROWS: 1, SPLIT: 1, GEMV_THREADS: 64, GEMV_COLS: 2 };
+}
 
 /**
  * K-quant weights whose llama.cpp-numerics matmul is the integer one (matmul_qk.wgsl): Q6_K, and
@@ -194,15 +197,15 @@ export function planMatmul(rt: GpuRuntime, w: GpuWeight, m: number, opts: Matmul
     return { kernel: { shader: 'matmul_qk', entryPoint: 'rows_qk', defines: { WTYPE: wgslWeightType(w) } }, groups: [Math.ceil(w.rows / 64), m] };
   }
   if (llamaFloatPath(w, opts) && !opts.path) {
-    return { kernel: { shader: 'matmul', entryPoint: 'rows_llama', defines: FLOAT_ROW_DEFINES(w) }, groups: [Math.ceil(w.rows / 64), m] };
+    return { kernel: { shader: 'matmul', entryPoint: 'rows_llama', defines: flatDefines(w) }, groups: [Math.ceil(w.rows / 64), m] };
   }
   const gemv = (opts.path ?? (m <= GEMV_MAX_ROWS ? 'gemv' : 'gemm')) === 'gemv';
   const int = integerPath(w, opts);
   if (!gemv) {
     return {
       kernel: int
-        ? { shader: 'matmul_q8', entryPoint: 'gemm_q8', defines: { WTYPE: wgslWeightType(w), ROWS: 1, SPLIT: 1, GEMV_THREADS: 64, GEMV_COLS: 2, REPACK: repacked(w) } }
-        : { shader: 'matmul', entryPoint: 'gemm', defines: { WTYPE: wgslWeightType(w), ROWS: 1, SPLIT: 1, GEMV_THREADS: 64, GEMV_COLS: 2 } },
+        ? { shader: 'matmul_q8', entryPoint: 'gemm_q8', defines: { ...flatDefines(w), REPACK: repacked(w) } }
+        : { shader: 'matmul', entryPoint: 'gemm', defines: flatDefines(w) },
       groups: [Math.ceil(w.rows / GEMM_TILE), Math.ceil(m / GEMM_TILE)],
     };
   }
@@ -257,9 +260,11 @@ export function matmulShared(rt: GpuRuntime, x: Binding, m: number, targets: Mat
   let rounded: ActivationGrid | 'q8_0 int' | 'q8_k int' | null = null;
   let scratch: GPUBuffer | null = null;
   targets.forEach(({ w, y, accumulate }, i) => {
+    const { kernel, groups } = planMatmul(rt, w, m, opts);
+    // The integer kernels read int8 blocks; the others x rounded onto the weight's grid.
     const grid = opts.activations === 'exact' ? null
-      : integerPath(w, opts) ? 'q8_0 int'
-      : kQuantIntegerPath(w, opts) && !opts.path ? 'q8_k int'
+      : kernel.shader === 'matmul_q8' ? 'q8_0 int'
+      : kernel.shader === 'matmul_qk' ? 'q8_k int'
       : activationGrid(w.type);
     if (grid && grid !== rounded) {
       scratch = activationScratch(rt, m * k * 4);
@@ -268,7 +273,6 @@ export function matmulShared(rt: GpuRuntime, x: Binding, m: number, targets: Mat
       else roundActivations(rt, grid, x, scratch, m * k);
       rounded = grid;
     }
-    const { kernel, groups } = planMatmul(rt, w, m, opts);
     const xIn = grid ? scratch! : x;
     const bindings = [w.buffer, xIn, y];
     let places = 0;
