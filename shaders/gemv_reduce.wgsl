@@ -1,8 +1,15 @@
 // Shared by the GEMV kernels (matmul.wgsl, matmul_q8.wgsl): the thread layout, and the reduction
 // of each thread's partial sums into the outputs. The including shader defines
-// `fn store_y(m: u32, n: u32, v: f32)` and a `gemv_accumulate(n0, lane) -> GemvSums`.
-// Defines: ROWS (x rows held in registers, >= M), SPLIT (threads sharing a weight-row pair's K),
-// GEMV_THREADS (threads per workgroup, a multiple of SPLIT), GEMV_COLS (weight rows per thread group).
+// `fn store_y(m: u32, n: u32, v: f32)` and a `gemv_accumulate(n0, m0, lane) -> GemvSums`.
+// Defines: ROWS (x rows held in registers per row tile), SPLIT (threads sharing a weight-row
+// pair's K), GEMV_THREADS (threads per workgroup, a multiple of SPLIT), GEMV_COLS (weight rows per
+// thread group).
+//
+// Row tiles: workgroup z takes x rows m0 = z * ROWS .. m0 + ROWS - 1, so one kernel serves any M
+// (decode rows and prompt rows alike). Every output is reduced in one order that depends on K,
+// SPLIT and the weight only, never on M, ROWS or the tile: thread lane l sums vec4s (or blocks)
+// l, l + SPLIT, ... in order, then lanes are added in a fixed tree (stride SPLIT / 2 down to 1).
+// That is what makes a row's result independent of the rest of the batch (batch invariance).
 
 const GEMV_THREADS: u32 = {{GEMV_THREADS}}u;       // threads per workgroup (64 on a GPU, 8 on a CPU adapter)
 const GEMV_COLS: u32 = {{GEMV_COLS}}u;           // weight rows per thread group (2 on a GPU, 8 on a CPU adapter)
@@ -22,11 +29,16 @@ fn gemv_first_row(wid: vec3<u32>, nwg: vec3<u32>, tid: u32) -> u32 {
   return ((wid.y * nwg.x + wid.x) * GEMV_GROUPS + tid / SPLIT) * GEMV_COLS;
 }
 
+/** x row r of the tile at m0; rows past M repeat row M-1 (their sums are never stored). */
+fn gemv_x_row(m0: u32, r: u32) -> u32 {
+  return min(m0 + r, params.m - 1u);
+}
+
 /** Sums the SPLIT threads' partials of each output in workgroup memory and stores them. */
-fn gemv_finish(n0: u32, lane: u32, tid: u32, acc: GemvSums) {
+fn gemv_finish(n0: u32, m0: u32, lane: u32, tid: u32, acc: GemvSums) {
   if (SPLIT == 1u) {
     for (var s = 0u; s < GEMV_SUMS; s++) {
-      gemv_store(n0, s, acc[s / ROWS][s % ROWS]);
+      gemv_store(n0, m0, s, acc[s / ROWS][s % ROWS]);
     }
     return;
   }
@@ -43,13 +55,13 @@ fn gemv_finish(n0: u32, lane: u32, tid: u32, acc: GemvSums) {
   }
   workgroupBarrier();
   for (var s = lane; s < GEMV_SUMS; s += SPLIT) {
-    gemv_store(n0, s, partials[s * GEMV_THREADS + tid - lane]);
+    gemv_store(n0, m0, s, partials[s * GEMV_THREADS + tid - lane]);
   }
 }
 
-fn gemv_store(n0: u32, s: u32, v: f32) {
+fn gemv_store(n0: u32, m0: u32, s: u32, v: f32) {
   let n = n0 + s / ROWS;
-  let m = s % ROWS;
+  let m = m0 + s % ROWS;
   if (m < params.m && n < params.n) {
     store_y(m, n, v);
   }

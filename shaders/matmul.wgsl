@@ -1,26 +1,19 @@
 // Matmul against a GGUF weight dequantized in the kernel: y[m, n] (+)= sum_k x[m, k] * W[n, k].
 // Bindings: 0 uniform Params, 1 W: array<u32> (N rows of K elements of type {{WTYPE}} in the
 // dequant.wgsl GPU layout), 2 X: array<vec4<f32>> row-major [M, K / 4], 3 Y: array<f32> [M, N].
-// Defines: WTYPE (weight type), ROWS (gemv: x rows held in registers, >= M; 1 for gemm),
+// Defines: WTYPE (weight type), ROWS (gemv: x rows per row tile; 1 for gemm),
 // SPLIT (gemv: threads per weight-row pair, 1..64; 1 for gemm). K must be a multiple of 4.
 //
-// gemv (decode, small M): a group of SPLIT threads owns GEMV_COLS weight rows; each thread
-//   dequantizes a strided set of vec4s of them ONCE and applies each to all ROWS x rows, then
-//   the group sums its threads' partials in workgroup memory. Small K takes a small SPLIT (down to
-//   1: no reduction), large K 64. 2D grid: linear workgroup index y * nwg.x + x.
-//   shaders/matmul_subgroups.wgsl adds gemv_subgroups, the same with a subgroup reduction.
-// rows_llama (F32 / F16 weights with llama.cpp numerics): one thread per output (n = wid.x * 64 +
-//   tid, m = wid.y), summed in the order llama.cpp's x86 AVX2 build uses for that row: a row that
-//   is its sequence's only new token as ggml_vec_dot_f32/_f16 (4 accumulators of 8 lanes over
-//   32-element chunks, fused, reduced ((a0 + a2) + (a1 + a3)) then ((t0 + t1) + (t2 + t3)), dims
-//   past the last chunk added in double), other rows as tinyBLAS (8 lanes over 8-element chunks,
-//   fused, then ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7))). A row is alone when its
-//   sequence has one new token (matmul_io.wgsl row_place).
-//   Correct for any weight rows, but reads the weights once per row: an exactness path, not a
-//   fast one.
-// gemm (prefill, large M): 64x64 output tiles, K in steps of 32 through workgroup memory
-//   (x and dequantized W tiles stored k-major), each of 64 threads computing an 8x8 block.
-//   Grid: (ceil(N / 64), ceil(M / 64)).
+// gemv (the fast set's only float path, any M; the llama.cpp set's decode path): a group of SPLIT
+//   threads owns GEMV_COLS weight rows; each thread dequantizes a strided set of vec4s of them ONCE
+//   and applies each to all ROWS x rows of its row tile (acc += dot(x4, w4), in K order), then the
+//   group sums its threads' partials in a fixed tree (gemv_reduce.wgsl). Small K takes a small
+//   SPLIT (down to 1: no reduction), large K 64. Grid: (x, y) weight row groups folded as
+//   y * nwg.x + x, z row tiles. An output's order depends on K and SPLIT only: batch invariant.
+// gemm (llama.cpp set, large M of types without a llama.cpp-order kernel): 64x64 output tiles, K
+//   in steps of 32 through workgroup memory (x and dequantized W tiles stored k-major), each of 64
+//   threads computing an 8x8 block. Grid: (ceil(N / 64), ceil(M / 64)).
+// matmul_llama.wgsl has rows_llama, the llama.cpp set's F32 / F16 kernel.
 #include "dequant"
 
 #include "matmul_io"
@@ -33,59 +26,12 @@ fn load_w4(rowWord: u32, c4: u32) -> vec4<f32> {
   return dq4_{{WTYPE}}(rowWord + (c4 / VEC4_PER_BLOCK) * BLOCK_WORDS_{{WTYPE}}, c4 % VEC4_PER_BLOCK);
 }
 
-// ---------------------------------------------------------------------------------- rows_llama
-
-#include "exact"
-
-/** ggml_vec_dot_f32 / ggml_vec_dot_f16 order; vec4 i of a 32-element chunk holds lanes of accumulator i / 2. */
-fn dot_single_row_order(xBase: u32, rowWord: u32) -> f32 {
-  var acc: array<vec4<f32>, 8>;
-  let whole4 = params.k4 / 8u * 8u;
-  for (var c4 = 0u; c4 < whole4; c4 += 8u) {
-    for (var i = 0u; i < 8u; i++) { acc[i] = fma4(X[xBase + c4 + i], load_w4(rowWord, c4 + i), acc[i]); }
-  }
-  let lo = (acc[0] + acc[4]) + (acc[2] + acc[6]);
-  let hi = (acc[1] + acc[5]) + (acc[3] + acc[7]);
-  let t = lo + hi;
-  var s = vec2<f32>((t.x + t.y) + (t.z + t.w), 0.0);
-  for (var c4 = whole4; c4 < params.k4; c4++) {
-    let p = X[xBase + c4] * load_w4(rowWord, c4);  // f32 products, summed in double there
-    for (var i = 0u; i < 4u; i++) { s = ff_add(s, vec2<f32>(p[i], 0.0)); }
-  }
-  return s.x;
-}
-
-/** tinyBLAS order (K a multiple of 8): lanes 0-3 in lo, 4-7 in hi. */
-fn dot_gemm_order(xBase: u32, rowWord: u32) -> f32 {
-  var lo = vec4<f32>(0.0);
-  var hi = vec4<f32>(0.0);
-  for (var c4 = 0u; c4 < params.k4; c4 += 2u) {
-    lo = fma4(X[xBase + c4], load_w4(rowWord, c4), lo);
-    hi = fma4(X[xBase + c4 + 1u], load_w4(rowWord, c4 + 1u), hi);
-  }
-  let a = hi + lo;
-  return (a.x + a.z) + (a.y + a.w);
-}
-
-@compute @workgroup_size(64)
-fn rows_llama(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
-  let n = wid.x * 64u + tid;
-  let m = wid.y;
-  if (n >= params.n || m >= params.m) { return; }
-  let rowWord = n * params.wordsPerRow;
-  if (row_place(m).y == 1u) {
-    store_y(m, n, dot_single_row_order(m * params.k4, rowWord));
-  } else {
-    store_y(m, n, dot_gemm_order(m * params.k4, rowWord));
-  }
-}
-
 // ---------------------------------------------------------------------------------------- gemv
 
 #include "gemv_reduce"
 
 /** This thread's share (every SPLIT-th vec4 of K) of the sums of GEMV_COLS weight rows from n0. */
-fn gemv_accumulate(n0: u32, lane: u32) -> GemvSums {
+fn gemv_accumulate(n0: u32, m0: u32, lane: u32) -> GemvSums {
   var rowWord: array<u32, GEMV_COLS>;
   for (var c = 0u; c < GEMV_COLS; c++) {
     rowWord[c] = min(n0 + c, params.n - 1u) * params.wordsPerRow;
@@ -97,8 +43,7 @@ fn gemv_accumulate(n0: u32, lane: u32) -> GemvSums {
       w[c] = load_w4(rowWord[c], c4);
     }
     for (var r = 0u; r < ROWS; r++) {
-      // Rows past M (when M < ROWS) repeat row M-1; their sums are never stored.
-      let x = X[min(r, params.m - 1u) * params.k4 + c4];
+      let x = X[gemv_x_row(m0, r) * params.k4 + c4];
       for (var c = 0u; c < GEMV_COLS; c++) {
         acc[c][r] += dot(x, w[c]);
       }
@@ -115,7 +60,8 @@ fn gemv(
 ) {
   let lane = tid % SPLIT;
   let n0 = gemv_first_row(wid, nwg, tid);
-  gemv_finish(n0, lane, tid, gemv_accumulate(n0, lane));
+  let m0 = wid.z * ROWS;
+  gemv_finish(n0, m0, lane, tid, gemv_accumulate(n0, m0, lane));
 }
 
 

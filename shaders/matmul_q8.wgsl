@@ -90,7 +90,7 @@ fn hsum8(lo: vec4<f32>, hi: vec4<f32>) -> f32 {
 
 #include "gemv_reduce"
 
-fn gemv_accumulate(n0: u32, lane: u32) -> GemvSums {
+fn gemv_accumulate(n0: u32, m0: u32, lane: u32) -> GemvSums {
   let nb = params.k4 / 8u;
   var rowWord: array<u32, GEMV_COLS>;
   for (var c = 0u; c < GEMV_COLS; c++) {
@@ -109,8 +109,7 @@ fn gemv_accumulate(n0: u32, lane: u32) -> GemvSums {
       }
     }
     for (var r = 0u; r < ROWS; r++) {
-      // Rows past M (when M < ROWS) repeat row M-1; their sums are never stored.
-      let xb = (min(r, params.m - 1u) * nb + b) * XQ_BLOCK_WORDS;
+      let xb = (gemv_x_row(m0, r) * nb + b) * XQ_BLOCK_WORDS;
       let dx = bitcast<f32>(XQ[xb]);
       var x: array<u32, 8>;
       for (var j = 0u; j < 8u; j++) {
@@ -142,7 +141,8 @@ fn gemv_q8(
 ) {
   let lane = tid % SPLIT;
   let n0 = gemv_first_row(wid, nwg, tid);
-  gemv_finish(n0, lane, tid, gemv_accumulate(n0, lane));
+  let m0 = wid.z * ROWS;
+  gemv_finish(n0, m0, lane, tid, gemv_accumulate(n0, m0, lane));
 }
 
 // ---------------------------------------------------------------------------------------- gemm

@@ -24,13 +24,6 @@ export function batchSeqCount(b: Batch): number {
   return b.seqStarts.length - 1;
 }
 
-/** Per-token sequence index, derived from seqStarts (kernels over tokens need it). */
-export function tokenSeqIndex(b: Batch): Int32Array {
-  const out = new Int32Array(b.tokenIds.length);
-  for (let s = 0; s + 1 < b.seqStarts.length; s++) out.fill(s, b.seqStarts[s], b.seqStarts[s + 1]);
-  return out;
-}
-
 /** Checks the Batch invariants; the model calls it before any GPU work. */
 export function validateBatch(b: Batch, pageSize: number): void {
   const n = batchSeqCount(b);
@@ -54,34 +47,17 @@ export function validateBatch(b: Batch, pageSize: number): void {
 }
 
 /**
- * Per token, (its index among its sequence's new tokens, their count): where the token would sit
- * in a llama.cpp batch of that sequence alone. The matmuls that reproduce llama.cpp's order pick
- * its single-token or prompt kernel from it (matmul.wgsl rows_llama, matmul_qk.wgsl).
- */
-export function rowPlaces(b: Batch): Uint32Array {
-  const out = new Uint32Array(2 * b.tokenIds.length);
-  for (let s = 0; s + 1 < b.seqStarts.length; s++) {
-    const len = b.seqStarts[s + 1] - b.seqStarts[s];
-    for (let i = 0; i < len; i++) out.set([i, len], 2 * (b.seqStarts[s] + i));
-  }
-  return out;
-}
-
-/**
  * GPU copies of a batch's index arrays, in buffers sized for the largest batch and reused
  * every step (grown, never shrunk, when a larger batch arrives).
  */
 export class BatchBuffers {
   tokenIds!: GPUBuffer;
   positions!: GPUBuffer;
-  tokenSeq!: GPUBuffer;
   seqStarts!: GPUBuffer;
   contextLens!: GPUBuffer;
   blockTables!: GPUBuffer;
   slotMapping!: GPUBuffer;
   sampleRows!: GPUBuffer;
-  /** u32 pairs [tokens]: each token's index among its sequence's new tokens, and their count (rowPlaces). */
-  rowPlaces!: GPUBuffer;
   private capacity = { tokens: 0, seqs: 0, blocks: 0, samples: 0 };
 
   constructor(private readonly rt: GpuRuntime) {}
@@ -93,13 +69,11 @@ export class BatchBuffers {
     const w = (buf: GPUBuffer, data: Int32Array) => this.rt.buffers.write(buf, data);
     w(this.tokenIds, b.tokenIds);
     w(this.positions, b.positions);
-    w(this.tokenSeq, tokenSeqIndex(b));
     w(this.seqStarts, b.seqStarts);
     w(this.contextLens, b.contextLens);
     w(this.blockTables, b.blockTables);
     w(this.slotMapping, b.slotMapping);
     w(this.sampleRows, b.sampleRows);
-    this.rt.buffers.write(this.rowPlaces, rowPlaces(b));
   }
 
   destroy(): void {
@@ -107,8 +81,7 @@ export class BatchBuffers {
   }
 
   private all(): GPUBuffer[] {
-    return [this.tokenIds, this.positions, this.tokenSeq, this.seqStarts, this.contextLens, this.blockTables, this.slotMapping, this.sampleRows,
-      this.rowPlaces].filter(Boolean);
+    return [this.tokenIds, this.positions, this.seqStarts, this.contextLens, this.blockTables, this.slotMapping, this.sampleRows].filter(Boolean);
   }
 
   private release(buf: GPUBuffer): void {
@@ -128,12 +101,10 @@ export class BatchBuffers {
     const mk = (label: string, n: number) => this.rt.buffers.create(`batch.${label}`, n * 4);
     this.tokenIds = mk('tokenIds', c.tokens);
     this.positions = mk('positions', c.tokens);
-    this.tokenSeq = mk('tokenSeq', c.tokens);
     this.seqStarts = mk('seqStarts', c.seqs + 1);
     this.contextLens = mk('contextLens', c.seqs);
     this.blockTables = mk('blockTables', c.blocks);
     this.slotMapping = mk('slotMapping', c.tokens);
     this.sampleRows = mk('sampleRows', c.samples);
-    this.rowPlaces = mk('rowPlaces', 2 * c.tokens);
   }
 }

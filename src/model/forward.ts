@@ -2,13 +2,12 @@
 // submission, K/V written into paged cache buffers, logits only for the sample rows.
 import type { GpuRuntime } from '../gpu/index.js';
 import { BatchBuffers, validateBatch, type Batch } from './batch.js';
-import { attention } from './kernels/attention.js';
-import { gatherRows, swiglu } from './kernels/elementwise.js';
+import { createKernelSet, type KernelSet, type Numerics } from './kernel-set.js';
+import { AttentionWorkspace, attentionPartials, chunkKeysFor } from './kernels/attention.js';
+import { gatherRows } from './kernels/elementwise.js';
 import { embed } from './kernels/embedding.js';
-import { writeKv, type KvLayout } from './kernels/kv.js';
-import { matmul, matmulShared } from './kernels/matmul.js';
-import { rmsNorm } from './kernels/norm.js';
-import { rope } from './kernels/rope.js';
+import type { KvLayout } from './kernels/kv.js';
+import { reserveActivationScratch } from './kernels/matmul.js';
 import { RopeTable } from './rope-table.js';
 import {
   decodeLogprobs,
@@ -113,13 +112,7 @@ class Workspace implements SamplingBuffers {
   }
 }
 
-/**
- * 'llama.cpp' reproduces llama.cpp's CPU numerics: activations rounded onto the 8-bit grid of
- * quantized weights (f16 for F16 weights) before each matmul, and, with an f16 KV cache, its
- * flash attention's f16 query and output accumulator. Outputs then agree with llama.cpp token
- * for token far more often. 'exact' keeps f32 everywhere.
- */
-export type Numerics = 'llama.cpp' | 'exact';
+export type { Numerics } from './kernel-set.js';
 
 /**
  * Called while a pass is recorded, after each op, with the buffer holding its output
@@ -130,6 +123,10 @@ export type Numerics = 'llama.cpp' | 'exact';
 export type TensorInspector = (name: string, buffer: GPUBuffer, rows: number, cols: number) => void;
 
 export interface ForwardOptions {
+  /**
+   * The kernel set (model/kernel-set.ts): 'fast' (default; batch invariant) or 'llama.cpp'
+   * (llama.cpp's CPU arithmetic bit for bit, for parity tests).
+   */
   numerics?: Numerics;
   inspect?: TensorInspector;
 }
@@ -138,15 +135,23 @@ export class ForwardPass {
   private readonly batchBuffers: BatchBuffers;
   private readonly ws: Workspace;
   private readonly ropeTable: RopeTable;
-  readonly numerics: Numerics;
+  private readonly kernels: KernelSet;
+  private readonly attentionWs: AttentionWorkspace;
+  private readonly chunkKeys: number;
   private readonly inspect: TensorInspector;
 
   constructor(readonly model: Model, options: ForwardOptions = {}) {
-    this.numerics = options.numerics ?? 'llama.cpp';
     this.inspect = options.inspect ?? (() => {});
     this.batchBuffers = new BatchBuffers(model.rt);
     this.ws = new Workspace(model.rt, model);
     this.ropeTable = new RopeTable(model.rt, model.config, model.weights.ropeFreqFactors);
+    this.chunkKeys = chunkKeysFor(model.config.contextLength);
+    this.kernels = createKernelSet(model.rt, options.numerics ?? 'fast', this.chunkKeys);
+    this.attentionWs = new AttentionWorkspace(model.rt);
+  }
+
+  get numerics(): Numerics {
+    return this.kernels.numerics;
   }
 
   /**
@@ -159,17 +164,20 @@ export class ForwardPass {
     validateBatch(batch, kv.layout.pageSize);
     const tokens = batch.tokenIds.length;
     const samples = batch.sampleRows.length;
+    const seqs = batch.seqStarts.length - 1;
+    const maxContext = Math.max(...batch.contextLens);
+    // Every buffer the step needs is sized before the first dispatch is recorded, so a step is
+    // one submission (growing a buffer mid-recording would submit what is recorded so far).
     this.ws.ensure(tokens, samples);
+    reserveActivationScratch(rt, tokens * Math.max(c.embeddingDim, c.ffnDim) * 4);
+    this.attentionWs.reserve(attentionPartials(seqs, c.headCount, maxContext, this.chunkKeys), c.headDim);
+    const cosSin = this.ropeTable.cover(Math.max(...batch.positions));
     this.batchBuffers.upload(batch);
+    const k = this.kernels;
+    k.beginStep(batch);
     const b = this.batchBuffers;
     const ws = this.ws;
-    const maxContext = Math.max(...batch.contextLens);
-    const cosSin = this.ropeTable.cover(Math.max(...batch.positions));
-    const maxQueryLen = Math.max(...Array.from({ length: batch.seqStarts.length - 1 }, (_, s) => batch.seqStarts[s + 1] - batch.seqStarts[s]));
-
-    const activations = this.numerics === 'exact' ? 'exact' : 'llama.cpp';
-    const rowPlaces = b.rowPlaces;
-    const f16Accumulate = this.numerics === 'llama.cpp' && kv.layout.format === 'f16';
+    const maxQueryLen = Math.max(...Array.from({ length: seqs }, (_, s) => batch.seqStarts[s + 1] - batch.seqStarts[s]));
 
     const E = c.embeddingDim;
     const inspect = this.inspect;
@@ -177,19 +185,19 @@ export class ForwardPass {
     inspect('inp_embd', ws.x, tokens, E);
     for (let l = 0; l < c.layerCount; l++) {
       const lw = w.layers[l];
-      rmsNorm(rt, ws.x, lw.attnNorm.buffer, ws.normed, tokens, E, c.rmsEps);
+      k.rmsNorm(ws.x, lw.attnNorm.buffer, ws.normed, tokens, E, c.rmsEps);
       inspect(`attn_norm-${l}`, ws.normed, tokens, E);
-      matmulShared(rt, ws.normed, tokens, [{ w: lw.q, y: ws.q }, { w: lw.k, y: ws.k }, { w: lw.v, y: ws.v }], { activations, rowPlaces });
+      k.matmul(ws.normed, tokens, [{ w: lw.q, y: ws.q }, { w: lw.k, y: ws.k }, { w: lw.v, y: ws.v }]);
       inspect(`Qcur-${l}`, ws.q, tokens, c.headCount * c.headDim);
       inspect(`Kcur-${l}`, ws.k, tokens, c.kvHeadCount * c.headDim);
       inspect(`Vcur-${l}`, ws.v, tokens, c.kvHeadCount * c.headDim);
       const ropeArgs = { positions: b.positions, cosSin, tokens, headDim: c.headDim, ropeDim: c.ropeDim, mode: c.ropeMode };
-      rope(rt, { ...ropeArgs, x: ws.q, heads: c.headCount });
-      rope(rt, { ...ropeArgs, x: ws.k, heads: c.kvHeadCount });
+      k.rope({ ...ropeArgs, x: ws.q, heads: c.headCount });
+      k.rope({ ...ropeArgs, x: ws.k, heads: c.kvHeadCount });
       inspect(`Qrope-${l}`, ws.q, tokens, c.headCount * c.headDim);
       inspect(`Krope-${l}`, ws.k, tokens, c.kvHeadCount * c.headDim);
-      writeKv(rt, kv.layout, ws.k, ws.v, b.slotMapping, kv.keys[l], kv.values[l], tokens);
-      attention(rt, {
+      k.writeKv(kv.layout, ws.k, ws.v, b.slotMapping, kv.keys[l], kv.values[l], tokens);
+      k.attention({
         layout: kv.layout,
         q: ws.q,
         kCache: kv.keys[l],
@@ -198,30 +206,30 @@ export class ForwardPass {
         batch: b,
         maxBlocksPerSeq: batch.maxBlocksPerSeq,
         tokens,
-        seqs: batch.seqStarts.length - 1,
+        seqs,
         heads: c.headCount,
         maxContext,
         maxQueryLen,
-        f16Accumulate,
+        workspace: this.attentionWs,
       });
       inspect(`kqv_out-${l}`, ws.attn, tokens, c.headCount * c.headDim);
-      matmul(rt, lw.o, ws.attn, ws.x, tokens, { accumulate: true, activations, rowPlaces });
+      k.matmul(ws.attn, tokens, [{ w: lw.o, y: ws.x, accumulate: true }]);
       inspect(`ffn_inp-${l}`, ws.x, tokens, E);
-      rmsNorm(rt, ws.x, lw.ffnNorm.buffer, ws.normed, tokens, E, c.rmsEps);
+      k.rmsNorm(ws.x, lw.ffnNorm.buffer, ws.normed, tokens, E, c.rmsEps);
       inspect(`ffn_norm-${l}`, ws.normed, tokens, E);
-      matmulShared(rt, ws.normed, tokens, [{ w: lw.gate, y: ws.gate }, { w: lw.up, y: ws.up }], { activations, rowPlaces });
+      k.matmul(ws.normed, tokens, [{ w: lw.gate, y: ws.gate }, { w: lw.up, y: ws.up }]);
       inspect(`ffn_gate-${l}`, ws.gate, tokens, c.ffnDim);
       inspect(`ffn_up-${l}`, ws.up, tokens, c.ffnDim);
-      swiglu(rt, ws.gate, ws.up, ws.act, tokens * c.ffnDim);
+      k.swiglu(ws.gate, ws.up, ws.act, tokens * c.ffnDim);
       inspect(`ffn_swiglu-${l}`, ws.act, tokens, c.ffnDim);
-      matmul(rt, lw.down, ws.act, ws.x, tokens, { accumulate: true, activations, rowPlaces });
+      k.matmul(ws.act, tokens, [{ w: lw.down, y: ws.x, accumulate: true }]);
       inspect(`l_out-${l}`, ws.x, tokens, E);
     }
     gatherRows(rt, ws.x, b.sampleRows, ws.sampled, samples, E);
-    rmsNorm(rt, ws.sampled, w.outputNorm.buffer, ws.sampledNormed, samples, E, c.rmsEps);
+    k.rmsNorm(ws.sampled, w.outputNorm.buffer, ws.sampledNormed, samples, E, c.rmsEps);
     inspect('result_norm', ws.sampledNormed, samples, E);
     // Every sampled row is the one output of its sequence: alone, as in llama.cpp.
-    matmul(rt, w.output, ws.sampledNormed, ws.logits, samples, { activations, rowPlaces: 'alone' });
+    k.matmul(ws.sampledNormed, samples, [{ w: w.output, y: ws.logits }], true);
     inspect('result_output', ws.logits, samples, c.vocabSize);
     recordSampling(rt, ws, sampling, samples, c.vocabSize);
   }
@@ -256,5 +264,7 @@ export class ForwardPass {
     this.ws.destroy();
     this.batchBuffers.destroy();
     this.ropeTable.destroy();
+    this.kernels.destroy();
+    this.attentionWs.destroy();
   }
 }

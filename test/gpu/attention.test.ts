@@ -26,6 +26,10 @@ interface Scenario {
   /** Overrides the batch's true max context (a wrong hint must not change results). */
   maxContextHint?: number;
   workspace?: AttentionWorkspace;
+  /** The kernel set (default 'fast'); splitKeys, maxSplits and f16Accumulate are the llama.cpp set's. */
+  numerics?: 'fast' | 'llama.cpp';
+  /** Fast set: keys per chunk. */
+  chunkKeys?: number;
   f16Accumulate?: boolean;
 }
 
@@ -149,6 +153,7 @@ async function runScenario(rt: GpuRuntime, sc: Scenario, seed: number) {
   attention(rt, {
     ...attentionBatchInfo(batch), ...(sc.maxContextHint ? { maxContext: sc.maxContextHint } : {}), layout, q: rt.buffers.createWith('q', q), kCache, vCache, out, batch: buffers,
     heads: sc.heads, path: sc.path, splitKeys: sc.splitKeys, maxSplits: sc.maxSplits, workspace: sc.workspace, f16Accumulate: sc.f16Accumulate,
+    numerics: sc.numerics, chunkKeys: sc.chunkKeys,
   });
   await rt.sync();
   const gpu = await rt.buffers.readF32(out, 0, q.length);
@@ -195,7 +200,7 @@ const TOLERANCE = 1e-5; // outputs are averages of values in [-1, 1]
 // by thread count): the f16 accumulators of the splits then differ by a few f16 ulps.
 const F16_ACC_SPLIT_TOLERANCE = 2 * 2 ** -11;
 
-describe('paged attention', () => {
+describe('paged attention, fast set', () => {
   let seed = 1;
   for (const m of MODELS) {
     for (const format of ['f32', 'f16'] as const) {
@@ -206,26 +211,25 @@ describe('paged attention', () => {
           expect(r.cacheDiff).toBe(0);
           expect(maxAbsDiff(r.gpu, r.ref)).toBeLessThan(TOLERANCE);
         };
-        it('mixed prefill and decode batch (tiled + split paths, 3 splits)', () => run(MIXED, { splitKeys: 16 }));
+        it('mixed prefill and decode batch (tiled + split paths, chunks of 16 keys)', () => run(MIXED, { chunkKeys: 16 }));
         it('mixed batch and split-K decode with the other kernel shapes (GPU vs CPU adapter)', async () => {
           const rt = await getRuntime();
           useShapes(rt, !rt.softwareShapes);
-          await run(MIXED, { splitKeys: 16 });
-          await run(DECODE, { splitKeys: 8 });
+          await run(MIXED, { chunkKeys: 16 });
+          await run(DECODE, { chunkKeys: 8 });
         });
-        it('mixed batch, one split per decode token', () => run(MIXED));
-        it('mixed batch through the tiled kernel only', () => run(MIXED, { path: 'tiled' }));
-        it('decode-only batch with split-K over long contexts (9 splits)', () => run(DECODE, { splitKeys: 8 }));
-        it('decode-only batch, split count capped at 3', () => run(DECODE, { splitKeys: 8, maxSplits: 3 }));
-        it('decode-only batch, single split', () => run(DECODE));
-        it('decode-only batch, underestimated maxContext (last split runs to the end)', () => run(DECODE, { splitKeys: 8, maxContextHint: 20 }));
+        it('mixed batch, one chunk per sequence', () => run(MIXED));
+        it('mixed batch through the tiled kernel only, chunks of 8 keys', () => run(MIXED, { path: 'tiled', chunkKeys: 8 }));
+        it('decode-only batch with long contexts (9 chunks of 8 keys)', () => run(DECODE, { chunkKeys: 8 }));
+        it('decode-only batch, single chunk', () => run(DECODE));
+        it('decode-only batch, overestimated maxContext (empty chunks are skipped)', () => run(DECODE, { chunkKeys: 8, maxContextHint: 200 }));
       });
     }
   }
 
   it('handles a 24-token prefill with 128-dim heads and 8:1 GQA', async () => {
     const rt = await getRuntime();
-    const sc: Scenario = { headDim: 128, heads: 8, kvHeads: 1, pageSize: 16, format: 'f16', seqs: [{ cached: 40, fresh: 24 }, { cached: 100, fresh: 1 }], splitKeys: 32 };
+    const sc: Scenario = { headDim: 128, heads: 8, kvHeads: 1, pageSize: 16, format: 'f16', seqs: [{ cached: 40, fresh: 24 }, { cached: 100, fresh: 1 }], chunkKeys: 32 };
     const r = await runScenario(rt, sc, 99);
     expect(r.cacheDiff).toBe(0);
     expect(maxAbsDiff(r.gpu, r.ref)).toBeLessThan(TOLERANCE);
@@ -235,29 +239,156 @@ describe('paged attention', () => {
     const rt = await getRuntime();
     const workspace = new AttentionWorkspace(rt);
     workspace.reserve(1, 4);
-    const sc: Scenario = { ...MODELS[1], format: 'f32', seqs: [...DECODE, ...DECODE.map((s) => ({ ...s, cached: s.cached + 300 }))], splitKeys: 8, maxSplits: 64, workspace };
+    const sc: Scenario = { ...MODELS[1], format: 'f32', seqs: [...DECODE, ...DECODE.map((s) => ({ ...s, cached: s.cached + 300 }))], chunkKeys: 8, workspace };
     const r = await runScenario(rt, sc, 123);
     expect(maxAbsDiff(r.gpu, r.ref)).toBeLessThan(TOLERANCE);
     workspace.destroy();
   });
 
+  it.each([
+    { shapes: 'GPU shapes', software: false, chunkKeys: 16 },
+    { shapes: 'CPU-adapter shapes', software: true, chunkKeys: 16 },
+    { shapes: 'CPU-adapter shapes', software: true, chunkKeys: 256 },
+  ])('a token computes the same bits whatever the path, the chunking of its prompt and its batch mates ($shapes, chunks of $chunkKeys)', async ({ software, chunkKeys }) => {
+    const rt = await getRuntime();
+    useShapes(rt, software);
+    await expectBatchInvariant(rt, { headDim: 16, heads: 4, kvHeads: 2, pageSize: 8, format: 'f16' }, chunkKeys);
+  });
+});
+
+/**
+ * One sequence of 45 tokens run through attention in many ways (whole prompt; chunks of 1, 3 and
+ * 16 tokens; each chunk alone or beside other sequences' prefill chunks and decode tokens); every
+ * token's output must be bitwise the same in all of them.
+ */
+async function expectBatchInvariant(rt: GpuRuntime, m: Omit<Scenario, 'seqs'>, chunkKeys: number): Promise<void> {
+  const total = 45;
+  const width = m.kvHeads * m.headDim;
+  const qWidth = m.heads * m.headDim;
+  // Sequence 0 is the one checked; 1 and 2 are batch mates with contexts of their own.
+  const lengths = [total, 60, 33];
+  const layout: KvLayout = { numPages: 64, pageSize: m.pageSize, numKvHeads: m.kvHeads, headDim: m.headDim, format: m.format };
+  const maxBlocks = Math.ceil(64 / m.pageSize);
+  const pages = shuffled(64, 5);
+  const tables = lengths.map((n) => pages.splice(0, Math.ceil(n / m.pageSize)));
+  const k = lengths.map((n, s) => randomF32(n * width, 40 + s));
+  const v = lengths.map((n, s) => randomF32(n * width, 50 + s));
+  const q = lengths.map((n, s) => randomF32(n * qWidth, 60 + s, 2));
+  const kCache = rt.buffers.create('kCache', kvBufferBytes(layout));
+  const vCache = rt.buffers.create('vCache', kvBufferBytes(layout));
+  const workspace = new AttentionWorkspace(rt);
+  const buffers = new BatchBuffers(rt);
+
+  /** One step: for each (sequence, from, to), its tokens [from, to); returns sequence 0's output rows. */
+  async function step(parts: [number, number, number][]): Promise<Float32Array> {
+    const positions: number[] = [], starts = [0], ctx: number[] = [], bt: number[] = [], slots: number[] = [];
+    const kRows: number[] = [], vRows: number[] = [], qRows: number[] = [];
+    for (const [s, from, to] of parts) {
+      for (let p = from; p < to; p++) {
+        positions.push(p);
+        slots.push(tables[s][Math.floor(p / m.pageSize)] * m.pageSize + (p % m.pageSize));
+        kRows.push(...k[s].subarray(p * width, (p + 1) * width));
+        vRows.push(...v[s].subarray(p * width, (p + 1) * width));
+        qRows.push(...q[s].subarray(p * qWidth, (p + 1) * qWidth));
+      }
+      starts.push(positions.length);
+      ctx.push(to);
+      const row = new Array(maxBlocks).fill(-1);
+      tables[s].forEach((pg, i) => (row[i] = pg));
+      bt.push(...row);
+    }
+    const batch: Batch = {
+      tokenIds: new Int32Array(positions.length), positions: Int32Array.from(positions), seqStarts: Int32Array.from(starts),
+      contextLens: Int32Array.from(ctx), blockTables: Int32Array.from(bt), maxBlocksPerSeq: maxBlocks,
+      slotMapping: Int32Array.from(slots), sampleRows: Int32Array.from(starts.slice(1).map((e) => e - 1)),
+    };
+    buffers.upload(batch);
+    const kb = rt.buffers.createWith('k', Float32Array.from(kRows));
+    const vb = rt.buffers.createWith('v', Float32Array.from(vRows));
+    const qb = rt.buffers.createWith('q', Float32Array.from(qRows));
+    const out = rt.buffers.create('out', qRows.length * 4);
+    writeKv(rt, layout, kb, vb, buffers.slotMapping, kCache, vCache, positions.length);
+    attention(rt, { ...attentionBatchInfo(batch), layout, q: qb, kCache, vCache, out, batch: buffers, heads: m.heads, chunkKeys, workspace });
+    await rt.sync();
+    const first = parts.findIndex(([s]) => s === 0);
+    const rows = first < 0 ? new Float32Array(0) : await rt.buffers.readF32(out, starts[first] * qWidth * 4, (starts[first + 1] - starts[first]) * qWidth);
+    for (const b of [kb, vb, qb, out]) rt.buffers.destroy(b);
+    return rows;
+  }
+
+  /** Sequence 0's outputs for all its tokens, prefilled in chunks of `chunk` (then decoded token by token), with `mates` beside. */
+  async function runAll(chunk: number, decodeFrom: number, mates: boolean): Promise<Float32Array> {
+    const outRows: Float32Array[] = [];
+    // The mates' earlier keys are written first (their own prefill), so they can decode beside.
+    await step([[1, 0, 50], [2, 0, 30]]);
+    let mate1 = 50, mate2 = 30;
+    for (let from = 0; from < total;) {
+      const to = from < decodeFrom ? Math.min(from + chunk, decodeFrom, total) : from + 1;
+      const parts: [number, number, number][] = [];
+      if (mates && mate1 < 60) parts.push([1, mate1, ++mate1]);  // a decode token before ours
+      parts.push([0, from, to]);
+      if (mates && mate2 < 33) { parts.push([2, mate2, Math.min(mate2 + 2, 33)]); mate2 = Math.min(mate2 + 2, 33); }  // a prefill chunk after ours
+      outRows.push(await step(parts));
+      from = to;
+    }
+    const all = new Float32Array(total * qWidth);
+    let at = 0;
+    for (const r of outRows) { all.set(r, at); at += r.length; }
+    return all;
+  }
+
+  const want = await runAll(total, total, false);  // the whole prompt in one step
+  const variants: [string, number, number, boolean][] = [
+    ['token by token', 1, 0, false], ['chunks of 3', 3, total, false], ['chunks of 16 then decode', 16, 32, false],
+    ['chunks of 3 with batch mates', 3, total, true], ['chunks of 16 then decode, with batch mates', 16, 32, true], ['whole prompt with batch mates', total, total, true],
+  ];
+  for (const [name, chunk, decodeFrom, mates] of variants) {
+    const got = await runAll(chunk, decodeFrom, mates);
+    for (let i = 0; i < want.length; i++) {
+      if (!Object.is(got[i], want[i])) expect.fail(`${name}: token ${Math.floor(i / qWidth)} element ${i % qWidth}: ${got[i]} vs ${want[i]} (whole prompt)`);
+    }
+  }
+  buffers.destroy();
+  workspace.destroy();
+  for (const b of [kCache, vCache]) rt.buffers.destroy(b);
+}
+
+describe('paged attention, llama.cpp set', () => {
+  let seed = 1001;
+  for (const m of MODELS) {
+    for (const format of ['f32', 'f16'] as const) {
+      describe(`${m.name}, ${format} KV`, () => {
+        const run = async (seqs: SeqSpec[], extra: Partial<Scenario> = {}) => {
+          const rt = await getRuntime();
+          const r = await runScenario(rt, { ...m, format, seqs, numerics: 'llama.cpp', ...extra }, seed++);
+          expect(r.cacheDiff).toBe(0);
+          expect(maxAbsDiff(r.gpu, r.ref)).toBeLessThan(TOLERANCE);
+        };
+        it('mixed prefill and decode batch (tiled + split paths, 3 splits)', () => run(MIXED, { splitKeys: 16 }));
+        it('decode-only batch, split count capped at 3', () => run(DECODE, { splitKeys: 8, maxSplits: 3 }));
+        it('decode-only batch, underestimated maxContext (last split runs to the end)', () => run(DECODE, { splitKeys: 8, maxContextHint: 20 }));
+      });
+    }
+  }
+
   describe('llama.cpp f16 accumulation (f16Accumulate)', () => {
     // headDim 48 and 64: whole 32-element chunks of ggml_vec_dot_f16 with and without leftover dims.
     const f16Models = [...MODELS, { name: 'headDim 48, 2 heads, 1 kv head', headDim: 48, heads: 2, kvHeads: 1, pageSize: 8 },
       { name: 'headDim 64, 2 heads, 2 kv heads', headDim: 64, heads: 2, kvHeads: 2, pageSize: 16 }];
+    const llama = { numerics: 'llama.cpp' as const, format: 'f16' as const, f16Accumulate: true };
     for (const m of f16Models) {
       it(`${m.name}: tiled and direct paths bit for bit, split paths close`, async () => {
         const rt = await getRuntime();
         for (const [i, extra] of [{ path: 'tiled' as const }, {}].entries()) {
-          const r = await runScenario(rt, { ...m, format: 'f16', seqs: MIXED, f16Accumulate: true, ...extra }, 500 + i);
+          const r = await runScenario(rt, { ...m, ...llama, seqs: MIXED, ...extra }, 500 + i);
           expect(maxAbsDiff(r.gpu, r.ref)).toBe(0);
         }
-        const r = await runScenario(rt, { ...m, format: 'f16', seqs: MIXED, f16Accumulate: true, splitKeys: 16 }, 502);
+        const r = await runScenario(rt, { ...m, ...llama, seqs: MIXED, splitKeys: 16 }, 502);
         expect(maxAbsDiff(r.gpu, r.ref)).toBeLessThan(F16_ACC_SPLIT_TOLERANCE);
       });
       it(`${m.name}: sequences of 64+ new tokens take llama.cpp's tiled prompt path, bit for bit`, async () => {
         const rt = await getRuntime();
-        const r = await runScenario(rt, { ...m, format: 'f16', seqs: LONG_PROMPTS, f16Accumulate: true }, 503);
+        const r = await runScenario(rt, { ...m, ...llama, seqs: LONG_PROMPTS }, 503);
         expect(maxAbsDiff(r.gpu, r.ref)).toBe(0);
       });
     }

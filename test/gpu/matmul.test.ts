@@ -24,8 +24,9 @@ import {
   roundActivations as roundActivationsRef,
 } from '../../src/model/quantize.js';
 import { getRuntime, maxAbsDiff, randomF32, rng, KERNEL_SHAPES, useShapes } from '../helpers/gpu.js';
+import { SHARED } from '../helpers/shared.js';
 
-const MODELS = join(__dirname, '../../../shared/models');
+const MODELS = join(SHARED, 'models');
 const MS = [1, 2, 5, 16, 33, 70];
 
 function randomWeight(type: GgmlType, rows: number, cols: number, seed: number): CpuWeight {
@@ -72,6 +73,11 @@ async function runMatmul(
   return y;
 }
 
+/** runMatmul in the llama.cpp kernel set. */
+function runLlama(rt: GpuRuntime, w: GpuWeight, x: Float32Array, m: number, init?: Float32Array, opts: MatmulOptions = {}): Promise<Float32Array> {
+  return runMatmul(rt, w, x, m, init, { numerics: 'llama.cpp', ...opts });
+}
+
 async function runEmbed(rt: GpuRuntime, w: GpuWeight, ids: Int32Array, maxGroupsPerDim?: number): Promise<Float32Array> {
   const idb = rt.buffers.createWith('ids', ids);
   const out = rt.buffers.create('embedded', ids.length * w.cols * 4);
@@ -94,7 +100,7 @@ const SHAPES: [GgmlType, [number, number][]][] = [
   [GgmlType.Q6_K, [[256, 37], [512, 67]]],
 ];
 
-describe('matmul kernels (GEMV for M <= 16, tiled GEMM above) match the CPU reference', () => {
+describe('llama.cpp set: matmul kernels (GEMV for M <= 16, tiled GEMM above) match the CPU reference', () => {
   for (const [type, shapes] of SHAPES) {
     for (const [k, n] of shapes) {
       it(`${ggmlTypeName(type)} K=${k} N=${n}, M in ${MS.join(', ')}, plain and accumulating`, async () => {
@@ -103,20 +109,19 @@ describe('matmul kernels (GEMV for M <= 16, tiled GEMM above) match the CPU refe
         const w = upload(rt, cpu, `w.${ggmlTypeName(type)}`);
         for (const m of MS) {
           const x = randomF32(m * k, m + 7);
-          expectRowsClose(await runMatmul(rt, w, x, m), matmulRef(cpu, x, m), m, `M=${m}`);
+          expectRowsClose(await runLlama(rt, w, x, m), matmulRef(cpu, x, m), m, `M=${m}`);
         }
         for (const m of [3, 40]) {
           const x = randomF32(m * k, m + 9);
           const init = randomF32(m * n, m + 11, 4);
-          expectRowsClose(await runMatmul(rt, w, x, m, init), matmulRef(cpu, x, m, init), m, `accumulate M=${m}`);
+          expectRowsClose(await runLlama(rt, w, x, m, init), matmulRef(cpu, x, m, init), m, `accumulate M=${m}`);
         }
         // The GEMV thread split a hardware GPU would use, and the GEMM path on a small batch.
         const x5 = randomF32(5 * k, 13);
         const want5 = matmulRef(cpu, x5, 5);
-        const variants: MatmulOptions[] = [{ gemvSplit: 64, subgroups: false }, { gemvSplit: 2 }, { path: 'gemm' }];
-        if (rt.gpu.features.subgroups) variants.push({ gemvSplit: 64, subgroups: true });
+        const variants: MatmulOptions[] = [{ gemvSplit: 64 }, { gemvSplit: 2 }, { path: 'gemm' }];
         for (const opts of variants) {
-          expectRowsClose(await runMatmul(rt, w, x5, 5, undefined, opts), want5, 5, `M=5 ${JSON.stringify(opts)}`);
+          expectRowsClose(await runLlama(rt, w, x5, 5, undefined, opts), want5, 5, `M=5 ${JSON.stringify(opts)}`);
         }
         rt.buffers.destroy(w.buffer);
       });
@@ -130,7 +135,7 @@ describe('matmul kernels (GEMV for M <= 16, tiled GEMM above) match the CPU refe
     const w = upload(rt, cpu, 'w.buckets');
     for (let m = 1; m <= GEMV_MAX_ROWS + 1; m++) {
       const x = randomF32(m * 64, 100 + m);
-      expectRowsClose(await runMatmul(rt, w, x, m), matmulRef(cpu, x, m), m, `M=${m}`);
+      expectRowsClose(await runLlama(rt, w, x, m), matmulRef(cpu, x, m), m, `M=${m}`);
     }
   });
 
@@ -141,7 +146,7 @@ describe('matmul kernels (GEMV for M <= 16, tiled GEMM above) match the CPU refe
     const w = upload(rt, cpu, 'w.wide');
     for (const m of [1, 3]) {
       const x = randomF32(m * 8, 200 + m);
-      expectRowsClose(await runMatmul(rt, w, x, m), matmulRef(cpu, x, m), m, `M=${m}`);
+      expectRowsClose(await runLlama(rt, w, x, m), matmulRef(cpu, x, m), m, `M=${m}`);
     }
     // A real GPU's split of 64 threads per 2 rows needs 70001 workgroups; SwiftShader runs that
     // slowly, so the same folding is checked with a smaller per-dimension limit.
@@ -149,7 +154,7 @@ describe('matmul kernels (GEMV for M <= 16, tiled GEMM above) match the CPU refe
     const opts = { gemvSplit: 64, maxGroupsPerDim: 1000 } as const;
     const cpuSmall = randomWeight(GgmlType.F16, 3001, 8, 7);
     const small = upload(rt, cpuSmall, 'w.folded');
-    expectRowsClose(await runMatmul(rt, small, x, 3, undefined, opts), matmulRef(cpuSmall, x, 3), 3, 'folded grid');
+    expectRowsClose(await runLlama(rt, small, x, 3, undefined, opts), matmulRef(cpuSmall, x, 3), 3, 'folded grid');
   });
 
   it('matmul with a real Q6_K tensor (ffn_down of wg-llama-spm-q4_k_m)', async () => {
@@ -160,7 +165,7 @@ describe('matmul kernels (GEMV for M <= 16, tiled GEMM above) match the CPU refe
     const w = upload(rt, cpu, 'blk.0.ffn_down.weight');
     for (const m of [2, 24]) {
       const x = randomF32(m * cpu.cols, 300 + m);
-      expectRowsClose(await runMatmul(rt, w, x, m), matmulRef(cpu, x, m), m, `M=${m}`);
+      expectRowsClose(await runLlama(rt, w, x, m), matmulRef(cpu, x, m), m, `M=${m}`);
     }
   });
 });
@@ -253,19 +258,18 @@ describe('activations rounded as llama.cpp rounds them (quantize_act.wgsl, quant
     }
   });
 
-  it("matmul rounds x by default, and activations: 'exact' skips it", async () => {
+  it('the llama.cpp set rounds x onto the weight grid; the fast set multiplies f32 x (float and K-quant weights)', async () => {
     const rt = await getRuntime();
     for (const [type, [k, n]] of SHAPES.map(([t, sh]) => [t, sh[sh.length - 1]] as const)) {
       const cpu = randomWeight(type, n, k, 900 + k);
       const w = upload(rt, cpu, `w.exact.${ggmlTypeName(type)}`);
       for (const m of [3, 40]) {
         const x = randomF32(m * k, 901 + m);
-        const exact = await runMatmul(rt, w, x, m, undefined, { activations: 'exact' });
-        expectRowsClose(exact, matmulRef(cpu, x, m, undefined, { activations: 'exact' }), m, `${ggmlTypeName(type)} exact M=${m}`);
-        const rounded = await runMatmul(rt, w, x, m);
-        if (activationGrid(type)) expect(maxAbsDiff(rounded, exact), ggmlTypeName(type)).toBeGreaterThan(0);
-        // F32 weights: x is not rounded; only llama.cpp's summation order differs from the GEMM's.
-        else expectRowsClose(rounded, exact, m, `${ggmlTypeName(type)} M=${m}`);
+        const rounded = await runLlama(rt, w, x, m);
+        if (type === GgmlType.Q8_0 || type === GgmlType.Q4_0) continue;  // both sets: int8 activations
+        const fast = await runMatmul(rt, w, x, m);
+        expectRowsClose(fast, matmulRef(cpu, x, m, undefined, { activations: 'exact' }), m, `${ggmlTypeName(type)} fast M=${m}`);
+        if (activationGrid(type)) expect(maxAbsDiff(rounded, fast), ggmlTypeName(type)).toBeGreaterThan(0);
       }
       rt.buffers.destroy(w.buffer);
     }
@@ -288,7 +292,7 @@ describe('activations rounded as llama.cpp rounds them (quantize_act.wgsl, quant
       const ys = cpus.map((c) => rt.buffers.create('y', m * c.rows * 4));
       const init = randomF32(m * cpus[3].rows, 7);
       rt.buffers.write(ys[3], init);
-      matmulShared(rt, xb, m, ws.map((w, i) => ({ w, y: ys[i], accumulate: i === 3 })));
+      matmulShared(rt, xb, m, ws.map((w, i) => ({ w, y: ys[i], accumulate: i === 3 })), { numerics: 'llama.cpp' });
       await rt.sync();
       for (const [i, c] of cpus.entries()) {
         const got = await rt.buffers.readF32(ys[i], 0, m * c.rows);
@@ -304,8 +308,8 @@ describe('activations rounded as llama.cpp rounds them (quantize_act.wgsl, quant
     const b1 = rt.buffers.createWith('x1', x1), b2 = rt.buffers.createWith('x2', x2);
     const y1 = rt.buffers.create('y1', cpus[0].rows * 4), y2 = rt.buffers.create('y2', big * cpus[0].rows * 4);
     const before = rt.buffers.bytesAllocated;
-    matmul(rt, ws[0], b1, y1, 1);
-    matmul(rt, ws[0], b2, y2, big);
+    matmul(rt, ws[0], b1, y1, 1, { numerics: 'llama.cpp' });
+    matmul(rt, ws[0], b2, y2, big, { numerics: 'llama.cpp' });
     expect(rt.buffers.bytesAllocated, 'the scratch grew').toBeGreaterThan(before);
     await rt.sync();
     expectRowsClose(await rt.buffers.readF32(y1, 0, cpus[0].rows), matmulRef(cpus[0], x1, 1), 1, 'before growth');
@@ -327,12 +331,12 @@ describe('F32 / F16 weights: summed in llama.cpp\'s order for each row (rows_lla
       const w = upload(rt, cpu, `w.rows.${ggmlTypeName(type)}`);
       const x = randomF32(5 * k, 5100 + k, 3);
       const init = randomF32(5 * n, 5200 + k);
-      expect(maxAbsDiff(await runMatmul(rt, w, x, 1), matmulFloatLlamaRef(cpu, x, 1, () => true))).toBe(0);
-      expect(maxAbsDiff(await runMatmul(rt, w, x, 5, init), matmulFloatLlamaRef(cpu, x, 5, () => false, init))).toBe(0);
+      expect(maxAbsDiff(await runLlama(rt, w, x, 1), matmulFloatLlamaRef(cpu, x, 1, () => true))).toBe(0);
+      expect(maxAbsDiff(await runLlama(rt, w, x, 5, init), matmulFloatLlamaRef(cpu, x, 5, () => false, init))).toBe(0);
       // Sequences of 1, 2, 1 and 1 new tokens: (index, count) per row.
       const places = [[0, 1], [0, 2], [1, 2], [0, 1], [0, 1]];
       const rowPlaces = rt.buffers.createWith('rowPlaces', Uint32Array.from(places.flat()));
-      const got = await runMatmul(rt, w, x, 5, undefined, { rowPlaces });
+      const got = await runLlama(rt, w, x, 5, undefined, { rowPlaces });
       expect(maxAbsDiff(got, matmulFloatLlamaRef(cpu, x, 5, (r) => places[r][1] === 1))).toBe(0);
       // Both orders stay within float rounding of the exact sum.
       expectRowsClose(got, matmulRef(cpu, x, 5), 5, 'close to the double-precision sum');
@@ -355,9 +359,9 @@ describe('Q4_K / Q6_K weights: int8 Q8_K activations and integer sums (matmul_qk
       for (const m of [1, 5]) {
         const x = randomF32(m * k, 6100 + m, 3);
         const init = randomF32(m * n, 6200 + m);
-        const got = await runMatmul(rt, w, x, m);
+        const got = await runLlama(rt, w, x, m);
         expect(maxAbsDiff(got, matmulQKRef(cpu, x, m))).toBe(0);
-        expect(maxAbsDiff(await runMatmul(rt, w, x, m, init), matmulQKRef(cpu, x, m, init))).toBe(0);
+        expect(maxAbsDiff(await runLlama(rt, w, x, m, init), matmulQKRef(cpu, x, m, init))).toBe(0);
         expectRowsClose(got, matmulRef(cpu, x, m), m, `M=${m} against the float sum of Q8_K-rounded x`);
       }
       rt.buffers.destroy(w.buffer);
@@ -429,18 +433,18 @@ describe('Q8_0 / Q4_0 weights: int8 activations and exact integer block sums (ma
         const exactPaths: MatmulOptions[] = [{ path: 'gemm' }];
         if (m <= GEMV_MAX_ROWS) exactPaths.push({ path: 'gemv', gemvSplit: 1 });
         for (const opts of exactPaths) {
-          const got = await runMatmul(rt, w, x, m, undefined, opts);
+          const got = await runLlama(rt, w, x, m, undefined, opts);
           for (let i = 0; i < got.length; i++) {
             if (got[i] !== want[i]) expect.fail(`M=${m} ${JSON.stringify(opts)} element ${i}: GPU ${got[i]}, reference ${want[i]}`);
           }
-          const gotAcc = await runMatmul(rt, w, x, m, init, opts);
+          const gotAcc = await runLlama(rt, w, x, m, init, opts);
           for (let i = 0; i < got.length; i++) {
             if (gotAcc[i] !== wantAcc[i]) expect.fail(`M=${m} accumulate ${JSON.stringify(opts)} element ${i}: GPU ${gotAcc[i]}, reference ${wantAcc[i]}`);
           }
         }
         if (m <= GEMV_MAX_ROWS) {
           for (const split of [2, 64] as const) {
-            const got = await runMatmul(rt, w, x, m, undefined, { gemvSplit: split });
+            const got = await runLlama(rt, w, x, m, undefined, { gemvSplit: split });
             let mag = 0;
             for (const v of want) mag = Math.max(mag, Math.abs(v));
             expect(maxAbsDiff(got, want), `M=${m} split ${split}`).toBeLessThanOrEqual(1e-6 * mag);
@@ -453,6 +457,72 @@ describe('Q8_0 / Q4_0 weights: int8 activations and exact integer block sums (ma
       rt.buffers.destroy(w.buffer);
     });
   }
+});
+
+describe('fast set: one GEMV kernel for every M, close to the CPU reference and bitwise batch invariant', () => {
+  /** The fast set's reference: f32 x for float and K-quant weights, int8 Q8_0 blocks for Q8_0 / Q4_0. */
+  function fastRef(cpu: CpuWeight, x: Float32Array, m: number, init?: Float32Array): Float32Array {
+    if (cpu.type === GgmlType.Q8_0 || cpu.type === GgmlType.Q4_0) return matmulQ8Ref(cpu, x, m, init);
+    return matmulRef(cpu, x, m, init, { activations: 'exact' });
+  }
+
+  for (const [type, shapes] of SHAPES) {
+    for (const [k, n] of shapes) {
+      it(`${ggmlTypeName(type)} K=${k} N=${n}, M in ${MS.join(', ')}, plain and accumulating, GEMV splits 1, 2, 64`, async () => {
+        const rt = await getRuntime();
+        const cpu = randomWeight(type, n, k, k * 1000 + n);
+        const w = upload(rt, cpu, `w.fast.${ggmlTypeName(type)}`);
+        for (const m of MS) {
+          const x = randomF32(m * k, m + 7);
+          expectRowsClose(await runMatmul(rt, w, x, m), fastRef(cpu, x, m), m, `M=${m}`);
+        }
+        for (const m of [3, 40]) {
+          const x = randomF32(m * k, m + 9);
+          const init = randomF32(m * n, m + 11, 4);
+          expectRowsClose(await runMatmul(rt, w, x, m, init), fastRef(cpu, x, m, init), m, `accumulate M=${m}`);
+        }
+        const x5 = randomF32(5 * k, 13);
+        for (const gemvSplit of [1, 2, 64] as const) {
+          expectRowsClose(await runMatmul(rt, w, x5, 5, undefined, { gemvSplit }), fastRef(cpu, x5, 5), 5, `M=5 split ${gemvSplit}`);
+        }
+        rt.buffers.destroy(w.buffer);
+      });
+    }
+  }
+
+  it.each(KERNEL_SHAPES)('a row computes the same bits alone, in any batch size and at any place in it, for every type ($name)', async (shape) => {
+    const rt = await getRuntime();
+    useShapes(rt, shape.software);
+    for (const [type, shapes] of SHAPES) {
+      const [k, n] = shapes[shapes.length - 1];
+      const cpu = randomWeight(type, n, k, 77 + k);
+      const w = upload(rt, cpu, `w.invariant.${ggmlTypeName(type)}`);
+      const all = 37;
+      const x = randomF32(all * k, 78 + k);
+      for (const gemvSplit of [undefined, 1, 2, 64] as const) {
+        const opts = { gemvSplit };
+        const full = await runMatmul(rt, w, x, all, undefined, opts);
+        // Windows of the batch: each row alone, rows in pairs, tiles that straddle row tiles.
+        for (const [from, m] of [[0, 1], [5, 1], [36, 1], [3, 2], [10, 5], [1, 16], [2, 17], [0, 33]] as const) {
+          const part = await runMatmul(rt, w, x.subarray(from * k, (from + m) * k), m, undefined, opts);
+          const want = full.subarray(from * n, (from + m) * n);
+          for (let i = 0; i < part.length; i++) {
+            if (!Object.is(part[i], want[i])) {
+              expect.fail(`${ggmlTypeName(type)} split ${gemvSplit ?? 'default'}: rows ${from}..${from + m - 1} alone differ from the batch of ${all} at ${i}: ${part[i]} vs ${want[i]}`);
+            }
+          }
+        }
+      }
+      rt.buffers.destroy(w.buffer);
+    }
+  });
+
+  it('refuses a forced GEMM path, which the fast set does not have', async () => {
+    const rt = await getRuntime();
+    const w = upload(rt, randomWeight(GgmlType.F32, 8, 8, 1), 'w.nogemm');
+    await expect(runMatmul(rt, w, randomF32(64, 2), 8, undefined, { path: 'gemm' })).rejects.toThrow(/no separate GEMM/);
+    rt.buffers.destroy(w.buffer);
+  });
 });
 
 describe('embedding kernel', () => {

@@ -1,5 +1,6 @@
-// Paged attention over a ragged batch (shaders/attention.wgsl), reading K/V through block tables
-// from the cache layout of kv.ts.
+// Paged attention over a ragged batch, reading K/V through block tables from the cache layout of
+// kv.ts. Two kernel sets: 'fast' (shaders/attention.wgsl, default) and 'llama.cpp'
+// (shaders/attention_llama.wgsl: llama.cpp's CPU flash attention bit for bit with f16Accumulate).
 //
 // Paths: sequences with several new tokens (prefill chunks) go to the tiled kernel (a workgroup per
 // tile of a sequence's tokens x the query heads of one kv head). Sequences with one new token
@@ -7,6 +8,9 @@
 // kv head), writing partial max/sum/accumulators that a reduce kernel merges. When every sequence
 // has one token only the split path runs; when none has, only the tiled one. All grid sizes come from
 // the CPU-side counts in the args, never from a readback.
+// In the fast set the split ranges are fixed chunks of `chunkKeys` keys, the same chunks the tiled
+// kernel merges in order, with one tile size for both paths: a token's output does not depend on
+// which path computed it or on the rest of the batch.
 import type { Binding, GpuRuntime } from '../../gpu/index.js';
 import type { Batch } from '../batch.js';
 import { packParams } from './common.js';
@@ -43,13 +47,21 @@ export interface AttentionArgs {
   maxQueryLen?: number;
   /** 'tiled' runs every sequence through the tiled kernel; 'auto' (default) as described above. */
   path?: 'auto' | 'tiled';
-  /** Keys per split of the split-K path (default 256, rounded up to whole key tiles); at most `maxSplits` (default 32) splits. */
+  /** The kernel set (default 'fast'). */
+  numerics?: 'fast' | 'llama.cpp';
+  /**
+   * Fast set: keys per chunk (a power of 2, default DEFAULT_CHUNK_KEYS). Every query row is
+   * reduced chunk by chunk in this order, so it must stay the same for a model's whole life (the
+   * forward pass derives it from the context length): a different value computes other bits.
+   */
+  chunkKeys?: number;
+  /** llama.cpp set: keys per split of the split-K path (default 256, rounded up to whole key tiles); at most `maxSplits` (default 32) splits. */
   splitKeys?: number;
   maxSplits?: number;
   /**
-   * Round like llama.cpp's CPU flash attention (what its goldens come from): the query rounded to
-   * f16, keys visited in order with value accumulators rounded to f16 after every key. Less precise
-   * than the default f32 accumulation; for matching llama.cpp's outputs closely.
+   * llama.cpp set: round like llama.cpp's CPU flash attention (what its goldens come from): the
+   * query rounded to f16, keys visited in order with value accumulators rounded to f16 after
+   * every key; for sequences of 64+ new tokens its tiled prompt kernel.
    */
   f16Accumulate?: boolean;
   /** Buffers for split partials; default: one per runtime, grown on demand. */
@@ -66,6 +78,20 @@ export function attentionBatchInfo(b: Batch): Pick<AttentionArgs, 'tokens' | 'se
 
 const DEFAULT_SPLIT_KEYS = 256;
 const DEFAULT_MAX_SPLITS = 32;
+export const DEFAULT_CHUNK_KEYS = 256;
+
+/**
+ * The fast set's chunk for a model's context length: 256 keys, or more for long contexts so a
+ * sequence has at most 64 chunks (bounding the split partials).
+ */
+export function chunkKeysFor(contextLength: number): number {
+  return Math.max(DEFAULT_CHUNK_KEYS, 2 ** Math.ceil(Math.log2(Math.max(1, Math.ceil(contextLength / 64)))));
+}
+
+/** Split partials the fast set needs for a batch: (seq, head, chunk) entries. */
+export function attentionPartials(seqs: number, heads: number, maxContext: number, chunkKeys = DEFAULT_CHUNK_KEYS): number {
+  return seqs * heads * Math.max(1, Math.ceil(maxContext / chunkKeys));
+}
 
 /** Split partials: accumulators f32 [seqs, heads, splits, headDim] and (max, sum) pairs [seqs, heads, splits]. */
 export class AttentionWorkspace {
@@ -176,6 +202,10 @@ function splitPlan(maxContext: number, splitKeys: number, maxSplits: number, bk:
   return { numSplits, splitLen };
 }
 
+function fastDefines(shape: KernelShape, layout: KvLayout): Record<string, string | number> {
+  return { HEAD_DIM: layout.headDim, GROUP: shape.group, TOKENS: shape.tokens, TPR: shape.tpr, BK: shape.bk, KV_F16: String(layout.format === 'f16') };
+}
+
 function defines(shape: KernelShape, layout: KvLayout, f16Accumulate: boolean): Record<string, string | number> {
   return {
     HEAD_DIM: layout.headDim,
@@ -211,8 +241,45 @@ export function attention(rt: GpuRuntime, a: AttentionArgs): void {
   const group = a.heads / a.layout.numKvHeads;
   const anyMulti = a.tokens > a.seqs;
   const useSplit = (a.path ?? 'auto') === 'auto';
+  if ((a.numerics ?? 'fast') === 'fast') {
+    if (a.f16Accumulate) throw new Error('attention: f16Accumulate belongs to the llama.cpp kernel set');
+    recordFast(rt, a, group, anyMulti, useSplit);
+    return;
+  }
   if (anyMulti || !useSplit) recordTiled(rt, a, group, useSplit);
   if (useSplit) recordSplit(rt, a, group);
+}
+
+/** The fast set's tiled and split shapes: one key tile (BK) for both, as the shared order needs. */
+function fastShapes(rt: GpuRuntime, headDim: number, group: number, chunkKeys: number): { tiled: KernelShape; split: KernelShape } {
+  const tiled = tiledShape(rt, headDim, group, false);
+  const bk = Math.min(tiled.bk, chunkKeys);
+  const split = kernelShape(rt, headDim, group, 1, rt.softwareShapes ? 8 : 64, bk, false);
+  if (split.bk !== bk) throw new Error(`attention: no common key tile for headDim ${headDim}`);
+  return { tiled: { ...tiled, bk }, split };
+}
+
+function recordFast(rt: GpuRuntime, a: AttentionArgs, group: number, anyMulti: boolean, useSplit: boolean): void {
+  const chunkKeys = a.chunkKeys ?? DEFAULT_CHUNK_KEYS;
+  if (!Number.isInteger(Math.log2(chunkKeys))) throw new Error(`attention: chunkKeys ${chunkKeys} is not a power of 2`);
+  const shapes = fastShapes(rt, a.layout.headDim, group, chunkKeys);
+  const bindings = [a.q, a.kCache, a.vCache, a.batch.positions, a.batch.seqStarts, a.batch.blockTables, a.out];
+  if (anyMulti || !useSplit) {
+    const shape = shapes.tiled;
+    const maxQueryLen = a.maxQueryLen ?? a.tokens;
+    const tiles = Math.min(Math.ceil(a.tokens / shape.tokens) + a.seqs, a.seqs * Math.ceil(maxQueryLen / shape.tokens));
+    const params = attentionParams(a, { skipSingles: useSplit, numSplits: 1, splitLen: chunkKeys });
+    rt.dispatch({ shader: 'attention', entryPoint: 'attn_tiled', defines: fastDefines(shape, a.layout) }, params, bindings, [tiles, a.layout.numKvHeads]);
+  }
+  if (!useSplit) return;
+  const numSplits = Math.max(1, Math.ceil(a.maxContext / chunkKeys));
+  const part = (a.workspace ?? defaultWorkspace(rt)).reserve(attentionPartials(a.seqs, a.heads, a.maxContext, chunkKeys), a.layout.headDim);
+  const params = attentionParams(a, { skipSingles: true, numSplits, splitLen: chunkKeys });
+  const key = { shader: 'attention', defines: fastDefines(shapes.split, a.layout) };
+  rt.dispatch({ ...key, entryPoint: 'attn_split' }, params, [...bindings, part.acc, part.ml], [numSplits, a.layout.numKvHeads, a.seqs]);
+  if (numSplits > 1) {
+    rt.dispatch({ ...key, entryPoint: 'attn_reduce' }, params, [a.batch.seqStarts, a.out, part.acc, part.ml, a.batch.positions], [a.heads, a.seqs]);
+  }
 }
 
 function recordTiled(rt: GpuRuntime, a: AttentionArgs, group: number, skipSingles: boolean): void {
@@ -220,7 +287,7 @@ function recordTiled(rt: GpuRuntime, a: AttentionArgs, group: number, skipSingle
   const maxQueryLen = a.maxQueryLen ?? a.tokens;
   const tiles = Math.min(Math.ceil(a.tokens / shape.tokens) + a.seqs, a.seqs * Math.ceil(maxQueryLen / shape.tokens));
   const params = attentionParams(a, { skipSingles, numSplits: 1, splitLen: 0 });
-  rt.dispatch({ shader: 'attention', entryPoint: 'attn_tiled', defines: defines(shape, a.layout, a.f16Accumulate ?? false) }, params,
+  rt.dispatch({ shader: 'attention_llama', entryPoint: 'attn_tiled', defines: defines(shape, a.layout, a.f16Accumulate ?? false) }, params,
     [a.q, a.kCache, a.vCache, a.batch.positions, a.batch.seqStarts, a.batch.blockTables, a.out],
     [tiles, a.layout.numKvHeads]);
 }
@@ -231,7 +298,7 @@ function recordSplit(rt: GpuRuntime, a: AttentionArgs, group: number): void {
   const { numSplits, splitLen } = splitPlan(Math.max(1, a.maxContext), splitKeys, Math.max(1, a.maxSplits ?? DEFAULT_MAX_SPLITS), shape.bk);
   const part = (a.workspace ?? defaultWorkspace(rt)).reserve(a.seqs * a.heads * numSplits, a.layout.headDim);
   const params = attentionParams(a, { skipSingles: true, numSplits, splitLen });
-  const key = { shader: 'attention', defines: defines(shape, a.layout, a.f16Accumulate ?? false) };
+  const key = { shader: 'attention_llama', defines: defines(shape, a.layout, a.f16Accumulate ?? false) };
   rt.dispatch({ ...key, entryPoint: 'attn_split' }, params,
     [a.q, a.kCache, a.vCache, a.batch.positions, a.batch.seqStarts, a.batch.blockTables, a.out, part.acc, part.ml],
     [numSplits, a.layout.numKvHeads, a.seqs]);

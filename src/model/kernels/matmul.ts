@@ -112,43 +112,48 @@ export function defaultGemvSplit(rt: GpuRuntime, k4: number): GemvSplit {
   return 1;
 }
 
-/** Pow-2 row bucket of the GEMV kernel, so few pipelines serve every batch size. */
+/** x rows per GEMV row tile: a pow-2 bucket up to GEMV_MAX_ROWS, so few pipelines serve every M. */
 function gemvRows(m: number): number {
-  return 2 ** Math.ceil(Math.log2(m));
+  return Math.min(GEMV_MAX_ROWS, 2 ** Math.ceil(Math.log2(m)));
 }
+
+/**
+ * The two kernel sets (docs/DESIGN.md, Kernels). 'fast' (default): every M takes the GEMV kernel
+ * in row tiles, reading each weight block once per tile for all its rows, with each output
+ * reduced in one order that no batch shape changes (batch invariant); Q8_0 / Q4_0 weights
+ * multiply int8 Q8_0 activations (integer block sums, hardware fma), other types f32
+ * activations. 'llama.cpp': llama.cpp's x86 CPU arithmetic bit for bit (activations rounded onto
+ * the weight type's grid, its kernel per call chosen from rowPlaces), for parity tests.
+ */
+export type MatmulNumerics = 'fast' | 'llama.cpp';
 
 export interface MatmulOptions {
   /** y += x·Wᵀ instead of y = x·Wᵀ (fuses a residual add). */
   accumulate?: boolean;
-  /** Force a path instead of choosing by m (tests, benchmarks). GEMV needs m <= GEMV_MAX_ROWS. */
+  /** The kernel set; default 'fast'. */
+  numerics?: MatmulNumerics;
+  /**
+   * llama.cpp set: force a path instead of choosing by m (tests, benchmarks). GEMV needs
+   * m <= GEMV_MAX_ROWS there. The fast set has the GEMV path only.
+   */
   path?: 'gemv' | 'gemm';
   /** GEMV threads per weight row pair (tests, benchmarks); default defaultGemvSplit. */
   gemvSplit?: GemvSplit;
-  /**
-   * GEMV reduction by subgroup operations (used when the split is 64); default: when the device
-   * has the `subgroups` feature. False forces the workgroup-memory reduction.
-   */
-  subgroups?: boolean;
   /** Fold the GEMV grid into 2D above this many workgroups (default and maximum 65535; tests). */
   maxGroupsPerDim?: number;
   /**
-   * 'llama.cpp' (default): x is rounded onto the weight type's activation grid first, as
-   * llama.cpp's CPU matmul does (quant.ts activationGrid). 'exact': x is used as given.
-   */
-  activations?: 'llama.cpp' | 'exact';
-  /**
-   * Where each row would sit in a llama.cpp batch, for the kernels that reproduce its choice of
-   * kernel per call (F32 / F16 weights: matmul.wgsl rows_llama; Q4_K / Q6_K: matmul_qk.wgsl):
-   * 'alone' (every row a one-token call), 'batch' (the m rows as one call), or a buffer of u32
-   * pairs [m] (index among its sequence's new tokens, their count; BatchBuffers.rowPlaces).
-   * Default 'batch'.
+   * llama.cpp set: where each row would sit in a llama.cpp batch, for the kernels that reproduce
+   * its choice of kernel per call (F32 / F16 weights: matmul_llama.wgsl rows_llama; Q4_K / Q6_K:
+   * matmul_qk.wgsl): 'alone' (every row a one-token call), 'batch' (the m rows as one call), or a
+   * buffer of u32 pairs [m] (index among its sequence's new tokens, their count; see
+   * LlamaRowPlaces). Default 'batch'.
    */
   rowPlaces?: Binding | 'alone' | 'batch';
 }
 
-/** Weight types whose llama.cpp-numerics matmul is the integer one (matmul_q8.wgsl). */
-function integerPath(w: Pick<GpuWeight, 'type'>, opts: Pick<MatmulOptions, 'activations'>): boolean {
-  return opts.activations !== 'exact' && (w.type === GgmlType.Q8_0 || w.type === GgmlType.Q4_0);
+/** Q8_0 / Q4_0 weights multiply int8 Q8_0 activations (matmul_q8.wgsl) in both sets. */
+function integerPath(w: Pick<GpuWeight, 'type'>): boolean {
+  return w.type === GgmlType.Q8_0 || w.type === GgmlType.Q4_0;
 }
 
 /**
@@ -170,67 +175,88 @@ function flatDefines(w: GpuWeight): Record<string, string | number> {
  * Q4_K with a multiple of 8 rows (llama.cpp's x86 repacked kernel; other Q4_K shapes take its
  * vec_dot, not reproduced: they keep the float path on Q8_K-rounded activations).
  */
-function kQuantIntegerPath(w: Pick<GpuWeight, 'type' | 'rows'>, opts: Pick<MatmulOptions, 'activations'>): boolean {
-  return opts.activations !== 'exact' && (w.type === GgmlType.Q6_K || (w.type === GgmlType.Q4_K && w.rows % 8 === 0));
+function kQuantIntegerPath(w: Pick<GpuWeight, 'type' | 'rows'>): boolean {
+  return w.type === GgmlType.Q6_K || (w.type === GgmlType.Q4_K && w.rows % 8 === 0);
 }
 
-/** Whether a matmul runs the row-order-exact float kernel (matmul.wgsl rows_llama) unless a path is forced. */
-function llamaFloatPath(w: Pick<GpuWeight, 'type'>, opts: Pick<MatmulOptions, 'activations'>): boolean {
-  return opts.activations !== 'exact' && (w.type === GgmlType.F32 || w.type === GgmlType.F16);
+/** Whether a llama.cpp-set matmul runs the row-order-exact float kernel (matmul_llama.wgsl rows_llama) unless a path is forced. */
+function llamaFloatPath(w: Pick<GpuWeight, 'type'>): boolean {
+  return w.type === GgmlType.F32 || w.type === GgmlType.F16;
 }
 
 /** matmul_io.wgsl params.places: 0 per row (rowPlaces buffer), 1 every row alone, 2 the rows as one batch. */
 function placesMode(w: GpuWeight, places: MatmulOptions['rowPlaces']): number {
   // tinyBLAS takes only K % 8 == 0 and weight rows % 4 == 0; otherwise llama.cpp uses vec_dot for every row.
-  if (llamaFloatPath(w, {}) && (w.cols % 8 !== 0 || w.rows % 4 !== 0)) return 1;
+  if (llamaFloatPath(w) && (w.cols % 8 !== 0 || w.rows % 4 !== 0)) return 1;
   return places === 'alone' ? 1 : places === undefined || places === 'batch' ? 2 : 0;
 }
 
 export interface MatmulPlan {
   kernel: PipelineKey;
-  groups: [number, number];
+  /** Workgroups (x, y, z); z is the GEMV's row tile. */
+  groups: [number, number, number];
+  /** What x becomes before the kernel reads it: f32 as given, rounded onto a grid, or int8 blocks. */
+  activations: ActivationGrid | 'q8_0 int' | 'q8_k int' | null;
 }
 
-/** Which kernel, defines and grid a matmul of m rows uses (GEMV up to GEMV_MAX_ROWS rows). */
+/** Which kernel, defines, grid and activation format a matmul of m rows uses. */
 export function planMatmul(rt: GpuRuntime, w: GpuWeight, m: number, opts: MatmulOptions = {}): MatmulPlan {
-  if (kQuantIntegerPath(w, opts) && !opts.path) {
-    return { kernel: { shader: 'matmul_qk', entryPoint: 'rows_qk', defines: { WTYPE: wgslWeightType(w) } }, groups: [Math.ceil(w.rows / 64), m] };
+  return (opts.numerics ?? 'fast') === 'fast' ? planFast(rt, w, m, opts) : planLlama(rt, w, m, opts);
+}
+
+function planFast(rt: GpuRuntime, w: GpuWeight, m: number, opts: MatmulOptions): MatmulPlan {
+  if (opts.path === 'gemm') throw new Error(`${w.name}: the fast kernel set has no separate GEMM path (its GEMV takes any M in row tiles)`);
+  const int = integerPath(w);
+  const gemv = gemvPlan(rt, w, m, opts);
+  // Hardware fma: the exact emulation of the llama.cpp set is compiled out.
+  const kernel = int
+    ? { shader: 'matmul_q8', entryPoint: 'gemv_q8', defines: { ...gemv.defines, REPACK: 'false', FUSED_FMA: 'true' } }
+    : { shader: 'matmul', entryPoint: 'gemv', defines: gemv.defines };
+  return { kernel, groups: gemv.groups, activations: int ? 'q8_0 int' : null };
+}
+
+function planLlama(rt: GpuRuntime, w: GpuWeight, m: number, opts: MatmulOptions): MatmulPlan {
+  const grid = activationGrid(w.type);
+  if (kQuantIntegerPath(w) && !opts.path) {
+    return { kernel: { shader: 'matmul_qk', entryPoint: 'rows_qk', defines: { WTYPE: wgslWeightType(w) } }, groups: [Math.ceil(w.rows / 64), m, 1], activations: 'q8_k int' };
   }
-  if (llamaFloatPath(w, opts) && !opts.path) {
-    return { kernel: { shader: 'matmul', entryPoint: 'rows_llama', defines: flatDefines(w) }, groups: [Math.ceil(w.rows / 64), m] };
+  if (llamaFloatPath(w) && !opts.path) {
+    return { kernel: { shader: 'matmul_llama', entryPoint: 'rows_llama', defines: flatDefines(w) }, groups: [Math.ceil(w.rows / 64), m, 1], activations: grid };
   }
-  const gemv = (opts.path ?? (m <= GEMV_MAX_ROWS ? 'gemv' : 'gemm')) === 'gemv';
-  const int = integerPath(w, opts);
-  if (!gemv) {
+  const int = integerPath(w);
+  const activations = int ? 'q8_0 int' : grid;
+  if ((opts.path ?? (m <= GEMV_MAX_ROWS ? 'gemv' : 'gemm')) === 'gemm') {
     return {
       kernel: int
         ? { shader: 'matmul_q8', entryPoint: 'gemm_q8', defines: { ...flatDefines(w), REPACK: repacked(w) } }
         : { shader: 'matmul', entryPoint: 'gemm', defines: flatDefines(w) },
-      groups: [Math.ceil(w.rows / GEMM_TILE), Math.ceil(m / GEMM_TILE)],
+      groups: [Math.ceil(w.rows / GEMM_TILE), Math.ceil(m / GEMM_TILE), 1],
+      activations,
     };
   }
   if (m > GEMV_MAX_ROWS) throw new Error(`${w.name}: the GEMV path takes at most ${GEMV_MAX_ROWS} rows, not ${m}`);
+  const gemv = gemvPlan(rt, w, m, opts);
+  const kernel = int
+    ? { shader: 'matmul_q8', entryPoint: 'gemv_q8', defines: { ...gemv.defines, REPACK: repacked(w) } }
+    : { shader: 'matmul', entryPoint: 'gemv', defines: gemv.defines };
+  return { kernel, groups: gemv.groups, activations };
+}
+
+/** GEMV defines and grid: weight row groups folded into (x, y), row tiles of ROWS along z. */
+function gemvPlan(rt: GpuRuntime, w: GpuWeight, m: number, opts: MatmulOptions): { defines: Record<string, string | number>; groups: [number, number, number] } {
   const split = opts.gemvSplit ?? defaultGemvSplit(rt, w.cols / 4);
   if (!GEMV_SPLITS.includes(split)) throw new Error(`${w.name}: GEMV split ${split} is not one of ${GEMV_SPLITS.join(', ')}`);
-  const subgroups = !int && split === 64 && (opts.subgroups ?? rt.gpu.features.subgroups);
-  if (subgroups && !rt.gpu.features.subgroups) throw new Error(`${w.name}: subgroups requested but the device has no subgroups feature`);
   const threads = gemvThreads(rt, split);
   const cols = gemvCols(rt);
-  const defines = { WTYPE: wgslWeightType(w), ROWS: gemvRows(m), SPLIT: split, GEMV_THREADS: threads, GEMV_COLS: cols };
-  return {
-    kernel: int
-      ? { shader: 'matmul_q8', entryPoint: 'gemv_q8', defines: { ...defines, REPACK: repacked(w) } }
-      : subgroups
-        ? { shader: 'matmul_subgroups', entryPoint: 'gemv_subgroups', defines }
-        : { shader: 'matmul', entryPoint: 'gemv', defines },
-    groups: grid2d(Math.ceil(w.rows / ((threads / split) * cols)), opts.maxGroupsPerDim),
-  };
+  const rows = gemvRows(m);
+  const defines = { WTYPE: wgslWeightType(w), ROWS: rows, SPLIT: split, GEMV_THREADS: threads, GEMV_COLS: cols };
+  const [x, y] = grid2d(Math.ceil(w.rows / ((threads / split) * cols)), opts.maxGroupsPerDim);
+  return { defines, groups: [x, y, Math.ceil(m / rows)] };
 }
 
 /**
- * Records y[m, n] = (y +) sum_k x'[m, k] * W[n, k] into the current submission, x' being x
- * rounded as llama.cpp rounds it for w's type (opts.activations).
- * x: f32 [m, w.cols]; y: f32 [m, w.rows].
+ * Records y[m, n] = (y +) sum_k x'[m, k] * W[n, k] into the current submission, x' being x as the
+ * kernel set reads it (MatmulPlan.activations). x: f32 [m, w.cols]; y: f32 [m, w.rows].
  */
 export function matmul(rt: GpuRuntime, w: GpuWeight, x: Binding, y: Binding, m: number, opts: MatmulOptions = {}): void {
   matmulShared(rt, x, m, [{ w, y, accumulate: opts.accumulate }], opts);
@@ -244,8 +270,8 @@ export interface MatmulTarget {
 }
 
 /**
- * Several matmuls of the same x (q/k/v, gate/up), recorded in order: x is rounded once per
- * activation grid rather than once per weight. Targets must share K (w.cols).
+ * Several matmuls of the same x (q/k/v, gate/up), recorded in order: x is rounded or quantized
+ * once per activation format rather than once per weight. Targets must share K (w.cols).
  */
 export function matmulShared(rt: GpuRuntime, x: Binding, m: number, targets: MatmulTarget[], opts: Omit<MatmulOptions, 'accumulate'> = {}): void {
   const words = targets.map(({ w }) => weightWordsPerRow(w));
@@ -256,24 +282,16 @@ export function matmulShared(rt: GpuRuntime, x: Binding, m: number, targets: Mat
     checkBinding(x, m * w.cols * 4, 'x', w.name);
     checkBinding(y, m * w.rows * 4, 'y', w.name);
   }
-  // What the scratch holds: x rounded onto a grid (f32), or Q8_0 / Q8_K int8 blocks.
-  let rounded: ActivationGrid | 'q8_0 int' | 'q8_k int' | null = null;
+  let prepared: MatmulPlan['activations'] = null;
   let scratch: GPUBuffer | null = null;
   targets.forEach(({ w, y, accumulate }, i) => {
-    const { kernel, groups } = planMatmul(rt, w, m, opts);
-    // The integer kernels read int8 blocks; the others x rounded onto the weight's grid.
-    const grid = opts.activations === 'exact' ? null
-      : kernel.shader === 'matmul_q8' ? 'q8_0 int'
-      : kernel.shader === 'matmul_qk' ? 'q8_k int'
-      : activationGrid(w.type);
-    if (grid && grid !== rounded) {
+    const { kernel, groups, activations } = planMatmul(rt, w, m, opts);
+    if (activations && activations !== prepared) {
       scratch = activationScratch(rt, m * k * 4);
-      if (grid === 'q8_0 int') quantizeActivationsQ8_0(rt, x, scratch, m * k);
-      else if (grid === 'q8_k int') quantizeActivationsQ8K(rt, x, scratch, m * k);
-      else roundActivations(rt, grid, x, scratch, m * k);
-      rounded = grid;
+      prepareActivations(rt, activations, x, scratch, m * k);
+      prepared = activations;
     }
-    const xIn = grid ? scratch! : x;
+    const xIn = activations ? scratch! : x;
     const bindings = [w.buffer, xIn, y];
     let places = 0;
     if (kernel.entryPoint === 'rows_llama' || kernel.entryPoint === 'rows_qk') {
@@ -284,6 +302,12 @@ export function matmulShared(rt: GpuRuntime, x: Binding, m: number, targets: Mat
     const params = new Uint32Array([m, w.rows, w.cols / 4, words[i], accumulate ? 1 : 0, places, 0, 0]);
     rt.dispatch(kernel, params, bindings, groups);
   });
+}
+
+function prepareActivations(rt: GpuRuntime, format: NonNullable<MatmulPlan['activations']>, x: Binding, out: Binding, count: number): void {
+  if (format === 'q8_0 int') quantizeActivationsQ8_0(rt, x, out, count);
+  else if (format === 'q8_k int') quantizeActivationsQ8K(rt, x, out, count);
+  else roundActivations(rt, format, x, out, count);
 }
 
 const ROUNDING_ENTRY: Record<ActivationGrid, string> = {
@@ -364,6 +388,14 @@ class ActivationScratch {
 }
 
 const scratches = new WeakMap<GpuRuntime, ActivationScratch>();
+
+/**
+ * Grows the activation scratch to `bytes` now: a forward pass calls it before recording a step,
+ * so no matmul of the step has to grow it (which submits what is recorded so far).
+ */
+export function reserveActivationScratch(rt: GpuRuntime, bytes: number): void {
+  activationScratch(rt, bytes);
+}
 
 function activationScratch(rt: GpuRuntime, bytes: number): GPUBuffer {
   let s = scratches.get(rt);
