@@ -1,7 +1,7 @@
 // Loads shared test models onto the test file's GPU runtime and runs prompts through them.
 import { generate, type GenerateRequest } from '../../src/engine/generate.js';
 import { KvCache } from '../../src/kv/index.js';
-import { ForwardPass, Model, type Batch } from '../../src/model/index.js';
+import { ForwardPass, Model, type Batch, type Numerics } from '../../src/model/index.js';
 import { getRuntime } from './gpu.js';
 import { modelPath } from './shared.js';
 
@@ -12,10 +12,10 @@ export interface LoadedModel {
   close(): void;
 }
 
-export async function loadShared(file: string, kvPages = 512): Promise<LoadedModel> {
+export async function loadShared(file: string, kvPages = 512, numerics: Numerics = 'fast'): Promise<LoadedModel> {
   const rt = await getRuntime();
   const model = await Model.load(rt, modelPath(file));
-  const forward = new ForwardPass(model);
+  const forward = new ForwardPass(model, { numerics });
   const kv = KvCache.create(rt, model.config, { maxPages: kvPages, memoryBytes: 1 << 30, format: 'f16' });
   return {
     model,
