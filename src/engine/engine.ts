@@ -35,6 +35,8 @@ export interface EngineOptions extends EngineCoreOptions {
   runtime?: GpuRuntime;
   /** Cancels loading. */
   signal?: AbortSignal;
+  /** A model download that sends no byte for this long fails (default 30 000 ms). */
+  downloadIdleTimeoutMs?: number;
 }
 
 export interface EngineMetricsSnapshot extends MetricsSnapshot {
@@ -114,7 +116,7 @@ export class Engine {
     const rt = this.runtime ?? (this.runtime = await GpuRuntime.create({ log: (line) => console.warn(line) }));
     const started = performance.now();
     const report = (p: LoadProgress) => this.progressCallback?.(progressReport(p, started, describe(source)));
-    const loadedModel = await Model.load(rt, source, { onProgress: report, signal: merged.signal });
+    const loadedModel = await Model.load(rt, source, { onProgress: report, signal: merged.signal, idleTimeoutMs: merged.downloadIdleTimeoutMs });
     try {
       const core = await EngineCore.create(loadedModel, merged);
       this.loaded = { model: loadedModel, core, modelId: merged.modelId ?? modelIdOf(loadedModel), defaults: requestDefaults(chatOptions) };

@@ -34,6 +34,8 @@ export interface ModelWeights {
 export interface LoadModelOptions {
   onProgress?: ProgressCallback;
   signal?: AbortSignal;
+  /** A download that sends no byte for this long fails (default 30 000 ms). */
+  idleTimeoutMs?: number;
 }
 
 export class Model {
@@ -49,7 +51,7 @@ export class Model {
   ) {}
 
   static async load(rt: GpuRuntime, source: ModelSource, options: LoadModelOptions = {}): Promise<Model> {
-    const reader = await openModelSource(source, options.signal);
+    const reader = await openModelSource(source, { signal: options.signal, idleTimeoutMs: options.idleTimeoutMs });
     const uploaded = new Map<string, GpuWeight>();
     try {
       options.onProgress?.({ phase: 'header', loadedBytes: 0, totalBytes: reader.size });

@@ -2,7 +2,7 @@
 // llama-vocab.cpp: vocabulary types "llama" (SentencePiece) and "gpt2" (byte-level BPE),
 // special-token parsing, BOS/EOS handling, end-of-generation ids and detokenization.
 
-import type { GgufValue, Metadata } from './gguf.js';
+import type { Metadata } from './gguf.js';
 import { SpmEncoder } from './tokenizer-spm.js';
 import { BpeEncoder, byteDecode, findBpePreTokenizer, SUPPORTED_BPE_PRE_TOKENIZERS } from './tokenizer-bpe.js';
 import type { PieceSource } from './detokenizer.js';
@@ -345,7 +345,7 @@ function bpeParts(meta: Metadata, vocab: VocabData): EncoderParts {
       meta.source,
     );
   }
-  const merges = meta.array<string>('tokenizer.ggml.merges');
+  const merges = meta.strings('tokenizer.ggml.merges');
   if (!merges) throw new TokenizerError('tokenizer.ggml.merges is missing (needed by a gpt2 vocabulary)', meta.source);
   const bpe = new BpeEncoder(vocab.ids, merges, pre);
   return {
@@ -357,24 +357,25 @@ function bpeParts(meta: Metadata, vocab: VocabData): EncoderParts {
 }
 
 function readVocab(meta: Metadata): VocabData {
-  const tokens = meta.array<string>('tokenizer.ggml.tokens');
+  const tokens = meta.strings('tokenizer.ggml.tokens');
   if (!tokens) throw new TokenizerError('tokenizer.ggml.tokens is missing: the file has no vocabulary', meta.source);
   const n = tokens.length;
   const scores = new Float32Array(n);
   const attrs = new Uint16Array(n).fill(Attr.NORMAL);
-  const rawScores = meta.array<GgufValue>('tokenizer.ggml.scores');
-  const types = meta.array<GgufValue>('tokenizer.ggml.token_type');
-  if (rawScores && rawScores.length < n) throw new TokenizerError(`tokenizer.ggml.scores has ${rawScores.length} entries for ${n} tokens`, meta.source);
-  if (types && types.length < n) throw new TokenizerError(`tokenizer.ggml.token_type has ${types.length} entries for ${n} tokens`, meta.source);
+  const rawScores = meta.numbers('tokenizer.ggml.scores');
+  const types = meta.numbers('tokenizer.ggml.token_type');
+  if (n === 0) throw new TokenizerError('tokenizer.ggml.tokens is empty: the file has no vocabulary', meta.source);
+  if (rawScores && rawScores.length !== n) throw new TokenizerError(`tokenizer.ggml.scores has ${rawScores.length} entries for ${n} tokens`, meta.source);
+  if (types && types.length !== n) throw new TokenizerError(`tokenizer.ggml.token_type has ${types.length} entries for ${n} tokens`, meta.source);
   const pieces = new Array<string>(n);
   const ids = new Map<string, number>();
   for (let i = 0; i < n; i++) {
     const piece = tokens[i] === '' ? `[EMPTY_${i}]` : tokens[i];
-    if (ids.has(piece)) throw new TokenizerError(`duplicate token in vocabulary: '${piece}' has ids ${ids.get(piece)} and ${i}`, meta.source);
+    if (ids.has(piece)) throw new TokenizerError(`duplicate token in vocabulary: '${piece.length > 40 ? piece.slice(0, 40) + '...' : piece}' has ids ${ids.get(piece)} and ${i}`, meta.source);
     ids.set(piece, i);
     pieces[i] = piece;
-    if (rawScores) scores[i] = Number(rawScores[i]);
-    if (types) attrs[i] = TYPE_TO_ATTR[Number(types[i])] ?? Attr.UNDEFINED;
+    if (rawScores) scores[i] = rawScores[i];
+    if (types) attrs[i] = TYPE_TO_ATTR[types[i]] ?? Attr.UNDEFINED;
   }
   return { pieces, scores, attrs, ids };
 }
