@@ -3,7 +3,7 @@
 // it in one GPU submission and samples on the GPU, and only the sampled ids (and logprobs when
 // asked for) come back. Each sequence streams its tokens, decoded text and finish through its
 // own queue.
-import { KvCache } from '../kv/index.js';
+import { defaultKvMemoryBytes, KvCache } from '../kv/index.js';
 import { ForwardPass, StreamingDecoder, type Model, type Numerics, type RowLogprobs, type RowSampling } from '../model/index.js';
 import { KvManager, Scheduler, Sequence, type ScheduledStep } from '../scheduler/index.js';
 import { AsyncQueue } from './async-queue.js';
@@ -60,7 +60,7 @@ export interface EngineCoreOptions {
   maxBatchTokens?: number;
   /** Most sequences running at once (default 64). */
   maxRunningSeqs?: number;
-  /** Context length (default and maximum: the model's). */
+  /** Context length (default and maximum: the model's, and what the KV cache holds). */
   contextLength?: number;
   /**
    * 'llama.cpp' (default): every op computes what llama.cpp's CPU build computes, bit for bit, so
@@ -125,14 +125,14 @@ export class EngineCore {
   /** Sets up the KV cache (a GpuOutOfMemoryError if the device cannot hold it) and the step loop. */
   static async create(model: Model, options: EngineCoreOptions = {}): Promise<EngineCore> {
     const c = model.config;
-    const contextLength = Math.min(options.contextLength ?? c.contextLength, c.contextLength);
-    const fullContext = contextLength * c.kvHeadCount * c.headDim * 2 * 2 * c.layerCount;
+    const wanted = Math.min(options.contextLength ?? c.contextLength, c.contextLength);
     const kv = await KvCache.allocate(model.rt, c, {
       pageSize: options.pageSize,
       format: options.kvFormat,
-      memoryBytes: options.kvMemoryBytes ?? Math.min(16 * fullContext, 256 * 1024 * 1024),
+      memoryBytes: options.kvMemoryBytes ?? defaultKvMemoryBytes(c, wanted, options.kvFormat),
     });
-    return new EngineCore(model, kv, contextLength, options);
+    // A context longer than the whole cache could never be filled: serve what it holds.
+    return new EngineCore(model, kv, Math.min(wanted, kv.tokenCapacity), options);
   }
 
   private constructor(readonly model: Model, readonly kv: KvCache, readonly contextLength: number, options: EngineCoreOptions) {
