@@ -133,9 +133,29 @@ export class BpeEncoder {
 
   /** Appends the tokens of `text` (no special tokens in it) to `out`. */
   encode(text: string, out: number[]): void {
+    for (const _ of this.encodeInSteps(text, out, Infinity));
+  }
+
+  /**
+   * encode(), pausing (yielding) after about every `stepChars` characters. Words are encoded
+   * independently, so the steps give exactly encode()'s tokens.
+   */
+  *encodeInSteps(text: string, out: number[], stepChars: number): Generator<void> {
+    let chars = 0;
     for (const word of splitWords(text, this.pre.regex)) {
       for (const id of this.encodeWord(word)) out.push(id);
+      chars += word.length;
+      if (chars >= stepChars) {
+        chars = 0;
+        yield;
+      }
     }
+  }
+
+  /** Whether every byte has a token, so no text is dropped and each token covers at least one byte. */
+  get coversEveryByte(): boolean {
+    for (let b = 0; b < 256; b++) if (!this.ids.has(byteEncode(Uint8Array.of(b)))) return false;
+    return true;
   }
 
   private encodeWord(word: string): readonly number[] {
