@@ -32,11 +32,16 @@ export async function serveCommand(opts: ServeCliOptions): Promise<number> {
   }
 }
 
-async function serve(engine: Engine, port: number, host: string, stopSignal: Promise<NodeJS.Signals>): Promise<number> {
+/**
+ * Serves `engine` on host:port until `stopSignal` (exit code 0) or until the engine cannot serve
+ * any more (exit code 1). Prints the URL on stdout, one line per request on stderr.
+ */
+export async function serve(engine: Engine, port: number, host: string, stopSignal: Promise<NodeJS.Signals>, onListening?: (url: string) => void): Promise<number> {
   const handler = createOpenAiHandler(engine, { onError: (error) => console.error(`wgserve: error: ${error.message}`) });
   const server = createServer(fetchListener(handler, { onExchange: logExchange }));
   await listen(server, port, host);
   console.log(`wgserve: serving ${engine.modelId} on ${baseUrl(server)}/v1`);
+  onListening?.(baseUrl(server));
   const failed = engine.core!.failed.then((error) => ({ error }));
   const ended = await Promise.race([stopSignal.then((signal) => ({ signal })), failed]);
   if ('error' in ended) {

@@ -67,7 +67,9 @@ export async function parseChatRequest(body: unknown, ctx: RequestContext): Prom
       fallback: 'chatml',
     });
   } catch (e) {
-    throw ApiError.invalid('messages', (e as Error).message);
+    // A value nested deeper than the template engine recurses is the request's fault, not a crash.
+    const message = e instanceof RangeError ? 'the messages or tools are nested too deeply to render' : (e as Error).message;
+    throw ApiError.invalid('messages', message);
   }
   checkChoices(1, int(req, 'n', 1, MAX_N) ?? 1, ctx);
   checkTextFits(text, ctx, 'messages');
@@ -221,7 +223,10 @@ function checkTextFits(text: string, ctx: RequestContext, param: string): void {
 
 /** Refuses a request for more choices (prompts × n) than one request may have. */
 function checkChoices(prompts: number, n: number, ctx: RequestContext): void {
-  const limits = { ...DEFAULT_REQUEST_LIMITS, ...ctx.limits };
+  const limits = {
+    maxPromptsPerRequest: ctx.limits?.maxPromptsPerRequest ?? DEFAULT_REQUEST_LIMITS.maxPromptsPerRequest,
+    maxChoicesPerRequest: ctx.limits?.maxChoicesPerRequest ?? DEFAULT_REQUEST_LIMITS.maxChoicesPerRequest,
+  };
   if (prompts > limits.maxPromptsPerRequest) {
     throw ApiError.invalid('prompt', `prompt has ${prompts} prompts; at most ${limits.maxPromptsPerRequest} are allowed in one request`, 'too_many_prompts');
   }
@@ -337,7 +342,8 @@ function bool(req: Body, name: string): boolean | undefined {
 function num(req: Body, name: string, min: number, max: number, o: { exclusiveMin?: boolean } = {}): number | undefined {
   const v = req[name];
   if (v === undefined || v === null) return undefined;
-  const low = o.exclusiveMin ? v as number <= min : v as number < min;
+  // Compared only once it is a number: comparing an array stringifies it, recursively.
+  const low = typeof v === 'number' && (o.exclusiveMin ? v <= min : v < min);
   if (typeof v !== 'number' || !Number.isFinite(v) || low || v > max) {
     const range = max === Infinity ? `${o.exclusiveMin ? 'above' : 'at least'} ${min}` : `${o.exclusiveMin ? 'above' : 'from'} ${min} ${o.exclusiveMin ? 'and at most' : 'to'} ${max}`;
     throw ApiError.invalid(name, `${name} must be a number ${range}, got ${describe(v)}`);
