@@ -8,6 +8,7 @@ import { createEngine, type Engine } from '../../src/index.js';
 import type { ChatCompletion } from '../../src/engine/index.js';
 import { serve } from '../../src/cli/serve.js';
 import { SHIPPED_MODEL, shippedEngine } from '../helpers/engine.js';
+import { rng } from '../helpers/random.js';
 
 const PROMPT = 'Prince Andrew looked at';
 
@@ -75,6 +76,54 @@ describe('abusive requests beside a good one', () => {
     }
     expect(engine.core!.activeCount).toBe(0);
     expect((await engine.completions.create({ prompt: PROMPT, max_tokens: 2 })).choices).toHaveLength(1);
+  });
+});
+
+describe('load with random client aborts', () => {
+  it('served requests are right, aborted ones end with abort; pages all free and GPU memory flat after every round', async () => {
+    const engine = await shippedEngine();
+    try {
+      const expected = (await greedyChat(engine, 12)).choices[0].message.content!;
+      const rt = engine.model!.rt;
+      const r = rng(2024);
+      const memory: number[] = [];
+      const tally = { served: 0, aborted: 0 };
+      for (let round = 0; round < 3; round++) {
+        const runs = Array.from({ length: 12 }, async () => {
+          const controller = new AbortController();
+          const abortAfter = r() < 0.4 ? Math.floor(r() * 6) : Infinity;
+          if (abortAfter === 0) setTimeout(() => controller.abort(), Math.floor(r() * 20));
+          const stream = await engine.chat.completions.create(
+            { messages: [{ role: 'user', content: PROMPT }], max_tokens: 12, temperature: 0, stream: true },
+            { signal: controller.signal },
+          ).catch((e: Error) => e);
+          if (stream instanceof Error) return { text: '', reason: 'abort' };
+          let text = '';
+          let reason = '';
+          let chunks = 0;
+          for await (const chunk of stream) {
+            text += chunk.choices[0]?.delta.content ?? '';
+            reason = chunk.choices[0]?.finish_reason ?? reason;
+            if (++chunks === abortAfter) controller.abort();
+          }
+          return { text, reason };
+        });
+        for (const { text, reason } of await Promise.all(runs)) {
+          if (reason === 'abort') expect(expected.startsWith(text)).toBe(true);
+          else expect({ text, reason }).toEqual({ text: expected, reason: 'length' });
+          tally[reason === 'abort' ? 'aborted' : 'served']++;
+        }
+        await engine.core!.idle();
+        expect(engine.core!.activeCount).toBe(0);
+        expect(engine.core!.kv.pool.usedPages).toBe(0);
+        memory.push(rt.buffers.bytesAllocated);
+      }
+      expect(new Set(memory).size, `GPU bytes after each round: ${memory}`).toBe(1);
+      expect(tally.served).toBeGreaterThan(5);
+      expect(tally.aborted).toBeGreaterThan(5);
+    } finally {
+      await engine.unload();
+    }
   });
 });
 
