@@ -262,6 +262,7 @@ export class Engine {
     const failure = loaded.core.failureReason;
     if (failure) throw ApiError.unavailable(failure);
     const limit = this.options.maxQueuedSequences ?? DEFAULT_MAX_QUEUED_SEQUENCES;
+    if (sequences > limit) throw ApiError.invalid('n', `the request asks for ${sequences} choices; this engine queues at most ${limit} sequences`, 'too_many_choices');
     if (loaded.core.activeCount + sequences > limit) throw ApiError.queueFull(loaded.core.activeCount, sequences, limit);
     return loaded;
   }

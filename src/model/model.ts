@@ -61,7 +61,9 @@ export class Model {
       const tokenizer = Tokenizer.fromMetadata(meta);
       const fingerprint = await modelFingerprint(header);
       rt.device.pushErrorScope('out-of-memory');
+      rt.device.pushErrorScope('validation');
       let memoryError: GPUError | null;
+      let validationError: GPUError | null;
       let ropeFreqFactors: Float32Array | undefined;
       try {
         await streamTensors(reader, header, (info, bytes) => {
@@ -71,8 +73,10 @@ export class Model {
         }, options.onProgress);
         await rt.sync();
       } finally {
+        validationError = await rt.device.popErrorScope();
         memoryError = await rt.device.popErrorScope();
       }
+      if (validationError) throw new Error(`${reader.name}: the GPU refused the model's weights: ${validationError.message}`);
       if (memoryError) {
         const mb = ([...uploaded.values()].reduce((sum, w) => sum + w.buffer.size, 0) / 1e6).toFixed(1);
         throw new GpuOutOfMemoryError(`${reader.name}: not enough GPU memory for the model's weights (${mb} MB): ${memoryError.message}`);
