@@ -90,11 +90,11 @@ export class SpmEncoder {
     while (text.length - start > stepChars) {
       const cut = this.cutAfter(text, start + stepChars);
       if (cut < 0) break;
-      this.encode(text.slice(start, cut), out);
+      yield* this.mergeInSteps(text.slice(start, cut), out, stepChars);
       start = cut;
       yield;
     }
-    this.encode(text.slice(start), out);
+    yield* this.mergeInSteps(text.slice(start), out, stepChars);
   }
 
   /** The first place at or after `from` where the text can be cut exactly, or -1. */
@@ -112,6 +112,12 @@ export class SpmEncoder {
 
   /** Appends the tokens of `text` (spaces already replaced by ▁) to `out`. */
   encode(text: string, out: number[]): void {
+    for (const _ of this.mergeInSteps(text, out, Infinity));
+  }
+
+  /** The merges of encode(), pausing (yielding) after every `stepMerges` of them: the same tokens. */
+  private *mergeInSteps(text: string, out: number[], stepMerges: number): Generator<void> {
+    let merges = 0;
     const symbols = Array.from(text);
     const next = symbols.map((_, i) => (i + 1 < symbols.length ? i + 1 : -1));
     const prev = symbols.map((_, i) => i - 1);
@@ -130,6 +136,10 @@ export class SpmEncoder {
       const leftText = symbols[left];
       const rightText = symbols[right];
       if (!leftText || !rightText || leftText.length + rightText.length !== bigram.length) continue;
+      if (++merges >= stepMerges) {
+        merges = 0;
+        yield;
+      }
       symbols[left] = leftText + rightText;
       symbols[right] = '';
       next[left] = next[right];

@@ -38,7 +38,8 @@ describe('encodeAsync', () => {
         let pauses = 0;
         const steps = await tok.encodeAsync(text, { parseSpecial }, 64, async () => void pauses++);
         expect(steps, `text ${i}, parseSpecial ${parseSpecial}`).toEqual(tok.encode(text, { parseSpecial }));
-        if (i === 0) expect(pauses, 'a long text is encoded in steps').toBeGreaterThan(10);
+        // The goldens' prompts, and one 5000-character word (no place to cut: the merges pause).
+        if (i <= 1) expect(pauses, `text ${i} is encoded in steps`).toBeGreaterThan(10);
       }
     }
     const chat = '<|im_start|>user\nHello there<|im_end|>\n<|im_start|>assistant\n'.repeat(200);
