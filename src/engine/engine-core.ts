@@ -152,9 +152,13 @@ export class EngineCore {
       maxRunningSeqs: options.maxRunningSeqs,
       onFinished: (seq) => (this.committing ? this.finishedInCommit.push(seq) : this.finished(seq)),
     });
-    void model.rt.gpu.lost.then((lost) => {
-      if (!this.destroyed) this.fail(lost);
-    });
+    // Weakly: a runtime outlives the cores of every model loaded on it, and must not keep them.
+    const core = new WeakRef(this);
+    void model.rt.gpu.lost.then((lost) => core.deref()?.deviceLost(lost));
+  }
+
+  private deviceLost(lost: Error): void {
+    if (!this.destroyed) this.fail(lost);
   }
 
   /** Why the engine stopped serving, or null while it serves. */

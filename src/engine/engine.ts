@@ -121,6 +121,11 @@ export class Engine {
     const chatOptions: EngineOptions & ChatOptions = Array.isArray(options) ? options[0] ?? {} : options;
     const merged = { ...this.options, ...chatOptions };
     if (chatOptions.context_window_size !== undefined) merged.contextLength = chatOptions.context_window_size;
+    if (this.runtime?.gpu.lostError && this.ownsRuntime) {
+      // A lost device cannot be used again: reloading after a loss opens a new one.
+      this.runtime.destroy();
+      this.runtime = null;
+    }
     const rt = this.runtime ?? (this.runtime = await GpuRuntime.create({ log: (line) => console.warn(line) }));
     const started = performance.now();
     const report = (p: LoadProgress) => this.progressCallback?.(progressReport(p, started, describe(source)));

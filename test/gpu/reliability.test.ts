@@ -184,6 +184,9 @@ describe('a lost GPU device', () => {
       const health = await createOpenAiHandler(engine)(new Request('http://localhost/health'));
       expect(health.status).toBe(503);
       expect(await health.json()).toMatchObject({ status: 'error', error: { message: expect.stringMatching(/GPU device lost/) } });
+      // reload() opens a new device in place of the lost one.
+      await engine.reload(SHIPPED_MODEL);
+      expect((await greedyChat(engine, 4)).usage.completion_tokens).toBe(4);
     } finally {
       await engine.unload();
     }
