@@ -6,7 +6,7 @@ import { ApiError, Engine, type ApiErrorBody, type EngineOptions, type InitProgr
 import type { ModelSource } from '../model/index.js';
 import { ModelCache, reloadCached, type CachedModel } from './model-cache.js';
 
-export type Outcome<T> = { ok: true; value: T } | { ok: false; status: number; error: ApiErrorBody };
+export type Outcome<T> = { ok: true; value: T } | { ok: false; status: number; error: ApiErrorBody; retryAfter?: number };
 
 /** Engine options that can cross to a worker (no runtime, signal or callbacks). */
 export interface WorkerEngineOptions extends Omit<EngineOptions, 'runtime' | 'signal' | 'initProgressCallback' | 'model'> {
@@ -113,9 +113,9 @@ async function outcome<T>(body: () => Promise<T>): Promise<Outcome<T>> {
   }
 }
 
-function failure(e: unknown): { ok: false; status: number; error: ApiErrorBody } {
+function failure(e: unknown): { ok: false; status: number; error: ApiErrorBody; retryAfter?: number } {
   const error = ApiError.from(e);
-  return { ok: false, status: error.status, error: error.toJSON() };
+  return { ok: false, status: error.status, error: error.toJSON(), retryAfter: error.retryAfter };
 }
 
 function isAsyncIterable(value: unknown): value is AsyncIterable<unknown> {

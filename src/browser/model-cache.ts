@@ -30,11 +30,11 @@ export class ModelCache {
   }
 
   /** The model at `url`, from the cache when it is there; otherwise fetched and cached on the way. */
-  async open(url: string, signal?: AbortSignal): Promise<OpenedModel> {
+  async open(url: string, signal?: AbortSignal, idleTimeoutMs?: number): Promise<OpenedModel> {
     const cache = await caches.open(this.cacheName);
     const hit = await cache.match(url);
     if (hit) return { response: named(hit, url), fromCache: true, stored: Promise.resolve({ ok: true }) };
-    const response = await fetchModel(url, signal);
+    const response = await fetchModel(url, { signal, idleTimeoutMs });
     if (!response.body) return { response, fromCache: false, stored: Promise.resolve({ ok: false, error: 'no body' }) };
     const [forLoader, forCache] = response.body.tee();
     const headers = new Headers(response.headers);
@@ -63,7 +63,7 @@ export class ModelCache {
 
 /** Loads the model at `url` into `engine` through the cache; a file that fails to load is not kept. */
 export async function reloadCached(engine: Engine, cache: ModelCache, url: string, options: EngineOptions = {}): Promise<void> {
-  const opened = await cache.open(url, options.signal);
+  const opened = await cache.open(url, options.signal, options.downloadIdleTimeoutMs);
   try {
     await engine.reload(opened.response, options);
   } catch (e) {

@@ -161,7 +161,7 @@ function unwrap<T>(result: Outcome<T>): T {
   throw toApiError(result);
 }
 
-function toApiError(result: { status: number; error: { error: { message: string; type: ApiError['type']; param: string | null; code: string | null } } }): ApiError {
+function toApiError(result: { status: number; error: { error: { message: string; type: ApiError['type']; param: string | null; code: string | null } }; retryAfter?: number }): ApiError {
   const e = result.error.error;
-  return new ApiError(e.message, result.status, e.type, e.param, e.code);
+  return new ApiError(e.message, result.status, e.type, e.param, e.code, result.retryAfter);
 }

@@ -1,6 +1,6 @@
 // `wgserve generate`: streams a continuation of --prompt to stdout; speed goes to stderr.
 import { generate } from '../engine/generate.js';
-import { KvCache } from '../kv/index.js';
+import { defaultKvMemoryBytes, KvCache } from '../kv/index.js';
 import { ForwardPass, renderChat, StreamingDecoder, type Model } from '../model/index.js';
 import { parseNumber, withModel } from './session.js';
 
@@ -21,16 +21,22 @@ export async function generateCommand(opts: GenerateCliOptions): Promise<number>
   const seed = parseNumber(opts.seed, 'seed', Date.now() % 2 ** 31, { integer: true, min: 0, max: 2 ** 32 - 1 });
   return withModel(opts.model, async (model) => {
     const promptIds = encodePrompt(model, opts.prompt!, !!opts.chat);
+    // Sized like the server's (the same out-of-memory error), and the context is what it holds.
+    const kv = await KvCache.allocate(model.rt, model.config, { memoryBytes: defaultKvMemoryBytes(model.config, model.config.contextLength) });
+    const contextLength = Math.min(model.config.contextLength, kv.tokenCapacity);
+    if (promptIds.length >= contextLength) {
+      kv.destroy();
+      throw new Error(`the prompt has ${promptIds.length} tokens; the context holds ${contextLength} (at most ${contextLength - 1} prompt tokens)`);
+    }
     const forward = new ForwardPass(model);
-    const kv = KvCache.create(model.rt, model.config, { memoryBytes: kvBytesFor(model) });
     const decoder = new StreamingDecoder(model.tokenizer);
     let text = '';
-    // Compile the pipelines of this prompt's prefill and of decode first, so the speeds
-    // printed below measure generation, not one-time shader compilation.
-    await generate(forward, kv, [{ promptIds, maxTokens: 2 }], { contextLength: model.config.contextLength });
-    const start = performance.now();
-    let firstTokenAt = 0;
     try {
+      // Compile the pipelines of this prompt's prefill and of decode first, so the speeds
+      // printed below measure generation, not one-time shader compilation.
+      await generate(forward, kv, [{ promptIds, maxTokens: 2 }], { contextLength });
+      const start = performance.now();
+      let firstTokenAt = 0;
       const [result] = await generate(forward, kv, [{
         promptIds,
         maxTokens,
@@ -43,7 +49,7 @@ export async function generateCommand(opts: GenerateCliOptions): Promise<number>
           text += piece;
           if (!opts.json) process.stdout.write(piece);
         },
-      }], { contextLength: model.config.contextLength });
+      }], { contextLength });
       const tail = decoder.flush();
       text += tail;
       const end = performance.now();
@@ -69,12 +75,6 @@ function encodePrompt(model: Model, prompt: string, chat: boolean): number[] {
     eosToken: model.tokenizer.eosText,
   });
   return model.tokenizer.encodeChatPrompt(rendered);
-}
-
-/** Enough pages for one full context, with room for rounding. */
-function kvBytesFor(model: Model): number {
-  const c = model.config;
-  return (c.contextLength + 64) * c.kvHeadCount * c.headDim * 4 * 2 * c.layerCount;
 }
 
 function reportSpeed(promptTokens: number, generated: number, start: number, firstToken: number, end: number): void {

@@ -1,5 +1,6 @@
 // `wgserve serve`: the OpenAI HTTP API (src/engine/http.ts) on node:http, one line per request to
-// stderr, until SIGINT or SIGTERM, which stop it cleanly (requests aborted, engine destroyed, exit 0).
+// stderr, until SIGINT or SIGTERM, which stop it cleanly (requests aborted, engine destroyed, exit 0),
+// or until the engine cannot serve any more (its GPU is lost), which ends it with exit code 1.
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Engine, EngineOptions } from '../engine/index.js';
@@ -31,13 +32,25 @@ export async function serveCommand(opts: ServeCliOptions): Promise<number> {
   }
 }
 
-async function serve(engine: Engine, port: number, host: string, stopSignal: Promise<NodeJS.Signals>): Promise<number> {
+/**
+ * Serves `engine` on host:port until `stopSignal` (exit code 0) or until the engine cannot serve
+ * any more (exit code 1). Prints the URL on stdout, one line per request on stderr.
+ */
+export async function serve(engine: Engine, port: number, host: string, stopSignal: Promise<NodeJS.Signals>, onListening?: (url: string) => void): Promise<number> {
   const handler = createOpenAiHandler(engine, { onError: (error) => console.error(`wgserve: error: ${error.message}`) });
   const server = createServer(fetchListener(handler, { onExchange: logExchange }));
   await listen(server, port, host);
   console.log(`wgserve: serving ${engine.modelId} on ${baseUrl(server)}/v1`);
-  const signal = await stopSignal;
-  console.error(`wgserve: ${signal}, shutting down`);
+  onListening?.(baseUrl(server));
+  const failed = engine.core!.failed.then((error) => ({ error }));
+  const ended = await Promise.race([stopSignal.then((signal) => ({ signal })), failed]);
+  if ('error' in ended) {
+    // /health answers 503 with the reason until the server has closed; then the exit code tells a supervisor to restart.
+    console.error(`wgserve: the engine cannot serve any more: ${ended.error.message}; shutting down`);
+    await stop(server, engine);
+    return 1;
+  }
+  console.error(`wgserve: ${ended.signal}, shutting down`);
   await stop(server, engine);
   return 0;
 }

@@ -3,10 +3,11 @@
 // it in one GPU submission and samples on the GPU, and only the sampled ids (and logprobs when
 // asked for) come back. Each sequence streams its tokens, decoded text and finish through its
 // own queue.
-import { KvCache } from '../kv/index.js';
+import { defaultKvMemoryBytes, KvCache } from '../kv/index.js';
 import { ForwardPass, StreamingDecoder, type Model, type Numerics, type RowLogprobs, type RowSampling } from '../model/index.js';
 import { KvManager, Scheduler, Sequence, type ScheduledStep } from '../scheduler/index.js';
 import { AsyncQueue } from './async-queue.js';
+import { ApiError } from './errors.js';
 import { EngineMetrics } from './metrics.js';
 import { StopStringMatcher } from './stop-strings.js';
 
@@ -60,7 +61,7 @@ export interface EngineCoreOptions {
   maxBatchTokens?: number;
   /** Most sequences running at once (default 64). */
   maxRunningSeqs?: number;
-  /** Context length (default and maximum: the model's). */
+  /** Context length (default and maximum: the model's, and what the KV cache holds). */
   contextLength?: number;
   /**
    * 'llama.cpp' (default): every op computes what llama.cpp's CPU build computes, bit for bit, so
@@ -79,6 +80,8 @@ class SeqState {
   readonly timings: SeqTimings;
   /** Set when the engine, not the scheduler, decides why the sequence ends (a stop string). */
   reason: SeqFinishReason | null = null;
+  /** Set when a failed step ends the sequence: its stream fails with this instead of finishing. */
+  error: ApiError | null = null;
 
   constructor(readonly seq: Sequence, readonly params: SamplingParams, model: Model, onCancel: () => void) {
     this.decoder = new StreamingDecoder(model.tokenizer);
@@ -121,18 +124,23 @@ export class EngineCore {
   private readonly finishedInCommit: Sequence[] = [];
   private failure: Error | null = null;
   private destroyed = false;
+  private failedResolve: (error: Error) => void = () => {};
+  /** Resolves with the reason when the engine gives up serving (its GPU device is lost or broken). */
+  readonly failed = new Promise<Error>((resolve) => (this.failedResolve = resolve));
+  /** How long the self-check after a failed step may wait for the GPU. */
+  private static readonly CHECK_TIMEOUT_MS = 30_000;
 
   /** Sets up the KV cache (a GpuOutOfMemoryError if the device cannot hold it) and the step loop. */
   static async create(model: Model, options: EngineCoreOptions = {}): Promise<EngineCore> {
     const c = model.config;
-    const contextLength = Math.min(options.contextLength ?? c.contextLength, c.contextLength);
-    const fullContext = contextLength * c.kvHeadCount * c.headDim * 2 * 2 * c.layerCount;
+    const wanted = Math.min(options.contextLength ?? c.contextLength, c.contextLength);
     const kv = await KvCache.allocate(model.rt, c, {
       pageSize: options.pageSize,
       format: options.kvFormat,
-      memoryBytes: options.kvMemoryBytes ?? Math.min(16 * fullContext, 256 * 1024 * 1024),
+      memoryBytes: options.kvMemoryBytes ?? defaultKvMemoryBytes(c, wanted, options.kvFormat),
     });
-    return new EngineCore(model, kv, contextLength, options);
+    // A context longer than the whole cache could never be filled: serve what it holds.
+    return new EngineCore(model, kv, Math.min(wanted, kv.tokenCapacity), options);
   }
 
   private constructor(readonly model: Model, readonly kv: KvCache, readonly contextLength: number, options: EngineCoreOptions) {
@@ -144,6 +152,18 @@ export class EngineCore {
       maxRunningSeqs: options.maxRunningSeqs,
       onFinished: (seq) => (this.committing ? this.finishedInCommit.push(seq) : this.finished(seq)),
     });
+    // Weakly: a runtime outlives the cores of every model loaded on it, and must not keep them.
+    const core = new WeakRef(this);
+    void model.rt.gpu.lost.then((lost) => core.deref()?.deviceLost(lost));
+  }
+
+  private deviceLost(lost: Error): void {
+    if (!this.destroyed) this.fail(lost);
+  }
+
+  /** Why the engine stopped serving, or null while it serves. */
+  get failureReason(): string | null {
+    return this.failure?.message ?? null;
   }
 
   /** Sequences waiting or running. */
@@ -156,8 +176,8 @@ export class EngineCore {
    * fit the context or the KV pool, or an engine whose GPU failed.
    */
   submit(promptIds: readonly number[], params: SamplingParams): SeqHandle {
-    if (this.destroyed) throw new Error('the engine was unloaded');
-    if (this.failure) throw new Error(`the engine stopped after an error: ${this.failure.message}`);
+    if (this.destroyed) throw ApiError.unavailable('the model was unloaded');
+    if (this.failure) throw ApiError.unavailable(this.failure.message);
     const seq = new Sequence({ id: this.nextId++, promptIds, maxTokens: params.maxTokens, stopIds: params.stopIds });
     const state = new SeqState(seq, params, this.model, () => this.abort(seq.id));
     this.scheduler.add(seq);
@@ -195,14 +215,63 @@ export class EngineCore {
 
   private async run(): Promise<void> {
     try {
-      while (this.scheduler.hasWork && !this.destroyed) {
+      while (this.scheduler.hasWork && !this.destroyed && !this.failure) {
         const step = this.scheduler.schedule();
-        if (step) await this.runStep(step);
+        if (step) await this.runIsolated(step);
         // Let requests and aborts that arrived during the step in before the next one.
         await new Promise((resolve) => setTimeout(resolve, 0));
       }
     } catch (e) {
-      this.fail(e instanceof Error ? e : new Error(String(e)));
+      this.fail(asError(e));
+    }
+  }
+
+  /**
+   * Runs a step; if it fails, only its sequences end (with a server error), and the engine checks
+   * that its GPU still works before it goes on; if not, it stops serving (fail()).
+   */
+  private async runIsolated(step: ScheduledStep): Promise<void> {
+    try {
+      await this.runStep(step);
+    } catch (e) {
+      const error = asError(e);
+      this.endStep(step, ApiError.generationFailed(error.message));
+      const broken = await this.selfCheck();
+      if (broken) this.fail(new Error(`${broken} (after a step failed: ${error.message})`));
+    }
+  }
+
+  /** Ends every sequence of a failed step with `error`, frees their pages and closes the step. */
+  private endStep(step: ScheduledStep, error: ApiError): void {
+    this.committing = false;
+    for (const { seq } of step.seqs) {
+      const state = this.states.get(seq.id);
+      if (state) state.error = error;
+      this.scheduler.abort(seq.id);
+    }
+    for (const seq of this.finishedInCommit.splice(0)) this.finished(seq);
+    try {
+      // Sequences of the step are aborted, so the commit only clears the step in flight.
+      this.scheduler.commit(step, new Array<number>(step.seqs.filter((s) => s.samples).length).fill(-1));
+    } catch {
+      // Already committed when the failure came after the commit.
+    }
+  }
+
+  /** Why the GPU cannot serve any more, or null when it finishes work as it should. */
+  private async selfCheck(): Promise<string | null> {
+    const gpu = this.model.rt.gpu;
+    if (gpu.lostError) return gpu.lostError.message;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<string>((resolve) => {
+      timer = setTimeout(() => resolve(`the GPU did not finish its work within ${EngineCore.CHECK_TIMEOUT_MS / 1000} s`), EngineCore.CHECK_TIMEOUT_MS);
+    });
+    try {
+      return await Promise.race([this.model.rt.sync().then(() => null), timeout]);
+    } catch (e) {
+      return asError(e).message;
+    } finally {
+      clearTimeout(timer);
     }
   }
 
@@ -245,6 +314,10 @@ export class EngineCore {
     const state = this.states.get(seq.id);
     if (!state) return;
     this.states.delete(seq.id);
+    if (state.error) {
+      state.queue.fail(state.error);
+      return;
+    }
     const reason = state.reason ?? seq.finishReason ?? 'abort';
     // A stop string ends the text where it starts; otherwise what was held back is text.
     const tail = reason === 'stop' && state.reason ? '' : state.stops.push(state.decoder.flush()).text + state.stops.flush();
@@ -255,13 +328,20 @@ export class EngineCore {
     state.queue.close();
   }
 
-  /** A step failed (a lost GPU device, most likely): every sequence ends with the error. */
+  /** The GPU cannot serve any more (lost, or broken after a failed step): every sequence ends with a 503. */
   private fail(error: Error): void {
+    if (this.failure) return;
     this.failure = error;
+    const unavailable = ApiError.unavailable(error.message);
     for (const [id, state] of [...this.states]) {
-      this.states.delete(id);
+      state.error = unavailable;
       this.scheduler.abort(id);
-      state.queue.fail(error);
+      this.finished(state.seq);
     }
+    this.failedResolve(error);
   }
+}
+
+function asError(e: unknown): Error {
+  return e instanceof Error ? e : new Error(String(e));
 }

@@ -35,7 +35,17 @@ export interface EngineOptions extends EngineCoreOptions {
   runtime?: GpuRuntime;
   /** Cancels loading. */
   signal?: AbortSignal;
+  /** A model download that sends no byte for this long fails (default 30 000 ms). */
+  downloadIdleTimeoutMs?: number;
+  /** Most prompts in one /v1/completions request (default 64; more is a 400). */
+  maxPromptsPerRequest?: number;
+  /** Most choices (prompts × n) in one request (default 64; more is a 400). */
+  maxChoicesPerRequest?: number;
+  /** Most sequences queued or running in the engine (default 256); a request that would pass it gets a 429. */
+  maxQueuedSequences?: number;
 }
+
+const DEFAULT_MAX_QUEUED_SEQUENCES = 256;
 
 export interface EngineMetricsSnapshot extends MetricsSnapshot {
   /** Sequences waiting or running now. */
@@ -111,10 +121,15 @@ export class Engine {
     const chatOptions: EngineOptions & ChatOptions = Array.isArray(options) ? options[0] ?? {} : options;
     const merged = { ...this.options, ...chatOptions };
     if (chatOptions.context_window_size !== undefined) merged.contextLength = chatOptions.context_window_size;
+    if (this.runtime?.gpu.lostError && this.ownsRuntime) {
+      // A lost device cannot be used again: reloading after a loss opens a new one.
+      this.runtime.destroy();
+      this.runtime = null;
+    }
     const rt = this.runtime ?? (this.runtime = await GpuRuntime.create({ log: (line) => console.warn(line) }));
     const started = performance.now();
     const report = (p: LoadProgress) => this.progressCallback?.(progressReport(p, started, describe(source)));
-    const loadedModel = await Model.load(rt, source, { onProgress: report, signal: merged.signal });
+    const loadedModel = await Model.load(rt, source, { onProgress: report, signal: merged.signal, idleTimeoutMs: merged.downloadIdleTimeoutMs });
     try {
       const core = await EngineCore.create(loadedModel, merged);
       this.loaded = { model: loadedModel, core, modelId: merged.modelId ?? modelIdOf(loadedModel), defaults: requestDefaults(chatOptions) };
@@ -184,17 +199,22 @@ export class Engine {
     loaded.model.destroy();
   }
 
+  /** Why the engine cannot serve (its GPU failed), or null while it serves or has no model. */
+  get failureReason(): string | null {
+    return this.loaded?.core.failureReason ?? null;
+  }
+
   private async createChat(request: ChatCompletionRequestBase, options: RequestOptions = {}): Promise<AsyncIterable<ChatCompletionChunk> | ChatCompletion> {
-    const loaded = this.requireLoaded();
-    const parsed = parseChatRequest(request, this.context(loaded));
+    const loaded = this.requireServing(1);
+    const parsed = await parseChatRequest(request, this.context(loaded));
     const { runs, meta } = this.start(loaded, parsed, options, (choices) => (this.lastMessage = choices[0]?.text ?? ''));
     if (parsed.stream) return chatChunks(runs, parsed, meta);
     return chatCompletion(await collectChoices(runs), parsed, meta);
   }
 
   private async createText(request: CompletionCreateParamsBase, options: RequestOptions = {}): Promise<AsyncIterable<Completion> | Completion> {
-    const loaded = this.requireLoaded();
-    const parsed = parseCompletionRequest(request, this.context(loaded));
+    const loaded = this.requireServing(1);
+    const parsed = await parseCompletionRequest(request, this.context(loaded));
     const { runs, meta } = this.start(loaded, parsed, options);
     if (parsed.stream) return completionChunks(runs, parsed, meta);
     return textCompletion(await collectChoices(runs), parsed, meta);
@@ -203,6 +223,9 @@ export class Engine {
   /** Submits every choice of every prompt at once, so they are batched together. */
   private start(loaded: Loaded, parsed: ParsedRequest, options: RequestOptions, onChoices?: (choices: CollectedChoice[]) => void): { runs: ChoiceRun[]; meta: ResponseMeta } {
     options.signal?.throwIfAborted();
+    // Tokenizing gave the event loop away: the engine may have changed or filled up meanwhile.
+    if (this.loaded !== loaded) throw ApiError.unavailable('the model was unloaded while the request was read');
+    this.requireServing(parsed.prompts.length * parsed.n);
     const handles: SeqHandle[] = [];
     const runs: ChoiceRun[] = [];
     try {
@@ -234,7 +257,19 @@ export class Engine {
   }
 
   private context(loaded: Loaded) {
-    return { model: loaded.model, modelId: loaded.modelId, contextLength: loaded.core.contextLength, defaults: loaded.defaults };
+    const limits = { maxPromptsPerRequest: this.options.maxPromptsPerRequest, maxChoicesPerRequest: this.options.maxChoicesPerRequest };
+    return { model: loaded.model, modelId: loaded.modelId, contextLength: loaded.core.contextLength, defaults: loaded.defaults, limits };
+  }
+
+  /** The loaded engine, if it serves and has room for `sequences` more (a 503 or a 429 if not). */
+  private requireServing(sequences: number): Loaded {
+    const loaded = this.requireLoaded();
+    const failure = loaded.core.failureReason;
+    if (failure) throw ApiError.unavailable(failure);
+    const limit = this.options.maxQueuedSequences ?? DEFAULT_MAX_QUEUED_SEQUENCES;
+    if (sequences > limit) throw ApiError.invalid('n', `the request asks for ${sequences} choices; this engine queues at most ${limit} sequences`, 'too_many_choices');
+    if (loaded.core.activeCount + sequences > limit) throw ApiError.queueFull(loaded.core.activeCount, sequences, limit);
+    return loaded;
   }
 
   private requireLoaded(): Loaded {

@@ -1,7 +1,7 @@
 // Errors shaped like the OpenAI API's: { error: { message, type, param, code } } with an HTTP
 // status, so the server, the Service Worker and in-page callers report a bad request the same way.
 
-export type ApiErrorType = 'invalid_request_error' | 'not_found_error' | 'server_error' | 'engine_unavailable';
+export type ApiErrorType = 'invalid_request_error' | 'not_found_error' | 'server_error' | 'engine_unavailable' | 'rate_limit_error';
 
 export interface ApiErrorBody {
   error: { message: string; type: ApiErrorType; param: string | null; code: string | null };
@@ -14,6 +14,8 @@ export class ApiError extends Error {
     readonly type: ApiErrorType,
     readonly param: string | null = null,
     readonly code: string | null = null,
+    /** Seconds a client should wait before trying again (the Retry-After header), for 429 and 503. */
+    readonly retryAfter?: number,
   ) {
     super(message);
     this.name = 'ApiError';
@@ -35,6 +37,22 @@ export class ApiError extends Error {
 
   static notLoaded(): ApiError {
     return new ApiError('No model is loaded: call reload(model) first', 503, 'engine_unavailable', null, 'model_not_loaded');
+  }
+
+  /** The engine has as many sequences as it queues (HTTP 429); running requests are unaffected. */
+  static queueFull(queued: number, asked: number, limit: number): ApiError {
+    return new ApiError(`The engine is busy: ${queued} sequences are queued or running and this request adds ${asked}; at most ${limit} are allowed. Try again shortly.`,
+      429, 'rate_limit_error', null, 'queue_full', 1);
+  }
+
+  /** The engine cannot serve (its GPU failed and could not be recovered): HTTP 503. */
+  static unavailable(reason: string): ApiError {
+    return new ApiError(`The engine cannot serve: ${reason}`, 503, 'engine_unavailable', null, 'engine_failed');
+  }
+
+  /** Generation failed on the engine's side (a GPU error): HTTP 500, not the request's fault. */
+  static generationFailed(reason: string): ApiError {
+    return new ApiError(`Generation failed on the server: ${reason}`, 500, 'server_error', null, 'generation_failed');
   }
 
   /** Anything else becomes a server error that keeps the original message. */

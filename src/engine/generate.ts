@@ -41,7 +41,8 @@ export async function generate(forward: ForwardPass, kv: KvCache, requests: Gene
     seqs.forEach((s) => scheduler.add(s));
     while (scheduler.hasWork) {
       const step = scheduler.schedule();
-      if (!step) continue;
+      // Nothing else holds pages here: a step that cannot be scheduled never will be.
+      if (!step) throw new Error(`generate: no sequence fits the KV cache of ${kv.tokenCapacity} tokens`);
       const sampling = step.seqs.filter((s) => s.samples).map(({ seq }) => ({
         temperature: requests[seq.id].temperature ?? 0,
         seed: requests[seq.id].seed ?? 0,

@@ -12,17 +12,21 @@ export interface OpenAiHandlerOptions {
   cors?: boolean;
   /** Server errors (status 500), and errors raised after a stream began, for logging. */
   onError?: (error: ApiError, request: Request) => void;
+  /** Largest request body read, in bytes (default 16 MiB); a larger one gets a 413 before it is read. */
+  maxBodyBytes?: number;
 }
+
+const DEFAULT_MAX_BODY_BYTES = 16 * 2 ** 20;
 
 export type OpenAiHandler = (request: Request) => Promise<Response>;
 
-type Method = 'GET' | 'POST';
+type Method = 'GET' | 'POST' | 'HEAD';
 type Route = (request: Request) => Promise<Response> | Response;
 type ErrorListener = (error: ApiError, request: Request) => void;
 
 export function createOpenAiHandler(engine: Engine, options: OpenAiHandlerOptions = {}): OpenAiHandler {
   const cors = options.cors ?? true;
-  const routes = new OpenAiRoutes(engine, (error, request) => options.onError?.(error, request));
+  const routes = new OpenAiRoutes(engine, (error, request) => options.onError?.(error, request), options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES);
   return async (request) => {
     const response = cors && request.method === 'OPTIONS' ? preflight(request) : await routes.answer(request);
     if (cors) response.headers.set('access-control-allow-origin', '*');
@@ -38,16 +42,19 @@ class OpenAiRoutes {
     '/health': { GET: () => health(this.engine) },
   };
 
-  constructor(private readonly engine: Engine, private readonly onError: ErrorListener) {}
+  constructor(private readonly engine: Engine, private readonly onError: ErrorListener, private readonly maxBodyBytes: number) {}
 
   async answer(request: Request): Promise<Response> {
     try {
       const path = new URL(request.url).pathname.replace(/(.)\/+$/, '$1');
       const methods = this.match(path);
       if (!methods) return notFound(request, path);
-      const route = methods[request.method as Method];
-      if (!route) return methodNotAllowed(request, path, Object.keys(methods));
-      return await route(request);
+      // HEAD is GET without the body, wherever GET is answered.
+      const head = request.method === 'HEAD' && methods.GET !== undefined;
+      const route = head ? methods.GET : methods[request.method as Method];
+      if (!route) return methodNotAllowed(request, path, allowedMethods(methods));
+      const response = await route(request);
+      return head ? new Response(null, { status: response.status, headers: response.headers }) : response;
     } catch (e) {
       const error = ApiError.from(e);
       // A client that went away is not a server error worth reporting.
@@ -65,7 +72,7 @@ class OpenAiRoutes {
 
   /** Runs one completion; the generation stops when the client goes away, mid-stream or before. */
   private async completion(request: Request, create: Create): Promise<Response> {
-    const body = await readJsonObject(request);
+    const body = await readJsonObject(request, this.maxBodyBytes);
     const abort = abortFollowing(request.signal);
     const result = await create(body, abort.signal);
     if (!isAsyncIterable(result)) return json(result);
@@ -81,8 +88,8 @@ class OpenAiRoutes {
 
 type Create = (body: object, signal: AbortSignal) => Promise<object | AsyncIterable<unknown>>;
 
-async function readJsonObject(request: Request): Promise<object> {
-  const text = await request.text();
+async function readJsonObject(request: Request, maxBytes: number): Promise<object> {
+  const text = await readBodyText(request, maxBytes);
   let body: unknown;
   try {
     body = JSON.parse(text);
@@ -93,6 +100,34 @@ async function readJsonObject(request: Request): Promise<object> {
     throw ApiError.invalid(null, 'The request body must be a JSON object', 'invalid_json');
   }
   return body;
+}
+
+/** The body as text, refused (413) past `maxBytes` whether or not the client said its length. */
+async function readBodyText(request: Request, maxBytes: number): Promise<string> {
+  const tooLarge = () => new ApiError(`The request body is larger than ${maxBytes} bytes`, 413, 'invalid_request_error', null, 'body_too_large');
+  const declared = Number(request.headers.get('content-length') ?? NaN);
+  if (declared > maxBytes) throw tooLarge();
+  if (!request.body) return '';
+  const reader = request.body.getReader();
+  const decoder = new TextDecoder();
+  let text = '';
+  let bytes = 0;
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    bytes += value.byteLength;
+    if (bytes > maxBytes) {
+      await reader.cancel().catch(() => {});
+      throw tooLarge();
+    }
+    text += decoder.decode(value, { stream: true });
+  }
+  return text + decoder.decode();
+}
+
+function allowedMethods(methods: Partial<Record<Method, Route>>): string[] {
+  const allowed: string[] = Object.keys(methods);
+  return methods.GET ? [...allowed, 'HEAD'] : allowed;
 }
 
 /** An AbortController that also aborts when `signal` does (the request's: the client left). */
@@ -122,6 +157,8 @@ function isAsyncIterable(value: object): value is AsyncIterable<unknown> {
 function health(engine: Engine): Response {
   const core = engine.core;
   if (!core) return json({ status: 'unavailable', ...ApiError.notLoaded().toJSON() }, 503);
+  const failure = core.failureReason;
+  if (failure) return json({ status: 'error', ...ApiError.unavailable(failure).toJSON() }, 503);
   const { usedPages, totalPages } = core.kv.pool;
   const served = core.metrics.snapshot();
   return json({
@@ -137,7 +174,7 @@ function preflight(request: Request): Response {
   return new Response(null, {
     status: 204,
     headers: {
-      'access-control-allow-methods': 'GET, POST, OPTIONS',
+      'access-control-allow-methods': 'GET, HEAD, POST, OPTIONS',
       // A wildcard does not cover Authorization (which OpenAI's clients send), so echo what was asked.
       'access-control-allow-headers': request.headers.get('access-control-request-headers') ?? '*',
       'access-control-max-age': '86400',
@@ -157,7 +194,9 @@ function methodNotAllowed(request: Request, path: string, allowed: string[]): Re
 }
 
 function errorResponse(error: ApiError): Response {
-  return json(error.toJSON(), error.status);
+  const response = json(error.toJSON(), error.status);
+  if (error.retryAfter !== undefined) response.headers.set('retry-after', String(error.retryAfter));
+  return response;
 }
 
 function json(body: unknown, status = 200): Response {

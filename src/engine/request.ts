@@ -31,14 +31,26 @@ export interface RequestContext {
   contextLength: number;
   /** Values for fields a request leaves out (web-llm's ChatOptions given to reload). */
   defaults?: Readonly<Record<string, unknown>>;
+  /** Bounds on the work of one request. */
+  limits?: RequestLimits;
 }
+
+export interface RequestLimits {
+  /** Most prompts in one /v1/completions request (default 64). */
+  maxPromptsPerRequest?: number;
+  /** Most choices (prompts × n) in one request (default 64). */
+  maxChoicesPerRequest?: number;
+}
+
+export const DEFAULT_REQUEST_LIMITS: Required<RequestLimits> = { maxPromptsPerRequest: 64, maxChoicesPerRequest: 64 };
 
 type Body = Record<string, unknown>;
 
 const MAX_N = 16;
 const MAX_TOP_LOGPROBS = 20;
 
-export function parseChatRequest(body: unknown, ctx: RequestContext): ParsedRequest {
+/** Checks the request, then tokenizes its prompt in steps that let other work run (see encodeAsync). */
+export async function parseChatRequest(body: unknown, ctx: RequestContext): Promise<ParsedRequest> {
   const req = asBody(body, ctx.defaults);
   checkModel(req, ctx);
   const messages = parseMessages(req.messages);
@@ -55,9 +67,13 @@ export function parseChatRequest(body: unknown, ctx: RequestContext): ParsedRequ
       fallback: 'chatml',
     });
   } catch (e) {
-    throw ApiError.invalid('messages', (e as Error).message);
+    // A value nested deeper than the template engine recurses is the request's fault, not a crash.
+    const message = e instanceof RangeError ? 'the messages or tools are nested too deeply to render' : (e as Error).message;
+    throw ApiError.invalid('messages', message);
   }
-  const ids = tok.encodeChatPrompt(text);
+  checkChoices(1, int(req, 'n', 1, MAX_N) ?? 1, ctx);
+  checkTextFits(text, ctx, 'messages');
+  const ids = await tok.encodeChatPromptAsync(text);
   const logprobs = bool(req, 'logprobs') ?? false;
   const top = int(req, 'top_logprobs', 0, MAX_TOP_LOGPROBS);
   if (top !== undefined && !logprobs) throw ApiError.invalid('top_logprobs', 'top_logprobs needs logprobs: true');
@@ -65,7 +81,8 @@ export function parseChatRequest(body: unknown, ctx: RequestContext): ParsedRequ
   return build(req, ctx, [ids], [text], { promptParam: 'messages', logprobs: logprobs ? top ?? 0 : undefined, format: 'chat', maxTokens, echo: false });
 }
 
-export function parseCompletionRequest(body: unknown, ctx: RequestContext): ParsedRequest {
+/** Checks the request, then tokenizes its prompts in steps that let other work run (see encodeAsync). */
+export async function parseCompletionRequest(body: unknown, ctx: RequestContext): Promise<ParsedRequest> {
   const req = asBody(body, ctx.defaults);
   checkModel(req, ctx);
   rejectUnsupported(req);
@@ -73,7 +90,7 @@ export function parseCompletionRequest(body: unknown, ctx: RequestContext): Pars
   const n = int(req, 'n', 1, MAX_N) ?? 1;
   const bestOf = int(req, 'best_of', 1, MAX_N);
   if (bestOf !== undefined && bestOf !== n) throw ApiError.invalid('best_of', 'best_of other than n is not supported');
-  const { ids, texts } = parsePrompts(req.prompt, ctx.model);
+  const { ids, texts } = await parsePrompts(req.prompt, ctx, n);
   let logprobs: number | undefined;
   let format: 'chat' | 'legacy' = 'chat';
   if (typeof req.logprobs === 'number') {
@@ -157,7 +174,7 @@ function rejectUnsupported(req: Body): void {
   const format = req.response_format;
   if (format !== undefined && format !== null) {
     const type = typeof format === 'object' ? (format as Body).type : format;
-    if (type !== 'text') throw ApiError.invalid('response_format', `response_format ${JSON.stringify(type)} is not supported (only "text")`);
+    if (type !== 'text') throw ApiError.invalid('response_format', `response_format ${describe(type)} is not supported (only "text")`);
   }
   if (req.tool_choice === 'required' || (typeof req.tool_choice === 'object' && req.tool_choice !== null)) {
     throw ApiError.invalid('tool_choice', 'forcing a tool call (tool_choice "required" or a named function) is not supported');
@@ -173,7 +190,7 @@ function parseMessages(value: unknown): { role: string; content: string; [k: str
     const where = `messages[${i}]`;
     const msg = asObject(m, where);
     if (typeof msg.role !== 'string' || !ROLES.has(msg.role)) {
-      throw ApiError.invalid(`${where}.role`, `${where}.role must be one of ${[...ROLES].join(', ')}, got ${JSON.stringify(msg.role)}`);
+      throw ApiError.invalid(`${where}.role`, `${where}.role must be one of ${[...ROLES].join(', ')}, got ${describe(msg.role)}`);
     }
     const content = messageText(msg.content, `${where}.content`, msg.role === 'assistant');
     return { ...msg, role: msg.role, content };
@@ -187,13 +204,39 @@ function messageText(content: unknown, where: string, optional: boolean): string
   if (!Array.isArray(content)) throw ApiError.invalid(where, `${where} must be a string or an array of text parts`);
   return content.map((part, i) => {
     const p = asObject(part, `${where}[${i}]`);
-    if (p.type !== 'text') throw ApiError.invalid(`${where}[${i}].type`, `${where}[${i}] is a "${String(p.type)}" part; only text parts are supported`);
+    if (p.type !== 'text') throw ApiError.invalid(`${where}[${i}].type`, `${where}[${i}] is a ${describe(p.type)} part; only text parts are supported`);
     if (typeof p.text !== 'string') throw ApiError.invalid(`${where}[${i}].text`, `${where}[${i}].text must be a string`);
     return p.text;
   }).join('');
 }
 
-function parsePrompts(value: unknown, model: Model): { ids: number[][]; texts: string[] } {
+/**
+ * Refuses a text whose length alone shows it cannot fit the context, before tokenizing it (each
+ * token covers at most the longest piece of the vocabulary).
+ */
+function checkTextFits(text: string, ctx: RequestContext, param: string): void {
+  const atLeast = ctx.model.tokenizer.minTokens(text);
+  if (atLeast >= ctx.contextLength) {
+    throw ApiError.invalid(param, `This model's maximum context length is ${ctx.contextLength} tokens. However, the prompt of ${text.length} characters has at least ${atLeast} tokens: shorten the prompt to at most ${ctx.contextLength - 1} tokens.`, 'context_length_exceeded');
+  }
+}
+
+/** Refuses a request for more choices (prompts × n) than one request may have. */
+function checkChoices(prompts: number, n: number, ctx: RequestContext): void {
+  const limits = {
+    maxPromptsPerRequest: ctx.limits?.maxPromptsPerRequest ?? DEFAULT_REQUEST_LIMITS.maxPromptsPerRequest,
+    maxChoicesPerRequest: ctx.limits?.maxChoicesPerRequest ?? DEFAULT_REQUEST_LIMITS.maxChoicesPerRequest,
+  };
+  if (prompts > limits.maxPromptsPerRequest) {
+    throw ApiError.invalid('prompt', `prompt has ${prompts} prompts; at most ${limits.maxPromptsPerRequest} are allowed in one request`, 'too_many_prompts');
+  }
+  if (prompts * n > limits.maxChoicesPerRequest) {
+    throw ApiError.invalid('n', `${prompts} prompt${prompts === 1 ? '' : 's'} with n = ${n} ask for ${prompts * n} choices; at most ${limits.maxChoicesPerRequest} are allowed in one request`, 'too_many_choices');
+  }
+}
+
+async function parsePrompts(value: unknown, ctx: RequestContext, n: number): Promise<{ ids: number[][]; texts: string[] }> {
+  const model = ctx.model;
   const tok = model.tokenizer;
   const isIds = (v: unknown): v is number[] => Array.isArray(v) && v.length > 0 && v.every((x) => typeof x === 'number');
   const checkIds = (ids: number[], where: string) => {
@@ -204,14 +247,26 @@ function parsePrompts(value: unknown, model: Model): { ids: number[][]; texts: s
     }
     return ids;
   };
-  if (typeof value === 'string') return { ids: [tok.encode(value)], texts: [value] };
-  if (isIds(value)) return { ids: [checkIds(value, 'prompt')], texts: [tok.decode(value)] };
+  const encode = (text: string, where: string) => {
+    checkTextFits(text, ctx, where);
+    return tok.encodeAsync(text);
+  };
+  if (typeof value === 'string') {
+    checkChoices(1, n, ctx);
+    return { ids: [await encode(value, 'prompt')], texts: [value] };
+  }
+  if (isIds(value)) {
+    checkChoices(1, n, ctx);
+    return { ids: [checkIds(value, 'prompt')], texts: [tok.decode(value)] };
+  }
   if (Array.isArray(value) && value.length > 0) {
-    const ids = value.map((p, i) => {
-      if (typeof p === 'string') return tok.encode(p);
-      if (isIds(p)) return checkIds(p, `prompt[${i}]`);
-      throw ApiError.invalid(`prompt[${i}]`, `prompt[${i}] must be a string or an array of token ids`);
+    checkChoices(value.length, n, ctx);
+    value.forEach((p, i) => {
+      if (typeof p === 'string') checkTextFits(p, ctx, `prompt[${i}]`);
+      else if (!isIds(p)) throw ApiError.invalid(`prompt[${i}]`, `prompt[${i}] must be a string or an array of token ids`);
     });
+    const ids: number[][] = [];
+    for (const [i, p] of value.entries()) ids.push(typeof p === 'string' ? await encode(p, `prompt[${i}]`) : checkIds(p as number[], `prompt[${i}]`));
     return { ids, texts: value.map((p, i) => (typeof p === 'string' ? p : tok.decode(ids[i]))) };
   }
   throw ApiError.invalid('prompt', 'prompt must be a string, an array of strings, or token ids');
@@ -280,17 +335,18 @@ function arrayOf(value: unknown, name: string): unknown[] {
 function bool(req: Body, name: string): boolean | undefined {
   const v = req[name];
   if (v === undefined || v === null) return undefined;
-  if (typeof v !== 'boolean') throw ApiError.invalid(name, `${name} must be a boolean, got ${JSON.stringify(v)}`);
+  if (typeof v !== 'boolean') throw ApiError.invalid(name, `${name} must be a boolean, got ${describe(v)}`);
   return v;
 }
 
 function num(req: Body, name: string, min: number, max: number, o: { exclusiveMin?: boolean } = {}): number | undefined {
   const v = req[name];
   if (v === undefined || v === null) return undefined;
-  const low = o.exclusiveMin ? v as number <= min : v as number < min;
+  // Compared only once it is a number: comparing an array stringifies it, recursively.
+  const low = typeof v === 'number' && (o.exclusiveMin ? v <= min : v < min);
   if (typeof v !== 'number' || !Number.isFinite(v) || low || v > max) {
     const range = max === Infinity ? `${o.exclusiveMin ? 'above' : 'at least'} ${min}` : `${o.exclusiveMin ? 'above' : 'from'} ${min} ${o.exclusiveMin ? 'and at most' : 'to'} ${max}`;
-    throw ApiError.invalid(name, `${name} must be a number ${range}, got ${JSON.stringify(v)}`);
+    throw ApiError.invalid(name, `${name} must be a number ${range}, got ${describe(v)}`);
   }
   return v;
 }
@@ -300,7 +356,16 @@ function int(req: Body, name: string, min: number, max = Number.MAX_SAFE_INTEGER
   if (v === undefined || v === null) return undefined;
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
     const range = max >= Number.MAX_SAFE_INTEGER ? `at least ${min}` : `from ${min} to ${max}`;
-    throw ApiError.invalid(name, `${name} must be an integer ${range}, got ${JSON.stringify(v)}`);
+    throw ApiError.invalid(name, `${name} must be an integer ${range}, got ${describe(v)}`);
   }
   return v;
+}
+
+/** A rejected value for an error message: short, whatever its size or depth. */
+function describe(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}...` : v);
+  if (Array.isArray(v)) return `an array of ${v.length}`;
+  if (v === null) return 'null';
+  if (typeof v === 'object') return 'an object';
+  return String(v);
 }

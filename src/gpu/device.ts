@@ -52,6 +52,8 @@ export interface GpuDevice {
   lostError: GpuDeviceLostError | null;
   /** Resolves when the device is lost (never for a healthy device). */
   lost: Promise<GpuDeviceLostError>;
+  /** GPU errors no error scope caught (validation, out of memory, internal), with the latest one's text. */
+  uncapturedErrors: { count: number; last: string | null };
 }
 
 const nodeGpuInstances: GPU[] = [];
@@ -134,11 +136,22 @@ export async function requestGpuDevice(options: DeviceOptions = {}): Promise<Gpu
     },
     limits: device.limits,
     lostError: null,
+    uncapturedErrors: { count: 0, last: null },
     lost: device.lost.then((info) => {
       const err = new GpuDeviceLostError(info.reason, info.message);
       result.lostError = err;
       return err;
     }),
+  };
+  // Reported as log lines (stderr in Node), never left to Dawn, which prints them on stdout.
+  const report = options.log ?? ((line: string) => console.error(line));
+  device.onuncapturederror = (event) => {
+    event.preventDefault();
+    const kind = event.error.constructor?.name?.replace(/^GPU|Error$/g, '') || 'GPU';
+    const message = `${kind} error: ${event.error.message}`;
+    result.uncapturedErrors.count++;
+    result.uncapturedErrors.last = message;
+    report(`wgserve: GPU ${message}`);
   };
   return result;
 }

@@ -1,3 +1,3 @@
 export { PagePool } from './page-pool.js';
-export { KvCache, type KvCacheOptions } from './kv-cache.js';
+export { KvCache, defaultKvMemoryBytes, kvBytesPerToken, type KvCacheOptions } from './kv-cache.js';
 export { KvManager, type KvOwner } from './kv-manager.js';

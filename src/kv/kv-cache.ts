@@ -16,6 +16,22 @@ export interface KvCacheOptions {
 }
 
 const DEFAULT_MEMORY = 64 * 1024 * 1024;
+/** The most GPU memory a KV cache takes when not told (a serving default that fits common GPUs). */
+const MAX_DEFAULT_MEMORY = 256 * 1024 * 1024;
+
+/** GPU memory the KV cache of one token takes, all layers, K and V. */
+export function kvBytesPerToken(config: ModelConfig, format: 'f32' | 'f16' = 'f16'): number {
+  return config.kvHeadCount * config.headDim * (format === 'f16' ? 2 : 4) * 2 * config.layerCount;
+}
+
+/**
+ * The KV memory the server and the CLI ask for when not told: `contexts` full contexts of
+ * `contextLength` tokens, at most 256 MiB. The context a model can then be served with is what
+ * the cache holds (KvCache.tokenCapacity), when that is less than the model's.
+ */
+export function defaultKvMemoryBytes(config: ModelConfig, contextLength: number, format: 'f32' | 'f16' = 'f16', contexts = 16): number {
+  return Math.min(contexts * contextLength * kvBytesPerToken(config, format), MAX_DEFAULT_MEMORY);
+}
 
 export class KvCache implements KvBuffers {
   readonly pool: PagePool;
@@ -52,6 +68,11 @@ export class KvCache implements KvBuffers {
 
   get pageSize(): number {
     return this.layout.pageSize;
+  }
+
+  /** Tokens the whole cache holds. */
+  get tokenCapacity(): number {
+    return this.layout.numPages * this.layout.pageSize;
   }
 
   get bytes(): number {

@@ -15,12 +15,13 @@ export type ProgressCallback = (p: LoadProgress) => void;
 
 const FIRST_READ = 256 * 1024;
 
-/** Reads and parses the header, reading more of the source until the whole header is in. */
+/**
+ * Reads and parses the header, reading more of the source until the whole header is in. The
+ * parser bounds every length by the file's size (or MAX_HEADER_BYTES), so a corrupt length
+ * fails before more is read.
+ */
 export async function readGgufHeader(reader: ByteReader): Promise<GgufHeader> {
-  let bytes: Uint8Array = await reader.read(Math.min(FIRST_READ, reader.size ?? FIRST_READ)).catch((e) => {
-    if (reader.size !== undefined && reader.size < 24) throw new GgufError(`file of ${reader.size} bytes is too small to be GGUF`, reader.name);
-    throw e;
-  });
+  let bytes = await reader.readUpTo(FIRST_READ);
   for (;;) {
     try {
       const header = parseGgufHeader(bytes, reader.name, reader.size);
@@ -30,12 +31,15 @@ export async function readGgufHeader(reader: ByteReader): Promise<GgufHeader> {
       return header;
     } catch (e) {
       if (!(e instanceof NeedMoreBytes)) throw e;
-      const want = Math.max(e.needed, bytes.byteLength * 2);
-      const more = reader.size === undefined ? want - bytes.byteLength : Math.min(want, reader.size) - bytes.byteLength;
-      if (more <= 0) throw new GgufError(`file is truncated inside the header (needs ${e.needed} bytes)`, reader.name);
-      const next = new Uint8Array(bytes.byteLength + more);
+      const more = await reader.readUpTo(Math.max(e.needed, bytes.byteLength * 2) - bytes.byteLength);
+      if (bytes.byteLength + more.byteLength < e.needed) {
+        const what = bytes.byteLength + more.byteLength < 24 ? `file of ${bytes.byteLength + more.byteLength} bytes is too small to be GGUF` :
+          `file ends at byte ${bytes.byteLength + more.byteLength}, inside its header (which needs at least ${e.needed} bytes)`;
+        throw new GgufError(what, reader.name);
+      }
+      const next = new Uint8Array(bytes.byteLength + more.byteLength);
       next.set(bytes);
-      next.set(await reader.read(more), bytes.byteLength);
+      next.set(more, bytes.byteLength);
       bytes = next;
     }
   }

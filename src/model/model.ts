@@ -34,6 +34,8 @@ export interface ModelWeights {
 export interface LoadModelOptions {
   onProgress?: ProgressCallback;
   signal?: AbortSignal;
+  /** A download that sends no byte for this long fails (default 30 000 ms). */
+  idleTimeoutMs?: number;
 }
 
 export class Model {
@@ -49,7 +51,7 @@ export class Model {
   ) {}
 
   static async load(rt: GpuRuntime, source: ModelSource, options: LoadModelOptions = {}): Promise<Model> {
-    const reader = await openModelSource(source, options.signal);
+    const reader = await openModelSource(source, { signal: options.signal, idleTimeoutMs: options.idleTimeoutMs });
     const uploaded = new Map<string, GpuWeight>();
     try {
       options.onProgress?.({ phase: 'header', loadedBytes: 0, totalBytes: reader.size });
@@ -59,7 +61,9 @@ export class Model {
       const tokenizer = Tokenizer.fromMetadata(meta);
       const fingerprint = await modelFingerprint(header);
       rt.device.pushErrorScope('out-of-memory');
+      rt.device.pushErrorScope('validation');
       let memoryError: GPUError | null;
+      let validationError: GPUError | null;
       let ropeFreqFactors: Float32Array | undefined;
       try {
         await streamTensors(reader, header, (info, bytes) => {
@@ -69,8 +73,10 @@ export class Model {
         }, options.onProgress);
         await rt.sync();
       } finally {
+        validationError = await rt.device.popErrorScope();
         memoryError = await rt.device.popErrorScope();
       }
+      if (validationError) throw new Error(`${reader.name}: the GPU refused the model's weights: ${validationError.message}`);
       if (memoryError) {
         const mb = ([...uploaded.values()].reduce((sum, w) => sum + w.buffer.size, 0) / 1e6).toFixed(1);
         throw new GpuOutOfMemoryError(`${reader.name}: not enough GPU memory for the model's weights (${mb} MB): ${memoryError.message}`);

@@ -14,12 +14,22 @@ export interface ByteReader {
   readonly position: number;
   /** Reads exactly n bytes at the current position; fails clearly if the source ends first. */
   read(n: number): Promise<Uint8Array>;
+  /** Reads up to n bytes at the current position: fewer only where the source ends. */
+  readUpTo(n: number): Promise<Uint8Array>;
   /** Advances to `offset` (never backwards). */
   seek(offset: number): Promise<void>;
   /** Puts back the last bytes read (a header parser that read ahead), so they are read again. */
   unread(bytes: Uint8Array): void;
   close(): Promise<void>;
 }
+
+export interface OpenSourceOptions {
+  signal?: AbortSignal;
+  /** A download that sends no byte for this long fails (default 30 000 ms). */
+  idleTimeoutMs?: number;
+}
+
+export const DEFAULT_IDLE_TIMEOUT_MS = 30_000;
 
 export class ModelSourceError extends Error {
   constructor(message: string) {
@@ -44,6 +54,9 @@ abstract class RandomAccessReader implements ByteReader {
     const out = await this.readAt(this.position, n);
     this.position += n;
     return out;
+  }
+  readUpTo(n: number): Promise<Uint8Array> {
+    return this.read(Math.max(0, Math.min(n, this.size - this.position)));
   }
   async seek(offset: number): Promise<void> {
     this.position = offset;
@@ -83,14 +96,21 @@ class StreamReader implements ByteReader {
     readonly name: string,
     readonly size: number | undefined,
     private readonly reader: ReadableStreamDefaultReader<Uint8Array>,
+    private readonly options: OpenSourceOptions = {},
   ) {}
 
   async read(n: number): Promise<Uint8Array> {
+    if (n === 0) return new Uint8Array(0);
     await this.fill(n);
-    if (this.buffered < n) throw truncated(this.name, this.position, n, this.position + this.buffered);
+    if (this.buffered < n) throw this.endedEarly(n);
     const out = this.take(n);
     this.position += n;
     return out;
+  }
+
+  async readUpTo(n: number): Promise<Uint8Array> {
+    await this.fill(n);
+    return this.read(Math.min(n, this.buffered));
   }
 
   async seek(offset: number): Promise<void> {
@@ -114,13 +134,51 @@ class StreamReader implements ByteReader {
 
   private async fill(n: number): Promise<void> {
     while (this.buffered < n && !this.done) {
-      const { value, done } = await this.reader.read();
+      const { value, done } = await this.next();
       if (done) this.done = true;
       else if (value.byteLength) {
         this.chunks.push(value);
         this.buffered += value.byteLength;
       }
     }
+  }
+
+  /** The next chunk; a stall longer than the idle timeout or a broken connection is a ModelSourceError saying where. */
+  private async next(): Promise<ReadableStreamReadResult<Uint8Array>> {
+    const timeoutMs = this.options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const stalled = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new ModelSourceError(
+        `${this.name}: the download stalled: no data for ${timeoutMs / 1000} s at byte ${this.received}${this.ofSize} (idle timeout)`)), timeoutMs);
+    });
+    try {
+      return await Promise.race([this.reader.read(), stalled]);
+    } catch (e) {
+      this.done = true;
+      void this.reader.cancel().catch(() => {});
+      if (this.options.signal?.aborted) throw this.options.signal.reason;
+      if (e instanceof ModelSourceError) throw e;
+      const cause = (e as Error & { cause?: Error }).cause?.message;
+      throw new ModelSourceError(`${this.name}: the connection was cut at byte ${this.received}${this.ofSize} (${(e as Error).message}${cause ? `: ${cause}` : ''})`);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Bytes that came in so far. */
+  private get received(): number {
+    return this.position + this.buffered;
+  }
+
+  private get ofSize(): string {
+    return this.size === undefined ? '' : ` of ${this.size}`;
+  }
+
+  private endedEarly(n: number): ModelSourceError {
+    if (this.size !== undefined && this.received < this.size) {
+      return new ModelSourceError(`${this.name}: the download ended at byte ${this.received} of ${this.size} (the connection closed early)`);
+    }
+    return truncated(this.name, this.position, n, this.received);
   }
 
   private take(n: number): Uint8Array {
@@ -150,29 +208,51 @@ function isUrl(s: string): boolean {
   return /^(https?|blob|data):/i.test(s);
 }
 
-async function openUrl(url: string, signal?: AbortSignal): Promise<ByteReader> {
-  return responseReader(url, await fetchModel(url, signal));
+async function openUrl(url: string, options: OpenSourceOptions): Promise<ByteReader> {
+  return responseReader(url, await fetchModel(url, options), options);
 }
 
-/** GET a model file; a network failure or an HTTP error status is a ModelSourceError naming the URL. */
-export async function fetchModel(url: string, signal?: AbortSignal): Promise<Response> {
+/**
+ * GET a model file; a network failure, no answer within the idle timeout, or an HTTP error status
+ * is a ModelSourceError naming the URL.
+ */
+export async function fetchModel(url: string, options: OpenSourceOptions = {}): Promise<Response> {
+  const timeoutMs = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
+  const controller = new AbortController();
+  const follow = () => controller.abort(options.signal?.reason);
+  if (options.signal?.aborted) follow();
+  options.signal?.addEventListener('abort', follow, { once: true });
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    controller.abort();
+  }, timeoutMs);
   let response: Response;
   try {
-    response = await fetch(url, { signal });
+    response = await fetch(url, { signal: controller.signal });
   } catch (e) {
-    throw new ModelSourceError(`${url}: could not fetch the model (${(e as Error).message})`);
+    if (options.signal?.aborted) throw options.signal.reason;
+    if (timedOut) throw new ModelSourceError(`${url}: the server sent no answer for ${timeoutMs / 1000} s (idle timeout)`);
+    const cause = (e as Error & { cause?: Error }).cause?.message;
+    throw new ModelSourceError(`${url}: could not fetch the model (${(e as Error).message}${cause ? `: ${cause}` : ''})`);
+  } finally {
+    clearTimeout(timer);
   }
-  if (!response.ok) throw new ModelSourceError(`${url}: HTTP ${response.status} ${response.statusText}`.trim());
+  // The body streams on: aborts from the caller still reach it; the idle timeout is the reader's.
+  if (!response.ok) {
+    void response.body?.cancel().catch(() => {});
+    throw new ModelSourceError(`${url}: HTTP ${response.status} ${response.statusText}`.trim());
+  }
   return response;
 }
 
-function responseReader(url: string, response: Response): ByteReader {
+function responseReader(url: string, response: Response, options: OpenSourceOptions = {}): ByteReader {
   if (!response.ok) throw new ModelSourceError(`${url}: HTTP ${response.status} ${response.statusText}`.trim());
   if (!response.body) throw new ModelSourceError(`${url}: response has no body`);
   const length = response.headers.get('content-length');
   const encoded = response.headers.get('content-encoding');
   const size = length && !encoded ? Number(length) : undefined;
-  return new StreamReader(url, size, response.body.getReader());
+  return new StreamReader(url, size, response.body.getReader(), options);
 }
 
 /** Node file, read with positioned reads (no stream buffering, no whole-file copy). */
@@ -203,16 +283,16 @@ async function openPath(path: string): Promise<ByteReader> {
   return new FileReader(path, (await handle.stat()).size, handle);
 }
 
-export async function openModelSource(source: ModelSource, signal?: AbortSignal): Promise<ByteReader> {
+export async function openModelSource(source: ModelSource, options: OpenSourceOptions = {}): Promise<ByteReader> {
   if (source instanceof Uint8Array) return new MemoryReader('buffer', source);
   if (source instanceof ArrayBuffer) return new MemoryReader('buffer', new Uint8Array(source));
-  if (typeof Response !== 'undefined' && source instanceof Response) return responseReader(source.url || 'response', source);
+  if (typeof Response !== 'undefined' && source instanceof Response) return responseReader(source.url || 'response', source, options);
   if (typeof Blob !== 'undefined' && source instanceof Blob) {
     return new BlobReader((source as File).name ?? 'blob', source);
   }
   const text = source instanceof URL ? source.href : String(source);
-  if (isUrl(text)) return openUrl(text, signal);
+  if (isUrl(text)) return openUrl(text, options);
   if (text.startsWith('file:')) return openPath(new URL(text).pathname);
   if (typeof process !== 'undefined' && process.versions?.node) return openPath(text);
-  return openUrl(new URL(text, globalThis.location?.href).href, signal);
+  return openUrl(new URL(text, globalThis.location?.href).href, options);
 }

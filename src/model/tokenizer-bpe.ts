@@ -110,6 +110,14 @@ interface Bigram {
 
 const bigramBefore = (a: Bigram, b: Bigram): boolean => a.rank < b.rank || (a.rank === b.rank && a.left < b.left);
 
+/** Runs a generator to its end and returns its result. */
+function drain<T>(steps: Generator<void, T>): T {
+  for (;;) {
+    const next = steps.next();
+    if (next.done) return next.value;
+  }
+}
+
 const utf8 = new TextEncoder();
 const WORD_CACHE_LIMIT = 50_000;
 
@@ -133,22 +141,46 @@ export class BpeEncoder {
 
   /** Appends the tokens of `text` (no special tokens in it) to `out`. */
   encode(text: string, out: number[]): void {
+    for (const _ of this.encodeInSteps(text, out, Infinity));
+  }
+
+  /**
+   * encode(), pausing (yielding) after about every `stepChars` characters. Words are encoded
+   * independently, so the steps give exactly encode()'s tokens.
+   */
+  *encodeInSteps(text: string, out: number[], stepChars: number): Generator<void> {
+    let chars = 0;
     for (const word of splitWords(text, this.pre.regex)) {
-      for (const id of this.encodeWord(word)) out.push(id);
+      // A word longer than a step is merged in steps too (not cached: it is unlikely to come again).
+      const ids = word.length > stepChars ? yield* this.mergeWord(byteEncode(utf8.encode(word)), stepChars) : this.encodeWord(word);
+      for (const id of ids) out.push(id);
+      chars += word.length;
+      if (chars >= stepChars) {
+        chars = 0;
+        yield;
+      }
     }
+  }
+
+  /** Whether every byte has a token, so no text is dropped and each token covers at least one byte. */
+  get coversEveryByte(): boolean {
+    for (let b = 0; b < 256; b++) if (!this.ids.has(byteEncode(Uint8Array.of(b)))) return false;
+    return true;
   }
 
   private encodeWord(word: string): readonly number[] {
     let ids = this.cache.get(word);
     if (!ids) {
-      ids = this.mergeWord(byteEncode(utf8.encode(word)));
+      ids = drain(this.mergeWord(byteEncode(utf8.encode(word)), Infinity));
       if (this.cache.size >= WORD_CACHE_LIMIT) this.cache.clear();
       this.cache.set(word, ids);
     }
     return ids;
   }
 
-  private mergeWord(encoded: string): number[] {
+  /** The tokens of one byte-encoded word, pausing (yielding) after every `stepMerges` merges. */
+  private *mergeWord(encoded: string, stepMerges: number): Generator<void, number[]> {
+    let merges = 0;
     const whole = this.ids.get(encoded);
     if (this.pre.ignoreMerges && whole !== undefined) return [whole];
     const symbols = encoded.split('');
@@ -165,6 +197,10 @@ export class BpeEncoder {
     for (let bigram = queue.pop(); bigram; bigram = queue.pop()) {
       const { left, right } = bigram;
       if (!symbols[left] || !symbols[right] || symbols[left] + symbols[right] !== bigram.text) continue;
+      if (++merges >= stepMerges) {
+        merges = 0;
+        yield;
+      }
       symbols[left] = bigram.text;
       symbols[right] = '';
       next[left] = next[right];

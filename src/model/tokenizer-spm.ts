@@ -74,10 +74,50 @@ const bigramBefore = (a: Bigram, b: Bigram): boolean =>
 const utf8 = new TextEncoder();
 
 export class SpmEncoder {
+  /** Every pair of adjacent characters inside some piece (built on first use). */
+  private innerPairs: Set<string> | null = null;
+
   constructor(private readonly vocab: SpmVocab) {}
+
+  /**
+   * encode(), pausing (yielding) after about every `stepChars` characters. The text is cut only
+   * between two characters that no piece has side by side: no merge can cross such a cut, so the
+   * parts merge independently and the steps give exactly encode()'s tokens. A text without such
+   * a place is encoded in one step.
+   */
+  *encodeInSteps(text: string, out: number[], stepChars: number): Generator<void> {
+    let start = 0;
+    while (text.length - start > stepChars) {
+      const cut = this.cutAfter(text, start + stepChars);
+      if (cut < 0) break;
+      yield* this.mergeInSteps(text.slice(start, cut), out, stepChars);
+      start = cut;
+      yield;
+    }
+    yield* this.mergeInSteps(text.slice(start), out, stepChars);
+  }
+
+  /** The first place at or after `from` where the text can be cut exactly, or -1. */
+  private cutAfter(text: string, from: number): number {
+    const pairs = (this.innerPairs ??= pairsInPieces(this.vocab.ids.keys()));
+    for (let p = Math.max(from, 1); p < text.length; p++) {
+      const code = text.charCodeAt(p);
+      if (code >= 0xdc00 && code <= 0xdfff) continue; // inside a surrogate pair
+      const before = String.fromCodePoint(text.codePointAt(p - 1 - (isLowSurrogate(text.charCodeAt(p - 1)) ? 1 : 0))!);
+      const after = String.fromCodePoint(text.codePointAt(p)!);
+      if (!pairs.has(before + after)) return p;
+    }
+    return -1;
+  }
 
   /** Appends the tokens of `text` (spaces already replaced by ▁) to `out`. */
   encode(text: string, out: number[]): void {
+    for (const _ of this.mergeInSteps(text, out, Infinity));
+  }
+
+  /** The merges of encode(), pausing (yielding) after every `stepMerges` of them: the same tokens. */
+  private *mergeInSteps(text: string, out: number[], stepMerges: number): Generator<void> {
+    let merges = 0;
     const symbols = Array.from(text);
     const next = symbols.map((_, i) => (i + 1 < symbols.length ? i + 1 : -1));
     const prev = symbols.map((_, i) => i - 1);
@@ -96,6 +136,10 @@ export class SpmEncoder {
       const leftText = symbols[left];
       const rightText = symbols[right];
       if (!leftText || !rightText || leftText.length + rightText.length !== bigram.length) continue;
+      if (++merges >= stepMerges) {
+        merges = 0;
+        yield;
+      }
       symbols[left] = leftText + rightText;
       symbols[right] = '';
       next[left] = next[right];
@@ -115,4 +159,17 @@ export class SpmEncoder {
     }
     for (const byte of utf8.encode(symbol)) out.push(this.vocab.byteToken(byte));
   }
+}
+
+function isLowSurrogate(code: number): boolean {
+  return code >= 0xdc00 && code <= 0xdfff;
+}
+
+function pairsInPieces(pieces: Iterable<string>): Set<string> {
+  const pairs = new Set<string>();
+  for (const piece of pieces) {
+    const chars = Array.from(piece);
+    for (let i = 1; i < chars.length; i++) pairs.add(chars[i - 1] + chars[i]);
+  }
+  return pairs;
 }

@@ -2,7 +2,7 @@
 // llama-vocab.cpp: vocabulary types "llama" (SentencePiece) and "gpt2" (byte-level BPE),
 // special-token parsing, BOS/EOS handling, end-of-generation ids and detokenization.
 
-import type { GgufValue, Metadata } from './gguf.js';
+import type { Metadata } from './gguf.js';
 import { SpmEncoder } from './tokenizer-spm.js';
 import { BpeEncoder, byteDecode, findBpePreTokenizer, SUPPORTED_BPE_PRE_TOKENIZERS } from './tokenizer-bpe.js';
 import type { PieceSource } from './detokenizer.js';
@@ -98,7 +98,10 @@ interface TokenizerParts {
   addSpacePrefix: boolean;
   cleanSpaces: boolean;
   chatTemplate: string | undefined;
-  encodeText: (text: string, out: number[]) => void;
+  /** Encodes text without special tokens into `out`, pausing (yielding) after about every `stepChars` characters. */
+  encodeText: (text: string, out: number[], stepChars: number) => Generator<void>;
+  /** Whether every byte of any text gets a token (none is dropped). */
+  coversEveryByte: boolean;
 }
 
 export class Tokenizer implements PieceSource {
@@ -119,8 +122,10 @@ export class Tokenizer implements PieceSource {
   private readonly eogSet: ReadonlySet<number>;
   /** Control, user-defined and unknown tokens, longest text first: the order they are matched in. */
   private readonly specialOrder: readonly number[];
-  private readonly encodeText: (text: string, out: number[]) => void;
+  private readonly encodeText: TokenizerParts['encodeText'];
+  private readonly coversEveryByte: boolean;
   private readonly pieceBytes: (Uint8Array | undefined)[];
+  private longestPieceBytes = 0;
 
   private constructor(parts: TokenizerParts) {
     this.kind = parts.kind;
@@ -136,6 +141,7 @@ export class Tokenizer implements PieceSource {
     this.cleanSpaces = parts.cleanSpaces;
     this.chatTemplate = parts.chatTemplate;
     this.encodeText = parts.encodeText;
+    this.coversEveryByte = parts.coversEveryByte;
     this.specialOrder = specialTokenOrder(parts.vocab);
     this.pieceBytes = new Array<Uint8Array | undefined>(this.vocabSize);
   }
@@ -162,12 +168,47 @@ export class Tokenizer implements PieceSource {
   /** Token ids of `text`, as llama.cpp's llama_tokenize(add_special, parse_special). */
   encode(text: string, options: EncodeOptions = {}): number[] {
     const out: number[] = [];
+    for (const _ of this.encodeInSteps(text, options, out, Infinity));
+    return out;
+  }
+
+  /**
+   * encode() that gives the event loop back (awaits `pause`) after about every `stepChars`
+   * characters, so a long text does not hold up other work. The tokens are exactly encode()'s.
+   */
+  async encodeAsync(text: string, options: EncodeOptions = {}, stepChars = 16_384, pause: () => Promise<void> = nextTask): Promise<number[]> {
+    const out: number[] = [];
+    for (const _ of this.encodeInSteps(text, options, out, stepChars)) await pause();
+    return out;
+  }
+
+  /** encodeChatPrompt() as encodeAsync() runs encode(). */
+  encodeChatPromptAsync(prompt: string, stepChars?: number, pause?: () => Promise<void>): Promise<number[]> {
+    return this.encodeAsync(prompt, this.chatPromptOptions(prompt), stepChars, pause);
+  }
+
+  /**
+   * A number of tokens `text` has at least, from its length alone: each token stands for at most
+   * the longest piece's bytes, and a string has at least as many UTF-8 bytes as UTF-16 units.
+   * 0 when the vocabulary can drop bytes (then no such bound holds).
+   */
+  minTokens(text: string): number {
+    if (!this.coversEveryByte) return 0;
+    if (!this.longestPieceBytes) {
+      for (let id = 0; id < this.vocabSize; id++) {
+        const bytes = Math.max(this.tokenToBytes(id, true).length, utf8.encode(this.vocab.pieces[id]).length);
+        this.longestPieceBytes = Math.max(this.longestPieceBytes, bytes, 1);
+      }
+    }
+    return Math.ceil(text.length / this.longestPieceBytes);
+  }
+
+  private *encodeInSteps(text: string, options: EncodeOptions, out: number[], stepChars: number): Generator<void> {
     if (options.addBos ?? this.addBos) out.push(this.requireId(this.bosId, 'BOS'));
     const fragments = this.partition(text, options.parseSpecial ?? false);
-    if (this.kind === 'spm') this.encodeSpmFragments(fragments, out);
-    else this.encodeBpeFragments(fragments, out);
+    if (this.kind === 'spm') yield* this.encodeSpmFragments(fragments, out, stepChars);
+    else yield* this.encodeBpeFragments(fragments, out, stepChars);
     if (options.addEos ?? this.addEos) out.push(this.requireId(this.eosId, 'EOS'));
-    return out;
   }
 
   /**
@@ -175,9 +216,13 @@ export class Tokenizer implements PieceSource {
    * added when the model adds one unless the template already wrote it at the start.
    */
   encodeChatPrompt(prompt: string): number[] {
+    return this.encode(prompt, this.chatPromptOptions(prompt));
+  }
+
+  private chatPromptOptions(prompt: string): EncodeOptions {
     const bosText = this.bosText;
     const templateHasBos = bosText !== '' && prompt.startsWith(bosText);
-    return this.encode(prompt, { parseSpecial: true, addBos: this.addBos && !templateHasBos });
+    return { parseSpecial: true, addBos: this.addBos && !templateHasBos };
   }
 
   /**
@@ -280,25 +325,30 @@ export class Tokenizer implements PieceSource {
     return fragments;
   }
 
-  private encodeBpeFragments(fragments: Fragment[], out: number[]): void {
+  private *encodeBpeFragments(fragments: Fragment[], out: number[], stepChars: number): Generator<void> {
     for (const f of fragments) {
       if (typeof f === 'number') out.push(f);
-      else this.encodeText(f, out);
+      else yield* this.encodeText(f, out, stepChars);
     }
   }
 
-  private encodeSpmFragments(fragments: Fragment[], out: number[]): void {
+  private *encodeSpmFragments(fragments: Fragment[], out: number[], stepChars: number): Generator<void> {
     let afterSpecial = true; // the text start counts: SentencePiece prefixes a space there
     for (const f of fragments) {
       if (typeof f === 'number') {
         out.push(f);
         afterSpecial = true;
       } else {
-        this.encodeText(this.addSpacePrefix && afterSpecial ? ` ${f}` : f, out);
+        yield* this.encodeText(this.addSpacePrefix && afterSpecial ? ` ${f}` : f, out, stepChars);
         afterSpecial = false;
       }
     }
   }
+}
+
+/** Waits for the next macrotask, so timers and I/O (other requests) run in between. */
+function nextTask(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 0));
 }
 
 function splitAround(text: string, piece: string, id: number): Fragment[] {
@@ -320,7 +370,7 @@ function vocabularyKind(meta: Metadata): Kind {
   );
 }
 
-type EncoderParts = Pick<TokenizerParts, 'addBos' | 'addSpacePrefix' | 'cleanSpaces' | 'encodeText'>;
+type EncoderParts = Pick<TokenizerParts, 'addBos' | 'addSpacePrefix' | 'cleanSpaces' | 'encodeText' | 'coversEveryByte'>;
 
 function spmParts(meta: Metadata, vocab: VocabData, special: SpecialIds): EncoderParts {
   const spm = new SpmEncoder({
@@ -332,7 +382,9 @@ function spmParts(meta: Metadata, vocab: VocabData, special: SpecialIds): Encode
     addBos: meta.bool('tokenizer.ggml.add_bos_token', true),
     addSpacePrefix: meta.bool('tokenizer.ggml.add_space_prefix', true),
     cleanSpaces: false,
-    encodeText: (text, out) => spm.encode(text.replaceAll(' ', SPACE_MARK), out),
+    encodeText: (text, out, stepChars) => spm.encodeInSteps(text.replaceAll(' ', SPACE_MARK), out, stepChars),
+    // Every byte becomes its <0xXX> token or the unknown token (or the vocabulary is refused).
+    coversEveryByte: true,
   };
 }
 
@@ -345,36 +397,38 @@ function bpeParts(meta: Metadata, vocab: VocabData): EncoderParts {
       meta.source,
     );
   }
-  const merges = meta.array<string>('tokenizer.ggml.merges');
+  const merges = meta.strings('tokenizer.ggml.merges');
   if (!merges) throw new TokenizerError('tokenizer.ggml.merges is missing (needed by a gpt2 vocabulary)', meta.source);
   const bpe = new BpeEncoder(vocab.ids, merges, pre);
   return {
     addBos: meta.bool('tokenizer.ggml.add_bos_token', pre.addBos),
     addSpacePrefix: meta.bool('tokenizer.ggml.add_space_prefix', false),
     cleanSpaces: pre.cleanSpaces,
-    encodeText: (text, out) => bpe.encode(text, out),
+    encodeText: (text, out, stepChars) => bpe.encodeInSteps(text, out, stepChars),
+    coversEveryByte: bpe.coversEveryByte,
   };
 }
 
 function readVocab(meta: Metadata): VocabData {
-  const tokens = meta.array<string>('tokenizer.ggml.tokens');
+  const tokens = meta.strings('tokenizer.ggml.tokens');
   if (!tokens) throw new TokenizerError('tokenizer.ggml.tokens is missing: the file has no vocabulary', meta.source);
   const n = tokens.length;
   const scores = new Float32Array(n);
   const attrs = new Uint16Array(n).fill(Attr.NORMAL);
-  const rawScores = meta.array<GgufValue>('tokenizer.ggml.scores');
-  const types = meta.array<GgufValue>('tokenizer.ggml.token_type');
-  if (rawScores && rawScores.length < n) throw new TokenizerError(`tokenizer.ggml.scores has ${rawScores.length} entries for ${n} tokens`, meta.source);
-  if (types && types.length < n) throw new TokenizerError(`tokenizer.ggml.token_type has ${types.length} entries for ${n} tokens`, meta.source);
+  const rawScores = meta.numbers('tokenizer.ggml.scores');
+  const types = meta.numbers('tokenizer.ggml.token_type');
+  if (n === 0) throw new TokenizerError('tokenizer.ggml.tokens is empty: the file has no vocabulary', meta.source);
+  if (rawScores && rawScores.length !== n) throw new TokenizerError(`tokenizer.ggml.scores has ${rawScores.length} entries for ${n} tokens`, meta.source);
+  if (types && types.length !== n) throw new TokenizerError(`tokenizer.ggml.token_type has ${types.length} entries for ${n} tokens`, meta.source);
   const pieces = new Array<string>(n);
   const ids = new Map<string, number>();
   for (let i = 0; i < n; i++) {
     const piece = tokens[i] === '' ? `[EMPTY_${i}]` : tokens[i];
-    if (ids.has(piece)) throw new TokenizerError(`duplicate token in vocabulary: '${piece}' has ids ${ids.get(piece)} and ${i}`, meta.source);
+    if (ids.has(piece)) throw new TokenizerError(`duplicate token in vocabulary: '${piece.length > 40 ? piece.slice(0, 40) + '...' : piece}' has ids ${ids.get(piece)} and ${i}`, meta.source);
     ids.set(piece, i);
     pieces[i] = piece;
-    if (rawScores) scores[i] = Number(rawScores[i]);
-    if (types) attrs[i] = TYPE_TO_ATTR[Number(types[i])] ?? Attr.UNDEFINED;
+    if (rawScores) scores[i] = rawScores[i];
+    if (types) attrs[i] = TYPE_TO_ATTR[types[i]] ?? Attr.UNDEFINED;
   }
   return { pieces, scores, attrs, ids };
 }

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Metadata, parseGgufHeader } from '../../src/model/gguf.js';
 import { Tokenizer } from '../../src/model/index.js';
+import { ggufSpec, writeGguf } from '../helpers/gguf-writer.js';
 import { golden, modelPath, REPO, sharedPath, type GoldenCase } from '../helpers/shared.js';
 
 interface Run {
@@ -176,6 +177,23 @@ describe('wgserve errors', () => {
     expectExit(r, 1);
     expect(r.stderr).toMatch(/truncated/);
     expect(r.stderr).toMatch(/tensor [\w.]+weight/);
+  });
+
+  it('an absurd context length: served with what the KV cache holds, --json output clean, exit 0', async () => {
+    const path = join(dir, 'huge-context.gguf');
+    const spec = ggufSpec(new Uint8Array(readFileSync(modelPath(TOLSTOY))));
+    spec.metadata = spec.metadata.map(([k, v]) => [k, k === 'llama.context_length' ? { type: 'u32', value: 2 ** 32 - 1 } : v]);
+    writeFileSync(path, writeGguf(spec.metadata, spec.tensors));
+    const r = await wgserve(['generate', '--json', '--model', path, '--prompt', 'Natasha', '--max-tokens', '4']);
+    expect(parseJsonOutput(r).completion_tokens).toHaveLength(4);
+    expect(r.stderr).not.toMatch(/error/i);
+  });
+
+  it('a prompt longer than the context: exit 1 before generating, stdout empty', async () => {
+    const r = await wgserve(['generate', '--json', '--prompt', 'Prince Andrew looked at the sky. '.repeat(100)]);
+    expectExit(r, 1);
+    expect(r.stderr).toMatch(/the prompt has \d+ tokens; the context holds 256/);
+    expect(r.stdout).toBe('');
   });
 
   it('an unknown command: exit 1 with the usage', async () => {

@@ -83,7 +83,7 @@ describe('model sources', () => {
         res.end();
       } else if (req.url === '/truncated.gguf') {
         res.writeHead(200);
-        res.end(file.subarray(0, file.byteLength - 20));
+        res.end(file.subarray(0, file.byteLength - 24)); // into tensor b (the last 20 bytes are padding)
       } else {
         res.writeHead(404);
         res.end();

@@ -131,6 +131,48 @@ describe('createOpenAiHandler: errors', () => {
   });
 });
 
+describe('createOpenAiHandler: limits and failures', () => {
+  it('a 429 from the engine carries Retry-After', async () => {
+    const handler = handlerFor(async () => {
+      throw ApiError.queueFull(256, 4, 256);
+    });
+    const response = await handler(post('/v1/completions', '{"prompt": "x"}'));
+    expect(response.status).toBe(429);
+    expect(response.headers.get('retry-after')).toBe('1');
+    expect(await response.json()).toMatchObject({ error: { type: 'rate_limit_error', code: 'queue_full' } });
+  });
+
+  it('a body larger than maxBodyBytes: 413, the engine is not called', async () => {
+    const create = vi.fn();
+    const handler = handlerFor(create, { maxBodyBytes: 1000 });
+    const response = await handler(post('/v1/completions', JSON.stringify({ prompt: 'x'.repeat(5000) })));
+    expect(response.status).toBe(413);
+    expect(await response.json()).toMatchObject({ error: { code: 'body_too_large' } });
+    expect(create).not.toHaveBeenCalled();
+  });
+
+  it('HEAD is answered wherever GET is, without a body; Allow lists it', async () => {
+    const handler = handlerFor(vi.fn());
+    for (const path of ['/v1/models', '/v1/models/fake-model', '/health']) {
+      const head = await handler(new Request(`http://localhost${path}`, { method: 'HEAD' }));
+      const get = await handler(new Request(`http://localhost${path}`));
+      expect(head.status, path).toBe(get.status);
+      expect(head.headers.get('content-type')).toBe(get.headers.get('content-type'));
+      expect(await head.text()).toBe('');
+    }
+    expect((await handler(new Request('http://localhost/v1/completions', { method: 'HEAD' }))).status).toBe(405);
+    expect((await handler(new Request('http://localhost/v1/models', { method: 'DELETE' }))).headers.get('allow')).toBe('GET, HEAD');
+  });
+
+  it('/health of an engine that cannot serve: 503 with the reason', async () => {
+    const engine = fakeEngine(vi.fn());
+    Object.assign(engine, { core: { failureReason: 'GPU device lost (destroyed): gone' } });
+    const response = await createOpenAiHandler(engine)(new Request('http://localhost/health'));
+    expect(response.status).toBe(503);
+    expect(await response.json()).toMatchObject({ status: 'error', error: { type: 'engine_unavailable', message: 'The engine cannot serve: GPU device lost (destroyed): gone' } });
+  });
+});
+
 describe('createOpenAiHandler: routes and CORS', () => {
   it('GET /v1/models and /v1/models/{id} (404 for another id); a trailing slash is the same route', async () => {
     const handler = handlerFor(vi.fn());
