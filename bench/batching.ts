@@ -1,12 +1,21 @@
 // Continuous batching benchmark: the same 16 chat requests run (a) one at a time and (b) all at
 // once through the engine, on the shipped model, in one run. Prints generated tokens/s of each
 // and their ratio, time to first token and inter-token latency (p50/p95), and peak KV pages.
-// Use: npm run bench:batching [-- --requests 16 --max-tokens 48]
+// Use: npm run bench:batching [-- --requests 16 --max-tokens 48 --numerics fast|llama.cpp --model FILE]
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createEngine, type ChatCompletionRequestStreaming, type Engine } from '../src/index.js';
 
-const { values: args } = parseArgs({ options: { requests: { type: 'string', default: '16' }, 'max-tokens': { type: 'string', default: '48' } } });
+const { values: args } = parseArgs({
+  options: {
+    requests: { type: 'string', default: '16' },
+    'max-tokens': { type: 'string', default: '48' },
+    numerics: { type: 'string', default: 'fast' },
+    model: { type: 'string' },
+  },
+});
+if (args.numerics !== 'fast' && args.numerics !== 'llama.cpp') throw new Error(`--numerics must be fast or llama.cpp, not ${args.numerics}`);
+const NUMERICS = args.numerics;
 const REQUESTS = Number(args.requests);
 const MAX_TOKENS = Number(args['max-tokens']);
 
@@ -75,8 +84,8 @@ function percentile(values: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
-const model = fileURLToPath(new URL('../models/wg-tolstoy-q8_0.gguf', import.meta.url));
-const engine = await createEngine({ model });
+const model = args.model ?? fileURLToPath(new URL('../models/wg-tolstoy-q8_0.gguf', import.meta.url));
+const engine = await createEngine({ model, numerics: NUMERICS });
 try {
   // Compile every pipeline first (prefill and decode shapes), so neither side pays for it.
   await Promise.all([0, 1].map((i) => run(engine, i)));
@@ -87,7 +96,7 @@ try {
   const adapter = engine.model!.rt.gpu.adapter;
   const ms = (x: number) => x.toFixed(0);
   const rows: [string, Summary][] = [['one at a time', sequential], ['continuous batching', batched]];
-  console.log(`\n${REQUESTS} chat requests x ${MAX_TOKENS} tokens, wg-tolstoy-q8_0, ${adapter.vendor} ${adapter.architecture} ${adapter.description}\n`);
+  console.log(`\n${REQUESTS} chat requests x ${MAX_TOKENS} tokens, ${model.split('/').pop()}, ${NUMERICS} kernels, ${adapter.vendor} ${adapter.architecture} ${adapter.description}\n`);
   console.log('| run | generated tokens/s | TTFT p50 / p95 ms | ITL p50 / p95 ms | peak KV pages | wall s |');
   console.log('|---|---|---|---|---|---|');
   for (const [name, s] of rows) {

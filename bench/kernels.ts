@@ -1,18 +1,20 @@
 // Kernel benchmark: bytes moved per second by each kernel as a ratio to a plain copy kernel
-// on the same device in the same run (how close to the memory-bandwidth bound it runs), the
-// batched GEMV against one-row-at-a-time, and decode tokens/s of the shipped model.
+// on the same device in the same run (how close to the memory-bandwidth bound it runs), GEMV
+// over 1, 8 and 16 rows for every weight type (weights read once: on a GPU the 16-row time should
+// stay near the 1-row time), both kernel sets side by side, and decode tokens/s of the shipped
+// model and of a Q4_K_M model under both sets.
 // Use: npm run bench            (prints a markdown table; see bench/RESULTS.md)
 import { fileURLToPath } from 'node:url';
 import { generate } from '../src/engine/generate.js';
 import { GpuRuntime } from '../src/gpu/index.js';
 import { KvCache } from '../src/kv/index.js';
 import { GgmlType } from '../src/model/gguf.js';
-import { ForwardPass, Model } from '../src/model/index.js';
+import { ForwardPass, Model, type Numerics } from '../src/model/index.js';
 import { attention } from '../src/model/kernels/attention.js';
 import { matmul, uploadWeight, type GpuWeight } from '../src/model/kernels/matmul.js';
 import { BatchBuffers, type Batch } from '../src/model/batch.js';
 import { kvBufferBytes, writeKv, type KvLayout } from '../src/model/kernels/kv.js';
-import { quantizeQ4_0, quantizeQ8_0 } from '../src/model/quantize.js';
+import { quantize, randomKQuant } from '../src/model/quantize.js';
 
 const rt = await GpuRuntime.create({ log: (l) => console.error(l) });
 const rows: string[][] = [];
@@ -43,12 +45,11 @@ function randomF32(n: number, seed: number): Float32Array {
 }
 
 function weight(type: GgmlType, n: number, k: number): { w: GpuWeight; bytes: number } {
-  const values = randomF32(n * k, n + k + type);
-  let bytes: Uint8Array;
-  if (type === GgmlType.F32) bytes = new Uint8Array(values.buffer);
-  else if (type === GgmlType.Q8_0) bytes = quantizeQ8_0(values);
-  else if (type === GgmlType.Q4_0) bytes = quantizeQ4_0(values);
-  else throw new Error(`bench has no quantizer for type ${type}`);
+  let seed = n + k + type;
+  const random = () => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+  const bytes = type === GgmlType.Q4_K || type === GgmlType.Q6_K
+    ? randomKQuant(type, (n * k) / 256, random)
+    : quantize(type, randomF32(n * k, seed));
   return { w: uploadWeight(rt, `bench.${type}`, type, [k, n], bytes), bytes: bytes.byteLength };
 }
 
@@ -65,21 +66,26 @@ line('copy (baseline)', '16 MiB', (copyBw / 1e9).toFixed(2), '1.00', '');
 
 const ratio = (bytes: number, s: number) => (bytes / s / copyBw).toFixed(2);
 
-// ---- matmul: GEMV (decode) and GEMM (prefill) per weight type ----
+// ---- matmul per weight type, both kernel sets: decode rows (1, 8, 16) and a prompt (64) ----
 const N = 2048;
 const K = 2048;
-for (const type of [GgmlType.F32, GgmlType.Q8_0, GgmlType.Q4_0]) {
+const TYPES = [GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_K, GgmlType.Q6_K];
+for (const type of TYPES) {
   const { w, bytes } = weight(type, N, K);
   const x = rt.buffers.createWith('bench.x', randomF32(64 * K, 3));
   const y = rt.buffers.create('bench.y', 64 * N * 4);
   const name = GgmlType[type];
-  const s1 = await time(() => matmul(rt, w, x, y, 1));
-  line(`GEMV ${name} m=1`, `${N}x${K}`, (bytes / s1 / 1e9).toFixed(2), ratio(bytes + K * 4 + N * 4, s1), '');
-  const s8 = await time(() => matmul(rt, w, x, y, 8));
-  const s8single = await time(() => { for (let r = 0; r < 8; r++) matmul(rt, w, { buffer: x, offset: r * K * 4, size: K * 4 }, { buffer: y, offset: r * N * 4, size: N * 4 }, 1); }, 2);
-  line(`GEMV ${name} m=8`, `${N}x${K}`, (bytes / s8 / 1e9).toFixed(2), ratio(bytes + 8 * (K + N) * 4, s8), `${(s8single / s8).toFixed(2)}x vs 8 x m=1`);
-  const s64 = await time(() => matmul(rt, w, x, y, 64), 2);
-  line(`GEMM ${name} m=64`, `${N}x${K}`, (bytes / s64 / 1e9).toFixed(2), ratio(bytes + 64 * (K + N) * 4, s64), `${((2 * 64 * N * K) / s64 / 1e9).toFixed(1)} GFLOP/s`);
+  for (const numerics of ['fast', 'llama.cpp'] as const) {
+    const opts = { numerics };
+    const s1 = await time(() => matmul(rt, w, x, y, 1, opts));
+    line(`${numerics} ${name} m=1`, `${N}x${K}`, (bytes / s1 / 1e9).toFixed(2), ratio(bytes + K * 4 + N * 4, s1), '');
+    for (const m of [8, 16]) {
+      const sm = await time(() => matmul(rt, w, x, y, m, opts), 2);
+      line(`${numerics} ${name} m=${m}`, `${N}x${K}`, (bytes / sm / 1e9).toFixed(2), ratio(bytes + m * (K + N) * 4, sm), `${(sm / s1).toFixed(2)}x the m=1 time (${m} rows)`);
+    }
+    const s64 = await time(() => matmul(rt, w, x, y, 64, opts), 1, 3);
+    line(`${numerics} ${name} m=64`, `${N}x${K}`, (bytes / s64 / 1e9).toFixed(2), ratio(bytes + 64 * (K + N) * 4, s64), `${((2 * 64 * N * K) / s64 / 1e9).toFixed(2)} GFLOP/s`);
+  }
   for (const b of [w.buffer, x, y]) { rt.forget(b); rt.buffers.destroy(b); }
 }
 
@@ -108,31 +114,42 @@ for (const type of [GgmlType.F32, GgmlType.Q8_0, GgmlType.Q4_0]) {
   const kv = rt.buffers.createWith('bench.kvrow', randomF32(seqs * 2 * 64, 6));
   const out = rt.buffers.create('bench.attn', seqs * heads * 64 * 4);
   writeKv(rt, layout, kv, kv, bb.slotMapping, kCache, vCache, seqs);
-  const s = await time(() => attention(rt, {
-    layout, q, kCache, vCache, out, batch: bb, maxBlocksPerSeq: pagesPerSeq, tokens: seqs, seqs, heads, maxContext: context, maxQueryLen: 1,
-  }));
   const bytes = seqs * context * layout.numKvHeads * layout.headDim * 2 * 2; // K and V, f16
-  line('attention decode f16 KV', `${seqs} seqs x ${context} ctx`, (bytes / s / 1e9).toFixed(2), ratio(bytes, s), '');
+  for (const numerics of ['fast', 'llama.cpp'] as const) {
+    const s = await time(() => attention(rt, {
+      layout, q, kCache, vCache, out, batch: bb, maxBlocksPerSeq: pagesPerSeq, tokens: seqs, seqs, heads, maxContext: context, maxQueryLen: 1,
+      numerics, f16Accumulate: numerics === 'llama.cpp',
+    }));
+    line(`${numerics} attention decode f16 KV`, `${seqs} seqs x ${context} ctx`, (bytes / s / 1e9).toFixed(2), ratio(bytes, s), '');
+  }
 }
 
-// ---- the shipped model: decode tokens/s ----
-{
-  const model = await Model.load(rt, fileURLToPath(new URL('../models/wg-tolstoy-q8_0.gguf', import.meta.url)));
-  const forward = new ForwardPass(model);
-  const kvCache = KvCache.create(rt, model.config);
-  const promptIds = model.tokenizer.encode('Prince Andrew looked at');
-  const run = async (n: number) => {
-    const t0 = performance.now();
-    const results = await generate(forward, kvCache, Array.from({ length: n }, () => ({ promptIds, maxTokens: 64 })), { contextLength: model.config.contextLength });
-    return results.reduce((a, r) => a + r.tokens.length, 0) / ((performance.now() - t0) / 1000);
-  };
-  await run(1);
-  const one = await run(1);
-  const eight = await run(8);
-  line('wg-tolstoy-q8_0 decode, 1 sequence', '64 tokens', '', '', `${one.toFixed(1)} tokens/s`);
-  line('wg-tolstoy-q8_0 decode, 8 sequences', '8 x 64 tokens', '', '', `${eight.toFixed(1)} tokens/s (${(eight / one).toFixed(2)}x)`);
-  forward.destroy();
-  kvCache.destroy();
+// ---- whole models: decode tokens/s, 1 and 8 sequences, both kernel sets ----
+const SHARED = process.env.WGSERVE_SHARED ?? fileURLToPath(new URL('../../shared', import.meta.url));
+const MODEL_FILES = [
+  fileURLToPath(new URL('../models/wg-tolstoy-q8_0.gguf', import.meta.url)),
+  `${SHARED}/models/wg-llama-spm-q4_k_m.gguf`,
+];
+for (const file of MODEL_FILES) {
+  const model = await Model.load(rt, file);
+  const label = file.split('/').pop()!.replace('.gguf', '');
+  for (const numerics of ['fast', 'llama.cpp'] as Numerics[]) {
+    const forward = new ForwardPass(model, { numerics });
+    const kvCache = KvCache.create(rt, model.config);
+    const promptIds = model.tokenizer.encode('Prince Andrew looked at', { addBos: true });
+    const run = async (n: number) => {
+      const t0 = performance.now();
+      const results = await generate(forward, kvCache, Array.from({ length: n }, () => ({ promptIds, maxTokens: 48 })), { contextLength: model.config.contextLength });
+      return results.reduce((a, r) => a + r.tokens.length, 0) / ((performance.now() - t0) / 1000);
+    };
+    await run(1);
+    const one = await run(1);
+    const eight = await run(8);
+    line(`${numerics} ${label} decode, 1 sequence`, '48 tokens', '', '', `${one.toFixed(1)} tokens/s`);
+    line(`${numerics} ${label} decode, 8 sequences`, '8 x 48 tokens', '', '', `${eight.toFixed(1)} tokens/s (${(eight / one).toFixed(2)}x)`);
+    forward.destroy();
+    kvCache.destroy();
+  }
   model.destroy();
 }
 

@@ -64,9 +64,11 @@ export interface EngineCoreOptions {
   /** Context length (default and maximum: the model's, and what the KV cache holds). */
   contextLength?: number;
   /**
-   * 'llama.cpp' (default): every op computes what llama.cpp's CPU build computes, bit for bit, so
-   * outputs match it token for token (docs/DESIGN.md, Numerics); costs arithmetic. 'exact': plain
-   * f32 math and the fastest kernels.
+   * The kernel set. 'fast' (default): weights read once per step for every row, and batch
+   * invariant: a request's output does not depend on what else is batched, how its prompt was
+   * chunked, or whether its prefix came from the cache. 'llama.cpp': every op computes what
+   * llama.cpp's x86 CPU build computes, bit for bit (docs/DESIGN.md, Numerics), for parity
+   * tests; slower, and not batch invariant.
    */
   numerics?: Numerics;
 }

@@ -135,9 +135,13 @@ export class GpuRuntime {
     this.currentEncoder().copyBufferToBuffer(src, srcOffset, dst, dstOffset, size);
   }
 
+  /** Command buffers submitted so far (a forward step is one; tests check it). */
+  submissions = 0;
+
   /** Submits everything recorded since the last submit as one command buffer. */
   submit(): void {
     if (!this.encoder) return;
+    this.submissions++;
     this.endPass();
     this.profiler.resolve(this.encoder);
     this.uniforms.flush(this.device.queue);

@@ -3,7 +3,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { generate } from '../../src/engine/generate.js';
 import { KvCache } from '../../src/kv/index.js';
-import { greedy, loadShared, type LoadedModel } from '../helpers/model.js';
+import { greedy, loadShared, prefillBatch, type LoadedModel } from '../helpers/model.js';
 
 const PROMPTS = [
   'Prince Andrew looked at',
@@ -25,6 +25,27 @@ describe.each(['wg-tolstoy-q8_0.gguf', 'wg-llama-spm-q4_k_m.gguf'])('batching on
     expect(together).toEqual(alone);
     expect(m.kv.pool.usedPages).toBe(0);
     m.kv.pool.checkInvariants();
+  });
+
+  it('a step is one GPU submission, also when it is the largest yet and buffers grow first', async () => {
+    const rt = m.model.rt;
+    const vocab = m.model.config.vocabSize;
+    // A long prompt (more rows than any step so far), then one decode step.
+    const tokens = Array.from({ length: 120 }, (_, i) => 3 + ((i * 37) % (vocab - 3)));
+    const pages = m.kv.pool.allocate(Math.ceil((tokens.length + 1) / m.kv.pageSize))!;
+    try {
+      const before = rt.submissions;
+      await m.forward.sample(prefillBatch(tokens, pages, m.kv.pageSize, [tokens.length - 1]), m.kv);
+      expect(rt.submissions - before, 'prefill step').toBe(1);
+      const p = tokens.length;
+      const decode = prefillBatch([...tokens, 5], pages, m.kv.pageSize, [0]);
+      const one = { ...decode, tokenIds: Int32Array.from([5]), positions: Int32Array.from([p]), slotMapping: decode.slotMapping.slice(p), sampleRows: Int32Array.from([0]) };
+      const mid = rt.submissions;
+      await m.forward.sample(one, m.kv);
+      expect(rt.submissions - mid, 'decode step').toBe(1);
+    } finally {
+      m.kv.pool.release(pages);
+    }
   });
 
   it('chunked prefill (8-token budget) gives the same tokens', async () => {

@@ -162,10 +162,22 @@ describe('Engine: OpenAI chat and text completions', () => {
     let n = 0;
     for await (const _ of stream) if (++n === 3) break;
     await expectPoolEmpty();
-    const running = [1, 2].map(() => engine.chat.completions.create(chat(PROMPT, { max_tokens: 200, temperature: 1 })));
-    setTimeout(() => engine.interruptGenerate(), 300);
-    const results = await Promise.all(running);
-    expect(results.map((r) => r.choices[0].finish_reason)).toEqual(['abort', 'abort']);
+    // Two streams; once both have produced a token, interruptGenerate ends them both.
+    const streams = await Promise.all([1, 2].map(() => engine.chat.completions.create(chat(PROMPT, { max_tokens: 200, temperature: 1, stream: true as const }))));
+    let started = 0;
+    const finishes = streams.map(async (s) => {
+      let seen = false;
+      let finish: string | null = null;
+      for await (const c of s) {
+        if (!seen && c.choices[0]?.delta.content) {
+          seen = true;
+          if (++started === 2) engine.interruptGenerate();
+        }
+        finish = c.choices[0]?.finish_reason ?? finish;
+      }
+      return finish;
+    });
+    expect(await Promise.all(finishes)).toEqual(['abort', 'abort']);
     await expectPoolEmpty();
   });
 

@@ -226,20 +226,19 @@ describe('unsupported vocabularies', () => {
   });
 });
 
-describe('speed', () => {
+describe('long prompts', () => {
   // About 4k tokens of mixed text (prose, code, CJK, emoji, long runs).
   for (const file of [SPM, BPE, TOLSTOY]) {
-    it(`${file}: a 4k-token prompt encodes in well under a second`, () => {
+    it(`${file}: a 4k-token prompt encodes to ids that decode back to it, in one pass or in steps`, async () => {
       const tok = tokenizerOf(file);
       const text = VECTORS.models[file].map((v) => v.text).join('\n');
       const unit = tok.encode(text, { addBos: false }).length;
       const prompt = text.repeat(Math.ceil(4096 / unit));
-      tok.encode(prompt); // warm up
-      const start = performance.now();
-      const n = tok.encode(prompt).length;
-      const ms = performance.now() - start;
-      expect(n).toBeGreaterThanOrEqual(4096);
-      expect(ms).toBeLessThan(500);
+      const ids = tok.encode(prompt, { addBos: false });
+      expect(ids.length).toBeGreaterThanOrEqual(4096);
+      // llama.cpp's space clean-up (llama3) may change the decoded text, never the token count.
+      if (file !== BPE) expect(tok.decode(ids)).toBe(prompt);
+      expect(await tok.encodeAsync(prompt, { addBos: false })).toEqual(ids);
     });
   }
 });
