@@ -39,7 +39,7 @@ describe.each(['wg-tolstoy-q8_0.gguf', 'wg-llama-spm-q4_k_m.gguf'])('batching on
       expect(rt.submissions - before, 'prefill step').toBe(1);
       const p = tokens.length;
       const decode = prefillBatch([...tokens, 5], pages, m.kv.pageSize, [0]);
-      const one = { ...decode, tokenIds: Int32Array.from([5]), positions: Int32Array.from([p]), slotMapping: decode.slotMapping.slice(p), sampleRows: Int32Array.from([0]) };
+      const one = { ...decode, tokenIds: Int32Array.from([5]), positions: Int32Array.from([p]), seqStarts: Int32Array.from([0, 1]), slotMapping: decode.slotMapping.slice(p), sampleRows: Int32Array.from([0]) };
       const mid = rt.submissions;
       await m.forward.sample(one, m.kv);
       expect(rt.submissions - mid, 'decode step').toBe(1);
