@@ -1,7 +1,7 @@
 // The paged KV cache in GPU memory: per layer one K and one V buffer of numPages pages, and
 // the page pool that hands those pages out.
 import type { GpuRuntime } from '../gpu/index.js';
-import { kvBufferBytes, type KvBuffers, type KvLayout, type ModelConfig } from '../model/index.js';
+import { copyKvPage, kvBufferBytes, type KvBuffers, type KvLayout, type ModelConfig, type PageCopy } from '../model/index.js';
 import { PagePool } from './page-pool.js';
 
 export interface KvCacheOptions {
@@ -77,6 +77,18 @@ export class KvCache implements KvBuffers {
 
   get bytes(): number {
     return kvBufferBytes(this.layout) * 2 * this.keys.length;
+  }
+
+  /**
+   * Records page copies (a step's copy-on-write operations) in every layer, in order, and submits
+   * them, so the step's forward pass, submitted next, sees the copies.
+   */
+  copyPages(copies: readonly PageCopy[]): void {
+    if (!copies.length) return;
+    for (let l = 0; l < this.keys.length; l++) {
+      for (const c of copies) copyKvPage(this.rt, this.layout, c, this.keys[l], this.values[l]);
+    }
+    this.rt.submit();
   }
 
   destroy(): void {

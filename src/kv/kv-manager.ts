@@ -1,9 +1,15 @@
-// Pages for sequences (nano-vllm's block_manager.py without the prefix cache yet): a sequence's
-// block table grows so the next tokens have slots, and goes back to the pool when it is freed.
-// Pages keep reference counts (PagePool) so a prefix cache can share them later.
+// Pages for KV contexts (nano-vllm's block_manager.py, vLLM's kv_cache_manager.py): a context's
+// block table starts with the longest run of cached pages its tokens allow (prefix cache),
+// grows so the next tokens have slots, offers each page it fills to the cache, and gives its
+// references back when it is freed (its indexed pages stay cached until evicted). No context
+// ever writes into a page another context or the cache holds: such a page is first copied
+// (copy-on-write), and the copy goes into the step's KV operations.
+import type { PageCopy } from '../model/index.js';
+import { NoPrefixCache, type PrefixCache, type PrefixMatch } from './prefix-cache.js';
 import { PagePool } from './page-pool.js';
+import type { KvContext } from './kv-context.js';
 
-/** What the KV manager needs of a sequence (the scheduler's Sequence has it). */
+/** What the KV manager needs of a context's pages (a KvContext has it). */
 export interface KvOwner {
   /** Tokens whose K/V are in the cache; the next token goes to position numComputed. */
   numComputed: number;
@@ -11,8 +17,21 @@ export interface KvOwner {
   blockTable: number[];
 }
 
+export interface PrefixCacheStats {
+  /** Tokens looked up in the prefix cache (a context's tokens each time it starts computing). */
+  queryTokens: number;
+  /** Of those, tokens found cached. */
+  hitTokens: number;
+  /** Cached pages freed to make room. */
+  evictions: number;
+  /** Pages copied before a write (copy-on-write). */
+  pageCopies: number;
+}
+
 export class KvManager {
-  constructor(readonly pool: PagePool, readonly pageSize: number) {
+  readonly stats: PrefixCacheStats = { queryTokens: 0, hitTokens: 0, evictions: 0, pageCopies: 0 };
+
+  constructor(readonly pool: PagePool, readonly pageSize: number, readonly cache: PrefixCache = new NoPrefixCache()) {
     if (!Number.isInteger(pageSize) || pageSize < 1) throw new Error(`page size must be a positive integer, got ${pageSize}`);
   }
 
@@ -24,33 +43,101 @@ export class KvManager {
     return this.pool.totalPages;
   }
 
-  /** Pages a sequence of `tokens` tokens occupies. */
+  /** Pages a context of `tokens` tokens occupies. */
   pagesFor(tokens: number): number {
     return Math.ceil(tokens / this.pageSize);
   }
 
-  /** New pages needed so positions numComputed .. numComputed + newTokens - 1 have slots. */
+  /** New pages needed so positions numComputed .. numComputed + newTokens - 1 have private slots. */
   pagesNeeded(seq: KvOwner, newTokens: number): number {
-    return Math.max(0, this.pagesFor(seq.numComputed + newTokens) - seq.blockTable.length);
+    const appended = Math.max(0, this.pagesFor(seq.numComputed + newTokens) - seq.blockTable.length);
+    return appended + this.sharedWritePages(seq, newTokens).length;
   }
 
   canAllocate(seq: KvOwner, newTokens: number): boolean {
-    return this.pagesNeeded(seq, newTokens) <= this.pool.freePages;
+    return this.pagesNeeded(seq, newTokens) <= this.pool.availablePages;
   }
 
-  /** Appends pages to the block table so the next `newTokens` tokens have slots; throws if the pool is short. */
-  allocate(seq: KvOwner, newTokens: number): void {
-    const n = this.pagesNeeded(seq, newTokens);
-    if (n === 0) return;
-    const pages = this.pool.allocate(n);
-    if (!pages) throw new Error(`KV pool exhausted: ${n} pages needed, ${this.pool.freePages} free of ${this.pool.totalPages}`);
+  /**
+   * Makes positions numComputed .. numComputed + newTokens - 1 writable: shared pages among them
+   * are replaced by private copies, and pages are appended. Returns the copies the GPU must make
+   * before the step writes; throws if the pool is short.
+   */
+  allocate(seq: KvOwner, newTokens: number): PageCopy[] {
+    const need = this.pagesNeeded(seq, newTokens);
+    const pages = this.take(need);
+    const copies: PageCopy[] = [];
+    for (const index of this.sharedWritePages(seq, newTokens)) {
+      const src = seq.blockTable[index];
+      const dst = pages.pop()!;
+      copies.push({ src, dst });
+      seq.blockTable[index] = dst;
+      this.pool.release([src]);
+    }
     seq.blockTable.push(...pages);
+    this.stats.pageCopies += copies.length;
+    return copies;
   }
 
-  /** Releases every page of the sequence and empties its block table (numComputed is the caller's). */
-  free(seq: KvOwner): void {
-    this.pool.release(seq.blockTable);
+  /** The longest cached prefix of a context with no pages: at most tokens - 1 tokens, the last token is always computed. */
+  lookupPrefix(ctx: KvContext): PrefixMatch {
+    if (ctx.blockTable.length || ctx.numComputed) throw new Error('lookupPrefix: the context already holds pages');
+    if (!this.cache.enabled) return { pages: [] };
+    const maxPages = Math.floor((ctx.tokens.length - 1) / this.pageSize);
+    return this.cache.matchPrefix(ctx.tokens, ctx.salt, ctx.pageHashes, maxPages);
+  }
+
+  /** Whether a context can take `match` and then `newTokens` more tokens (cached pages it takes are not evictable). */
+  canTakePrefix(match: PrefixMatch, newTokens: number): boolean {
+    const prefix = match.pages.length * this.pageSize;
+    const appended = this.pagesFor(prefix + newTokens) - match.pages.length;
+    const cachedTaken = match.pages.filter((p) => this.pool.state(p) === 'cached').length;
+    return appended <= this.pool.availablePages - cachedTaken;
+  }
+
+  /** Takes the matched pages into an empty context (a reference each); returns the tokens now computed. */
+  takePrefix(ctx: KvContext, match: PrefixMatch): number {
+    if (ctx.blockTable.length || ctx.numComputed) throw new Error('takePrefix: the context already holds pages');
+    for (const p of match.pages) this.pool.retain(p);
+    ctx.blockTable = [...match.pages];
+    ctx.numComputed = match.pages.length * this.pageSize;
+    ctx.indexedPages = match.pages.length;
+    if (this.cache.enabled) {
+      this.stats.queryTokens += ctx.tokens.length;
+      this.stats.hitTokens += ctx.numComputed;
+    }
+    return ctx.numComputed;
+  }
+
+  /**
+   * An empty context shares the first `tokens` computed tokens of `source` (same token ids): it
+   * takes a reference to the pages holding them, including a partial last page, which the first
+   * write copies.
+   */
+  share(source: KvContext, ctx: KvContext, tokens: number): void {
+    if (ctx.blockTable.length || ctx.numComputed) throw new Error('share: the context already holds pages');
+    if (tokens > source.numComputed) throw new Error(`share: ${tokens} tokens asked, the source has computed ${source.numComputed}`);
+    for (let i = 0; i < tokens; i++) if (source.tokens[i] !== ctx.tokens[i]) throw new Error(`share: the contexts differ at token ${i}`);
+    const pages = source.blockTable.slice(0, this.pagesFor(tokens));
+    for (const p of pages) this.pool.retain(p);
+    ctx.blockTable = pages;
+    ctx.numComputed = tokens;
+    ctx.indexedPages = Math.min(pages.length, source.indexedPages);
+  }
+
+  /** Offers every page the context has filled since the last call to the prefix cache. */
+  indexComputed(ctx: KvContext): void {
+    if (!this.cache.enabled) return;
+    const full = Math.floor(ctx.numComputed / this.pageSize);
+    for (let i = ctx.indexedPages; i < full; i++) this.cache.insert(ctx.blockTable[i], ctx.tokens, ctx.salt, ctx.pageHashes, i);
+    ctx.indexedPages = Math.max(ctx.indexedPages, full);
+  }
+
+  /** Releases every page of the context, tail first (so its tail is evicted before its head), and empties its block table. */
+  free(seq: KvOwner & { indexedPages?: number }): void {
+    this.pool.release([...seq.blockTable].reverse());
     seq.blockTable = [];
+    if (seq.indexedPages !== undefined) seq.indexedPages = 0;
   }
 
   /** page * pageSize + offset of a position; throws if the position has no page. */
@@ -60,8 +147,11 @@ export class KvManager {
     return page * this.pageSize + (position % this.pageSize);
   }
 
-  /** Pool invariants with these sequences as the owners of pages. */
-  checkInvariants(seqs: Iterable<KvOwner>): void {
+  /**
+   * Pool and cache invariants with these contexts as owners of pages. With `exact`, they are
+   * all the owners: every reference is accounted for.
+   */
+  checkInvariants(seqs: Iterable<KvOwner>, exact = false): void {
     const tables: number[][] = [];
     for (const s of seqs) {
       if (s.blockTable.length < this.pagesFor(s.numComputed)) {
@@ -69,6 +159,29 @@ export class KvManager {
       }
       tables.push(s.blockTable);
     }
-    this.pool.checkInvariants(tables);
+    this.pool.checkInvariants(tables, exact);
+    this.cache.checkIntegrity();
+  }
+
+  /** Indexes (in the block table) of pages a write of the next `newTokens` positions would touch that others hold. */
+  private sharedWritePages(seq: KvOwner, newTokens: number): number[] {
+    const out: number[] = [];
+    const first = Math.floor(seq.numComputed / this.pageSize);
+    const last = Math.min(seq.blockTable.length, this.pagesFor(seq.numComputed + newTokens)) - 1;
+    for (let i = first; i <= last; i++) {
+      const p = seq.blockTable[i];
+      if (this.pool.refCount(p) > 1 || this.pool.hashOf(p) !== null) out.push(i);
+    }
+    return out;
+  }
+
+  /** n pages, evicting cached ones when the free list is short. */
+  private take(n: number): number[] {
+    if (n === 0) return [];
+    const short = n - this.pool.freePages;
+    if (short > 0) this.stats.evictions += this.cache.evict(short);
+    const pages = this.pool.allocate(n);
+    if (!pages) throw new Error(`KV pool exhausted: ${n} pages needed, ${this.pool.freePages} free and ${this.pool.cachedPages} cached of ${this.pool.totalPages}`);
+    return pages;
   }
 }

@@ -1,12 +1,22 @@
-// Page ids with reference counts. A page is free when its count is zero; pages shared by
-// several sequences (a common prefix) have a count above one.
+// Page ids in three states: free (no owner, no content worth keeping), cached (no owner, but its
+// K/V are those of a known page hash, kept for the prefix cache) and referenced (held by one or
+// more KV contexts, counted). Cached pages are evicted least recently released first; a caller
+// that releases a block table tail first thus evicts chain tails before their parents.
+import type { PageHash } from './page-hash.js';
+
+export type PageState = 'free' | 'cached' | 'referenced';
 
 export class PagePool {
   private readonly refs: Int32Array;
+  private readonly hashes: (PageHash | null)[];
   private readonly free: number[];
+  /** Cached pages, least recently released first (a Set iterates in insertion order). */
+  private readonly lru = new Set<number>();
 
   constructor(readonly totalPages: number) {
+    if (!Number.isInteger(totalPages) || totalPages < 1) throw new Error(`a page pool needs a positive number of pages, got ${totalPages}`);
     this.refs = new Int32Array(totalPages);
+    this.hashes = new Array<PageHash | null>(totalPages).fill(null);
     // Pop from the end: low ids first, which keeps tests readable.
     this.free = Array.from({ length: totalPages }, (_, i) => totalPages - 1 - i);
   }
@@ -15,11 +25,34 @@ export class PagePool {
     return this.free.length;
   }
 
-  get usedPages(): number {
-    return this.totalPages - this.free.length;
+  get cachedPages(): number {
+    return this.lru.size;
   }
 
-  /** Takes n free pages (reference count 1 each), or returns null if there are not enough. */
+  /** Pages an allocation can have: free ones, then cached ones by eviction. */
+  get availablePages(): number {
+    return this.free.length + this.lru.size;
+  }
+
+  /** Pages held by KV contexts. */
+  get usedPages(): number {
+    return this.totalPages - this.free.length - this.lru.size;
+  }
+
+  state(page: number): PageState {
+    if (this.refs[page] > 0) return 'referenced';
+    return this.hashes[page] === null ? 'free' : 'cached';
+  }
+
+  refCount(page: number): number {
+    return this.refs[page];
+  }
+
+  hashOf(page: number): PageHash | null {
+    return this.hashes[page];
+  }
+
+  /** Takes n free pages (reference count 1 each), or returns null if there are not enough free ones. */
   allocate(n: number): number[] | null {
     if (n > this.free.length) return null;
     const pages = this.free.splice(this.free.length - n, n).reverse();
@@ -27,40 +60,74 @@ export class PagePool {
     return pages;
   }
 
+  /** One more reference to a referenced or cached page (a cached page becomes referenced). */
   retain(page: number): void {
-    if (this.refs[page] <= 0) throw new Error(`page ${page} is free; cannot retain it`);
+    if (this.state(page) === 'free') throw new Error(`page ${page} is free; cannot retain it`);
+    this.lru.delete(page);
     this.refs[page]++;
   }
 
-  /** Drops one reference to each page; pages that reach zero go back to the free list. */
+  /**
+   * Drops one reference to each page, in the order given: a page that reaches zero becomes cached
+   * (most recently released) if it has a hash, free otherwise.
+   */
   release(pages: Iterable<number>): void {
     for (const p of pages) {
       if (this.refs[p] <= 0) throw new Error(`page ${p} released more often than allocated`);
-      if (--this.refs[p] === 0) this.free.push(p);
+      if (--this.refs[p] > 0) continue;
+      if (this.hashes[p] === null) this.free.push(p);
+      else this.lru.add(p);
     }
   }
 
-  refCount(page: number): number {
-    return this.refs[page];
+  /** Records the hash of a referenced page's (full, computed) content. */
+  setHash(page: number, hash: PageHash): void {
+    if (this.refs[page] <= 0) throw new Error(`page ${page} is not referenced; cannot set its hash`);
+    if (this.hashes[page] !== null) throw new Error(`page ${page} already has hash ${this.hashes[page]}`);
+    this.hashes[page] = hash;
   }
 
-  /** Pages in use + free = total, no page free twice, and counts match the owners' tables. */
-  checkInvariants(owners: Iterable<readonly number[]> = []): void {
-    const seenFree = new Set<number>();
+  /** Frees the least recently released cached page; returns it and the hash it had, or null if none is cached. */
+  evictOldest(): { page: number; hash: PageHash } | null {
+    const first = this.lru.values().next();
+    if (first.done) return null;
+    const page = first.value;
+    const hash = this.hashes[page]!;
+    this.lru.delete(page);
+    this.hashes[page] = null;
+    this.free.push(page);
+    return { page, hash };
+  }
+
+  /**
+   * referenced + cached + free = total, no page in two states or listed twice, cached pages have a
+   * hash and free ones none, and no page is owned by more tables than its reference count. With
+   * `exact`, the owners are all of them: every reference count equals the tables holding the page.
+   */
+  checkInvariants(owners: Iterable<readonly number[]> = [], exact = false): void {
+    const seen = new Set<number>();
     for (const p of this.free) {
-      if (seenFree.has(p)) throw new Error(`page ${p} is on the free list twice`);
+      if (seen.has(p)) throw new Error(`page ${p} is on the free list twice`);
       if (this.refs[p] !== 0) throw new Error(`free page ${p} has reference count ${this.refs[p]}`);
-      seenFree.add(p);
+      if (this.hashes[p] !== null) throw new Error(`free page ${p} still has hash ${this.hashes[p]}`);
+      seen.add(p);
+    }
+    for (const p of this.lru) {
+      if (seen.has(p)) throw new Error(`page ${p} is both free and cached`);
+      if (this.refs[p] !== 0) throw new Error(`cached page ${p} has reference count ${this.refs[p]}`);
+      if (this.hashes[p] === null) throw new Error(`cached page ${p} has no hash`);
     }
     const counted = new Int32Array(this.totalPages);
     for (const table of owners) for (const p of table) counted[p]++;
-    let inUse = 0;
+    let referenced = 0;
     for (let p = 0; p < this.totalPages; p++) {
-      if (this.refs[p] > 0) inUse++;
+      if (this.refs[p] < 0) throw new Error(`page ${p} has reference count ${this.refs[p]}`);
+      if (this.refs[p] > 0) referenced++;
       if (counted[p] > this.refs[p]) throw new Error(`page ${p} is owned ${counted[p]} times but has reference count ${this.refs[p]}`);
+      if (exact && counted[p] !== this.refs[p]) throw new Error(`page ${p} has reference count ${this.refs[p]} but ${counted[p]} owners`);
     }
-    if (inUse + this.free.length !== this.totalPages) {
-      throw new Error(`pages in use (${inUse}) + free (${this.free.length}) != total (${this.totalPages})`);
+    if (referenced + this.lru.size + this.free.length !== this.totalPages) {
+      throw new Error(`pages referenced (${referenced}) + cached (${this.lru.size}) + free (${this.free.length}) != total (${this.totalPages})`);
     }
   }
 }

@@ -1,9 +1,14 @@
 // Continuous batching on the CPU side (nano-vllm's scheduler.py, vLLM v1's token budget): every
 // step fills a token budget with one decode token of each running sequence first, then the
 // chunks of running sequences still reading their prompt, then prefill chunks of waiting and
-// preempted sequences in policy order. When pages run out, the policy's victim is preempted:
-// its pages are freed and its tokens (prompt and generated so far) are recomputed later.
+// preempted sequences in policy order. A sequence starting (or restarting) first takes the
+// longest cached prefix of its tokens, so only the rest counts against the budget and the pool;
+// a later choice of an n > 1 prompt shares the first choice's prompt pages instead. When pages
+// run out, the policy's victim is preempted: its references are dropped (pages the cache indexed
+// stay cached) and its tokens (prompt and generated so far) are recomputed later, from the
+// cache where it still holds them. Copy-on-write copies go into the step's kvOps.
 import { validateBatch, type Batch } from '../model/batch.js';
+import type { PageCopy } from '../model/index.js';
 import type { KvManager } from '../kv/kv-manager.js';
 import type { Sequence } from './sequence.js';
 
@@ -51,6 +56,8 @@ export interface ScheduledStep {
   /** In Batch order; sampleRows follow the entries with samples = true. */
   seqs: ScheduledSeq[];
   batch: Batch;
+  /** Page copies (copy-on-write) the GPU must make before it runs the batch. */
+  kvOps: PageCopy[];
   /** Sequences preempted while building this step. */
   preempted: Sequence[];
   /** Sequences finished ('length') while building this step: the KV pool can never hold their next token. */
@@ -148,9 +155,10 @@ export class Scheduler {
     const scheduled = new Set<Sequence>();
     const preempted: Sequence[] = [];
     const finished: Sequence[] = [];
+    const kvOps: PageCopy[] = [];
 
     const take = (seq: Sequence, n: number) => {
-      this.kv.allocate(seq, n);
+      kvOps.push(...this.kv.allocate(seq.kv, n));
       chosen.push({ seq, numTokens: n, samples: seq.numComputed + n === seq.numTokens });
       scheduled.add(seq);
       budget -= n;
@@ -179,8 +187,9 @@ export class Scheduler {
           finished.push(seq);
           continue;
         }
-        const n = Math.min(seq.numPending, budget);
-        if (!this.kv.canAllocate(seq, n)) break;
+        const n = this.start(seq, budget);
+        if (n === 'wait') continue;
+        if (n === 'full') break;
         this.waitingSeqs.splice(this.waitingSeqs.indexOf(seq), 1);
         this.runningSeqs.push(seq);
         seq.status = 'running';
@@ -189,7 +198,7 @@ export class Scheduler {
     }
 
     if (!chosen.length) return null;
-    const step: ScheduledStep = { seqs: chosen, batch: this.buildBatch(chosen), preempted, finished };
+    const step: ScheduledStep = { seqs: chosen, batch: this.buildBatch(chosen), kvOps, preempted, finished };
     if (this.validate) validateBatch(step.batch, this.kv.pageSize);
     this.inFlight = step;
     return step;
@@ -211,6 +220,7 @@ export class Scheduler {
       const id = samples ? sampledIds[k++] : -1;
       if (seq.status !== 'running') continue; // aborted while the step ran
       seq.numComputed += numTokens;
+      this.kv.indexComputed(seq.kv);
       if (!samples) continue;
       if (seq.stopIds.includes(id)) {
         this.finish(seq, 'stop');
@@ -236,7 +246,37 @@ export class Scheduler {
     }
     if (this.runningSeqs.length + this.waitingSeqs.length !== this.byId.size) throw new Error('scheduler: queues and id map disagree');
     if (this.runningSeqs.length > this.maxRunningSeqs) throw new Error(`scheduler: ${this.runningSeqs.length} running > maxRunningSeqs ${this.maxRunningSeqs}`);
-    this.kv.checkInvariants(this.runningSeqs);
+    this.kv.checkInvariants(this.runningSeqs.map((s) => s.kv), true);
+  }
+
+  /**
+   * Gives a waiting sequence the pages it can have without computing (its leader's prompt, or its
+   * cached prefix) and returns how many tokens it computes in this step: 'wait' while its leader
+   * has not computed the prompt yet, 'full' (holding nothing) when the pool cannot take it.
+   */
+  private start(seq: Sequence, budget: number): number | 'wait' | 'full' {
+    const leader = seq.leader;
+    if (leader) {
+      const shared = seq.numPromptTokens - 1;
+      if (leader.status === 'waiting' || (leader.status === 'running' && leader.numComputed < shared)) return 'wait';
+      seq.leader = null;
+      if (leader.status === 'running' && seq.numComputed === 0 && shared > 0) {
+        this.kv.share(leader.kv, seq.kv, shared);
+        if (!this.kv.canAllocate(seq.kv, 1)) {
+          this.kv.free(seq.kv);
+          seq.numComputed = 0;
+          seq.leader = leader;
+          return 'full';
+        }
+        seq.cachedTokens ??= shared;
+        return 1;
+      }
+    }
+    const match = this.kv.lookupPrefix(seq.kv);
+    const n = Math.min(seq.numTokens - match.pages.length * this.kv.pageSize, budget);
+    if (!this.kv.canTakePrefix(match, n)) return 'full';
+    seq.cachedTokens ??= this.kv.takePrefix(seq.kv, match);
+    return n;
   }
 
   /**
@@ -262,7 +302,7 @@ export class Scheduler {
   }
 
   private preempt(seq: Sequence): void {
-    this.kv.free(seq);
+    this.kv.free(seq.kv);
     seq.numComputed = 0;
     seq.status = 'preempted';
     seq.preemptions++;
@@ -273,7 +313,7 @@ export class Scheduler {
   private finish(seq: Sequence, reason: 'stop' | 'length' | 'abort'): void {
     if (seq.status === 'running') this.runningSeqs.splice(this.runningSeqs.indexOf(seq), 1);
     else this.waitingSeqs.splice(this.waitingSeqs.indexOf(seq), 1);
-    this.kv.free(seq);
+    this.kv.free(seq.kv);
     seq.status = 'finished';
     seq.finishReason = reason;
     this.byId.delete(seq.id);
@@ -302,7 +342,7 @@ export class Scheduler {
         const pos = seq.numComputed + j;
         batch.tokenIds[t] = seq.tokens[pos];
         batch.positions[t] = pos;
-        batch.slotMapping[t] = this.kv.slotFor(seq, pos);
+        batch.slotMapping[t] = this.kv.slotFor(seq.kv, pos);
       }
       batch.contextLens[i] = seq.numComputed + numTokens;
       batch.blockTables.set(seq.blockTable, i * maxBlocksPerSeq);

@@ -1,5 +1,7 @@
 // A sequence's tokens, pages and progress while the scheduler runs it (nano-vllm's sequence.py).
-// The scheduler never looks inside `params` (sampling settings belong to the engine).
+// The scheduler never looks inside `params` (sampling settings belong to the engine). Its KV
+// (token ids, block table, computed count) is a KvContext the sequence owns.
+import { KvContext } from '../kv/kv-context.js';
 
 export type SequenceStatus = 'waiting' | 'running' | 'preempted' | 'finished';
 export type FinishReason = 'stop' | 'length' | 'abort';
@@ -13,6 +15,13 @@ export interface SequenceInit<P = unknown> {
   stopIds?: readonly number[];
   /** Sampling parameters, opaque to the scheduler. */
   params?: P;
+  /** Prefix-cache salt: sequences with different salts never share a page (default ''). */
+  cacheSalt?: string;
+  /**
+   * Another choice of the same prompt (n > 1): this sequence waits until that one has computed
+   * the prompt, then shares its pages (the partial last page is copied on the first write).
+   */
+  sharePromptWith?: Sequence<P>;
 }
 
 export class Sequence<P = unknown> {
@@ -21,17 +30,20 @@ export class Sequence<P = unknown> {
   readonly maxTokens: number;
   readonly stopIds: readonly number[];
   readonly params: P | undefined;
-  /** Prompt then generated tokens: every token whose K/V the sequence needs. */
-  readonly tokens: number[];
+  /** The sequence's KV: its tokens (prompt then generated), block table and computed count. */
+  readonly kv: KvContext;
   readonly generated: number[] = [];
-  /** Tokens (from the start of `tokens`) whose K/V are in the cache. */
-  numComputed = 0;
+  /** The choice whose prompt pages this one shares (sharePromptWith), until it has shared them. */
+  leader: Sequence<P> | null;
+  /**
+   * Prompt tokens this sequence did not compute when it first started: taken from the prefix
+   * cache or shared with its leader (null until it starts).
+   */
+  cachedTokens: number | null = null;
   status: SequenceStatus = 'waiting';
   finishReason: FinishReason | null = null;
   /** Order of arrival, set by Scheduler.add (lower is older). */
   arrival = -1;
-  /** Page ids holding this sequence's K/V, in position order. */
-  blockTable: number[] = [];
   /** How often this sequence has been preempted (its K/V dropped and recomputed). */
   preemptions = 0;
 
@@ -41,7 +53,32 @@ export class Sequence<P = unknown> {
     this.maxTokens = init.maxTokens;
     this.stopIds = [...(init.stopIds ?? [])];
     this.params = init.params;
-    this.tokens = [...init.promptIds];
+    this.kv = new KvContext(init.promptIds, init.cacheSalt ?? '');
+    this.leader = init.sharePromptWith ?? null;
+    if (this.leader && this.leader.promptIds.join() !== this.promptIds.join()) throw new Error('sharePromptWith: the prompts differ');
+  }
+
+  /** Prompt then generated tokens: every token whose K/V the sequence needs. */
+  get tokens(): readonly number[] {
+    return this.kv.tokens;
+  }
+
+  /** Tokens (from the start of `tokens`) whose K/V are in the cache. */
+  get numComputed(): number {
+    return this.kv.numComputed;
+  }
+
+  set numComputed(n: number) {
+    this.kv.numComputed = n;
+  }
+
+  /** Page ids holding this sequence's K/V, in position order. */
+  get blockTable(): number[] {
+    return this.kv.blockTable;
+  }
+
+  set blockTable(pages: number[]) {
+    this.kv.blockTable = pages;
   }
 
   get numPromptTokens(): number {
@@ -63,7 +100,7 @@ export class Sequence<P = unknown> {
 
   /** Appends a sampled token (the scheduler's commit calls it). */
   append(id: number): void {
-    this.tokens.push(id);
+    this.kv.tokens.push(id);
     this.generated.push(id);
   }
 }

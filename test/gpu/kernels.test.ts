@@ -3,8 +3,8 @@ import type { GpuRuntime } from '../../src/gpu/index.js';
 import { f16BitsToF32, f32ToF16Bits } from '../../src/model/kernels/common.js';
 import { add, gatherRows, scale, swiglu, swigluFused } from '../../src/model/kernels/elementwise.js';
 import { addReference, gatherRowsReference, scaleReference, swigluFusedReference, swigluReference } from '../../src/model/kernels/elementwise.reference.js';
-import { kvBufferBytes, writeKv, type KvLayout } from '../../src/model/kernels/kv.js';
-import { decodeKvCache, kvCacheReference, writeKvReference } from '../../src/model/kernels/kv.reference.js';
+import { copyKvPage, kvBufferBytes, writeKv, type KvLayout } from '../../src/model/kernels/kv.js';
+import { copyKvPageReference, decodeKvCache, kvCacheReference, writeKvReference } from '../../src/model/kernels/kv.reference.js';
 import { rmsNorm, rmsNormAdd } from '../../src/model/kernels/norm.js';
 import { rmsNormAddReference, rmsNormReference } from '../../src/model/kernels/norm.reference.js';
 import { rope, type RopeMode } from '../../src/model/kernels/rope.js';
@@ -121,6 +121,35 @@ describe('writeKv', () => {
       writeKvReference(layout, k, v, slots, kRef, vRef);
       expect(maxAbsDiff(decodeKvCache(layout, await rt.buffers.read(kCache)), kRef)).toBe(0);
       expect(maxAbsDiff(decodeKvCache(layout, await rt.buffers.read(vCache)), vRef)).toBe(0);
+    });
+  }
+
+  for (const format of ['f32', 'f16'] as const) {
+    it(`copies whole pages in K and V, leaving the others (${format})`, async () => {
+      const rt = await getRuntime();
+      const layout: KvLayout = { numPages: 6, pageSize: 4, numKvHeads: 2, headDim: 6, format };
+      const tokens = layout.numPages * layout.pageSize;
+      const row = layout.numKvHeads * layout.headDim;
+      const k = randomF32(tokens * row, 31, 4);
+      const v = randomF32(tokens * row, 32, 4);
+      const slots = Int32Array.from({ length: tokens }, (_, i) => i);
+      const kCache = rt.buffers.create('k', kvBufferBytes(layout));
+      const vCache = rt.buffers.create('v', kvBufferBytes(layout));
+      writeKv(rt, layout, rt.buffers.createWith('kIn', k), rt.buffers.createWith('vIn', v), rt.buffers.createWith('slots', slots), kCache, vCache, tokens);
+      const copies = [{ src: 1, dst: 4 }, { src: 5, dst: 0 }, { src: 4, dst: 2 }];
+      for (const c of copies) copyKvPage(rt, layout, c, kCache, vCache);
+      await rt.sync();
+      const kRef = kvCacheReference(layout);
+      const vRef = kvCacheReference(layout);
+      writeKvReference(layout, k, v, slots, kRef, vRef);
+      for (const c of copies) {
+        copyKvPageReference(layout, c, kRef);
+        copyKvPageReference(layout, c, vRef);
+      }
+      expect(maxAbsDiff(decodeKvCache(layout, await rt.buffers.read(kCache)), kRef)).toBe(0);
+      expect(maxAbsDiff(decodeKvCache(layout, await rt.buffers.read(vCache)), vRef)).toBe(0);
+      expect(() => copyKvPage(rt, layout, { src: 6, dst: 0 }, kCache, vCache)).toThrow(/outside/);
+      expect(() => copyKvPage(rt, layout, { src: 3, dst: 3 }, kCache, vCache)).toThrow(/both/);
     });
   }
 

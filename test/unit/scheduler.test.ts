@@ -1,68 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { KvManager } from '../../src/kv/kv-manager.js';
 import { PagePool } from '../../src/kv/page-pool.js';
-import { validateBatch, type Batch } from '../../src/model/batch.js';
 import { Scheduler, Sequence, fcfs, type ScheduledStep, type SchedulerOptions } from '../../src/scheduler/index.js';
 import { rng } from '../helpers/random.js';
-
-const VOCAB = 1000;
-
-/** The fake model's next token: a hash of the whole token history. */
-function nextToken(history: readonly number[]): number {
-  let h = 2166136261;
-  for (const t of history) {
-    h ^= t + 1;
-    h = Math.imul(h, 16777619) >>> 0;
-  }
-  return h % VOCAB;
-}
-
-/**
- * A fake model over a fake paged KV cache: each token row writes (token, position) into its slot;
- * each sample row reads the sequence's whole history back through its block table and hashes it.
- * So a wrong slot, a page shared by mistake or a page freed too early changes the output.
- */
-class FakeModel {
-  private readonly store = new Map<number, { token: number; pos: number }>();
-  steps = 0;
-
-  constructor(private readonly pageSize: number) {}
-
-  run(b: Batch): number[] {
-    validateBatch(b, this.pageSize);
-    this.steps++;
-    for (let t = 0; t < b.tokenIds.length; t++) this.store.set(b.slotMapping[t], { token: b.tokenIds[t], pos: b.positions[t] });
-    const out: number[] = [];
-    for (const r of b.sampleRows) {
-      let s = 0;
-      while (b.seqStarts[s + 1] <= r) s++;
-      expect(r).toBe(b.seqStarts[s + 1] - 1);
-      const history: number[] = [];
-      for (let p = 0; p < b.contextLens[s]; p++) {
-        const page = b.blockTables[s * b.maxBlocksPerSeq + Math.floor(p / this.pageSize)];
-        expect(page).toBeGreaterThanOrEqual(0);
-        const kv = this.store.get(page * this.pageSize + (p % this.pageSize));
-        expect(kv?.pos).toBe(p);
-        history.push(kv!.token);
-      }
-      out.push(nextToken(history));
-    }
-    return out;
-  }
-}
-
-/** What a sequence generates when it runs alone. */
-function runAlone(prompt: number[], maxTokens: number, contextLength: number, stopIds: number[] = []) {
-  const tokens = [...prompt];
-  const generated: number[] = [];
-  for (;;) {
-    const id = nextToken(tokens);
-    if (stopIds.includes(id)) return { generated, reason: 'stop' };
-    tokens.push(id);
-    generated.push(id);
-    if (generated.length >= maxTokens || tokens.length >= contextLength) return { generated, reason: 'length' };
-  }
-}
+import { FakeModel, runAlone, VOCAB } from '../helpers/fake-model.js';
 
 function setup(opts: { pages: number; pageSize: number } & Omit<SchedulerOptions, 'kv'>) {
   const pool = new PagePool(opts.pages);

@@ -1,7 +1,7 @@
 // CPU reference of the KV write, on caches held as logical values (Float32Array in the layout of
 // kv.ts), plus the decoding of a GPU cache buffer into such values.
 import { f16BitsToF32, roundToF16 } from './common.js';
-import { kvValueIndex, kvValues, type KvLayout } from './kv.js';
+import { kvValueIndex, kvValues, type KvLayout, type PageCopy } from './kv.js';
 
 /** An empty reference cache (one of K or V). */
 export function kvCacheReference(layout: KvLayout): Float32Array {
@@ -33,4 +33,10 @@ export function decodeKvCache(layout: KvLayout, bytes: ArrayBuffer): Float32Arra
   if (layout.format === 'f32') return new Float32Array(bytes, 0, n).slice();
   const halves = new Uint16Array(bytes, 0, n);
   return Float32Array.from(halves, f16BitsToF32);
+}
+
+/** Copies page copy.src over page copy.dst in a reference cache (one of K or V). */
+export function copyKvPageReference(layout: KvLayout, copy: PageCopy, cache: Float32Array): void {
+  const page = layout.pageSize * layout.numKvHeads * layout.headDim;
+  cache.copyWithin(copy.dst * page, copy.src * page, (copy.src + 1) * page);
 }

@@ -54,3 +54,26 @@ export function writeKv(rt: GpuRuntime, layout: KvLayout, k: Binding, v: Binding
   rt.dispatch({ shader: 'kv', entryPoint: 'write_kv', defines: { KV_F16: String(f16) } }, params,
     [k, v, slotMapping, kCache, vCache], grid(words, 256));
 }
+
+/** A copy of one KV page to another (copy-on-write), in every layer's K and V. */
+export interface PageCopy {
+  src: number;
+  dst: number;
+}
+
+/** u32 words of one page in one K or V buffer. */
+export function kvPageWords(layout: KvLayout): number {
+  return (layout.pageSize * layout.numKvHeads * layout.headDim) / (layout.format === 'f16' ? 2 : 1);
+}
+
+/** Records the copy of page copy.src to page copy.dst in one layer's K and V buffers. */
+export function copyKvPage(rt: GpuRuntime, layout: KvLayout, copy: PageCopy, kCache: Binding, vCache: Binding): void {
+  checkKvLayout(layout);
+  for (const page of [copy.src, copy.dst]) {
+    if (!Number.isInteger(page) || page < 0 || page >= layout.numPages) throw new Error(`page copy: page ${page} is outside the ${layout.numPages} pages`);
+  }
+  if (copy.src === copy.dst) throw new Error(`page copy: source and destination are both page ${copy.src}`);
+  const pageWords = kvPageWords(layout);
+  const params = packParams([{ u32: copy.src }, { u32: copy.dst }, { u32: pageWords }, { u32: 0 }]);
+  rt.dispatch({ shader: 'kv', entryPoint: 'copy_page' }, params, [kCache, vCache], grid(pageWords, 256));
+}
