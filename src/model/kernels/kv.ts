@@ -75,5 +75,6 @@ export function copyKvPage(rt: GpuRuntime, layout: KvLayout, copy: PageCopy, kCa
   if (copy.src === copy.dst) throw new Error(`page copy: source and destination are both page ${copy.src}`);
   const pageWords = kvPageWords(layout);
   const params = packParams([{ u32: copy.src }, { u32: copy.dst }, { u32: pageWords }, { u32: 0 }]);
-  rt.dispatch({ shader: 'kv', entryPoint: 'copy_page' }, params, [kCache, vCache], grid(pageWords, 256));
+  // The module's KV_F16 define does not change this kernel (it copies words), but every entry point needs it.
+  rt.dispatch({ shader: 'kv', entryPoint: 'copy_page', defines: { KV_F16: String(layout.format === 'f16') } }, params, [kCache, vCache], grid(pageWords, 256));
 }
