@@ -10,7 +10,7 @@ commands:
   generate  [--model FILE] --prompt TEXT [--max-tokens N] [--temperature T] [--seed S] [--json] [--chat]
             streams the continuation to stdout, speed to stderr
   tokenize  [--model FILE]   reads one JSON string per line from stdin, prints its token ids (no BOS)
-  serve     [--model FILE] [--host H] [--port P] [--kv-memory MB] [--max-batch-tokens N]
+  serve     [--model FILE] [--host H] [--port P] [--kv-memory MB] [--max-batch-tokens N] [--no-prefix-cache]
             the OpenAI API (/v1/chat/completions, /v1/completions, /v1/models) and /health,
             on http://127.0.0.1:8080 by default (--port 0: any free port)
 
@@ -58,4 +58,5 @@ const SERVE_OPTIONS = {
   port: { type: 'string' },
   'kv-memory': { type: 'string' },
   'max-batch-tokens': { type: 'string' },
+  'no-prefix-cache': { type: 'boolean' },
 } as const;

@@ -14,6 +14,8 @@ export interface ServeCliOptions {
   host?: string;
   'kv-memory'?: string;
   'max-batch-tokens'?: string;
+  /** Every request computes its whole prompt (no KV shared between requests or choices). */
+  'no-prefix-cache'?: boolean;
 }
 
 /** How long requests still running at shutdown get to end (they are aborted first) before their connections are cut. */
@@ -59,6 +61,7 @@ function engineOptionsOf(opts: ServeCliOptions): EngineOptions {
   const options: EngineOptions = { model: opts.model };
   if (opts['kv-memory'] !== undefined) options.kvMemoryBytes = parseNumber(opts['kv-memory'], 'kv-memory', 0, { min: 1 }) * 2 ** 20;
   if (opts['max-batch-tokens'] !== undefined) options.maxBatchTokens = parseNumber(opts['max-batch-tokens'], 'max-batch-tokens', 0, { integer: true, min: 1 });
+  if (opts['no-prefix-cache']) options.prefixCache = false;
   return options;
 }
 

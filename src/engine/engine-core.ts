@@ -3,7 +3,7 @@
 // it in one GPU submission and samples on the GPU, and only the sampled ids (and logprobs when
 // asked for) come back. Each sequence streams its tokens, decoded text and finish through its
 // own queue.
-import { defaultKvMemoryBytes, KvCache } from '../kv/index.js';
+import { defaultKvMemoryBytes, HashPrefixCache, KvCache } from '../kv/index.js';
 import { ForwardPass, StreamingDecoder, type Model, type Numerics, type RowLogprobs, type RowSampling } from '../model/index.js';
 import { KvManager, Scheduler, Sequence, type ScheduledStep } from '../scheduler/index.js';
 import { AsyncQueue } from './async-queue.js';
@@ -38,6 +38,8 @@ export type SeqEvent =
 
 export interface SeqTimings {
   promptTokens: number;
+  /** Prompt tokens taken from the prefix cache (or shared with the first choice) rather than computed. */
+  cachedTokens: number;
   generatedTokens: number;
   arrivedAt: number;
   firstTokenAt: number;
@@ -71,6 +73,19 @@ export interface EngineCoreOptions {
    * tests; slower, and not batch invariant.
    */
   numerics?: Numerics;
+  /**
+   * Automatic prefix caching (default true): full KV pages stay cached after their request and a
+   * request whose tokens start with cached pages computes only the rest; n > 1 choices share the
+   * prompt's pages. false: every request computes its whole prompt.
+   */
+  prefixCache?: boolean;
+}
+
+export interface SubmitOptions {
+  /** Prefix-cache salt: sequences with different salts never share a page. */
+  cacheSalt?: string;
+  /** Another choice of the same prompt, still running or waiting: share its prompt pages. */
+  sharePromptWith?: SeqHandle;
 }
 
 class SeqState {
@@ -91,7 +106,7 @@ class SeqState {
     this.promptTokens = new Set(seq.promptIds);
     this.queue = new AsyncQueue<SeqEvent>(onCancel);
     const now = performance.now();
-    this.timings = { promptTokens: seq.numPromptTokens, generatedTokens: 0, arrivedAt: now, firstTokenAt: 0, finishedAt: 0, preemptions: 0 };
+    this.timings = { promptTokens: seq.numPromptTokens, cachedTokens: 0, generatedTokens: 0, arrivedAt: now, firstTokenAt: 0, finishedAt: 0, preemptions: 0 };
   }
 
   rowSampling(): RowSampling {
@@ -117,7 +132,10 @@ class SeqState {
 export class EngineCore {
   readonly forward: ForwardPass;
   readonly scheduler: Scheduler;
-  readonly metrics = new EngineMetrics();
+  readonly kvManager: KvManager;
+  readonly metrics: EngineMetrics;
+  /** Whether KV pages are shared between requests and choices (the prefixCache option). */
+  readonly prefixCache: boolean;
   private readonly states = new Map<number, SeqState>();
   private nextId = 0;
   private loop: Promise<void> | null = null;
@@ -147,8 +165,12 @@ export class EngineCore {
 
   private constructor(readonly model: Model, readonly kv: KvCache, readonly contextLength: number, options: EngineCoreOptions) {
     this.forward = new ForwardPass(model, { numerics: options.numerics });
+    this.prefixCache = options.prefixCache ?? true;
+    const cache = this.prefixCache ? new HashPrefixCache(kv.pool, kv.pageSize, model.fingerprint) : undefined;
+    this.kvManager = new KvManager(kv.pool, kv.pageSize, cache);
+    this.metrics = new EngineMetrics(this.kvManager);
     this.scheduler = new Scheduler({
-      kv: new KvManager(kv.pool, kv.pageSize),
+      kv: this.kvManager,
       contextLength,
       maxBatchTokens: options.maxBatchTokens,
       maxRunningSeqs: options.maxRunningSeqs,
@@ -177,10 +199,13 @@ export class EngineCore {
    * Queues a sequence. Throws (and queues nothing) if it can never run: a prompt that does not
    * fit the context or the KV pool, or an engine whose GPU failed.
    */
-  submit(promptIds: readonly number[], params: SamplingParams): SeqHandle {
+  submit(promptIds: readonly number[], params: SamplingParams, options: SubmitOptions = {}): SeqHandle {
     if (this.destroyed) throw ApiError.unavailable('the model was unloaded');
     if (this.failure) throw ApiError.unavailable(this.failure.message);
-    const seq = new Sequence({ id: this.nextId++, promptIds, maxTokens: params.maxTokens, stopIds: params.stopIds });
+    const leader = this.prefixCache && options.sharePromptWith ? this.scheduler.get(options.sharePromptWith.id) : undefined;
+    const seq = new Sequence({
+      id: this.nextId++, promptIds, maxTokens: params.maxTokens, stopIds: params.stopIds, cacheSalt: options.cacheSalt, sharePromptWith: leader,
+    });
     const state = new SeqState(seq, params, this.model, () => this.abort(seq.id));
     this.scheduler.add(seq);
     this.states.set(seq.id, state);
@@ -282,6 +307,8 @@ export class EngineCore {
     const sampled = step.seqs.filter((s) => s.samples).map(({ seq }) => seq);
     const sampling = sampled.map((seq) => this.states.get(seq.id)!.rowSampling());
     // Reads back logprobs only when a row asks for them.
+    // The step's copy-on-write page copies go to the GPU before its forward pass.
+    this.kv.copyPages(step.kvOps);
     const { ids, logprobs } = await this.forward.sampleWithLogprobs(step.batch, this.kv, sampling);
     this.committing = true;
     let appended;
@@ -291,6 +318,10 @@ export class EngineCore {
       this.committing = false;
     }
     this.metrics.recordStep(step, performance.now() - start, this.kv.pool);
+    for (const { seq } of step.seqs) {
+      const state = this.states.get(seq.id);
+      if (state && seq.cachedTokens !== null) state.timings.cachedTokens = seq.cachedTokens;
+    }
     for (const { seq, tokenId } of appended) {
       const state = this.states.get(seq.id);
       if (state) this.deliver(state, tokenId, logprobs[sampled.indexOf(seq)] ?? null);

@@ -52,6 +52,8 @@ export interface EngineMetricsSnapshot extends MetricsSnapshot {
   activeSequences: number;
   pagesUsed: number;
   pagesFree: number;
+  /** Unreferenced pages the prefix cache keeps (evicted when pages are needed). */
+  pagesCached: number;
   totalPages: number;
 }
 
@@ -177,7 +179,10 @@ export class Engine {
   metrics(): EngineMetricsSnapshot {
     const { core } = this.requireLoaded();
     const pool = core.kv.pool;
-    return { ...core.metrics.snapshot(), activeSequences: core.activeCount, pagesUsed: pool.usedPages, pagesFree: pool.freePages, totalPages: pool.totalPages };
+    return {
+      ...core.metrics.snapshot(), activeSequences: core.activeCount, pagesUsed: pool.usedPages, pagesFree: pool.freePages, pagesCached: pool.cachedPages,
+      totalPages: pool.totalPages,
+    };
   }
 
   setInitProgressCallback(callback: InitProgressCallback): void {
@@ -230,8 +235,11 @@ export class Engine {
     const runs: ChoiceRun[] = [];
     try {
       parsed.prompts.forEach((ids, p) => {
+        let first: SeqHandle | undefined;
         for (let i = 0; i < parsed.n; i++) {
-          const handle = loaded.core.submit(ids, parsed.params(i, ids.length));
+          // Choices after the first share its prompt pages (n > 1).
+          const handle = loaded.core.submit(ids, parsed.params(i, ids.length), { cacheSalt: parsed.cacheSalt, sharePromptWith: first });
+          first ??= handle;
           handles.push(handle);
           runs.push({ index: p * parsed.n + i, promptIndex: p, handle });
         }

@@ -152,21 +152,23 @@ function isAsyncIterable(value: object): value is AsyncIterable<unknown> {
 
 /**
  * llama.cpp's /health answer, plus what is running (an idle server has no sequences and no KV
- * pages in use) and what has been served.
+ * pages in use; pages the prefix cache keeps are `cached`) and what has been served.
  */
 function health(engine: Engine): Response {
   const core = engine.core;
   if (!core) return json({ status: 'unavailable', ...ApiError.notLoaded().toJSON() }, 503);
   const failure = core.failureReason;
   if (failure) return json({ status: 'error', ...ApiError.unavailable(failure).toJSON() }, 503);
-  const { usedPages, totalPages } = core.kv.pool;
+  const { usedPages, cachedPages, totalPages } = core.kv.pool;
   const served = core.metrics.snapshot();
   return json({
     status: 'ok',
     model: engine.modelId,
     active_sequences: core.activeCount,
-    kv_pages: { used: usedPages, total: totalPages },
-    served: { sequences: served.requests, prompt_tokens: served.promptTokens, generated_tokens: served.generatedTokens },
+    kv_pages: { used: usedPages, cached: cachedPages, total: totalPages },
+    served: {
+      sequences: served.requests, prompt_tokens: served.promptTokens, cached_prompt_tokens: served.cachedPromptTokens, generated_tokens: served.generatedTokens,
+    },
   });
 }
 

@@ -1,6 +1,6 @@
 // What the engine has done: per-step batch sizes and page use (for live charts), and per-request
 // timings rolled up into the prefill / decode speeds of runtimeStatsText.
-import type { PagePool } from '../kv/index.js';
+import type { KvManager, PagePool, PrefixCacheStats } from '../kv/index.js';
 import type { ScheduledStep } from '../scheduler/index.js';
 import type { SeqTimings } from './engine-core.js';
 
@@ -13,6 +13,24 @@ export interface StepRecord {
   decodeTokens: number;
   pagesUsed: number;
   pagesFree: number;
+  /** Unreferenced pages kept by the prefix cache. */
+  pagesCached: number;
+}
+
+export interface PrefixCacheMetrics {
+  enabled: boolean;
+  /** Tokens looked up when sequences started (again after a preemption). */
+  queryTokens: number;
+  /** Of those, tokens found in the cache (not computed). */
+  hitTokens: number;
+  /** hitTokens / queryTokens (0 before any lookup). */
+  hitRate: number;
+  /** Unreferenced pages the cache holds now. */
+  cachedPages: number;
+  /** Cached pages freed to make room. */
+  evictions: number;
+  /** Pages copied before a write (copy-on-write, n > 1 choices). */
+  pageCopies: number;
 }
 
 export interface MetricsSnapshot {
@@ -30,6 +48,9 @@ export interface MetricsSnapshot {
   decodeTokensPerSecond: number;
   /** Time to first token of finished requests, ms, oldest first (last 256). */
   timeToFirstTokenMs: number[];
+  /** Prompt tokens of finished requests taken from the prefix cache. */
+  cachedPromptTokens: number;
+  prefixCache: PrefixCacheMetrics;
   last: StepRecord | null;
 }
 
@@ -37,6 +58,9 @@ const KEEP = 256;
 
 export class EngineMetrics {
   private stepCount = 0;
+  private cachedPromptTokens = 0;
+  /** The KV manager's counters when the metrics were last reset. */
+  private kvBaseline: PrefixCacheStats;
   private sampled = 0;
   private requests = 0;
   private promptTokens = 0;
@@ -47,6 +71,10 @@ export class EngineMetrics {
   private decodeMs = 0;
   private readonly ttft: number[] = [];
   private readonly recent: StepRecord[] = [];
+
+  constructor(private readonly kv: KvManager | null = null) {
+    this.kvBaseline = { ...(kv?.stats ?? { queryTokens: 0, hitTokens: 0, evictions: 0, pageCopies: 0 }) };
+  }
 
   recordStep(step: ScheduledStep, durationMs: number, pool: PagePool): void {
     this.stepCount++;
@@ -65,12 +93,14 @@ export class EngineMetrics {
       decodeTokens: decode,
       pagesUsed: pool.usedPages,
       pagesFree: pool.freePages,
+      pagesCached: pool.cachedPages,
     });
   }
 
   recordFinished(t: SeqTimings): void {
     this.requests++;
     this.promptTokens += t.promptTokens;
+    this.cachedPromptTokens += t.cachedTokens;
     this.generatedTokens += t.generatedTokens;
     this.preemptions += t.preemptions;
     if (!t.firstTokenAt) return;
@@ -99,6 +129,8 @@ export class EngineMetrics {
       prefillTokensPerSecond: rate(this.promptTokens, this.prefillMs),
       decodeTokensPerSecond: rate(this.decodeTokens, this.decodeMs),
       timeToFirstTokenMs: [...this.ttft],
+      cachedPromptTokens: this.cachedPromptTokens,
+      prefixCache: this.prefixCache(),
       last: this.recent.at(-1) ?? null,
     };
   }
@@ -106,12 +138,32 @@ export class EngineMetrics {
   /** web-llm's format: "prefill: 123.4 tokens/sec, decode: 45.6 tokens/sec". */
   text(): string {
     const s = this.snapshot();
+    const p = s.prefixCache;
+    const prefix = p.enabled
+      ? `; prefix cache: ${p.hitTokens} of ${p.queryTokens} tokens hit (${(p.hitRate * 100).toFixed(1)}%), ${p.cachedPages} pages cached, ${p.evictions} evictions`
+      : '; prefix cache off';
     return `prefill: ${s.prefillTokensPerSecond.toFixed(1)} tokens/sec, decode: ${s.decodeTokensPerSecond.toFixed(1)} tokens/sec` +
-      ` (${s.requests} requests, ${s.promptTokens} prompt and ${s.generatedTokens} generated tokens, ${s.steps} steps)`;
+      ` (${s.requests} requests, ${s.promptTokens} prompt and ${s.generatedTokens} generated tokens, ${s.steps} steps${prefix})`;
   }
 
   reset(): void {
-    Object.assign(this, new EngineMetrics());
+    Object.assign(this, new EngineMetrics(this.kv));
+  }
+
+  private prefixCache(): PrefixCacheMetrics {
+    const now = this.kv?.stats ?? this.kvBaseline;
+    const b = this.kvBaseline;
+    const queryTokens = now.queryTokens - b.queryTokens;
+    const hitTokens = now.hitTokens - b.hitTokens;
+    return {
+      enabled: this.kv?.cache.enabled ?? false,
+      queryTokens,
+      hitTokens,
+      hitRate: queryTokens > 0 ? hitTokens / queryTokens : 0,
+      cachedPages: this.kv?.pool.cachedPages ?? 0,
+      evictions: now.evictions - b.evictions,
+      pageCopies: now.pageCopies - b.pageCopies,
+    };
   }
 
   private push<T>(list: T[], item: T): void {

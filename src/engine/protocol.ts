@@ -32,6 +32,11 @@ export interface SamplingRequestFields {
   ignore_eos?: boolean;
   top_logprobs?: number | null;
   user?: string;
+  /**
+   * Extension (vLLM): prefix-cache salt. Requests share cached KV pages only when their salts are
+   * equal (or both absent), so a tenant's prompts cannot be probed through cache timing by another.
+   */
+  cache_salt?: string | null;
 }
 
 export interface ChatCompletionContentPartText {
@@ -123,6 +128,8 @@ export interface CompletionUsage {
   prompt_tokens: number;
   completion_tokens: number;
   total_tokens: number;
+  /** cached_tokens: prompt tokens taken from the prefix cache instead of computed (0 on a miss). */
+  prompt_tokens_details: { cached_tokens: number };
   /** Timings of the request (web-llm's usage.extra). */
   extra: {
     e2e_latency_s: number;

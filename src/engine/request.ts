@@ -21,6 +21,8 @@ export interface ParsedRequest {
   /** The request field that holds the prompt ('messages' or 'prompt'), for errors about it. */
   promptParam: 'messages' | 'prompt';
   echo: boolean;
+  /** Prefix-cache salt (cache_salt; '' when absent). */
+  cacheSalt: string;
   /** Sampling parameters of choice `index` (0 .. n - 1) of a prompt of `promptLength` tokens. */
   params(index: number, promptLength: number): SamplingParams;
 }
@@ -148,6 +150,7 @@ function build(req: Body, ctx: RequestContext, prompts: number[][], texts: strin
     wantsLogprobs: o.logprobs !== undefined,
     promptParam: o.promptParam,
     echo: o.echo,
+    cacheSalt: parseCacheSalt(req.cache_salt),
     params: (index, promptLength) => ({
       ...base,
       seed: mixSeed(seed, index),
@@ -270,6 +273,16 @@ async function parsePrompts(value: unknown, ctx: RequestContext, n: number): Pro
     return { ids, texts: value.map((p, i) => (typeof p === 'string' ? p : tok.decode(ids[i]))) };
   }
   throw ApiError.invalid('prompt', 'prompt must be a string, an array of strings, or token ids');
+}
+
+const MAX_CACHE_SALT = 1024;
+
+/** vLLM's rule: absent, or a non-empty string. */
+function parseCacheSalt(value: unknown): string {
+  if (value === undefined || value === null) return '';
+  if (typeof value !== 'string' || value === '') throw ApiError.invalid('cache_salt', 'cache_salt must be a non-empty string if provided');
+  if (value.length > MAX_CACHE_SALT) throw ApiError.invalid('cache_salt', `cache_salt may have at most ${MAX_CACHE_SALT} characters, got ${value.length}`);
+  return value;
 }
 
 function parseStop(value: unknown): string[] {

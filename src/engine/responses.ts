@@ -190,6 +190,7 @@ function usage(choices: CollectedChoice[], parsed: ParsedRequest): CompletionUsa
     prompt_tokens: prompt,
     completion_tokens: completion,
     total_tokens: prompt + completion,
+    prompt_tokens_details: { cached_tokens: cachedTokens(choices) },
     extra: {
       e2e_latency_s: (finished - arrived) / 1000,
       prefill_tokens_per_s: ttft > 0 ? prompt / ttft : 0,
@@ -198,6 +199,16 @@ function usage(choices: CollectedChoice[], parsed: ParsedRequest): CompletionUsa
       time_per_output_token_s: decoded > 0 ? decodeSeconds / decoded : 0,
     },
   };
+}
+
+/** Cached prompt tokens, counted once per prompt like prompt_tokens: those of each prompt's first choice. */
+function cachedTokens(choices: CollectedChoice[]): number {
+  const firstOfPrompt = new Map<number, CollectedChoice>();
+  for (const c of choices) {
+    const seen = firstOfPrompt.get(c.promptIndex);
+    if (!seen || c.index < seen.index) firstOfPrompt.set(c.promptIndex, c);
+  }
+  return [...firstOfPrompt.values()].reduce((sum, c) => sum + c.timings.cachedTokens, 0);
 }
 
 function topLogprob(tok: Tokenizer, id: number, logprob: number): TopLogprob {
