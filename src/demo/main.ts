@@ -132,7 +132,8 @@ function startCharts(): void {
   state.charts = {
     throughput: new LiveChart(box, 'generated tokens/s', [{ label: 'tokens/s', color: '#0969da' }]),
     batch: new LiveChart(box, 'running batch size', [{ label: 'sequences', color: '#8250df' }]),
-    pages: new LiveChart(box, 'KV pages', [{ label: 'used', color: '#cf222e' }, { label: 'free', color: '#1a7f37' }]),
+    pages: new LiveChart(box, 'KV pages', [{ label: 'used', color: '#cf222e' }, { label: 'cached', color: '#0969da' }, { label: 'free', color: '#1a7f37' }]),
+    prefix: new LiveChart(box, 'prefix cache hit rate (%)', [{ label: 'prompt tokens hit', color: '#1a7f37' }]),
     ttft: new LiveChart(box, 'time to first token (ms)', [{ label: 'latest', color: '#bf8700' }]),
   };
   let tick = 0;
@@ -146,7 +147,8 @@ function startCharts(): void {
     tick++;
     state.charts.throughput.push(tick, [rate]);
     state.charts.batch.push(tick, [m.activeSequences]);
-    state.charts.pages.push(tick, [m.pagesUsed, m.pagesFree]);
+    state.charts.pages.push(tick, [m.pagesUsed, m.pagesCached, m.pagesFree]);
+    state.charts.prefix.push(tick, [m.prefixCache.hitRate * 100]);
     state.charts.ttft.push(tick, [m.timeToFirstTokenMs.at(-1) ?? 0]);
     $('stats').textContent = await state.engine.runtimeStatsText();
   }, TICK_MS);

@@ -53,7 +53,7 @@ describe('demo page (built static site) in headless Chromium', () => {
     const charts = await page.evaluate(() => Object.fromEntries(Object.entries(window.demo.charts).map(([k, c]) => [k, c.points])));
     for (const [name, n] of Object.entries(charts)) expect(n, name).toBeGreaterThan(2);
     // The canvases were drawn (uPlot renders every series), and the stats panel has numbers.
-    expect(await page.$$eval('#charts canvas', (c) => c.length)).toBe(4);
+    expect(await page.$$eval('#charts canvas', (c) => c.length)).toBe(5);
     expect(await page.textContent('#stats')).toMatch(/^prefill: [\d.]+ tokens\/sec, decode: [\d.]+ tokens\/sec \(\d+ requests/);
     mkdirSync(join(REPO, 'test-results'), { recursive: true });
     await page.screenshot({ path: join(REPO, 'test-results/demo.png'), fullPage: true });
