@@ -4,13 +4,17 @@
 // prefix cache off and on, in one process. Prints prefill tokens computed, time to first token
 // (p50/p95) and total time of each; the upper bound (prompt tokens a perfect page-aligned cache
 // would skip) and the fraction of it reached; and whether every output was the same.
-// Use: npm run bench:prefix [-- --agents 8 --turns 6]
+// Use: npm run bench:prefix [-- --agents 8 --turns 6 --numerics exact]
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createEngine, type Engine } from '../src/index.js';
 import type { SamplingParams, SeqHandle } from '../src/engine/index.js';
+import type { Numerics } from '../src/model/index.js';
 
-const { values: args } = parseArgs({ options: { agents: { type: 'string', default: '8' }, turns: { type: 'string', default: '6' } } });
+const { values: args } = parseArgs({
+  options: { agents: { type: 'string', default: '8' }, turns: { type: 'string', default: '6' }, numerics: { type: 'string' } },
+});
+const NUMERICS = args.numerics as Numerics | undefined;
 const AGENTS = Number(args.agents);
 const TURNS = Number(args.turns);
 const ANSWER_TOKENS = 6;
@@ -104,7 +108,7 @@ const model = fileURLToPath(new URL('../models/wg-tolstoy-q8_0.gguf', import.met
 const results: [string, RunResult][] = [];
 let adapterName = '';
 for (const [name, prefixCache] of [['no prefix cache', false], ['prefix cache', true]] as const) {
-  const engine = await createEngine({ model, prefixCache });
+  const engine = await createEngine({ model, prefixCache, numerics: NUMERICS });
   try {
     await warmUp(engine);
     results.push([name, await runWorkload(engine)]);
@@ -117,7 +121,7 @@ for (const [name, prefixCache] of [['no prefix cache', false], ['prefix cache', 
 
 const ms = (x: number) => x.toFixed(0);
 const requests = AGENTS * TURNS;
-console.log(`\n${AGENTS} agents x ${TURNS} turns (${requests} requests, greedy, ${ANSWER_TOKENS} tokens each), wg-tolstoy-q8_0, ${adapterName}\n`);
+console.log(`\n${AGENTS} agents x ${TURNS} turns (${requests} requests, greedy, ${ANSWER_TOKENS} tokens each), wg-tolstoy-q8_0, numerics ${NUMERICS ?? 'default'}, ${adapterName}\n`);
 console.log('| run | prompt tokens | prefill tokens computed | cached tokens | TTFT p50 / p95 ms | total s |');
 console.log('|---|---|---|---|---|---|');
 for (const [name, r] of results) {
