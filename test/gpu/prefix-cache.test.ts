@@ -4,7 +4,7 @@
 // prompt's pages (copy-on-write on the GPU); a small pool evicts and preempts and still agrees;
 // aborts of sequences holding shared pages keep the pool consistent.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { EngineCore, SamplingParams } from '../../src/engine/index.js';
+import type { EngineCore, SamplingParams, SeqHandle } from '../../src/engine/index.js';
 import { ApiError, createEngine, type Completion, type Engine, type EngineOptions } from '../../src/index.js';
 import { drain, samplingParams, type Drained } from '../helpers/engine.js';
 import { getRuntime } from '../helpers/gpu.js';
@@ -16,15 +16,13 @@ const TOOLS = 'Tools: search(query) finds passages in the book; count(word) coun
 const TURN_TEXT = ['Prince Andrew looked at', 'Natasha ran into the room', 'The old count said', 'Pierre was glad'];
 
 /**
- * Engines compare outputs with the cache on and off, so they run numerics 'exact': its results
- * do not depend on how a prompt is split into chunks (a cache hit computes the prompt's tail as
- * a chunk after cached pages) beyond the last bits. 'llama.cpp' numerics reproduce llama.cpp's
- * batch-shape-dependent kernels, where a chunked prefill moves logprobs by up to ~0.05 on
- * wg-tolstoy-q8_0 even without the cache (see the report of issue 11), so greedy outputs there
- * can differ at near ties; the batch-invariant kernels of issue 10 remove that.
+ * Engines run the default numerics ('fast'), whose kernels reduce in an order no batch shape
+ * changes, so a cache hit (the prompt's tail computed as a chunk after cached pages) computes the
+ * same bits as a full prefill. ('llama.cpp' numerics reproduce llama.cpp's shape-dependent
+ * kernels: there a chunked prefill moves logprobs, with or without the cache.)
  */
 async function engineFor(file: string, options: EngineOptions = {}): Promise<Engine> {
-  return createEngine({ model: modelPath(file), runtime: await getRuntime(), numerics: 'exact', ...options });
+  return createEngine({ model: modelPath(file), runtime: await getRuntime(), ...options });
 }
 
 /** Tokens a perfect page-aligned cache skips for `prompt`, given the token runs computed before. */
@@ -42,6 +40,21 @@ function perfectHit(prompt: readonly number[], computed: readonly (readonly numb
 function computedTokens(prompt: readonly number[], out: Drained): number[] {
   const all = [...prompt, ...out.tokens];
   return out.reason === 'stop' ? all : all.slice(0, -1);
+}
+
+/** The logprobs (sampled token and the top 3) of every token of a sequence, as numbers. */
+async function drainLogprobs(handle: SeqHandle): Promise<{ out: Drained; logprobs: number[][] }> {
+  const out: Drained = { tokens: [], text: '', reason: '' };
+  const logprobs: number[][] = [];
+  for await (const e of handle.events) {
+    out.text += e.text;
+    if (e.type === 'finish') out.reason = e.reason;
+    else {
+      out.tokens.push(e.tokenId);
+      logprobs.push([e.logprobs!.logprob, ...e.logprobs!.top.map((t) => t.logprob)]);
+    }
+  }
+  return { out, logprobs };
 }
 
 function checkPool(core: EngineCore): void {
@@ -83,9 +96,9 @@ for (const file of ['wg-tolstoy-q8_0.gguf', 'wg-llama-spm-q8_0.gguf']) {
       await plain?.destroy();
     });
 
-    it('multi-turn agents: cached_tokens of a perfect page-aligned cache, outputs identical to no cache', async () => {
+    it('multi-turn agents: cached_tokens of a perfect page-aligned cache; tokens and logprobs identical to no cache', async () => {
       const core = cached.core!;
-      const params = samplingParams({ maxTokens: 6, stopIds: core.model.tokenizer.eotIds });
+      const params = samplingParams({ maxTokens: 6, stopIds: core.model.tokenizer.eotIds, logprobs: 3 });
       let prompts = openings(core, 3);
       const computed: number[][] = [];
       let hits = 0;
@@ -94,9 +107,11 @@ for (const file of ['wg-tolstoy-q8_0.gguf', 'wg-llama-spm-q8_0.gguf']) {
         for (const [a, prompt] of prompts.entries()) {
           // One request at a time, so what is cached when it starts is exactly what came before.
           const handle = core.submit(prompt, params);
-          const out = await drain(handle);
-          const ref = await drain(plain.core!.submit(prompt, params));
+          const { out, logprobs } = await drainLogprobs(handle);
+          const { out: ref, logprobs: refLogprobs } = await drainLogprobs(plain.core!.submit(prompt, params));
           expect(firstDivergence(out.tokens, ref.tokens), `agent ${a} turn ${turn}`).toBe('identical');
+          // Batch-invariant kernels: a cache hit changes no bit of the logits.
+          expect(logprobs, `agent ${a} turn ${turn}`).toEqual(refLogprobs);
           expect(handle.timings.cachedTokens, `agent ${a} turn ${turn}`).toBe(perfectHit(prompt, computed));
           hits += handle.timings.cachedTokens;
           computed.push(computedTokens(prompt, out));
