@@ -19,9 +19,8 @@ const AGENTS = Number(args.agents);
 const TURNS = Number(args.turns);
 const ANSWER_TOKENS = 6;
 
-const SYSTEM = 'You are a helpful agent that reads War and Peace. Think step by step and call a tool when it helps. ' +
-  'Tools: search(query) returns passages; count(word) counts a word; who(name) describes a character. ' +
-  'Answer with one short sentence.';
+const SYSTEM = 'You are an agent reading War and Peace. Tools: search(q) finds passages; who(name) describes a person. ' +
+  'Answer in one sentence.';
 const OPENINGS = ['Pierre', 'Natasha', 'Andrew', 'Mary', 'Rostov', 'Sonya', 'Kutuzov', 'Denisov'];
 
 interface Turn {
@@ -74,7 +73,7 @@ async function runWorkload(engine: Engine): Promise<RunResult> {
       }
       turns.push({ promptTokens: history.length, cachedTokens: handle.timings.cachedTokens, bound: b, ttftMs: first - sent, tokens });
       known.push([...history, ...tokens.slice(0, -1)]);
-      const tool = tok.encode(`\ntool: result ${t + 1} for ${OPENINGS[(a + t) % OPENINGS.length]}.\nuser: and then?\nassistant:`, { addBos: false });
+      const tool = tok.encode(`\ntool: ${t + 1} ok\nuser: ${OPENINGS[(a + t + 1) % OPENINGS.length]}?\nassistant:`, { addBos: false });
       history = [...history, ...tokens, ...tool];
     }
     return turns;

@@ -5,6 +5,7 @@
 // ever writes into a page another context or the cache holds: such a page is first copied
 // (copy-on-write), and the copy goes into the step's KV operations.
 import type { PageCopy } from '../model/index.js';
+import type { PageHash } from './page-hash.js';
 import { NoPrefixCache, type PrefixCache, type PrefixMatch } from './prefix-cache.js';
 import { PagePool } from './page-pool.js';
 import type { KvContext } from './kv-context.js';
@@ -85,6 +86,26 @@ export class KvManager {
     if (!this.cache.enabled) return { pages: [] };
     const maxPages = Math.floor((ctx.tokens.length - 1) / this.pageSize);
     return this.cache.matchPrefix(ctx.tokens, ctx.salt, ctx.pageHashes, maxPages);
+  }
+
+  /**
+   * The hash of the page after `match` that the context could still take from the cache (a full
+   * page before its last token), or null: the scheduler defers a context whose next page another
+   * context is computing right now, so it hits once that page is indexed.
+   */
+  nextPageHash(ctx: KvContext, match: PrefixMatch): PageHash | null {
+    const k = match.pages.length;
+    if (!this.cache.enabled || k >= Math.floor((ctx.tokens.length - 1) / this.pageSize)) return null;
+    return this.cache.pageHash(ctx.tokens, ctx.salt, ctx.pageHashes, k);
+  }
+
+  /** Hashes of the full pages of a context's known tokens it has not computed yet (none with the cache off). */
+  pendingPageHashes(ctx: KvContext): PageHash[] {
+    if (!this.cache.enabled) return [];
+    const out: PageHash[] = [];
+    const end = Math.floor(ctx.tokens.length / this.pageSize);
+    for (let i = Math.floor(ctx.numComputed / this.pageSize); i < end; i++) out.push(this.cache.pageHash(ctx.tokens, ctx.salt, ctx.pageHashes, i));
+    return out;
   }
 
   /** Whether a context can take `match` and then `newTokens` more tokens (cached pages it takes are not evictable). */

@@ -10,6 +10,7 @@
 import { validateBatch, type Batch } from '../model/batch.js';
 import type { PageCopy } from '../model/index.js';
 import type { KvManager } from '../kv/kv-manager.js';
+import type { PageHash } from '../kv/page-hash.js';
 import type { Sequence } from './sequence.js';
 
 export interface SchedulingPolicy {
@@ -177,8 +178,10 @@ export class Scheduler {
       }
     }
 
-    // Waiting and preempted sequences, unless this step had to preempt (no thrashing).
+    // Waiting and preempted sequences, unless this step had to preempt (no thrashing). One whose
+    // next page a running sequence is computing waits for it to be cached (SGLang does the same).
     if (!preempted.length) {
+      const computing = new Set<PageHash>(this.runningSeqs.flatMap((s) => this.kv.pendingPageHashes(s.kv)));
       for (const seq of this.policy.order(this.waitingSeqs)) {
         if (budget === 0 || this.runningSeqs.length >= this.maxRunningSeqs) break;
         if (this.kv.pagesFor(seq.numTokens) > this.kv.totalPages) {
@@ -187,13 +190,14 @@ export class Scheduler {
           finished.push(seq);
           continue;
         }
-        const n = this.start(seq, budget);
+        const n = this.start(seq, budget, computing);
         if (n === 'wait') continue;
         if (n === 'full') break;
         this.waitingSeqs.splice(this.waitingSeqs.indexOf(seq), 1);
         this.runningSeqs.push(seq);
         seq.status = 'running';
         take(seq, n);
+        for (const h of this.kv.pendingPageHashes(seq.kv)) computing.add(h);
       }
     }
 
@@ -252,9 +256,10 @@ export class Scheduler {
   /**
    * Gives a waiting sequence the pages it can have without computing (its leader's prompt, or its
    * cached prefix) and returns how many tokens it computes in this step: 'wait' while its leader
-   * has not computed the prompt yet, 'full' (holding nothing) when the pool cannot take it.
+   * has not computed the prompt yet or its next page is among the pages `computing`, 'full'
+   * (holding nothing) when the pool cannot take it.
    */
-  private start(seq: Sequence, budget: number): number | 'wait' | 'full' {
+  private start(seq: Sequence, budget: number, computing: ReadonlySet<PageHash>): number | 'wait' | 'full' {
     const leader = seq.leader;
     if (leader) {
       const shared = seq.numPromptTokens - 1;
@@ -273,6 +278,8 @@ export class Scheduler {
       }
     }
     const match = this.kv.lookupPrefix(seq.kv);
+    const next = this.kv.nextPageHash(seq.kv, match);
+    if (next !== null && computing.has(next)) return 'wait';
     const n = Math.min(seq.numTokens - match.pages.length * this.kv.pageSize, budget);
     if (!this.kv.canTakePrefix(match, n)) return 'full';
     seq.cachedTokens ??= this.kv.takePrefix(seq.kv, match);

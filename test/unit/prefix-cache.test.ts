@@ -272,10 +272,11 @@ describe('Scheduler with the prefix cache', () => {
     for (let turn = 0; turn < 4; turn++) {
       const turnSeqs = histories.map((h, a) => ({ s: seq(h, 5 + a), a }));
       for (const { s } of turnSeqs) sched.add(s);
-      // Within a turn, agents start in the same step: only what earlier turns computed is cached.
       drain();
       for (const { s, a } of turnSeqs) {
-        const expected = perfectHit(histories[a], computedBefore, pageSize);
+        // Agents added before this one in the same turn count too: a sequence whose next page
+        // another is computing waits until it is cached.
+        const expected = perfectHit(histories[a], [...computedBefore, ...histories.slice(0, a)], pageSize);
         expect(s.cachedTokens).toBe(expected);
         expectedHits += expected;
         prompts += histories[a].length;
@@ -309,6 +310,22 @@ describe('Scheduler with the prefix cache', () => {
     const off = run(false);
     expect(on.out).toEqual(off.out);
     expect(on.prefilled).toBeLessThan(off.prefilled / 2);
+  });
+
+  it('a sequence whose next page another is computing waits one step and takes it from the cache', () => {
+    const { sched, step, drain, prefilled } = setup({ pages: 64, pageSize: 4, contextLength: 128, maxBatchTokens: 64 });
+    const system = ids(10, 7);
+    const a = seq([...system, 1, 2, 3], 3);
+    const b = seq([...system, 4, 5], 3);
+    const c = seq(ids(6, 99), 3); // shares nothing: not held back
+    [a, b, c].forEach((s) => sched.add(s));
+    expect(step()!.seqs.map((e) => e.seq.id)).toEqual([a.id, c.id]);
+    const second = step()!;
+    expect(second.seqs.find((e) => e.seq === b)?.numTokens).toBe(4); // 12 tokens, 8 cached
+    drain();
+    expect(b.cachedTokens).toBe(8);
+    expect(prefilled()).toBe(13 + 6 + 4);
+    expect(b.generated).toEqual(runAlone([...system, 4, 5], 3, 128).generated);
   });
 
   it('isolates salts: a prompt computed under one salt is a miss under another', () => {
