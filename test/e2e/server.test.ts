@@ -26,8 +26,8 @@ interface Server {
 }
 
 /** Spawns `wgserve serve --port 0` and resolves once it prints the URL it serves on. */
-function startServer(): Promise<Server> {
-  const child = spawn(process.execPath, [BIN, 'serve', '--port', '0'], { cwd: REPO, stdio: 'pipe' });
+function startServer(flags: string[] = []): Promise<Server> {
+  const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', ...flags], { cwd: REPO, stdio: 'pipe' });
   child.stdin.end();
   let stdout = '';
   let stderr = '';
@@ -151,6 +151,25 @@ describe('wgserve serve', () => {
     });
   });
 
+  describe('prefix cache', () => {
+    it('a repeated long prompt reports cached_tokens (whole pages) and the same text; another cache_salt misses', async () => {
+      const messages = [
+        { role: 'system' as const, content: 'You are a careful reader of War and Peace who answers in one short sentence about the Rostov family.' },
+        { role: 'user' as const, content: 'Who is Natasha?' },
+      ];
+      const ask = (salt: string) => openai.chat.completions.create({ ...chatRequest(CHAT_PROMPT), messages, ...{ cache_salt: salt } });
+      const first = await ask('e2e-a');
+      const second = await ask('e2e-a');
+      const other = await ask('e2e-b');
+      const prompt = first.usage!.prompt_tokens;
+      expect(prompt).toBeGreaterThan(16);
+      expect(first.usage!.prompt_tokens_details?.cached_tokens).toBe(0);
+      expect(second.usage!.prompt_tokens_details?.cached_tokens).toBe(Math.floor((prompt - 1) / 16) * 16);
+      expect(other.usage!.prompt_tokens_details?.cached_tokens).toBe(0);
+      expect(new Set([first, second, other].map((r) => r.choices[0].message.content)).size).toBe(1);
+    });
+  });
+
   describe('text completions', () => {
     it('greedy, whole and streamed: the text of `wgserve generate` (no template)', async () => {
       const reference = await generateCli(TEXT_PROMPT, MAX_TOKENS, false);
@@ -227,6 +246,12 @@ describe('wgserve serve', () => {
       return error as InstanceType<typeof OpenAI.APIError>;
     }
 
+    it('an empty cache_salt: BadRequestError naming the field', async () => {
+      const error = await rejection(openai.chat.completions.create({ ...chatRequest(CHAT_PROMPT), ...{ cache_salt: '' } }));
+      expect(error.status).toBe(400);
+      expect(error.param).toBe('cache_salt');
+    });
+
     it('temperature "hot": BadRequestError naming the field, streaming or not', async () => {
       const bad = { ...chatRequest(CHAT_PROMPT), temperature: 'hot' as unknown as number };
       for (const request of [openai.chat.completions.create(bad), openai.chat.completions.create({ ...bad, stream: true })]) {
@@ -298,6 +323,23 @@ describe('wgserve serve', () => {
     expect(reasons.at(-1)).toBe('abort');
     expect(await server.exited, server.stderr()).toBe(0);
     expect(server.stderr()).toMatch(/^wgserve: SIGTERM, shutting down$/m);
+  });
+});
+
+describe('wgserve serve --no-prefix-cache', () => {
+  it('computes every prompt: a repeated prompt reports cached_tokens 0', async () => {
+    const server = await startServer(['--no-prefix-cache']);
+    try {
+      const openai = new OpenAI({ baseURL: `${server.origin}/v1`, apiKey: 'none', maxRetries: 0 });
+      const messages = [{ role: 'user' as const, content: 'Prince Andrew looked at the old count and Natasha ran into the drawing room.' }];
+      const usages = [];
+      for (let i = 0; i < 2; i++) usages.push((await openai.chat.completions.create({ ...chatRequest(CHAT_PROMPT, 2), messages })).usage!);
+      expect(usages[0].prompt_tokens).toBeGreaterThan(16);
+      expect(usages.map((u) => u.prompt_tokens_details?.cached_tokens)).toEqual([0, 0]);
+    } finally {
+      server.child.kill('SIGTERM');
+      expect(await server.exited).toBe(0);
+    }
   });
 });
 

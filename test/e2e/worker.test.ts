@@ -55,6 +55,25 @@ describe('engine in a Web Worker (headless Chromium)', () => {
     expect(r.ticksDuringStream).toBeGreaterThan(10);
   });
 
+  it('passes cache_salt to the worker and returns cached_tokens and the prefix-cache metrics', async () => {
+    const r = await page.evaluate(async () => {
+      const engine = window.wg.engine!;
+      const body = {
+        messages: [
+          { role: 'system' as const, content: 'You are a careful reader of War and Peace who answers in one short sentence.' },
+          { role: 'user' as const, content: 'Who is Pierre?' },
+        ],
+        temperature: 0, max_tokens: 2, cache_salt: 'worker-test',
+      };
+      const a = await engine.chat.completions.create(body);
+      const b = await engine.chat.completions.create(body);
+      const m = await engine.metrics();
+      return { prompt: a.usage.prompt_tokens, cached: [a.usage.prompt_tokens_details.cached_tokens, b.usage.prompt_tokens_details.cached_tokens], hits: m.prefixCache.hitTokens };
+    });
+    expect(r.cached).toEqual([0, Math.floor((r.prompt - 1) / 16) * 16]);
+    expect(r.hits).toBeGreaterThanOrEqual(r.cached[1]);
+  });
+
   it('aborting the signal stops the request in the worker', async () => {
     const r = await page.evaluate(([p]) => window.wg.stream(p, 200, 3), [PROMPT] as const);
     expect(r.finishReason).toBe('abort');
