@@ -12,9 +12,11 @@
 // One thread per cache word: grid of 256-thread workgroups over T * numKvHeads * headDim / WORD_VALUES
 // words, folded into 2D as (wid.y * nwg.x + wid.x).
 //
-// copy_page (copy-on-write): bindings 0 CopyParams, 1 kCache u32 (read_write), 2 vCache u32
-// (read_write). Copies page srcPage to page dstPage in both (a page is pageWords contiguous
-// words). One thread per word: grid of 256-thread workgroups over pageWords, folded the same way.
+// copy_page (copy-on-write): no params; bindings 0 job u32 [4] (pageWords, srcPage, dstPage,
+// unused: one 256-byte record of a job buffer, bound as a range, so the step's uniform slots do
+// not move), 1 kCache u32 (read_write), 2 vCache u32 (read_write). Copies page srcPage to page
+// dstPage in both (a page is pageWords contiguous words). One thread per word: grid of
+// 256-thread workgroups over pageWords, folded the same way.
 
 const KV_F16: bool = {{KV_F16}};
 const WORD_VALUES: u32 = select(1u, 2u, KV_F16);
@@ -56,9 +58,7 @@ fn write_kv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
   vCache[dst / WORD_VALUES] = encode(v[src], v[second]);
 }
 
-struct CopyParams { srcPage: u32, dstPage: u32, pageWords: u32, _pad: u32 }
-
-@group(0) @binding(0) var<uniform> copyParams: CopyParams;
+@group(0) @binding(0) var<storage, read> copyJob: array<u32, 4>;
 @group(0) @binding(1) var<storage, read_write> kPages: array<u32>;
 @group(0) @binding(2) var<storage, read_write> vPages: array<u32>;
 
@@ -66,9 +66,10 @@ struct CopyParams { srcPage: u32, dstPage: u32, pageWords: u32, _pad: u32 }
 fn copy_page(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_index) lid: u32) {
   let word = (wid.y * nwg.x + wid.x) * 256u + lid;
-  if (word >= copyParams.pageWords) { return; }
-  let src = copyParams.srcPage * copyParams.pageWords + word;
-  let dst = copyParams.dstPage * copyParams.pageWords + word;
+  let pageWords = copyJob[0];
+  if (word >= pageWords) { return; }
+  let src = copyJob[1] * pageWords + word;
+  let dst = copyJob[2] * pageWords + word;
   kPages[dst] = kPages[src];
   vPages[dst] = vPages[src];
 }

@@ -307,7 +307,7 @@ export class EngineCore {
     const sampled = step.seqs.filter((s) => s.samples).map(({ seq }) => seq);
     const sampling = sampled.map((seq) => this.states.get(seq.id)!.rowSampling());
     // Reads back logprobs only when a row asks for them.
-    // The step's copy-on-write page copies go to the GPU before its forward pass.
+    // The step's copy-on-write page copies, recorded into the submission ahead of its forward pass.
     this.kv.copyPages(step.kvOps);
     const { ids, logprobs } = await this.forward.sampleWithLogprobs(step.batch, this.kv, sampling);
     this.committing = true;

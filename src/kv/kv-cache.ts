@@ -1,7 +1,7 @@
 // The paged KV cache in GPU memory: per layer one K and one V buffer of numPages pages, and
 // the page pool that hands those pages out.
 import type { GpuRuntime } from '../gpu/index.js';
-import { copyKvPage, kvBufferBytes, type KvBuffers, type KvLayout, type ModelConfig, type PageCopy } from '../model/index.js';
+import { copyKvPages, kvBufferBytes, packPageCopies, PAGE_COPY_STRIDE, type KvBuffers, type KvLayout, type ModelConfig, type PageCopy } from '../model/index.js';
 import { PagePool } from './page-pool.js';
 
 export interface KvCacheOptions {
@@ -37,6 +37,8 @@ export class KvCache implements KvBuffers {
   readonly pool: PagePool;
   readonly keys: GPUBuffer[] = [];
   readonly values: GPUBuffer[] = [];
+  /** Records of the step's page copies (grown, never shrunk). */
+  private copyJobs: GPUBuffer | null = null;
 
   private constructor(private readonly rt: GpuRuntime, readonly layout: KvLayout, layers: number) {
     this.pool = new PagePool(layout.numPages);
@@ -80,21 +82,32 @@ export class KvCache implements KvBuffers {
   }
 
   /**
-   * Records page copies (a step's copy-on-write operations) in every layer, in order, and submits
-   * them, so the step's forward pass, submitted next, sees the copies.
+   * Records page copies (a step's copy-on-write operations) in every layer, in order, into the
+   * current submission: call it before the step's forward pass, which then sees the copies.
    */
   copyPages(copies: readonly PageCopy[]): void {
     if (!copies.length) return;
-    for (let l = 0; l < this.keys.length; l++) {
-      for (const c of copies) copyKvPage(this.rt, this.layout, c, this.keys[l], this.values[l]);
+    const jobs = packPageCopies(this.layout, copies);
+    if (!this.copyJobs || this.copyJobs.size < jobs.byteLength) {
+      this.releaseCopyJobs();
+      this.copyJobs = this.rt.buffers.create('kv.copyJobs', Math.max(jobs.byteLength, 16 * PAGE_COPY_STRIDE));
     }
-    this.rt.submit();
+    this.rt.buffers.write(this.copyJobs, jobs);
+    for (let l = 0; l < this.keys.length; l++) copyKvPages(this.rt, this.layout, this.copyJobs, copies.length, this.keys[l], this.values[l]);
   }
 
   destroy(): void {
+    this.releaseCopyJobs();
     for (const b of [...this.keys, ...this.values]) {
       this.rt.forget(b);
       this.rt.buffers.destroy(b);
     }
+  }
+
+  private releaseCopyJobs(): void {
+    if (!this.copyJobs) return;
+    this.rt.forget(this.copyJobs);
+    this.rt.buffers.destroy(this.copyJobs);
+    this.copyJobs = null;
   }
 }

@@ -3,7 +3,7 @@ import type { GpuRuntime } from '../../src/gpu/index.js';
 import { f16BitsToF32, f32ToF16Bits } from '../../src/model/kernels/common.js';
 import { add, gatherRows, scale, swiglu, swigluFused } from '../../src/model/kernels/elementwise.js';
 import { addReference, gatherRowsReference, scaleReference, swigluFusedReference, swigluReference } from '../../src/model/kernels/elementwise.reference.js';
-import { copyKvPage, kvBufferBytes, writeKv, type KvLayout } from '../../src/model/kernels/kv.js';
+import { copyKvPages, kvBufferBytes, packPageCopies, writeKv, type KvLayout } from '../../src/model/kernels/kv.js';
 import { copyKvPageReference, decodeKvCache, kvCacheReference, writeKvReference } from '../../src/model/kernels/kv.reference.js';
 import { rmsNorm, rmsNormAdd } from '../../src/model/kernels/norm.js';
 import { rmsNormAddReference, rmsNormReference } from '../../src/model/kernels/norm.reference.js';
@@ -137,7 +137,8 @@ describe('writeKv', () => {
       const vCache = rt.buffers.create('v', kvBufferBytes(layout));
       writeKv(rt, layout, rt.buffers.createWith('kIn', k), rt.buffers.createWith('vIn', v), rt.buffers.createWith('slots', slots), kCache, vCache, tokens);
       const copies = [{ src: 1, dst: 4 }, { src: 5, dst: 0 }, { src: 4, dst: 2 }];
-      for (const c of copies) copyKvPage(rt, layout, c, kCache, vCache);
+      // In order: the third copy reads page 4, which the first one wrote.
+      copyKvPages(rt, layout, rt.buffers.createWith('jobs', packPageCopies(layout, copies)), copies.length, kCache, vCache);
       await rt.sync();
       const kRef = kvCacheReference(layout);
       const vRef = kvCacheReference(layout);
@@ -148,8 +149,8 @@ describe('writeKv', () => {
       }
       expect(maxAbsDiff(decodeKvCache(layout, await rt.buffers.read(kCache)), kRef)).toBe(0);
       expect(maxAbsDiff(decodeKvCache(layout, await rt.buffers.read(vCache)), vRef)).toBe(0);
-      expect(() => copyKvPage(rt, layout, { src: 6, dst: 0 }, kCache, vCache)).toThrow(/outside/);
-      expect(() => copyKvPage(rt, layout, { src: 3, dst: 3 }, kCache, vCache)).toThrow(/both/);
+      expect(() => packPageCopies(layout, [{ src: 6, dst: 0 }])).toThrow(/outside/);
+      expect(() => packPageCopies(layout, [{ src: 3, dst: 3 }])).toThrow(/both/);
     });
   }
 

@@ -202,8 +202,12 @@ describe('prefix cache through the OpenAI API (wg-tolstoy-q8_0)', () => {
   it('n > 1 choices share the prompt pages (GPU page copy) and sample as without sharing', async () => {
     const prompt = 'Prince Andrew looked at the old count and Natasha ran into the drawing room';
     const copiesBefore = engine.metrics().prefixCache.pageCopies;
+    const rt = core.model.rt;
+    const [submissionsBefore, stepsBefore] = [rt.submissions, engine.metrics().steps];
     const ask = (e: Engine, extra: object) => e.completions.create({ prompt, max_tokens: 8, n: 3, ...extra }) as Promise<Completion>;
     const greedy = await ask(engine, { temperature: 0 });
+    // The page copies ride in the submission of their step: one per step.
+    expect(rt.submissions - submissionsBefore).toBe(engine.metrics().steps - stepsBefore);
     const texts = greedy.choices.map((c) => c.text);
     expect(new Set(texts).size).toBe(1);
     const promptTokens = greedy.usage!.prompt_tokens;

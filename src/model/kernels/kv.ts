@@ -66,15 +66,36 @@ export function kvPageWords(layout: KvLayout): number {
   return (layout.pageSize * layout.numKvHeads * layout.headDim) / (layout.format === 'f16' ? 2 : 1);
 }
 
-/** Records the copy of page copy.src to page copy.dst in one layer's K and V buffers. */
-export function copyKvPage(rt: GpuRuntime, layout: KvLayout, copy: PageCopy, kCache: Binding, vCache: Binding): void {
+/** Bytes between the records of a page-copy job buffer (WebGPU's largest storage offset alignment). */
+export const PAGE_COPY_STRIDE = 256;
+
+/**
+ * The job buffer of page copies: one 256-byte record per copy, [pageWords, src, dst, 0], so each
+ * copy binds its own record (no uniform slot, so the step's other dispatches keep their offsets).
+ */
+export function packPageCopies(layout: KvLayout, copies: readonly PageCopy[]): Uint32Array {
   checkKvLayout(layout);
-  for (const page of [copy.src, copy.dst]) {
-    if (!Number.isInteger(page) || page < 0 || page >= layout.numPages) throw new Error(`page copy: page ${page} is outside the ${layout.numPages} pages`);
-  }
-  if (copy.src === copy.dst) throw new Error(`page copy: source and destination are both page ${copy.src}`);
-  const pageWords = kvPageWords(layout);
-  const params = packParams([{ u32: copy.src }, { u32: copy.dst }, { u32: pageWords }, { u32: 0 }]);
+  const words = new Uint32Array((copies.length * PAGE_COPY_STRIDE) / 4);
+  copies.forEach((copy, k) => {
+    for (const page of [copy.src, copy.dst]) {
+      if (!Number.isInteger(page) || page < 0 || page >= layout.numPages) throw new Error(`page copy: page ${page} is outside the ${layout.numPages} pages`);
+    }
+    if (copy.src === copy.dst) throw new Error(`page copy: source and destination are both page ${copy.src}`);
+    words.set([kvPageWords(layout), copy.src, copy.dst, 0], (k * PAGE_COPY_STRIDE) / 4);
+  });
+  return words;
+}
+
+/**
+ * Records the first `count` copies of a job buffer (packPageCopies, uploaded) in one layer's K
+ * and V buffers, one dispatch each, in order (a later copy may read what an earlier one wrote).
+ */
+export function copyKvPages(rt: GpuRuntime, layout: KvLayout, jobs: GPUBuffer, count: number, kCache: Binding, vCache: Binding): void {
+  checkKvLayout(layout);
+  if (count * PAGE_COPY_STRIDE > jobs.size) throw new Error(`page copy: ${count} copies do not fit a job buffer of ${jobs.size} bytes`);
   // The module's KV_F16 define does not change this kernel (it copies words), but every entry point needs it.
-  rt.dispatch({ shader: 'kv', entryPoint: 'copy_page', defines: { KV_F16: String(layout.format === 'f16') } }, params, [kCache, vCache], grid(pageWords, 256));
+  const key = { shader: 'kv', entryPoint: 'copy_page', defines: { KV_F16: String(layout.format === 'f16') } };
+  for (let k = 0; k < count; k++) {
+    rt.dispatch(key, null, [{ buffer: jobs, offset: k * PAGE_COPY_STRIDE, size: 16 }, kCache, vCache], grid(kvPageWords(layout), 256));
+  }
 }
