@@ -3,6 +3,7 @@
 // responses are plain JSON, errors come back as OpenAI error bodies with their status, and
 // streamed chunks are pushed to a callback the page passed in (a comlink proxy).
 import { ApiError, Engine, type ApiErrorBody, type EngineOptions, type InitProgressReport, type EngineMetricsSnapshot } from '../engine/index.js';
+import type { TokenizeRequest, TokenizeResponse } from '../engine/protocol.js';
 import type { ModelSource } from '../model/index.js';
 import { ModelCache, reloadCached, type CachedModel } from './model-cache.js';
 
@@ -66,6 +67,10 @@ export class EngineHost {
     } finally {
       this.requests.delete(id);
     }
+  }
+
+  tokenize(request: TokenizeRequest): Promise<Outcome<TokenizeResponse>> {
+    return outcome(() => this.engine.tokenize(request));
   }
 
   abort(id: number): void {

@@ -6,7 +6,7 @@ import { proxy, releaseProxy, wrap, type Remote } from 'comlink';
 import { AsyncQueue } from '../engine/async-queue.js';
 import { ApiError } from '../engine/errors.js';
 import type { EngineMetricsSnapshot, InitProgressCallback, InitProgressReport } from '../engine/index.js';
-import type { ChatCompletionRequestBase, ChatCompletionsApi, CompletionCreateParamsBase, CompletionsApi, ModelList, RequestOptions } from '../engine/protocol.js';
+import type { ChatCompletionRequestBase, ChatCompletionsApi, CompletionCreateParamsBase, CompletionsApi, ModelList, RequestOptions, TokenizeRequest, TokenizeResponse } from '../engine/protocol.js';
 import type { ModelSource } from '../model/index.js';
 import type { CreateKind, EngineHost, Outcome, WorkerEngineOptions } from './engine-host.js';
 import type { CachedModel } from './model-cache.js';
@@ -73,6 +73,11 @@ export class WorkerEngine {
 
   deleteCachedModel(url: string): Promise<boolean> {
     return this.host.deleteCachedModel(url);
+  }
+
+  /** The token ids a chat or text would be to the model, and the context length (Engine.tokenize). */
+  async tokenize(request: TokenizeRequest): Promise<TokenizeResponse> {
+    return unwrap(await this.host.tokenize(request));
   }
 
   interruptGenerate(): void {

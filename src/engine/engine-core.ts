@@ -28,6 +28,11 @@ export interface SamplingParams {
   stopStrings: readonly string[];
   /** Alternatives to report with each token's logprob; undefined: no logprobs. */
   logprobs?: number;
+  /**
+   * Compute the prompt's KV and generate nothing (max_tokens 0). The sequence runs as one with
+   * maxTokens 1 whose sampled token is dropped; it finishes with 'length' and no tokens.
+   */
+  prefillOnly?: boolean;
 }
 
 export type SeqFinishReason = 'stop' | 'length' | 'abort';
@@ -203,8 +208,9 @@ export class EngineCore {
     if (this.destroyed) throw ApiError.unavailable('the model was unloaded');
     if (this.failure) throw ApiError.unavailable(this.failure.message);
     const leader = this.prefixCache && options.sharePromptWith ? this.scheduler.get(options.sharePromptWith.id) : undefined;
+    const maxTokens = params.prefillOnly ? 1 : params.maxTokens;
     const seq = new Sequence({
-      id: this.nextId++, promptIds, maxTokens: params.maxTokens, stopIds: params.stopIds, cacheSalt: options.cacheSalt, sharePromptWith: leader,
+      id: this.nextId++, promptIds, maxTokens, stopIds: params.stopIds, cacheSalt: options.cacheSalt, sharePromptWith: leader,
     });
     const state = new SeqState(seq, params, this.model, () => this.abort(seq.id));
     this.scheduler.add(seq);
@@ -324,7 +330,7 @@ export class EngineCore {
     }
     for (const { seq, tokenId } of appended) {
       const state = this.states.get(seq.id);
-      if (state) this.deliver(state, tokenId, logprobs[sampled.indexOf(seq)] ?? null);
+      if (state && !state.params.prefillOnly) this.deliver(state, tokenId, logprobs[sampled.indexOf(seq)] ?? null);
     }
     for (const seq of this.finishedInCommit.splice(0)) this.finished(seq);
   }
@@ -351,7 +357,9 @@ export class EngineCore {
       state.queue.fail(state.error);
       return;
     }
-    const reason = state.reason ?? seq.finishReason ?? 'abort';
+    // A prefill-only sequence that ended on its dropped token (an end-of-turn id) still ends by length.
+    const prefilled = state.params.prefillOnly && seq.finishReason === 'stop';
+    const reason = state.reason ?? (prefilled ? 'length' : seq.finishReason) ?? 'abort';
     // A stop string ends the text where it starts; otherwise what was held back is text.
     const tail = reason === 'stop' && state.reason ? '' : state.stops.push(state.decoder.flush()).text + state.stops.flush();
     state.timings.finishedAt = performance.now();

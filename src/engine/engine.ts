@@ -8,9 +8,9 @@ import { ApiError } from './errors.js';
 import type { MetricsSnapshot } from './metrics.js';
 import type {
   ChatCompletion, ChatCompletionChunk, ChatCompletionRequestBase, ChatCompletionsApi, Completion, CompletionCreateParamsBase,
-  CompletionsApi, ModelList, RequestOptions,
+  CompletionsApi, ModelList, RequestOptions, TokenizeRequest, TokenizeResponse,
 } from './protocol.js';
-import { parseChatRequest, parseCompletionRequest, type ParsedRequest } from './request.js';
+import { parseChatRequest, parseCompletionRequest, tokenizeRequest, type ParsedRequest } from './request.js';
 import { chatChunks, chatCompletion, collectChoices, completionChunks, textCompletion, type ChoiceRun, type CollectedChoice, type ResponseMeta } from './responses.js';
 
 export interface InitProgressReport {
@@ -139,6 +139,13 @@ export class Engine {
       loadedModel.destroy();
       throw e;
     }
+  }
+
+  /** The token ids a chat or text would be to the model (vLLM's /tokenize), and the context length. */
+  async tokenize(request: TokenizeRequest): Promise<TokenizeResponse> {
+    const loaded = this.requireLoaded();
+    const tokens = await tokenizeRequest(request, this.context(loaded));
+    return { count: tokens.length, max_model_len: loaded.core.contextLength, tokens };
   }
 
   /** Stops every request and frees the model, the KV cache and the GPU device if the engine opened it. */

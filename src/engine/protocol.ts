@@ -75,6 +75,10 @@ export interface ChatCompletionRequestBase extends SamplingRequestFields {
   /** Passed to the chat template as `tools`. */
   tools?: ChatCompletionTool[];
   tool_choice?: 'none' | 'auto' | 'required' | { type: 'function'; function: { name: string } };
+  /** Extension (vLLM): end the prompt with an assistant turn's header (default true). */
+  add_generation_prompt?: boolean | null;
+  /** Extension (vLLM): the last message is an assistant's whose text the model continues. */
+  continue_final_message?: boolean | null;
 }
 export interface ChatCompletionRequestNonStreaming extends ChatCompletionRequestBase {
   stream?: false | null;
@@ -228,4 +232,16 @@ export interface CompletionsApi {
   create(request: CompletionCreateParamsNonStreaming, options?: RequestOptions): Promise<Completion>;
   create(request: CompletionCreateParamsStreaming, options?: RequestOptions): Promise<AsyncIterable<Completion>>;
   create(request: CompletionCreateParamsBase, options?: RequestOptions): Promise<AsyncIterable<Completion> | Completion>;
+}
+
+/** vLLM's /tokenize request: a chat (rendered as a chat completion would be) or a text. */
+export type TokenizeRequest =
+  | { model?: string | null; messages: ChatCompletionMessageParam[]; add_generation_prompt?: boolean | null; continue_final_message?: boolean | null; tools?: ChatCompletionTool[] }
+  | { model?: string | null; prompt: string; add_special_tokens?: boolean | null };
+
+export interface TokenizeResponse {
+  count: number;
+  /** The context length. */
+  max_model_len: number;
+  tokens: number[];
 }

@@ -55,32 +55,73 @@ const MAX_TOP_LOGPROBS = 20;
 export async function parseChatRequest(body: unknown, ctx: RequestContext): Promise<ParsedRequest> {
   const req = asBody(body, ctx.defaults);
   checkModel(req, ctx);
-  const messages = parseMessages(req.messages);
-  const tools = req.tools === undefined || req.tools === null ? undefined : arrayOf(req.tools, 'tools');
+  const text = renderChatRequest(req, ctx);
   rejectUnsupported(req);
-  const tok = ctx.model.tokenizer;
-  let text: string;
-  try {
-    text = renderChat(ctx.model.chatTemplate, messages, {
-      addGenerationPrompt: true,
-      bosToken: tok.bosText,
-      eosToken: tok.eosText,
-      tools,
-      fallback: 'chatml',
-    });
-  } catch (e) {
-    // A value nested deeper than the template engine recurses is the request's fault, not a crash.
-    const message = e instanceof RangeError ? 'the messages or tools are nested too deeply to render' : (e as Error).message;
-    throw ApiError.invalid('messages', message);
-  }
   checkChoices(1, int(req, 'n', 1, MAX_N) ?? 1, ctx);
   checkTextFits(text, ctx, 'messages');
-  const ids = await tok.encodeChatPromptAsync(text);
+  const ids = await ctx.model.tokenizer.encodeChatPromptAsync(text);
   const logprobs = bool(req, 'logprobs') ?? false;
   const top = int(req, 'top_logprobs', 0, MAX_TOP_LOGPROBS);
   if (top !== undefined && !logprobs) throw ApiError.invalid('top_logprobs', 'top_logprobs needs logprobs: true');
-  const maxTokens = int(req, 'max_completion_tokens', 1) ?? int(req, 'max_tokens', 1);
+  // 0 (vLLM's prefill-only request): the prompt's KV is computed and nothing is generated.
+  const maxTokens = int(req, 'max_completion_tokens', 0) ?? int(req, 'max_tokens', 0);
   return build(req, ctx, [ids], [text], { promptParam: 'messages', logprobs: logprobs ? top ?? 0 : undefined, format: 'chat', maxTokens, echo: false });
+}
+
+/**
+ * The token ids of a chat request's prompt, or of a text (vLLM's /tokenize): what the model would
+ * read, without running it. No messages count 0 tokens.
+ */
+export async function tokenizeRequest(body: unknown, ctx: RequestContext): Promise<number[]> {
+  const req = asBody(body);
+  checkModel(req, ctx);
+  if (req.messages === undefined && typeof req.prompt === 'string') {
+    const addSpecial = bool(req, 'add_special_tokens') ?? true;
+    return ctx.model.tokenizer.encode(req.prompt, { addBos: addSpecial });
+  }
+  if (Array.isArray(req.messages) && req.messages.length === 0) return [];
+  return ctx.model.tokenizer.encodeChatPromptAsync(renderChatRequest(req, ctx));
+}
+
+/**
+ * The chat prompt as text. add_generation_prompt (default true) ends it with the header of an
+ * assistant turn; continue_final_message (vLLM, Hugging Face) instead ends it inside the last
+ * message, an assistant's, for the model to continue that text.
+ */
+function renderChatRequest(req: Body, ctx: RequestContext): string {
+  const messages = parseMessages(req.messages);
+  const tools = req.tools === undefined || req.tools === null ? undefined : arrayOf(req.tools, 'tools');
+  const continueFinal = bool(req, 'continue_final_message') ?? false;
+  const addGenerationPrompt = bool(req, 'add_generation_prompt') ?? !continueFinal;
+  if (continueFinal && addGenerationPrompt) {
+    throw ApiError.invalid('continue_final_message', 'continue_final_message and add_generation_prompt cannot both be true');
+  }
+  const final = messages[messages.length - 1];
+  if (continueFinal && final.role !== 'assistant') {
+    throw ApiError.invalid('continue_final_message', `continue_final_message needs an assistant message last, not ${final.role}`);
+  }
+  const tok = ctx.model.tokenizer;
+  const render = (list: typeof messages, generationPrompt: boolean) => {
+    try {
+      return renderChat(ctx.model.chatTemplate, list, { addGenerationPrompt: generationPrompt, bosToken: tok.bosText, eosToken: tok.eosText, tools, fallback: 'chatml' });
+    } catch (e) {
+      // A value nested deeper than the template engine recurses is the request's fault, not a crash.
+      const message = e instanceof RangeError ? 'the messages or tools are nested too deeply to render' : (e as Error).message;
+      throw ApiError.invalid('messages', message);
+    }
+  };
+  if (!continueFinal) return render(messages, addGenerationPrompt);
+  // An empty final message continues as a new assistant turn does.
+  if (final.content.trim() === '') return render(messages.slice(0, -1), true) + final.content;
+  return cutAfterFinalMessage(render(messages, false), final.content);
+}
+
+/** The rendered chat up to the end of its final message's text (as transformers' continue_final_message cuts it). */
+function cutAfterFinalMessage(rendered: string, content: string): string {
+  const at = rendered.lastIndexOf(content.trim());
+  if (at < 0) throw ApiError.invalid('continue_final_message', 'the chat template changes the final message, so it cannot be continued');
+  const kept = rendered.slice(at, at + content.trimStart().length) === content.trimStart() ? content.trimStart() : content.trim();
+  return rendered.slice(0, at + kept.length);
 }
 
 /** Checks the request, then tokenizes its prompts in steps that let other work run (see encodeAsync). */
@@ -155,6 +196,7 @@ function build(req: Body, ctx: RequestContext, prompts: number[][], texts: strin
       ...base,
       seed: mixSeed(seed, index),
       maxTokens: Math.min(o.maxTokens ?? Infinity, ctx.contextLength - promptLength),
+      prefillOnly: o.maxTokens === 0,
     }),
   };
 }
