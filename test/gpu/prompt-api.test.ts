@@ -1,0 +1,250 @@
+// The Prompt API (LanguageModel) over an in-process Engine on the shipped model: sessions keep
+// their context across prompt/append, clones fork it, overflow evicts the oldest turns, aborts and
+// destroy stop calls, and each misuse gets the exception the spec names.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Engine } from '../../src/index.js';
+import { createLanguageModel, type LanguageModelClass, type LanguageModelSession } from '../../src/prompt-api/index.js';
+import { shippedEngine } from '../helpers/engine.js';
+
+const SYSTEM = { role: 'system' as const, content: 'War and Peace.' };
+const greedy = { samplingMode: 'most-predictable' as const };
+
+async function rejection(p: Promise<unknown>): Promise<Error> {
+  const e = await p.then(() => null, (err: unknown) => err);
+  expect(e).toBeInstanceOf(Error);
+  return e as Error;
+}
+
+async function readAll(stream: ReadableStream<string>): Promise<string[]> {
+  const chunks: string[] = [];
+  for await (const c of stream as unknown as AsyncIterable<string>) chunks.push(c);
+  return chunks;
+}
+
+describe('LanguageModel over an in-process Engine', () => {
+  let engine: Engine;
+  let LanguageModel: LanguageModelClass;
+  beforeAll(async () => {
+    engine = await shippedEngine();
+    LanguageModel = createLanguageModel({ engine, maxResponseTokens: 12 });
+  });
+  afterAll(() => engine?.destroy());
+
+  const poolIsEmpty = async () => {
+    await engine.core!.idle();
+    expect(engine.metrics().pagesUsed).toBe(0);
+    engine.core!.scheduler.checkInvariants();
+  };
+
+  it('availability: text in English is available; other types and languages are not; bad options throw', async () => {
+    expect(await LanguageModel.availability()).toBe('available');
+    expect(await LanguageModel.availability({ expectedInputs: [{ type: 'text', languages: ['en-US'] }] })).toBe('available');
+    expect(await LanguageModel.availability({ expectedInputs: [{ type: 'image' }] })).toBe('unavailable');
+    expect(await LanguageModel.availability({ expectedOutputs: [{ type: 'text', languages: ['ja'] }] })).toBe('unavailable');
+    expect(await rejection(LanguageModel.availability({ expectedInputs: [{ type: 'text', languages: ['not a tag!'] }] }))).toBeInstanceOf(RangeError);
+    expect(await rejection(LanguageModel.availability({ expectedInputs: [{ type: 'video' as 'text' }] }))).toBeInstanceOf(TypeError);
+    expect(await LanguageModel.params()).toEqual({ defaultTopK: 40, maxTopK: 128, defaultTemperature: 0.7, maxTemperature: 2 });
+  });
+
+  it('create: initial prompts fill the context; measureContextUsage of them equals contextUsage; downloadprogress 0 then 1', async () => {
+    const loaded: number[] = [];
+    const session = await LanguageModel.create({
+      ...greedy,
+      initialPrompts: [SYSTEM, { role: 'user', content: 'Prince Andrew' }],
+      monitor: (m) => m.addEventListener('downloadprogress', (e) => loaded.push((e as ProgressEvent).loaded)),
+    });
+    expect(loaded).toEqual([0, 1]);
+    expect(session.contextWindow).toBe(256);
+    expect(session.contextUsage).toBeGreaterThan(0);
+    expect(await session.measureContextUsage([SYSTEM, { role: 'user', content: 'Prince Andrew' }])).toBe(session.contextUsage);
+    expect(session.samplingMode).toBe('most-predictable');
+    expect(session.temperature).toBe(0);
+    session.destroy();
+    await poolIsEmpty();
+  });
+
+  it('a greedy prompt answers with the engine greedy reply to the whole context; the reply joins the context', async () => {
+    const session = await LanguageModel.create({ ...greedy, initialPrompts: [SYSTEM] });
+    const before = session.contextUsage;
+    const text = await session.prompt('Prince Andrew looked at');
+    const direct = await engine.chat.completions.create({ messages: [SYSTEM, { role: 'user', content: 'Prince Andrew looked at' }], temperature: 0, max_tokens: 12 });
+    expect(text).toBe(direct.choices[0].message.content);
+    expect(text.length).toBeGreaterThan(0);
+    const counted = await engine.tokenize({ messages: [SYSTEM, { role: 'user', content: 'Prince Andrew looked at' }, { role: 'assistant', content: text }], add_generation_prompt: false });
+    expect(session.contextUsage).toBe(counted.count);
+    expect(session.contextUsage).toBeGreaterThan(before);
+    session.destroy();
+    await poolIsEmpty();
+  });
+
+  it('append then prompt equals one prompt with the whole context (greedy)', async () => {
+    const a = await LanguageModel.create({ ...greedy, initialPrompts: [SYSTEM] });
+    await a.append([{ role: 'user', content: 'Natasha' }, { role: 'assistant', content: 'danced.' }]);
+    const afterAppend = a.contextUsage;
+    const viaAppend = await a.prompt('Pierre said');
+    const b = await LanguageModel.create({ ...greedy, initialPrompts: [SYSTEM, { role: 'user', content: 'Natasha' }, { role: 'assistant', content: 'danced.' }] });
+    expect(b.contextUsage).toBe(afterAppend);
+    expect(await b.prompt('Pierre said')).toBe(viaAppend);
+    expect(b.contextUsage).toBe(a.contextUsage);
+    a.destroy();
+    b.destroy();
+    await poolIsEmpty();
+  });
+
+  it('promptStreaming streams the same text as prompt, in several chunks', async () => {
+    const s = await LanguageModel.create(greedy);
+    const c = await s.clone();
+    const chunks = await readAll(s.promptStreaming('The old prince'));
+    expect(chunks.length).toBeGreaterThan(1);
+    expect(chunks.join('')).toBe(await c.prompt('The old prince'));
+    s.destroy();
+    c.destroy();
+  });
+
+  it('clone forks the context: both continue alike, and neither sees the other', async () => {
+    const parent = await LanguageModel.create({ ...greedy, initialPrompts: [SYSTEM] });
+    await parent.prompt('Natasha');
+    const child = await parent.clone();
+    expect(child).toBeInstanceOf(LanguageModel);
+    expect(child.contextUsage).toBe(parent.contextUsage);
+    const fromChild = await child.prompt('Pierre');
+    expect(child.contextUsage).toBeGreaterThan(parent.contextUsage);
+    expect(await parent.prompt('Pierre')).toBe(fromChild);
+    parent.destroy();
+    expect(await child.measureContextUsage('x')).toBeGreaterThan(0); // the clone lives on
+    child.destroy();
+    await poolIsEmpty();
+  });
+
+  it('a prefix assistant message is continued, as continue_final_message does', async () => {
+    const s = await LanguageModel.create(greedy);
+    const text = await s.prompt([{ role: 'user', content: 'Prince Andrew' }, { role: 'assistant', content: 'He said', prefix: true }]);
+    const direct = await engine.chat.completions.create({ messages: [{ role: 'user', content: 'Prince Andrew' }, { role: 'assistant', content: 'He said' }], continue_final_message: true, temperature: 0, max_tokens: 12 });
+    expect(text).toBe(direct.choices[0].message.content);
+    s.destroy();
+  });
+
+  it('aborting a prompt rejects with the reason and leaves the context as it was', async () => {
+    const s = await LanguageModel.create({ ...greedy, initialPrompts: [SYSTEM] });
+    const usage = s.contextUsage;
+    const controller = new AbortController();
+    const reader = s.promptStreaming('Prince Andrew', { signal: controller.signal }).getReader();
+    await reader.read();
+    controller.abort();
+    const e = await rejection(reader.read());
+    expect(e.name).toBe('AbortError');
+    expect(s.contextUsage).toBe(usage);
+    const reason = new Error('mine');
+    const aborted = new AbortController();
+    aborted.abort(reason);
+    expect(await rejection(s.prompt('x', { signal: aborted.signal }))).toBe(reason);
+    expect(() => s.promptStreaming('x', { signal: aborted.signal })).toThrow(reason);
+    // Still usable, and the next prompt answers as if the aborted one never happened.
+    const fresh = await LanguageModel.create({ ...greedy, initialPrompts: [SYSTEM] });
+    expect(await s.prompt('Pierre')).toBe(await fresh.prompt('Pierre'));
+    s.destroy();
+    fresh.destroy();
+    await poolIsEmpty();
+  });
+
+  it('destroy rejects calls under way and later ones with AbortError; a create signal destroys with its reason', async () => {
+    const s = await LanguageModel.create(greedy);
+    const pending = s.prompt('Prince Andrew');
+    const queued = s.append('more');
+    s.destroy();
+    for (const p of [pending, queued, s.prompt('x'), s.append('x'), s.clone(), s.measureContextUsage('x')]) {
+      expect((await rejection(p)).name).toBe('AbortError');
+    }
+    const controller = new AbortController();
+    const t = await LanguageModel.create({ ...greedy, signal: controller.signal });
+    const reason = new Error('create signal');
+    controller.abort(reason);
+    expect(await rejection(t.prompt('x'))).toBe(reason);
+    const early = new AbortController();
+    early.abort(reason);
+    expect(await rejection(LanguageModel.create({ signal: early.signal }))).toBe(reason);
+    await poolIsEmpty();
+  });
+
+  it('overflow evicts the oldest turns but never the initial prompts, firing contextoverflow', async () => {
+    const Long = createLanguageModel({ engine, maxResponseTokens: 40 });
+    const s = await Long.create({ ...greedy, initialPrompts: [SYSTEM] });
+    const initialUsage = s.contextUsage;
+    let overflows = 0;
+    s.addEventListener('contextoverflow', () => overflows++);
+    let handler = 0;
+    s.oncontextoverflow = () => handler++;
+    for (let i = 0; overflows === 0 && i < 12; i++) await s.prompt(`Chapter ${i}: Prince Andrew rode on.`);
+    expect(overflows).toBe(1);
+    expect(handler).toBe(1);
+    expect(s.contextUsage).toBeLessThanOrEqual(s.contextWindow);
+    expect(s.contextUsage).toBeGreaterThan(initialUsage);
+    // The initial prompt is still in the context: the session answers like a fresh one given the same turns.
+    expect(await s.measureContextUsage([SYSTEM])).toBe(initialUsage);
+    s.destroy();
+    await poolIsEmpty();
+  });
+
+  it('an input that cannot fit even alone with the initial prompts is a QuotaExceededError and evicts nothing', async () => {
+    const s = await LanguageModel.create({ ...greedy, initialPrompts: [SYSTEM] });
+    await s.prompt('Natasha');
+    const usage = s.contextUsage;
+    const huge = 'Prince Andrew rode on. '.repeat(80);
+    const e = (await rejection(s.prompt(huge))) as DOMException & { requested: number; quota: number };
+    expect(e.name).toBe('QuotaExceededError');
+    expect(e).toBeInstanceOf(DOMException);
+    expect(e.quota).toBe(256);
+    expect(e.requested).toBeGreaterThan(256);
+    expect(s.contextUsage).toBe(usage);
+    const tooBig = (await rejection(LanguageModel.create({ initialPrompts: [{ role: 'user', content: huge }] }))) as DOMException & { requested: number };
+    expect(tooBig.name).toBe('QuotaExceededError');
+    expect(tooBig.requested).toBeGreaterThan(256);
+    s.destroy();
+  });
+
+  it('misuse gets the exception the spec names', async () => {
+    const s = await LanguageModel.create(greedy);
+    await s.append('hello');
+    expect(await rejection(s.prompt([{ role: 'system', content: 'late' }]))).toBeInstanceOf(TypeError);
+    expect((await rejection(s.prompt([{ role: 'assistant', content: 'a', prefix: true }, { role: 'user', content: 'b' }]))).name).toBe('SyntaxError');
+    expect((await rejection(s.prompt([{ role: 'user', content: 'a', prefix: true }]))).name).toBe('SyntaxError');
+    expect((await rejection(s.prompt([{ role: 'user', content: [{ type: 'image', value: new Uint8Array(4) }] }]))).name).toBe('NotSupportedError');
+    expect((await rejection(s.prompt([{ role: 'assistant', content: [{ type: 'audio', value: new Uint8Array(4) }] }]))).name).toBe('NotSupportedError');
+    expect(await rejection(s.prompt([{ role: 'user', content: [{ type: 'text', value: 5 as unknown as string }] }]))).toBeInstanceOf(TypeError);
+    expect(await rejection(s.prompt([{ role: 'robot' as 'user', content: 'x' }]))).toBeInstanceOf(TypeError);
+    expect(await rejection(s.prompt('x', { omitResponseConstraintInput: true }))).toBeInstanceOf(TypeError);
+    expect(await rejection(s.prompt('x', { responseConstraint: 5 as unknown as object }))).toBeInstanceOf(TypeError);
+    expect(await rejection(s.measureContextUsage('x', { omitResponseConstraintInput: true }))).toBeInstanceOf(TypeError);
+    expect((await rejection(LanguageModel.create({ expectedInputs: [{ type: 'audio' }] }))).name).toBe('NotSupportedError');
+    expect(await rejection(LanguageModel.create({ samplingMode: 'creative', temperature: 1 }))).toBeInstanceOf(TypeError);
+    expect(await rejection(LanguageModel.create({ temperature: -1 }))).toBeInstanceOf(RangeError);
+    expect(await rejection(LanguageModel.create({ topK: 0 }))).toBeInstanceOf(RangeError);
+    expect(await rejection(LanguageModel.create({ tools: [{ name: 'f', description: 'd', inputSchema: {} } as never] }))).toBeInstanceOf(TypeError);
+    const tools = [{ name: 'f', description: 'd', inputSchema: { type: 'object' }, execute: async () => 'ok' }];
+    expect((await rejection(LanguageModel.create({ tools }))).name).toBe('NotSupportedError');
+    const monitorError = new Error('monitor threw');
+    expect(await rejection(LanguageModel.create({ monitor: () => { throw monitorError; } }))).toBe(monitorError);
+    expect(() => new (LanguageModel as unknown as new () => LanguageModelSession)()).toThrow(TypeError);
+    const clamped = await LanguageModel.create({ topK: 1000.7, temperature: Infinity });
+    expect([clamped.topK, clamped.temperature]).toEqual([128, 2]);
+    s.destroy();
+    clamped.destroy();
+  });
+
+  it('responseConstraint asks the engine for JSON: NotSupportedError until the engine has structured output, else JSON', async () => {
+    const s = await LanguageModel.create(greedy);
+    const schema = { type: 'object', properties: { rating: { type: 'number' } }, required: ['rating'] };
+    const withSchema = await s.measureContextUsage('Rate it', { responseConstraint: schema });
+    expect(withSchema).toBeGreaterThan(await s.measureContextUsage('Rate it', { responseConstraint: schema, omitResponseConstraintInput: true }));
+    const result = await s.prompt('Rate it', { responseConstraint: schema }).then((text) => ({ text }), (e: Error) => ({ error: e }));
+    if ('error' in result) {
+      expect(result.error.name).toBe('NotSupportedError');
+      expect(result.error.message).toMatch(/response_format/);
+    } else {
+      expect(typeof JSON.parse(result.text).rating).toBe('number');
+    }
+    expect((await rejection(s.prompt('x', { responseConstraint: /a+/ }))).name).toBe('NotSupportedError');
+    s.destroy();
+    await poolIsEmpty();
+  });
+});
