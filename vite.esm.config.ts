@@ -17,6 +17,7 @@ export default defineConfig({
       entry: {
         index: 'src/index.ts',
         browser: 'src/browser/index.ts',
+        'prompt-api': 'src/prompt-api/index.ts',
         'engine.worker': 'workers/engine.worker.ts',
         'service-worker': 'workers/service-worker.ts',
       },

@@ -10,11 +10,16 @@
 //
 // window.wgserve.createEngine(options) starts another engine; with data-model, wgserve.ready
 // resolves to an engine with that model loaded (and rejects with the load error).
+//
+// With data-prompt-api, the page also gets the W3C Prompt API (window.LanguageModel) where the
+// browser has none: on the engine of data-model when there is one, else on an engine that loads
+// the model data-prompt-api names (default: the shipped model beside the script) on first create().
 // The module exports no values: the IIFE build would assign them over window.wgserve.
 import EngineWorker from '../../workers/engine.worker.ts?worker&inline';
 import { ApiError } from '../engine/errors.js';
 import type { InitProgressCallback } from '../engine/index.js';
 import type { ModelSource } from '../model/index.js';
+import { installPromptApiWith, type EngineDefaults } from '../prompt-api/install.js';
 import type { WorkerEngineOptions } from './engine-host.js';
 import { createWorkerEngine, type WorkerEngine } from './worker-engine.js';
 
@@ -61,6 +66,22 @@ function install(): void {
   };
   global.ready.catch(() => {}); // only an awaited failure is an error
   window.wgserve = global;
+  const promptApi = script?.dataset.promptApi;
+  if (promptApi !== undefined && script) installDropInPromptApi(script, promptApi, model ? global.ready : null);
+}
+
+/** LanguageModel on the drop-in's engine (`ready`), or on one of its own loading `promptApi` (a model URL; '' is the shipped model). */
+function installDropInPromptApi(script: HTMLScriptElement, promptApi: string, ready: Promise<WorkerEngine> | null): void {
+  const defaults: EngineDefaults = {
+    model: () => (promptApi ? new URL(promptApi, document.baseURI).href : new URL('../models/wg-tolstoy-q8_0.gguf', script.src).href),
+    worker: () => new EngineWorker(),
+  };
+  const loadEngine = ready && ((onProgress: (fraction: number) => void) => {
+    const forward = (e: Event) => onProgress((e as CustomEvent<{ progress: number }>).detail.progress);
+    script.addEventListener('wgserve-progress', forward);
+    return ready.finally(() => script.removeEventListener('wgserve-progress', forward));
+  });
+  installPromptApiWith(loadEngine ? { loadEngine } : {}, defaults);
 }
 
 install();
