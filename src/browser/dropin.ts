@@ -14,12 +14,15 @@
 // With data-prompt-api, the page also gets the W3C Prompt API (window.LanguageModel) where the
 // browser has none: on the engine of data-model when there is one, else on an engine that loads
 // the model data-prompt-api names (default: the shipped model beside the script) on first create().
+// A browser LanguageModel whose model is 'unavailable' is replaced; wgserve.promptApi resolves
+// to the LanguageModel in place.
 // The module exports no values: the IIFE build would assign them over window.wgserve.
 import EngineWorker from '../../workers/engine.worker.ts?worker&inline';
 import { ApiError } from '../engine/errors.js';
 import type { InitProgressCallback } from '../engine/index.js';
 import type { ModelSource } from '../model/index.js';
 import { installPromptApiWith, type EngineDefaults } from '../prompt-api/install.js';
+import type { LanguageModelClass } from '../prompt-api/language-model.js';
 import type { WorkerEngineOptions } from './engine-host.js';
 import { createWorkerEngine, type WorkerEngine } from './worker-engine.js';
 
@@ -42,6 +45,8 @@ export interface WgserveGlobal {
   ready: Promise<WorkerEngine>;
   /** The ready engine, once there is one. */
   engine: WorkerEngine | null;
+  /** With data-prompt-api: the LanguageModel in place once the drop-in has decided (see installPromptApi). */
+  promptApi: Promise<LanguageModelClass> | null;
 }
 
 declare global {
@@ -57,6 +62,7 @@ function install(): void {
     createEngine,
     ApiError,
     engine: null,
+    promptApi: null,
     ready: model
       ? createEngine({
         model,
@@ -67,11 +73,11 @@ function install(): void {
   global.ready.catch(() => {}); // only an awaited failure is an error
   window.wgserve = global;
   const promptApi = script?.dataset.promptApi;
-  if (promptApi !== undefined && script) installDropInPromptApi(script, promptApi, model ? global.ready : null);
+  if (promptApi !== undefined && script) global.promptApi = installDropInPromptApi(script, promptApi, model ? global.ready : null);
 }
 
 /** LanguageModel on the drop-in's engine (`ready`), or on one of its own loading `promptApi` (a model URL; '' is the shipped model). */
-function installDropInPromptApi(script: HTMLScriptElement, promptApi: string, ready: Promise<WorkerEngine> | null): void {
+function installDropInPromptApi(script: HTMLScriptElement, promptApi: string, ready: Promise<WorkerEngine> | null): Promise<LanguageModelClass> {
   const defaults: EngineDefaults = {
     model: () => (promptApi ? new URL(promptApi, document.baseURI).href : new URL('../models/wg-tolstoy-q8_0.gguf', script.src).href),
     worker: () => new EngineWorker(),
@@ -81,7 +87,7 @@ function installDropInPromptApi(script: HTMLScriptElement, promptApi: string, re
     script.addEventListener('wgserve-progress', forward);
     return ready.finally(() => script.removeEventListener('wgserve-progress', forward));
   });
-  installPromptApiWith(loadEngine ? { loadEngine } : {}, defaults);
+  return installPromptApiWith(loadEngine ? { loadEngine } : {}, defaults);
 }
 
 install();

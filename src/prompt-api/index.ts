@@ -22,8 +22,11 @@ export function createLanguageModel(options: InstallPromptApiOptions = {}): Lang
   return createLanguageModelWith(options, defaults);
 }
 
-/** Defines globalThis.LanguageModel where the browser has none (or with force); returns the LanguageModel in place. */
-export function installPromptApi(options: InstallPromptApiOptions = {}): LanguageModelClass {
+/**
+ * Defines globalThis.LanguageModel where the browser has none, or has one whose model is
+ * 'unavailable', or always with force; resolves to the LanguageModel in place.
+ */
+export function installPromptApi(options: InstallPromptApiOptions = {}): Promise<LanguageModelClass> {
   return installPromptApiWith(options, defaults);
 }
 

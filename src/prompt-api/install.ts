@@ -34,13 +34,25 @@ export function createLanguageModelWith(options: InstallPromptApiOptions, defaul
   return createLanguageModelClass(provider, api);
 }
 
-/** Defines globalThis.LanguageModel unless there is one (or `force`); returns the LanguageModel now in place. */
-export function installPromptApiWith(options: InstallPromptApiOptions, defaults: EngineDefaults): LanguageModelClass {
+/**
+ * Defines globalThis.LanguageModel where there is none, or where the browser's own says its model
+ * is 'unavailable' (Chromium builds without Gemini Nano have one), or always with `force`.
+ * Resolves to the LanguageModel in place once that is decided; with no LanguageModel before, or
+ * with force, ours is in place when this returns.
+ */
+export async function installPromptApiWith(options: InstallPromptApiOptions, defaults: EngineDefaults): Promise<LanguageModelClass> {
   const global = globalThis as { LanguageModel?: LanguageModelClass };
-  if (global.LanguageModel && !options.force) return global.LanguageModel;
-  const LanguageModel = createLanguageModelWith(options, defaults);
-  Object.defineProperty(globalThis, 'LanguageModel', { value: LanguageModel, writable: true, configurable: true, enumerable: false });
-  return LanguageModel;
+  const native = global.LanguageModel;
+  const ours = createLanguageModelWith(options, defaults);
+  const install = () => {
+    Object.defineProperty(globalThis, 'LanguageModel', { value: ours, writable: true, configurable: true, enumerable: false });
+    return ours;
+  };
+  if (!native || options.force) return install();
+  const nativeAvailability = await Promise.resolve(native.availability()).catch(() => 'unavailable');
+  // Page code may have set its own meanwhile: leave that.
+  if (nativeAvailability !== 'unavailable' || global.LanguageModel !== native) return global.LanguageModel ?? native;
+  return install();
 }
 
 /** A page that can run an engine in a worker: it has workers and WebGPU. */
