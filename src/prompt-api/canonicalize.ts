@@ -119,14 +119,15 @@ export interface SamplingLimits {
   maxTemperature: number;
 }
 
-export function canonicalizeCoreOptions(options: Dict, limits: SamplingLimits): CheckedCoreOptions {
+/** `legacy`: topK / temperature are checked and kept (extension contexts); else they are ignored, as in web pages. */
+export function canonicalizeCoreOptions(options: Dict, limits: SamplingLimits, legacy: boolean): CheckedCoreOptions {
   const out: CheckedCoreOptions = {};
   if (options.samplingMode !== undefined) {
     const mode = String(options.samplingMode);
     if (!(SAMPLING_MODES as readonly string[]).includes(mode)) throw typeError(`samplingMode "${mode}" is not one of ${SAMPLING_MODES.join(', ')}`);
     out.samplingMode = mode as LanguageModelSamplingMode;
   }
-  if (options.topK !== undefined || options.temperature !== undefined) {
+  if (legacy && (options.topK !== undefined || options.temperature !== undefined)) {
     if (out.samplingMode) throw typeError('samplingMode cannot be given with topK or temperature');
     if (options.topK !== undefined) {
       const k = Number(options.topK);

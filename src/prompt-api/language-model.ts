@@ -24,6 +24,12 @@ export interface PromptApiOptions {
   prefill?: boolean;
   /** BCP 47 tags of the languages the model reads and writes (default ['en']). */
   languages?: readonly string[];
+  /**
+   * Honour the deprecated topK / temperature create() options and attributes, as Chrome does in
+   * extension contexts (default false: as in web pages, they are ignored and the attributes are
+   * undefined; samplingMode chooses the sampling).
+   */
+  legacySamplingParams?: boolean;
 }
 
 /** params(): what the legacy topK / temperature options may be. */
@@ -89,6 +95,7 @@ export class LanguageModelSession extends EventTarget {
   readonly #destruction = new AbortController();
   #tail: Promise<unknown> = Promise.resolve();
   #onContextOverflow: ((event: Event) => unknown) | null = null;
+  #onQuotaOverflow: ((event: Event) => unknown) | null = null;
 
   /** Sessions come from LanguageModel.create() and clone(). */
   constructor(token: symbol, state: SessionState) {
@@ -100,6 +107,7 @@ export class LanguageModelSession extends EventTarget {
     const created = state.createSignal;
     created?.addEventListener('abort', () => this.#destroy(created.reason), { once: true });
     this.addEventListener('contextoverflow', (e) => this.#onContextOverflow?.call(this, e));
+    this.addEventListener('quotaoverflow', (e) => this.#onQuotaOverflow?.call(this, e));
   }
 
   get contextUsage(): number {
@@ -120,12 +128,14 @@ export class LanguageModelSession extends EventTarget {
     return this.#config.contextWindow;
   }
 
-  get topK(): number {
-    return this.#config.topK;
+  /** undefined unless legacySamplingParams (the attribute is deprecated outside extensions). */
+  get topK(): number | undefined {
+    return this.#config.api.legacySamplingParams ? this.#config.topK : undefined;
   }
 
-  get temperature(): number {
-    return this.#config.temperature;
+  /** undefined unless legacySamplingParams. */
+  get temperature(): number | undefined {
+    return this.#config.api.legacySamplingParams ? this.#config.temperature : undefined;
   }
 
   get samplingMode(): LanguageModelSamplingMode {
@@ -138,6 +148,15 @@ export class LanguageModelSession extends EventTarget {
 
   set oncontextoverflow(handler: ((event: Event) => unknown) | null) {
     this.#onContextOverflow = typeof handler === 'function' ? handler : null;
+  }
+
+  /** The older name of oncontextoverflow (its event, quotaoverflow, fires with contextoverflow). */
+  get onquotaoverflow(): ((event: Event) => unknown) | null {
+    return this.#onQuotaOverflow;
+  }
+
+  set onquotaoverflow(handler: ((event: Event) => unknown) | null) {
+    this.#onQuotaOverflow = typeof handler === 'function' ? handler : null;
   }
 
   async prompt(input: LanguageModelPrompt, options: { responseConstraint?: object; omitResponseConstraintInput?: boolean; signal?: AbortSignal } = {}): Promise<string> {
@@ -240,8 +259,7 @@ export class LanguageModelSession extends EventTarget {
     const ending: Ending = prefix === null ? 'generate' : 'continue';
     // Room is made for the turn as the context will hold it, reply included: so a reply that
     // runs to the end of the window still leaves a context that fits.
-    const closed = ending === 'generate' ? [...turn, { role: 'assistant' as const, content: '' }] : turn;
-    const needed = await this.#makeRoom(closed, 'none', signal);
+    const needed = await this.#makeRoom(turn, ending === 'generate', signal);
     const c = this.#config;
     const request: ChatCompletionRequestBase = {
       messages: [...this.#history(), ...turn] as ChatCompletionMessageParam[],
@@ -277,8 +295,10 @@ export class LanguageModelSession extends EventTarget {
   }
 
   async #append(input: LanguageModelPrompt, signal: AbortSignal): Promise<void> {
+    // An empty sequence adds nothing (as Chrome does; the spec would add an empty user message).
+    if (Array.isArray(input) && input.length === 0) return;
     const turn = turnMessages(canonicalizePrompt(input, this.#usage > 0), null);
-    let usage = await this.#makeRoom(turn, 'none', signal);
+    let usage = await this.#makeRoom(turn, false, signal);
     const messages = [...this.#history(), ...turn];
     if (this.#config.api.prefill !== false) usage = await prefill(this.#config.engine, messages, signal);
     signal.throwIfAborted();
@@ -288,27 +308,32 @@ export class LanguageModelSession extends EventTarget {
 
   /**
    * Evicts the oldest turns that are not initial prompts, one at a time, until the history and
-   * `turn` fit the context window with room for a token more (a reply's first); fires contextoverflow if any went.
+   * `turn` (`withReply`: with an empty reply, as the context will hold it) fit the context window
+   * with room for a token more (a reply's first); fires contextoverflow if any went.
    * Returns the tokens of history and turn. When even the initial prompts and `turn` alone do not
    * fit: a QuotaExceededError, and nothing is evicted.
    */
-  async #makeRoom(turn: ChatMessage[], ending: Ending, signal: AbortSignal): Promise<number> {
+  async #makeRoom(turn: ChatMessage[], withReply: boolean, signal: AbortSignal): Promise<number> {
     const window = this.#config.contextWindow;
+    const held = withReply ? [...turn, { role: 'assistant' as const, content: '' }] : turn;
     let kept = this.#turns;
     for (;;) {
-      const count = await this.#count([...kept.flatMap((t) => t.messages), ...turn], ending);
+      const count = await this.#count([...kept.flatMap((t) => t.messages), ...held], 'none');
       signal.throwIfAborted();
       if (count < window) {
         if (kept !== this.#turns) {
           this.#turns = kept;
           this.#usage = await this.#count(this.#history(), 'none');
           this.dispatchEvent(new Event('contextoverflow'));
+          this.dispatchEvent(new Event('quotaoverflow'));
         }
         return count;
       }
       const oldest = kept.findIndex((t) => !t.initial);
       if (oldest < 0) {
-        throw quotaExceeded(`The input needs ${count} tokens of context with the initial prompts; the context window is ${window} tokens.`, { requested: count, quota: window });
+        // As the spec counts it: the context kept (initial prompts) plus what the input measures alone.
+        const requested = (await this.#count(kept.flatMap((t) => t.messages), 'none')) + (await this.#count(turn, 'none'));
+        throw quotaExceeded(`The input needs ${requested} tokens of context with the initial prompts; the context window is ${window} tokens.`, { requested, quota: window });
       }
       kept = kept.filter((_, i) => i !== oldest);
     }
@@ -328,7 +353,7 @@ export class LanguageModelSession extends EventTarget {
     const signal = o.signal;
     if (signal !== undefined && !(signal instanceof AbortSignal)) throw typeError('signal must be an AbortSignal');
     signal?.throwIfAborted();
-    const core = canonicalizeCoreOptions(o, SAMPLING_LIMITS);
+    const core = canonicalizeCoreOptions(o, SAMPLING_LIMITS, !!api.legacySamplingParams);
     const initial = initialMessages(o.initialPrompts);
     if (availabilityOf(provider, core, api) === 'unavailable') {
       throw domError('NotSupportedError', `The model cannot take these options: it reads and writes text in ${languagesOf(api).join(', ')}.`);
@@ -378,7 +403,7 @@ export function createLanguageModelClass(provider: EngineProvider, api: PromptAp
     }
 
     static async availability(options: LanguageModelCreateCoreOptions = {}): Promise<Availability> {
-      const core = canonicalizeCoreOptions(asDictionary(options, 'options'), SAMPLING_LIMITS);
+      const core = canonicalizeCoreOptions(asDictionary(options, 'options'), SAMPLING_LIMITS, !!api.legacySamplingParams);
       return availabilityOf(provider, core, api);
     }
 
@@ -391,7 +416,7 @@ export function createLanguageModelClass(provider: EngineProvider, api: PromptAp
 export type LanguageModelClass = ReturnType<typeof createLanguageModelClass>;
 
 function sessionConfig(engine: PromptApiEngine, contextWindow: number, core: CheckedCoreOptions, api: PromptApiOptions): SessionConfig {
-  const raw = core.topK !== undefined || core.temperature !== undefined;
+  const raw = !!api.legacySamplingParams && (core.topK !== undefined || core.temperature !== undefined);
   const samplingMode = core.samplingMode ?? 'balanced';
   const mode = SAMPLING_MODES[samplingMode];
   return {

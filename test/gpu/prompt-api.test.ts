@@ -58,7 +58,6 @@ describe('LanguageModel over an in-process Engine', () => {
     expect(session.contextUsage).toBeGreaterThan(0);
     expect(await session.measureContextUsage([SYSTEM, { role: 'user', content: 'Prince Andrew' }])).toBe(session.contextUsage);
     expect(session.samplingMode).toBe('most-predictable');
-    expect(session.temperature).toBe(0);
     session.destroy();
     await poolIsEmpty();
   });
@@ -81,6 +80,8 @@ describe('LanguageModel over an in-process Engine', () => {
     const a = await LanguageModel.create({ ...greedy, initialPrompts: [SYSTEM] });
     await a.append([{ role: 'user', content: 'Natasha' }, { role: 'assistant', content: 'danced.' }]);
     const afterAppend = a.contextUsage;
+    await a.append([]);
+    expect(a.contextUsage).toBe(afterAppend);
     const viaAppend = await a.prompt('Pierre said');
     const b = await LanguageModel.create({ ...greedy, initialPrompts: [SYSTEM, { role: 'user', content: 'Natasha' }, { role: 'assistant', content: 'danced.' }] });
     expect(b.contextUsage).toBe(afterAppend);
@@ -174,9 +175,12 @@ describe('LanguageModel over an in-process Engine', () => {
     s.addEventListener('contextoverflow', () => overflows++);
     let handler = 0;
     s.oncontextoverflow = () => handler++;
+    let legacy = 0;
+    s.onquotaoverflow = () => legacy++;
     for (let i = 0; overflows === 0 && i < 12; i++) await s.prompt(`Chapter ${i}: Prince Andrew rode on.`);
     expect(overflows).toBe(1);
     expect(handler).toBe(1);
+    expect(legacy).toBe(1);
     expect(s.contextUsage).toBeLessThanOrEqual(s.contextWindow);
     expect(s.contextUsage).toBeGreaterThan(initialUsage);
     // The initial prompt is still in the context: the session answers like a fresh one given the same turns.
@@ -194,6 +198,8 @@ describe('LanguageModel over an in-process Engine', () => {
     expect(e.name).toBe('QuotaExceededError');
     expect(e).toBeInstanceOf(DOMException);
     expect(e.quota).toBe(256);
+    // The spec's requested: the context that cannot be evicted (initial prompts) plus the input alone.
+    expect(e.requested).toBe((await s.measureContextUsage([SYSTEM])) + (await s.measureContextUsage(huge)));
     expect(e.requested).toBeGreaterThan(256);
     expect(s.contextUsage).toBe(usage);
     const tooBig = (await rejection(LanguageModel.create({ initialPrompts: [{ role: 'user', content: huge }] }))) as DOMException & { requested: number };
@@ -216,16 +222,21 @@ describe('LanguageModel over an in-process Engine', () => {
     expect(await rejection(s.prompt('x', { responseConstraint: 5 as unknown as object }))).toBeInstanceOf(TypeError);
     expect(await rejection(s.measureContextUsage('x', { omitResponseConstraintInput: true }))).toBeInstanceOf(TypeError);
     expect((await rejection(LanguageModel.create({ expectedInputs: [{ type: 'audio' }] }))).name).toBe('NotSupportedError');
-    expect(await rejection(LanguageModel.create({ samplingMode: 'creative', temperature: 1 }))).toBeInstanceOf(TypeError);
-    expect(await rejection(LanguageModel.create({ temperature: -1 }))).toBeInstanceOf(RangeError);
-    expect(await rejection(LanguageModel.create({ topK: 0 }))).toBeInstanceOf(RangeError);
+    // topK / temperature: ignored as in web pages (attributes undefined), checked with legacySamplingParams.
+    const ignored = await LanguageModel.create({ samplingMode: 'creative', temperature: -1, topK: 0 });
+    expect([ignored.topK, ignored.temperature, ignored.samplingMode]).toEqual([undefined, undefined, 'creative']);
+    ignored.destroy();
+    const Legacy = createLanguageModel({ engine, legacySamplingParams: true });
+    expect(await rejection(Legacy.create({ samplingMode: 'creative', temperature: 1 }))).toBeInstanceOf(TypeError);
+    expect(await rejection(Legacy.create({ temperature: -1 }))).toBeInstanceOf(RangeError);
+    expect(await rejection(Legacy.create({ topK: 0 }))).toBeInstanceOf(RangeError);
     expect(await rejection(LanguageModel.create({ tools: [{ name: 'f', description: 'd', inputSchema: {} } as never] }))).toBeInstanceOf(TypeError);
     const tools = [{ name: 'f', description: 'd', inputSchema: { type: 'object' }, execute: async () => 'ok' }];
     expect((await rejection(LanguageModel.create({ tools }))).name).toBe('NotSupportedError');
     const monitorError = new Error('monitor threw');
     expect(await rejection(LanguageModel.create({ monitor: () => { throw monitorError; } }))).toBe(monitorError);
     expect(() => new (LanguageModel as unknown as new () => LanguageModelSession)()).toThrow(TypeError);
-    const clamped = await LanguageModel.create({ topK: 1000.7, temperature: Infinity });
+    const clamped = await Legacy.create({ topK: 1000.7, temperature: Infinity });
     expect([clamped.topK, clamped.temperature]).toEqual([128, 2]);
     s.destroy();
     clamped.destroy();
