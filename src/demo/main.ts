@@ -5,6 +5,7 @@ import { createWorkerEngine, type WorkerEngine } from '../browser/index.js';
 import type { ChatCompletionMessageParam, InitProgressReport } from '../engine/index.js';
 import type { ModelSource } from '../model/index.js';
 import { LiveChart } from './charts.js';
+import { PromptPanel } from './prompt-panel.js';
 
 const SHIPPED_MODEL = new URL('../../models/wg-tolstoy-q8_0.gguf', import.meta.url).href;
 const OPENINGS = [
@@ -20,6 +21,7 @@ const status = $('status');
 
 interface DemoState {
   engine: WorkerEngine | null;
+  promptPanel: PromptPanel;
   running: AbortController | null;
   charts: Record<string, LiveChart>;
   agentsFinished: number;
@@ -33,7 +35,7 @@ declare global {
   }
 }
 
-const state: DemoState = { engine: null, running: null, charts: {}, agentsFinished: 0, loads: 0 };
+const state: DemoState = { engine: null, promptPanel: new PromptPanel(), running: null, charts: {}, agentsFinished: 0, loads: 0 };
 window.demo = state;
 
 function worker(): Worker {
@@ -68,6 +70,7 @@ async function load(): Promise<void> {
       await state.engine.reload(model, { modelId });
     }
     state.loads++;
+    state.promptPanel.setEngine(state.engine);
     status.textContent = `Ready: ${state.engine.modelId}`;
     $<HTMLButtonElement>('start').disabled = false;
   } catch (e) {

@@ -95,6 +95,25 @@ describe('Prompt API polyfill in headless Chromium', () => {
     expect(pageErrors).toEqual([]);
   });
 
+  it('the demo page panel: one session cloned, the clones streaming side by side', async () => {
+    const demo = await session.context.newPage();
+    const errors: string[] = [];
+    demo.on('pageerror', (e) => errors.push(e.message));
+    await demo.goto(`${session.origin}/`);
+    await demo.waitForFunction(() => !(document.getElementById('pa-start') as HTMLButtonElement).disabled, null, { timeout: 120_000 });
+    await demo.fill('#max-tokens', '12');
+    await demo.fill('#pa-clones', '3');
+    await demo.click('#pa-start');
+    await demo.waitForFunction(() => (window as any).demo.promptPanel.state.finished === 3, null, { timeout: 120_000 });
+    const texts: string[] = await demo.evaluate(() => (window as any).demo.promptPanel.state.texts);
+    expect(texts).toHaveLength(3);
+    for (const t of texts) expect(t.length).toBeGreaterThan(0);
+    expect(await demo.locator('#pa-sessions .agent').count()).toBe(3);
+    await demo.screenshot({ path: `${REPO}/test-results/prompt-api-demo.png`, fullPage: true });
+    expect(errors).toEqual([]);
+    await demo.close();
+  });
+
   it('the drop-in script with data-prompt-api gives a plain page LanguageModel', async () => {
     const dropin = await session.context.newPage();
     const errors: string[] = [];
