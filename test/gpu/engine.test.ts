@@ -188,7 +188,7 @@ describe('Engine: OpenAI chat and text completions', () => {
       [{ messages: 'hi' }, 'messages', /must be an array/],
       [{ messages: [{ role: 'wizard', content: 'x' }] }, 'messages[0].role', /must be one of/],
       [chat(PROMPT, { temperature: 'hot' }), 'temperature', /temperature must be a number/],
-      [chat(PROMPT, { max_tokens: 0 }), 'max_tokens', /at least 1/],
+      [chat(PROMPT, { max_tokens: -1 }), 'max_tokens', /at least 0/],
       [chat(PROMPT, { top_p: 0 }), 'top_p', /top_p/],
       [chat(PROMPT, { logit_bias: { abc: 1 } }), 'logit_bias', /not a token id/],
       [chat(PROMPT, { stop: ['a', 'b', 'c', 'd', 'e'] }), 'stop', /at most 4/],
