@@ -395,11 +395,20 @@ export class LanguageModelSession extends EventTarget {
   }
 }
 
+/** The LanguageModel interface object: its statics; sessions are its instances (it cannot be constructed). */
+export interface LanguageModelClass {
+  new (token: symbol, state: never): LanguageModelSession;
+  readonly prototype: LanguageModelSession;
+  create(options?: LanguageModelCreateOptions): Promise<LanguageModelSession>;
+  availability(options?: LanguageModelCreateCoreOptions): Promise<Availability>;
+  params(): Promise<LanguageModelParams | null>;
+}
+
 /** The LanguageModel interface object for a provider: create(), availability(), params(). */
-export function createLanguageModelClass(provider: EngineProvider, api: PromptApiOptions = {}) {
+export function createLanguageModelClass(provider: EngineProvider, api: PromptApiOptions = {}): LanguageModelClass {
   return class LanguageModel extends LanguageModelSession {
-    static create(options: LanguageModelCreateOptions = {}): Promise<LanguageModel> {
-      return LanguageModelSession.createWith(LanguageModel, provider, api, options) as Promise<LanguageModel>;
+    static create(options: LanguageModelCreateOptions = {}): Promise<LanguageModelSession> {
+      return LanguageModelSession.createWith(LanguageModel, provider, api, options);
     }
 
     static async availability(options: LanguageModelCreateCoreOptions = {}): Promise<Availability> {
@@ -413,7 +422,6 @@ export function createLanguageModelClass(provider: EngineProvider, api: PromptAp
   };
 }
 
-export type LanguageModelClass = ReturnType<typeof createLanguageModelClass>;
 
 function sessionConfig(engine: PromptApiEngine, contextWindow: number, core: CheckedCoreOptions, api: PromptApiOptions): SessionConfig {
   const raw = !!api.legacySamplingParams && (core.topK !== undefined || core.temperature !== undefined);

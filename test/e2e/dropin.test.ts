@@ -46,14 +46,17 @@ describe('drop-in script (dist/wgserve.js) in a plain page', () => {
 
   it('the ES module build imports as `wgserve` and `wgserve/browser`, and its types check', () => {
     const script = "import { createEngine, CreateMLCEngine } from 'wgserve'; import { createWorkerEngine } from 'wgserve/browser';" +
-      'console.log(typeof createEngine, typeof CreateMLCEngine, typeof createWorkerEngine)';
-    expect(execFileSync(process.execPath, ['--input-type=module', '-e', script], { cwd: REPO, encoding: 'utf8' }).trim()).toBe('function function function');
+      "import { installPromptApi, LanguageModel } from 'wgserve/prompt-api';" +
+      'console.log(typeof createEngine, typeof CreateMLCEngine, typeof createWorkerEngine, typeof installPromptApi, typeof LanguageModel.create)';
+    expect(execFileSync(process.execPath, ['--input-type=module', '-e', script], { cwd: REPO, encoding: 'utf8' }).trim()).toBe('function function function function function');
     const consumer = join(REPO, 'dist/consumer-check.ts');
     writeFileSync(consumer, [
       "import { createEngine, type ChatCompletion } from 'wgserve';",
       "import { createWorkerEngine } from 'wgserve/browser';",
       "export const f = async (): Promise<ChatCompletion> => (await createEngine({ model: 'm.gguf' })).chat.completions.create({ messages: [] });",
       'export const g = createWorkerEngine;',
+      "import { installPromptApi, type LanguageModelSession } from 'wgserve/prompt-api';",
+      "export const h = async (): Promise<string> => { const LM = await installPromptApi(); const s: LanguageModelSession = await LM.create({ samplingMode: 'most-predictable' }); return s.prompt('Hi'); };",
     ].join('\n'));
     const tsc = join(REPO, 'node_modules/.bin/tsc');
     const args = ['--ignoreConfig', '--noEmit', '--strict', '--lib', 'es2022,dom,dom.iterable', '--module', 'esnext', '--moduleResolution', 'bundler', '--target', 'es2022', '--skipLibCheck', '--types', '@webgpu/types,node', consumer];
