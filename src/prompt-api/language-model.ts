@@ -10,6 +10,7 @@ import {
   asDictionary, canonicalizeConstraint, canonicalizeCoreOptions, canonicalizePrompt, type CheckedCoreOptions, type ResponseConstraint, type SamplingLimits,
 } from './canonicalize.js';
 import { domError, quotaExceeded, typeError } from './errors.js';
+import { engineTools, executeCalls, MAX_TOOL_ROUNDS, readReply, tooManyRounds, type ChatMessage } from './tool-calls.js';
 import type {
   Availability, CanonicalMessage, LanguageModelCreateCoreOptions, LanguageModelCreateOptions, LanguageModelExpected, LanguageModelParams, LanguageModelPrompt, LanguageModelSamplingMode, LanguageModelTool,
 } from './types.js';
@@ -44,7 +45,6 @@ const SAMPLING_MODES: Record<LanguageModelSamplingMode, { temperature: number; t
   'most-creative': { temperature: 1.5, topK: SAMPLING_LIMITS.maxTopK },
 };
 
-type ChatMessage = { role: 'system' | 'user' | 'assistant'; content: string };
 
 interface Turn {
   messages: ChatMessage[];
@@ -253,43 +253,46 @@ export class LanguageModelSession extends EventTarget {
     const constraint = checkConstraintOptions(options);
     const messages = canonicalizePrompt(input, this.#usage > 0);
     const responseFormat = constraint ? engineResponseFormat(constraint.constraint) : undefined;
-    const turn = turnMessages(messages, constraint);
+    let turn = turnMessages(messages, constraint);
     const last = messages[messages.length - 1];
     const prefix = last.prefix ? last.content : null;
-    const ending: Ending = prefix === null ? 'generate' : 'continue';
-    // Room is made for the turn as the context will hold it, reply included: so a reply that
-    // runs to the end of the window still leaves a context that fits.
-    const needed = await this.#makeRoom(turn, ending === 'generate', signal);
     const c = this.#config;
-    const request: ChatCompletionRequestBase = {
-      messages: [...this.#history(), ...turn] as ChatCompletionMessageParam[],
-      stream: true,
-      temperature: c.temperature,
-      top_k: c.topK,
-      max_tokens: Math.min(c.api.maxResponseTokens ?? Infinity, c.contextWindow - needed),
-      ...(ending === 'continue' ? { continue_final_message: true, add_generation_prompt: false } : {}),
-      ...(responseFormat ? { response_format: responseFormat } : {}),
-    } as ChatCompletionRequestBase;
     let text = '';
-    let finish: string | null = null;
-    try {
-      const stream = (await c.engine.chat.completions.create(request, { signal })) as AsyncIterable<ChatCompletionChunk>;
-      for await (const chunk of stream) {
-        const choice = chunk.choices[0];
-        const delta = choice?.delta.content;
-        if (delta) {
-          text += delta;
-          onChunk?.(delta);
-        }
-        finish = choice?.finish_reason ?? finish;
+    // Each round: the model replies; if it called tools, their results join the turn and it goes on.
+    for (let round = 0; ; round++) {
+      const continuing = prefix !== null && round === 0;
+      // Room is made for the turn as the context will hold it, reply included: so a reply that
+      // runs to the end of the window still leaves a context that fits.
+      const needed = await this.#makeRoom(turn, !continuing, signal);
+      const request = {
+        messages: [...this.#history(), ...turn] as ChatCompletionMessageParam[],
+        stream: true,
+        temperature: c.temperature,
+        top_k: c.topK,
+        max_tokens: Math.min(c.api.maxResponseTokens ?? Infinity, c.contextWindow - needed),
+        ...(continuing ? { continue_final_message: true, add_generation_prompt: false } : {}),
+        ...(responseFormat ? { response_format: responseFormat } : {}),
+        ...(c.tools.length ? { tools: engineTools(c.tools), tool_choice: 'auto' } : {}),
+      } as ChatCompletionRequestBase;
+      let reply;
+      try {
+        reply = await readReply((await c.engine.chat.completions.create(request, { signal })) as AsyncIterable<ChatCompletionChunk>, onChunk);
+      } catch (e) {
+        throw engineError(e, signal);
       }
-    } catch (e) {
-      throw engineError(e, signal);
+      signal.throwIfAborted();
+      if (reply.finish === 'abort') throw domError('AbortError', 'The engine stopped the response (interrupted or unloaded).');
+      text += reply.text;
+      if (reply.finish !== 'tool_calls' || !reply.calls.length) {
+        turn = continuing ? [...turn.slice(0, -1), { role: 'assistant', content: prefix + reply.text }] : [...turn, { role: 'assistant', content: reply.text }];
+        break;
+      }
+      if (round + 1 >= MAX_TOOL_ROUNDS) throw tooManyRounds();
+      const called: ChatMessage = { role: 'assistant', content: (continuing ? prefix : '') + reply.text || null, tool_calls: reply.calls };
+      turn = [...(continuing ? turn.slice(0, -1) : turn), called, ...(await executeCalls(reply.calls, c.tools))];
+      signal.throwIfAborted();
     }
-    signal.throwIfAborted();
-    if (finish === 'abort') throw domError('AbortError', 'The engine stopped the response (interrupted or unloaded).');
-    const answered = prefix === null ? [...turn, { role: 'assistant' as const, content: text }] : [...turn.slice(0, -1), { role: 'assistant' as const, content: prefix + text }];
-    this.#turns = [...this.#turns, { messages: answered, initial: false }];
+    this.#turns = [...this.#turns, { messages: turn, initial: false }];
     this.#usage = await this.#count(this.#history(), 'none');
     return text;
   }
@@ -300,7 +303,7 @@ export class LanguageModelSession extends EventTarget {
     const turn = turnMessages(canonicalizePrompt(input, this.#usage > 0), null);
     let usage = await this.#makeRoom(turn, false, signal);
     const messages = [...this.#history(), ...turn];
-    if (this.#config.api.prefill !== false) usage = await prefill(this.#config.engine, messages, signal);
+    if (this.#config.api.prefill !== false) usage = await prefill(this.#config.engine, messages, this.#config.tools, signal);
     signal.throwIfAborted();
     this.#turns = [...this.#turns, { messages: turn, initial: false }];
     this.#usage = usage;
@@ -315,7 +318,7 @@ export class LanguageModelSession extends EventTarget {
    */
   async #makeRoom(turn: ChatMessage[], withReply: boolean, signal: AbortSignal): Promise<number> {
     const window = this.#config.contextWindow;
-    const held = withReply ? [...turn, { role: 'assistant' as const, content: '' }] : turn;
+    const held: ChatMessage[] = withReply ? [...turn, { role: 'assistant', content: '' }] : turn;
     let kept = this.#turns;
     for (;;) {
       const count = await this.#count([...kept.flatMap((t) => t.messages), ...held], 'none');
@@ -344,7 +347,7 @@ export class LanguageModelSession extends EventTarget {
   }
 
   async #count(messages: ChatMessage[], ending: Ending): Promise<number> {
-    return countTokens(this.#config.engine, messages, ending);
+    return countTokens(this.#config.engine, messages, ending, this.#config.tools);
   }
 
   /** LanguageModel.create(), for the class createLanguageModelClass makes. */
@@ -357,9 +360,6 @@ export class LanguageModelSession extends EventTarget {
     const initial = initialMessages(o.initialPrompts);
     if (availabilityOf(provider, core, api) === 'unavailable') {
       throw domError('NotSupportedError', `The model cannot take these options: it reads and writes text in ${languagesOf(api).join(', ')}.`);
-    }
-    if (core.tools?.length) {
-      throw domError('NotSupportedError', 'tools are not supported yet: they need tool calls from the engine (wgserve structured output).');
     }
     const monitor = new EventTarget();
     if (o.monitor !== undefined) {
@@ -377,13 +377,15 @@ export class LanguageModelSession extends EventTarget {
         throw domError('NetworkError', `The model could not be loaded: ${(e as Error).message}`);
       }
       signal?.throwIfAborted();
+      const tools = core.tools ?? [];
+      if (tools.length) await requireToolCalls(engine, tools, signal);
       const chat = initial.map(chatMessage);
-      const measured = await engine.tokenize({ messages: chat as ChatCompletionMessageParam[], add_generation_prompt: false });
+      const measured = await engine.tokenize({ messages: chat as ChatCompletionMessageParam[], add_generation_prompt: false, ...(tools.length ? { tools: engineTools(tools) } : {}) });
       const window = measured.max_model_len;
       if (measured.count >= window) {
         throw quotaExceeded(`The initial prompts need ${measured.count} tokens; the context window is ${window} tokens.`, { requested: measured.count, quota: window });
       }
-      if (chat.length && api.prefill !== false) await prefill(engine, chat, signal);
+      if (chat.length && api.prefill !== false) await prefill(engine, chat, tools, signal);
       progress(1);
       // A listener of the last progress event may abort: let that land before the session exists.
       await new Promise((resolve) => setTimeout(resolve, 0));
@@ -450,8 +452,11 @@ function availabilityOf(provider: EngineProvider, core: CheckedCoreOptions, api:
   if (base === 'unavailable') return base;
   const supported = languagesOf(api).map((l) => l.toLowerCase());
   const speaks = (tag: string) => supported.some((s) => tag.toLowerCase() === s || tag.toLowerCase().startsWith(`${s}-`));
-  for (const e of [...(core.expectedInputs ?? []), ...(core.expectedOutputs ?? [])]) {
-    if (e.type !== 'text') return 'unavailable';
+  const typeOk = (e: LanguageModelExpected, input: boolean) => e.type === 'text' || e.type === (input ? 'tool-response' : 'tool-call');
+  const expected = [...(core.expectedInputs ?? []).map((e) => [e, true] as const), ...(core.expectedOutputs ?? []).map((e) => [e, false] as const)];
+  for (const [e, input] of expected) {
+    // Tool calls and results: create() checks that the engine has them when tools are given.
+    if (!typeOk(e, input)) return 'unavailable';
     if (e.languages?.some((l) => !speaks(l))) return 'unavailable';
   }
   return base;
@@ -497,18 +502,42 @@ function engineResponseFormat(c: ResponseConstraint): Record<string, unknown> {
   return { type: 'json_schema', json_schema: { name: 'response', schema: c.schema, strict: true } };
 }
 
-async function countTokens(engine: PromptApiEngine, messages: ChatMessage[], ending: Ending): Promise<number> {
+async function countTokens(engine: PromptApiEngine, messages: ChatMessage[], ending: Ending, tools: readonly LanguageModelTool[]): Promise<number> {
   if (!messages.length) return 0;
-  const request = { messages: messages as ChatCompletionMessageParam[], add_generation_prompt: ending === 'generate', continue_final_message: ending === 'continue' };
+  const request = {
+    messages: messages as ChatCompletionMessageParam[],
+    add_generation_prompt: ending === 'generate',
+    continue_final_message: ending === 'continue',
+    ...(tools.length ? { tools: engineTools(tools) } : {}),
+  };
   return (await engine.tokenize(request)).count;
 }
 
-/** Computes the KV of `messages` (max_tokens 0); returns their tokens. */
-async function prefill(engine: PromptApiEngine, messages: ChatMessage[], signal?: AbortSignal): Promise<number> {
+/** Computes the KV of `messages` (max_tokens 0), rendered as prompts will render them; returns their tokens. */
+async function prefill(engine: PromptApiEngine, messages: ChatMessage[], tools: readonly LanguageModelTool[], signal?: AbortSignal): Promise<number> {
   try {
-    const r = await engine.chat.completions.create({ messages: messages as ChatCompletionMessageParam[], max_tokens: 0, add_generation_prompt: false }, { signal });
+    const request = { messages: messages as ChatCompletionMessageParam[], max_tokens: 0, add_generation_prompt: false, ...(tools.length ? { tools: engineTools(tools) } : {}) };
+    const r = await engine.chat.completions.create(request, { signal });
     return r.usage.prompt_tokens;
   } catch (e) {
+    throw engineError(e, signal);
+  }
+}
+
+/**
+ * Whether the engine reads tool calls out of replies: one that cannot force a call
+ * (tool_choice 'required', asked here with max_tokens 0, so nothing is generated) has no
+ * tool-call parsing either, and tools are a NotSupportedError.
+ */
+async function requireToolCalls(engine: PromptApiEngine, tools: readonly LanguageModelTool[], signal?: AbortSignal): Promise<void> {
+  try {
+    await engine.chat.completions.create({ messages: [{ role: 'user', content: '' }], tools: engineTools(tools), tool_choice: 'required', max_tokens: 0 }, { signal });
+  } catch (e) {
+    if (signal?.aborted) throw signal.reason;
+    const api = e as { param?: unknown; message?: unknown };
+    if (api.param === 'tool_choice' || api.param === 'tools' || (typeof api.param === 'string' && api.param.startsWith('tools['))) {
+      throw domError('NotSupportedError', `tools are not supported by this engine: ${String(api.message)}`);
+    }
     throw engineError(e, signal);
   }
 }

