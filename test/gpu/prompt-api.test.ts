@@ -249,6 +249,24 @@ describe('LanguageModel over an in-process Engine', () => {
     clamped.destroy();
   });
 
+  // Runs once the engine has the prefix cache (issue 11): clones and appended context reuse the
+  // KV pages create() and append() prefilled, page by page (pageSize 16).
+  const prefixStats = () => (engine.metrics() as unknown as { prefixCache?: { hitTokens: number; queryTokens: number } }).prefixCache;
+  it('8 clones of one context start without recomputing its full pages (with the prefix cache)', async (ctx) => {
+    if (!prefixStats()) return ctx.skip();
+    const context = 'Prince Andrew rode on through the long night toward the village. '.repeat(8);
+    const base = await LanguageModel.create({ ...greedy, initialPrompts: [{ role: 'system', content: context }] });
+    const fullPages = Math.floor(base.contextUsage / 16) * 16;
+    const before = prefixStats()!;
+    const clones = await Promise.all(Array.from({ length: 8 }, () => base.clone()));
+    const texts = await Promise.all(clones.map((c, i) => c.prompt(`Chapter ${i}`)));
+    const after = prefixStats()!;
+    expect(texts.every((t) => t.length > 0)).toBe(true);
+    expect(after.hitTokens - before.hitTokens).toBeGreaterThanOrEqual(8 * fullPages);
+    base.destroy();
+    clones.forEach((c) => c.destroy());
+  });
+
   it('responseConstraint asks the engine for JSON: NotSupportedError until the engine has structured output, else JSON', async () => {
     const s = await LanguageModel.create(greedy);
     const schema = { type: 'object', properties: { rating: { type: 'number' } }, required: ['rating'] };
