@@ -490,31 +490,30 @@ describe('fast set: one GEMV kernel for every M, close to the CPU reference and 
     }
   }
 
-  it.each(KERNEL_SHAPES)('a row computes the same bits alone, in any batch size and at any place in it, for every type ($name)', async (shape) => {
-    const rt = await getRuntime();
-    useShapes(rt, shape.software);
-    for (const [type, shapes] of SHAPES) {
-      const [k, n] = shapes[shapes.length - 1];
+  describe.each(KERNEL_SHAPES)('a row computes the same bits alone, in any batch size and at any place in it ($name)', (shape) => {
+    it.each(SHAPES.map(([type, shapes]) => [ggmlTypeName(type), type, shapes[0]] as const))('%s', async (_, type, [k, n]) => {
+      const rt = await getRuntime();
+      useShapes(rt, shape.software);
       const cpu = randomWeight(type, n, k, 77 + k);
       const w = upload(rt, cpu, `w.invariant.${ggmlTypeName(type)}`);
       const all = 37;
       const x = randomF32(all * k, 78 + k);
-      for (const gemvSplit of [undefined, 1, 2, 64] as const) {
+      for (const gemvSplit of [undefined, 2, 64] as const) {
         const opts = { gemvSplit };
         const full = await runMatmul(rt, w, x, all, undefined, opts);
-        // Windows of the batch: each row alone, rows in pairs, tiles that straddle row tiles.
-        for (const [from, m] of [[0, 1], [5, 1], [36, 1], [3, 2], [10, 5], [1, 16], [2, 17], [0, 33]] as const) {
+        // Windows of the batch: rows alone, a pair, tiles that straddle row tiles.
+        for (const [from, m] of [[0, 1], [36, 1], [3, 2], [2, 17]] as const) {
           const part = await runMatmul(rt, w, x.subarray(from * k, (from + m) * k), m, undefined, opts);
           const want = full.subarray(from * n, (from + m) * n);
           for (let i = 0; i < part.length; i++) {
             if (!Object.is(part[i], want[i])) {
-              expect.fail(`${ggmlTypeName(type)} split ${gemvSplit ?? 'default'}: rows ${from}..${from + m - 1} alone differ from the batch of ${all} at ${i}: ${part[i]} vs ${want[i]}`);
+              expect.fail(`split ${gemvSplit ?? 'default'}: rows ${from}..${from + m - 1} alone differ from the batch of ${all} at ${i}: ${part[i]} vs ${want[i]}`);
             }
           }
         }
       }
       rt.buffers.destroy(w.buffer);
-    }
+    });
   });
 
   it('refuses a forced GEMM path, which the fast set does not have', async () => {
