@@ -67,6 +67,8 @@ export interface EngineMetricsSnapshot extends MetricsSnapshot {
   /** Unreferenced pages the prefix cache keeps (evicted when pages are needed). */
   pagesCached: number;
   totalPages: number;
+  /** Lost GPU devices the engine replaced, recomputing its sequences. */
+  deviceRecoveries: number;
 }
 
 /**
@@ -218,7 +220,7 @@ export class Engine {
     const pool = core.kv.pool;
     return {
       ...core.metrics.snapshot(), activeSequences: core.activeCount, pagesUsed: pool.usedPages, pagesFree: pool.freePages, pagesCached: pool.cachedPages,
-      totalPages: pool.totalPages,
+      totalPages: pool.totalPages, deviceRecoveries: core.recoveries,
     };
   }
 
