@@ -349,6 +349,7 @@ export class EngineCore {
     let model: Model | null = null;
     try {
       model = await this.reopen(lost);
+      if (this.destroyed) return model.destroy();
       if (model.fingerprint !== old.model.fingerprint) throw new Error(`the model read again is not the one loaded (${model.source} changed)`);
       const kv = await KvCache.reallocate(model.rt, old.kv);
       this.currentForward = new ForwardPass(model, { numerics: old.forward.numerics });
