@@ -89,6 +89,26 @@ describe('a GPU device lost mid-generation', () => {
     expect(again).toEqual(expected[0]);
   });
 
+  it('lost while idle or with n > 1 choices sharing a prompt: the next requests complete unchanged', async () => {
+    const engine = await createEngine({ model: SHIPPED_MODEL });
+    engines.push(engine);
+    const body = { prompt: 'The old count', n: 3, max_tokens: 20, temperature: 0.7, seed: 5 };
+    const expected = await engine.completions.create(body);
+    engine.model!.rt.gpu.device.destroy();
+    const first = await engine.completions.create(body);
+    expect(first.choices.map((c) => c.text)).toEqual(expected.choices.map((c) => c.text));
+    // Streamed, so the device goes after the first chunk, with all three choices in flight.
+    const chunks = await engine.completions.create({ ...body, stream: true });
+    const texts = ['', '', ''];
+    let seen = 0;
+    for await (const chunk of chunks) {
+      for (const c of chunk.choices) texts[c.index] += c.text;
+      if (++seen === 1) engine.model!.rt.gpu.device.destroy();
+    }
+    expect(texts).toEqual(expected.choices.map((c) => c.text));
+    expect(engine.core!.recoveries).toBe(2);
+  });
+
   it('from a URL, uploads the weights again from the bytes kept while loading (the server is gone by then)', async () => {
     const site = await serveStatic(dirname(SHIPPED_MODEL));
     const engine = await createEngine({ model: `${site.url}/wg-tolstoy-q8_0.gguf` });
