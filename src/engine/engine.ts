@@ -169,7 +169,8 @@ export class Engine {
    */
   private reopener(source: ModelSource, model: Model, options: EngineOptions): ModelReopener {
     const again = options.reopenModel ?? (isRereadable(source) ? async () => source : model.keptBytes ? async () => model.keptBytes! : null);
-    return async () => {
+    return async (lost) => {
+      console.warn(`wgserve: ${lost.message}; recovering: a new device, the weights uploaded again, unfinished requests recomputed`);
       if (!again) throw new Error(`${model.source} was read once (a URL or a Response) and not kept (keepModelBytes: false); load it again with reload()`);
       if (!this.ownsRuntime) throw new Error('the engine was given its GPU runtime (the runtime option) and cannot replace it; reload the model on a new runtime');
       const bytes = await again();
