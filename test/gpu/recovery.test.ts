@@ -2,7 +2,8 @@
 // requests stream; the engine gets a new device, uploads the weights again without a new
 // download, and recomputes every unfinished sequence, so each request completes with exactly the
 // output it has without a loss (the default kernels are batch invariant). When recovery itself
-// fails, every request fails with a 503 that says why and /health answers 503.
+// fails, every request fails with a 503 that says why and /health answers 503; `wgserve serve`
+// keeps serving through a recovered loss.
 import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -10,6 +11,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { ApiError } from '../../src/engine/errors.js';
 import { createOpenAiHandler } from '../../src/engine/http.js';
 import { createEngine, type Engine } from '../../src/index.js';
+import { serve } from '../../src/cli/serve.js';
 import { SHIPPED_MODEL } from '../helpers/engine.js';
 import { serveStatic } from '../helpers/static-server.js';
 
@@ -107,6 +109,44 @@ describe('a GPU device lost mid-generation', () => {
     }
     expect(texts).toEqual(expected.choices.map((c) => c.text));
     expect(engine.core!.recoveries).toBe(2);
+  });
+
+  it('wgserve serve keeps serving through it: a streamed HTTP request completes unchanged, /health stays 200', async () => {
+    const engine = await createEngine({ model: SHIPPED_MODEL });
+    engines.push(engine);
+    let url = '';
+    let exitCode: number | null = null;
+    const stop = { fire: (_: NodeJS.Signals) => {} };
+    let exited: Promise<number> = Promise.resolve(-1);
+    await new Promise<void>((resolve) => {
+      exited = serve(engine, 0, '127.0.0.1', new Promise((r) => (stop.fire = r)), (u) => {
+        url = u;
+        resolve();
+      });
+      void exited.then((code) => (exitCode = code));
+    });
+    const body = { prompt: 'Prince Andrew looked at', max_tokens: 24, temperature: 0 };
+    const post = (stream: boolean) => fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...body, stream }) });
+    const expected = ((await (await post(false)).json()) as { choices: { text: string }[] }).choices[0].text;
+    const response = await post(true);
+    const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
+    let sse = '';
+    let events = 0;
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      sse += value;
+      if (++events === 2) engine.model!.rt.gpu.device.destroy();
+    }
+    const text = sse.split('\n').filter((l) => l.startsWith('data: {')).map((l) => (JSON.parse(l.slice(6)) as { choices: { text: string }[] }).choices[0]?.text ?? '').join('');
+    expect(text).toBe(expected);
+    expect(sse).toMatch(/data: \[DONE\]/);
+    const health = await fetch(`${url}/health`);
+    expect(health.status).toBe(200);
+    expect(await health.json()).toMatchObject({ status: 'ok', device_recoveries: 1 });
+    expect(exitCode).toBeNull();
+    stop.fire('SIGTERM');
+    expect(await exited).toBe(0);
   });
 
   it('from a URL, uploads the weights again from the bytes kept while loading (the server is gone by then)', async () => {
