@@ -19,6 +19,7 @@ const params = new URL(self.location.href).searchParams;
 const modelUrl = new URL(params.get('model') ?? DEFAULT_MODEL, self.location.href).href;
 const modelId = params.get('id') ?? undefined;
 let handler: Promise<OpenAiHandler> | null = null;
+let engine: Engine | null = null;
 /** When this worker's engine started (sent as x-wgserve-engine-started, so a restart shows). */
 let engineStarted = 0;
 
@@ -29,6 +30,18 @@ self.addEventListener('fetch', (event) => {
   const url = new URL(event.request.url);
   if (url.origin !== self.location.origin || !isApiPath(url.pathname)) return;
   event.respondWith(answer(event.request));
+});
+
+/**
+ * For tests only: a page of this origin posts { type: 'wgserve:lose-device-for-testing' } with a
+ * MessagePort; the engine's GPU device is destroyed (lost, as when the browser takes it away), so
+ * recovery can be tested with requests in flight. The port gets whether there was a device.
+ */
+self.addEventListener('message', (event) => {
+  if ((event.data as { type?: unknown } | null)?.type !== 'wgserve:lose-device-for-testing') return;
+  const device = engine?.model?.rt.gpu.device;
+  device?.destroy();
+  event.ports[0]?.postMessage(!!device);
 });
 
 function isApiPath(path: string): boolean {
@@ -64,10 +77,11 @@ function refuseForeign(request: Request): Response | null {
 /** The engine starts on the first request after the worker (re)starts. */
 function engineHandler(): Promise<OpenAiHandler> {
   handler ??= (async () => {
-    const engine = new Engine();
-    await reloadCached(engine, new ModelCache(), modelUrl, { modelId });
+    const started = new Engine();
+    await reloadCached(started, new ModelCache(), modelUrl, { modelId });
+    engine = started;
     engineStarted = Date.now();
-    return createOpenAiHandler(engine, { cors: false, onError: (e) => console.error(`wgserve: ${e.message}`) });
+    return createOpenAiHandler(started, { cors: false, onError: (e) => console.error(`wgserve: ${e.message}`) });
   })();
   return handler;
 }
