@@ -2,7 +2,8 @@
 // GET /v1/models, answered by one engine inside this Service Worker, so every open tab of the
 // origin (and the official `openai` client pointed at `${location.origin}/v1`) shares it and
 // their requests are batched together. The model comes from the registration URL's `model`
-// parameter (default: the shipped model) and is kept in Cache Storage: when the browser stops
+// parameter (default: the shipped model; relative to the script), its name in requests from the
+// `id` parameter (default: the file name), and the model is kept in Cache Storage: when the browser stops
 // an idle worker, the next request starts the engine again from disk.
 //
 // Register it with scope '/' (the server sends `Service-Worker-Allowed: /` when the script lives
@@ -14,8 +15,11 @@ import { ApiError, createOpenAiHandler, Engine, type OpenAiHandler } from '../sr
 declare const self: ServiceWorkerGlobalScope;
 
 const DEFAULT_MODEL = '/models/wg-tolstoy-q8_0.gguf';
-const modelUrl = new URL(new URL(self.location.href).searchParams.get('model') ?? DEFAULT_MODEL, self.location.origin).href;
+const params = new URL(self.location.href).searchParams;
+const modelUrl = new URL(params.get('model') ?? DEFAULT_MODEL, self.location.href).href;
+const modelId = params.get('id') ?? undefined;
 let handler: Promise<OpenAiHandler> | null = null;
+let engine: Engine | null = null;
 /** When this worker's engine started (sent as x-wgserve-engine-started, so a restart shows). */
 let engineStarted = 0;
 
@@ -26,6 +30,18 @@ self.addEventListener('fetch', (event) => {
   const url = new URL(event.request.url);
   if (url.origin !== self.location.origin || !isApiPath(url.pathname)) return;
   event.respondWith(answer(event.request));
+});
+
+/**
+ * For tests only: a page of this origin posts { type: 'wgserve:lose-device-for-testing' } with a
+ * MessagePort; the engine's GPU device is destroyed (lost, as when the browser takes it away), so
+ * recovery can be tested with requests in flight. The port gets whether there was a device.
+ */
+self.addEventListener('message', (event) => {
+  if ((event.data as { type?: unknown } | null)?.type !== 'wgserve:lose-device-for-testing') return;
+  const device = engine?.model?.rt.gpu.device;
+  device?.destroy();
+  event.ports[0]?.postMessage(!!device);
 });
 
 function isApiPath(path: string): boolean {
@@ -61,10 +77,11 @@ function refuseForeign(request: Request): Response | null {
 /** The engine starts on the first request after the worker (re)starts. */
 function engineHandler(): Promise<OpenAiHandler> {
   handler ??= (async () => {
-    const engine = new Engine();
-    await reloadCached(engine, new ModelCache(), modelUrl);
+    const started = new Engine();
+    await reloadCached(started, new ModelCache(), modelUrl, { modelId });
+    engine = started;
     engineStarted = Date.now();
-    return createOpenAiHandler(engine, { cors: false, onError: (e) => console.error(`wgserve: ${e.message}`) });
+    return createOpenAiHandler(started, { cors: false, onError: (e) => console.error(`wgserve: ${e.message}`) });
   })();
   return handler;
 }

@@ -105,6 +105,16 @@ export class EngineHost {
     }
   }
 
+  /**
+   * For tests only: destroys the engine's GPU device, which makes it lost as when the browser
+   * takes it away, so recovery can be tested with requests in flight. False with no model loaded.
+   */
+  loseDeviceForTesting(): boolean {
+    const device = this.engine.model?.rt.gpu.device;
+    device?.destroy();
+    return !!device;
+  }
+
   modelId(): string | null {
     return this.engine.modelId;
   }

@@ -45,6 +45,13 @@ export class ModelCache {
     return { response: named(new Response(forLoader, { headers }), url), fromCache: false, stored };
   }
 
+  /** The cached model at `url`; throws if it is not in the cache (nothing is downloaded). */
+  async cached(url: string): Promise<Response> {
+    const hit = await (await caches.open(this.cacheName)).match(url);
+    if (!hit) throw new Error(`${url} is not in Cache Storage (${this.cacheName}), and reading it again would download it`);
+    return named(hit, url);
+  }
+
   async list(): Promise<CachedModel[]> {
     const cache = await caches.open(this.cacheName);
     const out: CachedModel[] = [];
@@ -65,7 +72,8 @@ export class ModelCache {
 export async function reloadCached(engine: Engine, cache: ModelCache, url: string, options: EngineOptions = {}): Promise<void> {
   const opened = await cache.open(url, options.signal, options.downloadIdleTimeoutMs);
   try {
-    await engine.reload(opened.response, options);
+    // A lost GPU device is recovered from with the cached copy, never a new download.
+    await engine.reload(opened.response, { ...options, reopenModel: () => cache.cached(url) });
   } catch (e) {
     await opened.stored;
     await cache.delete(url);

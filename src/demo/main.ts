@@ -15,6 +15,8 @@ const OPENINGS = [
   'Sonya did not know', 'The prince was angry', 'Anna Pavlovna', 'After the battle',
 ];
 const TICK_MS = 500;
+/** The Service Worker script (vite.config.ts defines it: sw.js in the built site). */
+declare const __SERVICE_WORKER__: string;
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const status = $('status');
@@ -37,6 +39,23 @@ declare global {
 
 const state: DemoState = { engine: null, promptPanel: new PromptPanel(), running: null, charts: {}, agentsFinished: 0, loads: 0 };
 window.demo = state;
+
+/**
+ * Registers the Service Worker (workers/service-worker.ts) that answers /v1 for every tab of this
+ * origin with `modelUrl`, so other tabs and OpenAI clients can use the model too. The built site
+ * has it as sw.js beside this page; the dev server serves the source with Service-Worker-Allowed: /.
+ */
+async function registerServiceWorker(modelUrl: string, modelId?: string): Promise<void> {
+  if (!('serviceWorker' in navigator)) return;
+  const script = new URL(__SERVICE_WORKER__, location.href);
+  script.searchParams.set('model', modelUrl);
+  if (modelId) script.searchParams.set('id', modelId);
+  try {
+    await navigator.serviceWorker.register(script.href, { type: 'module', scope: __SERVICE_WORKER__.startsWith('/') ? '/' : './' });
+  } catch (e) {
+    console.warn(`wgserve: the Service Worker serving /v1 to other tabs was not registered: ${(e as Error).message}`);
+  }
+}
 
 function worker(): Worker {
   return new Worker(new URL('../../workers/engine.worker.ts', import.meta.url), { type: 'module' });
@@ -72,6 +91,8 @@ async function load(): Promise<void> {
     state.loads++;
     state.promptPanel.setEngine(state.engine);
     status.textContent = `Ready: ${state.engine.modelId}`;
+    // Other tabs get the same model through the Service Worker (a file picked here cannot be passed to it).
+    if (typeof model === 'string') await registerServiceWorker(model, modelId);
     $<HTMLButtonElement>('start').disabled = false;
   } catch (e) {
     status.textContent = `Could not load the model: ${(e as Error).message}`;

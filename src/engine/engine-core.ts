@@ -3,6 +3,7 @@
 // it in one GPU submission and samples on the GPU, and only the sampled ids (and logprobs when
 // asked for) come back. Each sequence streams its tokens, decoded text and finish through its
 // own queue.
+import { GpuDeviceLostError } from '../gpu/index.js';
 import { defaultKvMemoryBytes, HashPrefixCache, KvCache } from '../kv/index.js';
 import { ForwardPass, StreamingDecoder, type Model, type Numerics, type RowLogprobs, type RowSampling } from '../model/index.js';
 import { KvManager, Scheduler, Sequence, type ScheduledStep } from '../scheduler/index.js';
@@ -86,6 +87,12 @@ export interface EngineCoreOptions {
   prefixCache?: boolean;
 }
 
+/**
+ * Loads the model again on a new GPU device after `lost` (the engine's device was lost), reading
+ * its bytes without a new download; throws when it cannot (the engine then stops serving).
+ */
+export type ModelReopener = (lost: Error) => Promise<Model>;
+
 export interface SubmitOptions {
   /** Prefix-cache salt: sequences with different salts never share a page. */
   cacheSalt?: string;
@@ -135,7 +142,9 @@ class SeqState {
 }
 
 export class EngineCore {
-  readonly forward: ForwardPass;
+  private currentModel: Model;
+  private currentKv: KvCache;
+  private currentForward: ForwardPass;
   readonly scheduler: Scheduler;
   readonly kvManager: KvManager;
   readonly metrics: EngineMetrics;
@@ -150,13 +159,20 @@ export class EngineCore {
   private failure: Error | null = null;
   private destroyed = false;
   private failedResolve: (error: Error) => void = () => {};
+  /** The device loss the step loop must recover from before its next step. */
+  private lossPending: Error | null = null;
+  /** Recoveries since the last step that completed: a device lost again at once is not retried forever. */
+  private recoveriesSinceStep = 0;
+  /** Device losses recovered from (the engine got a new device and recomputed its sequences). */
+  recoveries = 0;
+  private static readonly MAX_RECOVERIES_WITHOUT_A_STEP = 3;
   /** Resolves with the reason when the engine gives up serving (its GPU device is lost or broken). */
   readonly failed = new Promise<Error>((resolve) => (this.failedResolve = resolve));
   /** How long the self-check after a failed step may wait for the GPU. */
   private static readonly CHECK_TIMEOUT_MS = 30_000;
 
   /** Sets up the KV cache (a GpuOutOfMemoryError if the device cannot hold it) and the step loop. */
-  static async create(model: Model, options: EngineCoreOptions = {}): Promise<EngineCore> {
+  static async create(model: Model, options: EngineCoreOptions = {}, reopen?: ModelReopener): Promise<EngineCore> {
     const c = model.config;
     const wanted = Math.min(options.contextLength ?? c.contextLength, c.contextLength);
     const kv = await KvCache.allocate(model.rt, c, {
@@ -165,11 +181,13 @@ export class EngineCore {
       memoryBytes: options.kvMemoryBytes ?? defaultKvMemoryBytes(c, wanted, options.kvFormat),
     });
     // A context longer than the whole cache could never be filled: serve what it holds.
-    return new EngineCore(model, kv, Math.min(wanted, kv.tokenCapacity), options);
+    return new EngineCore(model, kv, Math.min(wanted, kv.tokenCapacity), options, reopen);
   }
 
-  private constructor(readonly model: Model, readonly kv: KvCache, readonly contextLength: number, options: EngineCoreOptions) {
-    this.forward = new ForwardPass(model, { numerics: options.numerics });
+  private constructor(model: Model, kv: KvCache, readonly contextLength: number, options: EngineCoreOptions, private readonly reopen?: ModelReopener) {
+    this.currentModel = model;
+    this.currentKv = kv;
+    this.currentForward = new ForwardPass(model, { numerics: options.numerics });
     this.prefixCache = options.prefixCache ?? true;
     const cache = this.prefixCache ? new HashPrefixCache(kv.pool, kv.pageSize, model.fingerprint) : undefined;
     this.kvManager = new KvManager(kv.pool, kv.pageSize, cache);
@@ -181,13 +199,37 @@ export class EngineCore {
       maxRunningSeqs: options.maxRunningSeqs,
       onFinished: (seq) => (this.committing ? this.finishedInCommit.push(seq) : this.finished(seq)),
     });
-    // Weakly: a runtime outlives the cores of every model loaded on it, and must not keep them.
-    const core = new WeakRef(this);
-    void model.rt.gpu.lost.then((lost) => core.deref()?.deviceLost(lost));
+    this.watchDevice(model);
   }
 
-  private deviceLost(lost: Error): void {
-    if (!this.destroyed) this.fail(lost);
+  /** The model; a new one (same file, new device) after a recovery. */
+  get model(): Model {
+    return this.currentModel;
+  }
+
+  get kv(): KvCache {
+    return this.currentKv;
+  }
+
+  get forward(): ForwardPass {
+    return this.currentForward;
+  }
+
+  /** Why the engine is recovering from a lost device right now, or null. */
+  get recoveringFrom(): string | null {
+    return this.lossPending?.message ?? null;
+  }
+
+  private watchDevice(model: Model): void {
+    // Weakly: a runtime outlives the cores of every model loaded on it, and must not keep them.
+    const core = new WeakRef(this);
+    void model.rt.gpu.lost.then((lost) => core.deref()?.deviceLost(model, lost));
+  }
+
+  private deviceLost(model: Model, lost: Error): void {
+    if (this.destroyed || this.failure || model !== this.currentModel) return;
+    this.lossPending ??= lost;
+    this.wake();
   }
 
   /** Why the engine stopped serving, or null while it serves. */
@@ -248,7 +290,11 @@ export class EngineCore {
 
   private async run(): Promise<void> {
     try {
-      while (this.scheduler.hasWork && !this.destroyed && !this.failure) {
+      while ((this.scheduler.hasWork || this.lossPending) && !this.destroyed && !this.failure) {
+        if (this.lossPending) {
+          await this.recover(this.lossPending);
+          continue;
+        }
         const step = this.scheduler.schedule();
         if (step) await this.runIsolated(step);
         // Let requests and aborts that arrived during the step in before the next one.
@@ -260,17 +306,62 @@ export class EngineCore {
   }
 
   /**
-   * Runs a step; if it fails, only its sequences end (with a server error), and the engine checks
-   * that its GPU still works before it goes on; if not, it stops serving (fail()).
+   * Runs a step; if it fails, the engine checks that its GPU still works. If it does, only the
+   * step's sequences end (with a server error); if not, the device counts as lost: the step is
+   * dropped and the loop recovers (recover()) before it goes on.
    */
   private async runIsolated(step: ScheduledStep): Promise<void> {
     try {
       await this.runStep(step);
+      this.recoveriesSinceStep = 0;
     } catch (e) {
       const error = asError(e);
+      const broken = error instanceof GpuDeviceLostError ? error.message : await this.selfCheck();
+      if (broken) {
+        this.committing = false;
+        this.lossPending ??= new Error(broken === error.message ? broken : `${broken} (after a step failed: ${error.message})`);
+        return;
+      }
       this.endStep(step, ApiError.generationFailed(error.message));
-      const broken = await this.selfCheck();
-      if (broken) this.fail(new Error(`${broken} (after a step failed: ${error.message})`));
+    }
+  }
+
+  /**
+   * After a device loss: every running sequence is preempted (the step in flight is dropped), the
+   * prefix cache forgets its pages (their K/V were on the lost device), the model is loaded again
+   * on a new device (`reopen`), and the KV cache and the forward pass are rebuilt there. The
+   * sequences then recompute their tokens (prompt and generated so far) like preempted ones, so
+   * they go on with the output they would have had. If that fails, the engine stops serving.
+   */
+  private async recover(lost: Error): Promise<void> {
+    if (!this.reopen) return this.fail(lost);
+    if (this.recoveriesSinceStep >= EngineCore.MAX_RECOVERIES_WITHOUT_A_STEP) {
+      return this.fail(new Error(`${lost.message} (the GPU device was lost ${this.recoveriesSinceStep + 1} times without completing a step; giving up)`));
+    }
+    this.recoveriesSinceStep++;
+    for (const seq of this.finishedInCommit.splice(0)) this.finished(seq);
+    this.scheduler.preemptAll();
+    this.kvManager.dropCachedPages();
+    const old = { model: this.currentModel, kv: this.currentKv, forward: this.currentForward };
+    old.forward.destroy();
+    old.kv.destroy();
+    old.model.destroy();
+    let model: Model | null = null;
+    try {
+      model = await this.reopen(lost);
+      if (this.destroyed) return model.destroy();
+      if (model.fingerprint !== old.model.fingerprint) throw new Error(`the model read again is not the one loaded (${model.source} changed)`);
+      const kv = await KvCache.reallocate(model.rt, old.kv);
+      this.currentForward = new ForwardPass(model, { numerics: old.forward.numerics });
+      this.currentKv = kv;
+      this.currentModel = model;
+      this.lossPending = null;
+      this.recoveries++;
+      this.watchDevice(model);
+      if (model.rt.gpu.lostError) this.deviceLost(model, model.rt.gpu.lostError);
+    } catch (e) {
+      if (model && model !== this.currentModel) model.destroy();
+      this.fail(new Error(`${lost.message}; recovery failed: ${asError(e).message}`));
     }
   }
 
@@ -373,6 +464,7 @@ export class EngineCore {
   private fail(error: Error): void {
     if (this.failure) return;
     this.failure = error;
+    this.lossPending = null;
     const unavailable = ApiError.unavailable(error.message);
     for (const [id, state] of [...this.states]) {
       state.error = unavailable;

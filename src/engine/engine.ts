@@ -2,8 +2,8 @@
 // plus the lifecycle members of @mlc-ai/web-llm's MLCEngineInterface (reload, unload,
 // interruptGenerate, ...), so a web-llm app switches by changing its import.
 import { GpuRuntime } from '../gpu/index.js';
-import { Model, type LoadProgress, type ModelSource } from '../model/index.js';
-import { EngineCore, type EngineCoreOptions, type SeqHandle } from './engine-core.js';
+import { isRereadable, Model, type LoadProgress, type ModelSource } from '../model/index.js';
+import { EngineCore, type EngineCoreOptions, type ModelReopener, type SeqHandle } from './engine-core.js';
 import { ApiError } from './errors.js';
 import type { MetricsSnapshot } from './metrics.js';
 import type {
@@ -43,6 +43,18 @@ export interface EngineOptions extends EngineCoreOptions {
   maxChoicesPerRequest?: number;
   /** Most sequences queued or running in the engine (default 256); a request that would pass it gets a 429. */
   maxQueuedSequences?: number;
+  /**
+   * Where the model is read again when the GPU device is lost and the engine recovers on a new
+   * one (default: the source itself when it can be re-read: a path, Blob/File or bytes; else the
+   * copy keptModelBytes keeps). The browser's worker passes its Cache Storage copy here.
+   */
+  reopenModel?: () => Promise<ModelSource>;
+  /**
+   * For a source read once (a URL or a Response) with no reopenModel: keep a copy of the file in
+   * memory so a lost device can be recovered from without a new download (default true). false:
+   * the memory is saved, and a device loss ends serving with an error that says why.
+   */
+  keepModelBytes?: boolean;
 }
 
 const DEFAULT_MAX_QUEUED_SEQUENCES = 256;
@@ -55,6 +67,8 @@ export interface EngineMetricsSnapshot extends MetricsSnapshot {
   /** Unreferenced pages the prefix cache keeps (evicted when pages are needed). */
   pagesCached: number;
   totalPages: number;
+  /** Lost GPU devices the engine replaced, recomputing its sequences. */
+  deviceRecoveries: number;
 }
 
 /**
@@ -71,7 +85,6 @@ export interface ChatOptions {
 }
 
 interface Loaded {
-  model: Model;
   core: EngineCore;
   modelId: string;
   defaults: Readonly<Record<string, number>>;
@@ -105,7 +118,7 @@ export class Engine {
 
   /** The loaded model (for tools and tests that need its tokenizer or config). */
   get model(): Model | null {
-    return this.loaded?.model ?? null;
+    return this.loaded?.core.model ?? null;
   }
 
   /** The step loop, for metrics and tests; null when no model is loaded. */
@@ -131,10 +144,11 @@ export class Engine {
     const rt = this.runtime ?? (this.runtime = await GpuRuntime.create({ log: (line) => console.warn(line) }));
     const started = performance.now();
     const report = (p: LoadProgress) => this.progressCallback?.(progressReport(p, started, describe(source)));
-    const loadedModel = await Model.load(rt, source, { onProgress: report, signal: merged.signal, idleTimeoutMs: merged.downloadIdleTimeoutMs });
+    const keepBytes = !merged.reopenModel && !isRereadable(source) && merged.keepModelBytes !== false;
+    const loadedModel = await Model.load(rt, source, { onProgress: report, signal: merged.signal, idleTimeoutMs: merged.downloadIdleTimeoutMs, keepBytes });
     try {
-      const core = await EngineCore.create(loadedModel, merged);
-      this.loaded = { model: loadedModel, core, modelId: merged.modelId ?? modelIdOf(loadedModel), defaults: requestDefaults(chatOptions) };
+      const core = await EngineCore.create(loadedModel, merged, this.reopener(source, loadedModel, merged));
+      this.loaded = { core, modelId: merged.modelId ?? modelIdOf(loadedModel), defaults: requestDefaults(chatOptions) };
     } catch (e) {
       loadedModel.destroy();
       throw e;
@@ -146,6 +160,25 @@ export class Engine {
     const loaded = this.requireLoaded();
     const tokens = await tokenizeRequest(request, this.context(loaded));
     return { count: tokens.length, max_model_len: loaded.core.contextLength, tokens };
+  }
+
+  /**
+   * How the step loop gets the model again on a new device after a device loss: the model's bytes
+   * come from `reopenModel`, the source itself, or the copy kept while loading; the new device
+   * replaces the lost one (only a device the engine opened itself can be replaced).
+   */
+  private reopener(source: ModelSource, model: Model, options: EngineOptions): ModelReopener {
+    const again = options.reopenModel ?? (isRereadable(source) ? async () => source : model.keptBytes ? async () => model.keptBytes! : null);
+    return async (lost) => {
+      console.warn(`wgserve: ${lost.message}; recovering: a new device, the weights uploaded again, unfinished requests recomputed`);
+      if (!again) throw new Error(`${model.source} was read once (a URL or a Response) and not kept (keepModelBytes: false); load it again with reload()`);
+      if (!this.ownsRuntime) throw new Error('the engine was given its GPU runtime (the runtime option) and cannot replace it; reload the model on a new runtime');
+      const bytes = await again();
+      this.runtime?.destroy();
+      this.runtime = null;
+      const rt = (this.runtime = await GpuRuntime.create({ log: (line) => console.warn(line) }));
+      return Model.load(rt, bytes, { idleTimeoutMs: options.downloadIdleTimeoutMs });
+    };
   }
 
   /** Stops every request and frees the model, the KV cache and the GPU device if the engine opened it. */
@@ -188,7 +221,7 @@ export class Engine {
     const pool = core.kv.pool;
     return {
       ...core.metrics.snapshot(), activeSequences: core.activeCount, pagesUsed: pool.usedPages, pagesFree: pool.freePages, pagesCached: pool.cachedPages,
-      totalPages: pool.totalPages,
+      totalPages: pool.totalPages, deviceRecoveries: core.recoveries,
     };
   }
 
@@ -208,7 +241,7 @@ export class Engine {
     loaded.core.abortAll();
     await loaded.core.idle();
     loaded.core.destroy();
-    loaded.model.destroy();
+    loaded.core.model.destroy();
   }
 
   /** Why the engine cannot serve (its GPU failed), or null while it serves or has no model. */
@@ -261,8 +294,8 @@ export class Engine {
       id: randomId(),
       created: Math.floor(Date.now() / 1000),
       model: loaded.modelId,
-      fingerprint: `wgserve-${loaded.model.fingerprint.slice(0, 12)}`,
-      tokenizer: loaded.model.tokenizer,
+      fingerprint: `wgserve-${loaded.core.model.fingerprint.slice(0, 12)}`,
+      tokenizer: loaded.core.model.tokenizer,
       done: (choices) => {
         options.signal?.removeEventListener('abort', abortAll);
         if (choices) onChoices?.(choices);
@@ -273,7 +306,7 @@ export class Engine {
 
   private context(loaded: Loaded) {
     const limits = { maxPromptsPerRequest: this.options.maxPromptsPerRequest, maxChoicesPerRequest: this.options.maxChoicesPerRequest };
-    return { model: loaded.model, modelId: loaded.modelId, contextLength: loaded.core.contextLength, defaults: loaded.defaults, limits };
+    return { model: loaded.core.model, modelId: loaded.modelId, contextLength: loaded.core.contextLength, defaults: loaded.defaults, limits };
   }
 
   /** The loaded engine, if it serves and has room for `sequences` more (a 503 or a 429 if not). */

@@ -166,6 +166,9 @@ function health(engine: Engine): Response {
     model: engine.modelId,
     active_sequences: core.activeCount,
     kv_pages: { used: usedPages, cached: cachedPages, total: totalPages },
+    // Lost GPU devices the engine replaced (recovering: the loss it is recovering from now).
+    device_recoveries: core.recoveries,
+    ...(core.recoveringFrom ? { recovering: core.recoveringFrom } : {}),
     served: {
       sequences: served.requests, prompt_tokens: served.promptTokens, cached_prompt_tokens: served.cachedPromptTokens, generated_tokens: served.generatedTokens,
     },

@@ -40,8 +40,8 @@ export class KvCache implements KvBuffers {
   /** Records of the step's page copies (grown, never shrunk). */
   private copyJobs: GPUBuffer | null = null;
 
-  private constructor(private readonly rt: GpuRuntime, readonly layout: KvLayout, layers: number) {
-    this.pool = new PagePool(layout.numPages);
+  private constructor(private readonly rt: GpuRuntime, readonly layout: KvLayout, layers: number, pool?: PagePool) {
+    this.pool = pool ?? new PagePool(layout.numPages);
     const bytes = kvBufferBytes(layout);
     for (let l = 0; l < layers; l++) {
       this.keys.push(rt.buffers.create(`kv.k${l}`, bytes));
@@ -66,6 +66,16 @@ export class KvCache implements KvBuffers {
     const numPages = Math.min(byBudget, byBinding, options.maxPages ?? Infinity);
     if (numPages < 1) throw new Error(`KV cache: ${budget} bytes cannot hold one page of ${pageBytes * 2 * config.layerCount} bytes`);
     return new KvCache(rt, { ...onePage, numPages }, config.layerCount);
+  }
+
+  /**
+   * A cache of the same layout on another runtime (a new device after the old one was lost),
+   * keeping the page pool: the pages' contents are gone, so the pool must hold no page.
+   */
+  static reallocate(rt: GpuRuntime, old: KvCache): Promise<KvCache> {
+    if (old.pool.usedPages || old.pool.cachedPages) throw new Error('KvCache.reallocate: the pool still holds pages');
+    const mib = (old.bytes / 2 ** 20).toFixed(0);
+    return rt.allocating(`a KV cache of ${mib} MiB`, () => new KvCache(rt, old.layout, old.keys.length, old.pool), (kv) => kv.destroy());
   }
 
   get pageSize(): number {

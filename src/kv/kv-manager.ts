@@ -154,6 +154,15 @@ export class KvManager {
     ctx.indexedPages = Math.max(ctx.indexedPages, full);
   }
 
+  /**
+   * Forgets every cached page (their K/V are gone: the device that held them was lost). Only
+   * when no context holds a page; returns how many were cached.
+   */
+  dropCachedPages(): number {
+    if (this.pool.usedPages) throw new Error(`dropCachedPages: ${this.pool.usedPages} pages are still held`);
+    return this.cache.evict(this.pool.cachedPages);
+  }
+
   /** Releases every page of the context, tail first (so its tail is evicted before its head), and empties its block table. */
   free(seq: KvOwner & { indexedPages?: number }): void {
     this.pool.release([...seq.blockTable].reverse());

@@ -7,6 +7,6 @@ export { kvBufferBytes, copyKvPages, packPageCopies, PAGE_COPY_STRIDE, type KvLa
 export { Tokenizer } from './tokenizer.js';
 export { StreamingDecoder } from './detokenizer.js';
 export { renderChat } from './chat-template.js';
-export { openModelSource, fetchModel, ModelSourceError, type ModelSource } from './source.js';
+export { openModelSource, fetchModel, isRereadable, ModelSourceError, type ModelSource } from './source.js';
 export { type LoadProgress, type ProgressCallback } from './loader.js';
 export { GgufError, GgmlType, parseGgufHeader, type GgufHeader, type TensorInfo } from './gguf.js';

@@ -6,7 +6,7 @@ import { modelFingerprint } from './fingerprint.js';
 import { GgmlType, ggmlTypeName, GgufError, Metadata, type GgufHeader } from './gguf.js';
 import { uploadWeight, type GpuWeight } from './kernels/matmul.js';
 import { readGgufHeader, streamTensors, type ProgressCallback } from './loader.js';
-import { openModelSource, type ModelSource } from './source.js';
+import { KeepingReader, openModelSource, type ModelSource } from './source.js';
 import { Tokenizer } from './tokenizer.js';
 
 export interface LayerWeights {
@@ -36,6 +36,8 @@ export interface LoadModelOptions {
   signal?: AbortSignal;
   /** A download that sends no byte for this long fails (default 30 000 ms). */
   idleTimeoutMs?: number;
+  /** Keep a copy of the file's bytes in memory (Model.keptBytes), to upload them again without reading the source. */
+  keepBytes?: boolean;
 }
 
 export class Model {
@@ -48,10 +50,14 @@ export class Model {
     readonly fingerprint: string,
     readonly weights: ModelWeights,
     readonly chatTemplate: string | undefined,
+    /** The file's bytes, when loaded with keepBytes. */
+    readonly keptBytes: Blob | null = null,
   ) {}
 
   static async load(rt: GpuRuntime, source: ModelSource, options: LoadModelOptions = {}): Promise<Model> {
-    const reader = await openModelSource(source, { signal: options.signal, idleTimeoutMs: options.idleTimeoutMs });
+    const opened = await openModelSource(source, { signal: options.signal, idleTimeoutMs: options.idleTimeoutMs });
+    const keeping = options.keepBytes ? new KeepingReader(opened) : null;
+    const reader = keeping ?? opened;
     const uploaded = new Map<string, GpuWeight>();
     try {
       options.onProgress?.({ phase: 'header', loadedBytes: 0, totalBytes: reader.size });
@@ -85,7 +91,7 @@ export class Model {
       options.onProgress?.({ phase: 'done', loadedBytes: reader.size ?? reader.position, totalBytes: reader.size });
       const template = header.metadata.get('tokenizer.chat_template');
       return new Model(rt, reader.name, header, config, tokenizer, fingerprint, weights,
-        typeof template === 'string' ? template : undefined);
+        typeof template === 'string' ? template : undefined, keeping?.kept() ?? null);
     } catch (e) {
       for (const w of uploaded.values()) rt.buffers.destroy(w.buffer);
       throw e;

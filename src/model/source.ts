@@ -296,3 +296,71 @@ export async function openModelSource(source: ModelSource, options: OpenSourceOp
   if (typeof process !== 'undefined' && process.versions?.node) return openPath(text);
   return openUrl(new URL(text, globalThis.location?.href).href, options);
 }
+
+/**
+ * Whether `source` can be read again after loading without a new download: a path (Node), a
+ * Blob/File or bytes. A URL or a Response is read once (a stream).
+ */
+export function isRereadable(source: ModelSource): boolean {
+  if (source instanceof Uint8Array || source instanceof ArrayBuffer) return true;
+  if (typeof Response !== 'undefined' && source instanceof Response) return false;
+  if (typeof Blob !== 'undefined' && source instanceof Blob) return true;
+  const text = source instanceof URL ? source.href : String(source);
+  if (isUrl(text)) return false;
+  return text.startsWith('file:') || (typeof process !== 'undefined' && !!process.versions?.node);
+}
+
+/**
+ * A reader that keeps a copy of every byte it passes on, in file order, so a source read once
+ * (a download) can be read again from memory: `kept()` is those bytes as a Blob.
+ */
+export class KeepingReader implements ByteReader {
+  private readonly chunks: Uint8Array[] = [];
+  private keptBytes = 0;
+
+  constructor(private readonly inner: ByteReader) {}
+
+  get name(): string {
+    return this.inner.name;
+  }
+  get size(): number | undefined {
+    return this.inner.size;
+  }
+  get position(): number {
+    return this.inner.position;
+  }
+
+  async read(n: number): Promise<Uint8Array> {
+    const at = this.inner.position;
+    return this.keep(at, await this.inner.read(n));
+  }
+  async readUpTo(n: number): Promise<Uint8Array> {
+    const at = this.inner.position;
+    return this.keep(at, await this.inner.readUpTo(n));
+  }
+  /** Reads up to `offset` through read(), so the skipped bytes are kept too. */
+  async seek(offset: number): Promise<void> {
+    while (this.inner.position < offset) await this.read(Math.min(offset - this.inner.position, 1 << 20));
+  }
+  unread(bytes: Uint8Array): void {
+    this.inner.unread(bytes);
+  }
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+
+  /** Every byte read so far, from the start of the file (a File named like the source, where File exists). */
+  kept(): Blob {
+    const parts = this.chunks as BlobPart[];
+    return typeof File !== 'undefined' ? new File(parts, this.name) : new Blob(parts);
+  }
+
+  private keep(at: number, bytes: Uint8Array): Uint8Array {
+    const end = at + bytes.byteLength;
+    if (end <= this.keptBytes) return bytes;
+    if (at > this.keptBytes) throw new Error(`${this.name}: bytes ${this.keptBytes}..${at} were skipped and cannot be kept`);
+    this.chunks.push(bytes.slice(this.keptBytes - at));
+    this.keptBytes = end;
+    return bytes;
+  }
+}

@@ -148,6 +148,18 @@ export class Scheduler {
     return true;
   }
 
+  /**
+   * Drops the step in flight (its results never come) and preempts every running sequence: their
+   * references go and their tokens (prompt and generated so far) are recomputed when they run
+   * again. Used when the GPU device is lost and the KV cache with it.
+   */
+  preemptAll(): Sequence[] {
+    this.inFlight = null;
+    const preempted = [...this.runningSeqs];
+    for (const seq of preempted) this.preempt(seq);
+    return preempted;
+  }
+
   /** Builds the next step, or null when there is nothing to run. Commit each step before the next. */
   schedule(): ScheduledStep | null {
     if (this.inFlight) throw new Error('scheduler: commit the previous step before scheduling the next');

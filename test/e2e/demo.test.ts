@@ -1,13 +1,14 @@
 // The demo page as a static site: `vite build` (part of `npm run build`) makes dist/site, served
 // here by a plain static file server. It loads the shipped model (and a model picked as a file),
-// runs several agents at once, each streaming text into its panel, and its live charts fill.
+// runs several agents at once, each streaming text into its panel, and its live charts fill. It
+// registers the Service Worker (sw.js), so another tab of the origin gets the OpenAI API at /v1.
 import { execFileSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchBrowser } from '../helpers/browser.js';
-import { SHIPPED_MODEL } from '../helpers/engine.js';
+import { SHIPPED_MODEL, shippedEngine } from '../helpers/engine.js';
 import { REPO } from '../helpers/shared.js';
 import { serveStatic } from '../helpers/static-server.js';
 
@@ -22,7 +23,8 @@ describe('demo page (built static site) in headless Chromium', () => {
     execFileSync(join(REPO, 'node_modules/.bin/vite'), ['build', '--logLevel', 'error'], { cwd: REPO, stdio: 'pipe' });
     site = await serveStatic(join(REPO, 'dist/site'));
     browser = await launchBrowser();
-    page = await browser.newPage({ viewport: { width: 1280, height: 1100 } });
+    // One context for the demo tab and the other tab of the origin (they share the Service Worker).
+    page = await (await browser.newContext({ viewport: { width: 1280, height: 1100 } })).newPage();
     page.on('pageerror', (e) => errors.push(e.message));
     await page.goto(`${site.url}/index.html`);
   });
@@ -36,6 +38,31 @@ describe('demo page (built static site) in headless Chromium', () => {
   it('loads the shipped model by default', async () => {
     await waitReady();
     expect(await page.textContent('#status')).toBe('Ready: wg-tolstoy-q8_0');
+  });
+
+  it('registers the Service Worker: another tab of the origin calls /v1/chat/completions and gets the greedy text', async () => {
+    const script = await page.evaluate(async () => (await navigator.serviceWorker.ready).active?.scriptURL ?? '');
+    expect(script).toMatch(/\/sw\.js\?model=.*assets%2Fwg-tolstoy-q8_0-[\w-]+\.gguf&id=wg-tolstoy-q8_0$/);
+    const other = await page.context().newPage();
+    try {
+      await other.goto(`${site.url}/index.html`);
+      await other.waitForFunction(() => !!navigator.serviceWorker.controller, null, { timeout: 30_000 });
+      const body = { model: 'wg-tolstoy-q8_0', messages: [{ role: 'user', content: 'Prince Andrew looked at' }], temperature: 0, max_tokens: 16 };
+      const r = await other.evaluate(async (b) => {
+        const models = await (await fetch('/v1/models')).json() as { data: { id: string }[] };
+        const response = await fetch('/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(b) });
+        return { models: models.data.map((m) => m.id), status: response.status, json: await response.json() as { choices: { message: { content: string } }[] } };
+      }, body);
+      const node = await shippedEngine();
+      try {
+        const expected = await node.chat.completions.create({ ...body, model: undefined } as never) as { choices: { message: { content: string } }[] };
+        expect(r).toEqual({ models: ['wg-tolstoy-q8_0'], status: 200, json: expect.objectContaining({ choices: [expect.objectContaining({ message: expect.objectContaining({ content: expected.choices[0].message.content }) })] }) });
+      } finally {
+        await node.destroy();
+      }
+    } finally {
+      await other.close();
+    }
   });
 
   it(`runs ${AGENTS} agents at once, each streaming into its panel; the charts and stats fill`, async () => {

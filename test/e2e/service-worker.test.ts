@@ -64,6 +64,23 @@ describe('Service Worker: the OpenAI API for every tab of the origin (headless C
     expect(r.models).toEqual(['wg-tolstoy-q8_0']);
   });
 
+  it('a lost GPU device in the Service Worker is recovered from: the streams in flight in two tabs complete unchanged', async () => {
+    const before = await tabs[0].evaluate(([p]) => window.sw.chat(p, 1), [PROMPTS[0]] as const);
+    const fetchesBefore = modelFetches.length;
+    const [a, b] = await Promise.all([
+      tabs[0].evaluate(([p, n]) => window.sw.stream(p, n, 3), [PROMPTS[0], TOKENS] as const),
+      tabs[1].evaluate(([p, n]) => window.sw.stream(p, n), [PROMPTS[1], TOKENS] as const),
+    ]);
+    expect(a.deviceLost).toBe(true);
+    expect([a.text, b.text]).toEqual(expected);
+    expect([a.finishReason, b.finishReason]).toEqual(['length', 'length']);
+    // The same engine recovered (the worker did not restart), and no model was downloaded.
+    const after = await tabs[0].evaluate(([p, n]) => window.sw.chat(p, n), [PROMPTS[0], TOKENS] as const);
+    expect(after.started).toBe(before.started);
+    expect(after.body.choices![0].message.content).toBe(expected[0]);
+    expect(modelFetches.length).toBe(fetchesBefore);
+  });
+
   it('a stopped Service Worker comes back on the next request, with the model from the browser cache', async () => {
     const fetchesBefore = modelFetches.length;
     const before = await tabs[0].evaluate(([p, n]) => window.sw.chat(p, n), [PROMPTS[0], 1] as const);

@@ -109,6 +109,23 @@ describe('engine in a Web Worker (headless Chromium)', () => {
     expect((await page.evaluate(([p]) => window.wg.chat(p, 8), [PROMPT] as const)).length).toBeGreaterThan(5);
   });
 
+  it('survives a lost GPU device with requests in flight: they complete with the output they have without a loss, the model read from Cache Storage', async () => {
+    const prompts = [PROMPT, 'Natasha said to her mother', 'Pierre'];
+    const expected = await Promise.all(prompts.map((p) => node.chat.completions.create({ messages: [{ role: 'user', content: p }], temperature: 0, max_tokens: 24 })));
+    const fetched: string[] = [];
+    const onRequest = (r: { url(): string }) => void (r.url().endsWith('.gguf') && fetched.push(r.url()));
+    context.on('request', onRequest);
+    try {
+      const runs = await page.evaluate(([ps]) => window.wg.streamWithDeviceLoss(ps, 24, 4), [prompts] as const);
+      expect(runs).toEqual(expected.map((e) => ({ text: e.choices[0].message.content, finishReason: e.choices[0].finish_reason })));
+    } finally {
+      context.off('request', onRequest);
+    }
+    expect(fetched).toEqual([]);
+    expect(await page.evaluate(async () => (await window.wg.engine!.metrics()).deviceRecoveries)).toBe(1);
+    expect(await page.evaluate(async () => (await window.wg.engine!.metrics()).pagesUsed)).toBe(0);
+  });
+
   it('errors cross the boundary as ApiErrors with status and param; the engine goes on', async () => {
     expect(await page.evaluate(() => window.wg.error({ messages: [] }))).toMatchObject({ status: 400, param: 'messages' });
     expect(await page.evaluate(() => window.wg.error({ messages: [{ role: 'user', content: 'x' }], temperature: 'hot' })))

@@ -1,6 +1,9 @@
 // Abuse and failure, with a good request alongside: oversized and malformed requests are refused
 // with 4xx errors while it completes unchanged; a full queue answers 429; a failed step ends only
 // its own sequences and the engine goes on; a lost GPU device makes it refuse clearly (503).
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiError } from '../../src/engine/errors.js';
 import { createOpenAiHandler } from '../../src/engine/http.js';
@@ -20,6 +23,21 @@ async function apiError(p: Promise<unknown>): Promise<ApiError> {
     return e as ApiError;
   }
   throw new Error('expected the request to fail');
+}
+
+/**
+ * An engine on its own device whose model file is gone once it is loaded: a device loss cannot be
+ * recovered from (test/gpu/recovery.test.ts covers recovery), so the engine stops serving.
+ */
+async function unrecoverableEngine(): Promise<Engine> {
+  const dir = mkdtempSync(join(tmpdir(), 'wgserve-reliability-'));
+  const path = join(dir, 'wg-tolstoy-q8_0.gguf');
+  copyFileSync(SHIPPED_MODEL, path);
+  try {
+    return await createEngine({ model: path });
+  } finally {
+    rmSync(dir, { recursive: true });
+  }
 }
 
 function greedyChat(engine: Engine, maxTokens: number): Promise<ChatCompletion> {
@@ -127,6 +145,72 @@ describe('load with random client aborts', () => {
   });
 });
 
+describe('load with random client aborts and device losses in the middle', () => {
+  it('every request completes right or ends cleanly; pages all free, lost devices hold nothing, memory flat after', async () => {
+    // Its own device, which the test destroys (GPUDevice.destroy() makes it lost) at a random point of the load.
+    const engine = await createEngine({ model: SHIPPED_MODEL });
+    try {
+      const expected = (await greedyChat(engine, 12)).choices[0].message.content!;
+      const r = rng(77);
+      const lostRuntimes = new Set<NonNullable<Engine['model']>['rt']>();
+      const memory: number[] = [];
+      const tally = { served: 0, aborted: 0 };
+      for (let round = 0; round < 4; round++) {
+        // Rounds 0 and 1 lose the device after a random number of streamed chunks; 2 and 3 do not.
+        const loseAt = round < 2 ? 1 + Math.floor(r() * 40) : Infinity;
+        let chunksSeen = 0;
+        const onChunk = () => {
+          if (++chunksSeen !== loseAt) return;
+          lostRuntimes.add(engine.model!.rt);
+          engine.model!.rt.gpu.device.destroy();
+        };
+        const runs = Array.from({ length: 12 }, async () => {
+          const controller = new AbortController();
+          const abortAfter = r() < 0.4 ? Math.floor(r() * 6) : Infinity;
+          if (abortAfter === 0) setTimeout(() => controller.abort(), Math.floor(r() * 20));
+          const stream = await engine.chat.completions.create(
+            { messages: [{ role: 'user', content: PROMPT }], max_tokens: 12, temperature: 0, stream: true },
+            { signal: controller.signal },
+          ).catch((e: Error) => e);
+          if (stream instanceof Error) return { text: '', reason: 'abort' };
+          let text = '';
+          let reason = '';
+          let chunks = 0;
+          for await (const chunk of stream) {
+            text += chunk.choices[0]?.delta.content ?? '';
+            reason = chunk.choices[0]?.finish_reason ?? reason;
+            onChunk();
+            if (++chunks === abortAfter) controller.abort();
+          }
+          return { text, reason };
+        });
+        for (const { text, reason } of await Promise.all(runs)) {
+          if (reason === 'abort') expect(expected.startsWith(text)).toBe(true);
+          else expect({ text, reason }).toEqual({ text: expected, reason: 'length' });
+          tally[reason === 'abort' ? 'aborted' : 'served']++;
+        }
+        await engine.core!.idle();
+        expect(engine.core!.failureReason).toBeNull();
+        expect(engine.core!.activeCount).toBe(0);
+        expect(engine.core!.kv.pool.usedPages).toBe(0);
+        engine.core!.scheduler.checkInvariants();
+        memory.push(engine.model!.rt.buffers.bytesAllocated);
+      }
+      expect(engine.core!.recoveries).toBe(lostRuntimes.size);
+      expect(lostRuntimes.size).toBe(2);
+      for (const rt of lostRuntimes) expect(rt.buffers.bytesAllocated).toBe(0);
+      // A new device's activation buffers grow lazily with the largest batch it has run, so the
+      // rounds differ by a few kB; a leaked KV cache or weight copy would add megabytes.
+      const spread = Math.max(...memory) - Math.min(...memory);
+      expect(spread, `GPU bytes after each round: ${memory}`).toBeLessThan(Math.min(engine.core!.kv.bytes, memory[0]) / 20);
+      expect(tally.served).toBeGreaterThan(5);
+      expect(tally.aborted).toBeGreaterThan(5);
+    } finally {
+      await engine.unload();
+    }
+  });
+});
+
 describe('a step that fails', () => {
   let engine: Engine;
   beforeAll(async () => {
@@ -139,14 +223,26 @@ describe('a step that fails', () => {
     const forward = engine.core!.forward;
     const real = forward.sampleWithLogprobs.bind(forward);
     let failNext = true;
+    // The failure comes after the GPU has written the step's K/V: those pages must not be cached.
     forward.sampleWithLogprobs = async (...args) => {
+      const result = await real(...args);
       if (failNext) {
         failNext = false;
         throw new Error('GPU validation error: injected for the test');
       }
-      return real(...args);
+      return result;
     };
+    const longPrompt = 'Prince Andrew looked at the sky above Austerlitz, and Pierre looked at Natasha, who said nothing at all.';
+    const longChat = () => engine.chat.completions.create({ messages: [{ role: 'user', content: longPrompt }], max_tokens: 2, temperature: 0 });
+    const cachedBefore = engine.core!.kv.pool.cachedPages;
     try {
+      const failed = await apiError(longChat());
+      expect(failed.status).toBe(500);
+      expect(engine.core!.kv.pool.cachedPages).toBe(cachedBefore);
+      const retried = await longChat();
+      expect(retried.usage.prompt_tokens).toBeGreaterThan(32);
+      expect(retried.usage.prompt_tokens_details!.cached_tokens).toBe(0);
+      failNext = true;
       const e = await apiError(greedyChat(engine, 12));
       expect(e.status).toBe(500);
       expect(e.toJSON().error).toMatchObject({ type: 'server_error', param: null, code: 'generation_failed' });
@@ -162,10 +258,10 @@ describe('a step that fails', () => {
   });
 });
 
-describe('a lost GPU device', () => {
+describe('a lost GPU device that cannot be recovered from', () => {
   it('fails the requests in flight and every later one with a 503, and /health says why', async () => {
     // Its own device (the engine opens one): the test destroys it.
-    const engine = await createEngine({ model: SHIPPED_MODEL });
+    const engine = await unrecoverableEngine();
     try {
       const inFlight = engine.chat.completions.create({ messages: [{ role: 'user', content: PROMPT }], max_tokens: 200, ignore_eos: true, stream: true } as never);
       const stream = (await inFlight) as unknown as AsyncIterable<unknown>;
@@ -177,7 +273,7 @@ describe('a lost GPU device', () => {
       expect([500, 503]).toContain(e.status);
       expect(e.param).toBeNull();
       await engine.core!.failed;
-      expect(engine.core!.failureReason).toMatch(/GPU device lost/);
+      expect(engine.core!.failureReason).toMatch(/GPU device lost .*recovery failed: .*cannot open the model file/);
       const later = await apiError(greedyChat(engine, 4));
       expect(later.status).toBe(503);
       expect(later.toJSON().error).toMatchObject({ type: 'engine_unavailable', code: 'engine_failed', param: null });
@@ -194,8 +290,8 @@ describe('a lost GPU device', () => {
 });
 
 describe('wgserve serve', () => {
-  it('ends with exit code 1 when the engine loses its GPU, /health saying why until then', async () => {
-    const engine = await createEngine({ model: SHIPPED_MODEL });
+  it('ends with exit code 1 when the engine loses its GPU for good, /health saying why until then', async () => {
+    const engine = await unrecoverableEngine();
     try {
       let url = '';
       let exited: Promise<number> = Promise.resolve(-1);

@@ -16,7 +16,7 @@ declare global {
       register(): Promise<void>;
       models(): Promise<unknown>;
       chat(content: string, maxTokens: number): Promise<{ status: number; started: string | null; body: { choices?: { message: { content: string } }[]; error?: unknown } }>;
-      stream(content: string, maxTokens: number): Promise<Streamed>;
+      stream(content: string, maxTokens: number, loseDeviceAfter?: number): Promise<Streamed & { deviceLost: boolean }>;
       openai(content: string, maxTokens: number): Promise<{ text: string; streamed: string; models: string[] }>;
     };
   }
@@ -43,9 +43,12 @@ window.sw = {
     const r = await fetch('/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: chatBody(content, maxTokens) });
     return { status: r.status, started: r.headers.get('x-wgserve-engine-started'), body: await r.json() };
   },
-  async stream(content, maxTokens) {
+  /** With loseDeviceAfter, the Service Worker's GPU device is destroyed after that many content chunks. */
+  async stream(content, maxTokens, loseDeviceAfter) {
     const r = await fetch('/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: chatBody(content, maxTokens, true) });
-    const out: Streamed = { text: '', finishReason: null, firstAt: 0, lastAt: 0 };
+    const out = { text: '', finishReason: null as string | null, firstAt: 0, lastAt: 0, deviceLost: false };
+    let contentChunks = 0;
+    let lost: Promise<boolean> | null = null;
     const reader = r.body!.pipeThrough(new TextDecoderStream()).getReader();
     let buffer = '';
     for (;;) {
@@ -63,10 +66,12 @@ window.sw = {
           out.firstAt ||= now();
           out.lastAt = now();
           out.text += text;
+          if (++contentChunks === loseDeviceAfter) lost = loseDevice();
         }
         out.finishReason = chunk.choices[0]?.finish_reason ?? out.finishReason;
       }
     }
+    out.deviceLost = (await lost) ?? false;
     return out;
   },
   async openai(content, maxTokens) {
@@ -80,3 +85,11 @@ window.sw = {
     return { text: whole.choices[0].message.content ?? '', streamed, models };
   },
 };
+
+/** Asks the Service Worker to destroy its engine's GPU device (its test-only message). */
+function loseDevice(): Promise<boolean> {
+  const channel = new MessageChannel();
+  const reply = new Promise<boolean>((resolve) => (channel.port1.onmessage = (e) => resolve(e.data as boolean)));
+  navigator.serviceWorker.controller!.postMessage({ type: 'wgserve:lose-device-for-testing' }, [channel.port2]);
+  return reply;
+}

@@ -1,6 +1,8 @@
 // Test page: the engine in a Web Worker, driven from the page (test/e2e/worker.test.ts calls the
 // functions on window through Playwright).
+import { wrap } from 'comlink';
 import { createWorkerEngine, type WorkerEngine } from '../../../src/browser/index.js';
+import type { EngineHost } from '../../../src/browser/engine-host.js';
 import type { InitProgressReport } from '../../../src/engine/index.js';
 
 const MODEL_URL = new URL('../../../models/wg-tolstoy-q8_0.gguf', import.meta.url).href;
@@ -25,6 +27,7 @@ declare global {
       stream(content: string, maxTokens: number, abortAfter?: number): Promise<StreamResult>;
       error(request: unknown): Promise<{ status: number; param: string | null; message: string }>;
       stats(): Promise<string>;
+      streamWithDeviceLoss(prompts: string[], maxTokens: number, lossAfter: number): Promise<{ text: string; finishReason: string | null }[]>;
     };
   }
 }
@@ -88,5 +91,24 @@ window.wg = {
   },
   stats() {
     return window.wg.engine!.runtimeStatsText();
+  },
+  /** Streams greedy chats at once; the worker's GPU device is destroyed once the first has `lossAfter` chunks. */
+  async streamWithDeviceLoss(prompts, maxTokens, lossAfter) {
+    const engine = window.wg.engine!;
+    const host = wrap<EngineHost>(engine.worker);
+    let lost: Promise<boolean> | null = null;
+    const results = await Promise.all(prompts.map(async (content, i) => {
+      const out = { text: '', finishReason: null as string | null };
+      let chunks = 0;
+      const stream = await engine.chat.completions.create({ messages: [{ role: 'user', content }], temperature: 0, max_tokens: maxTokens, stream: true });
+      for await (const chunk of stream) {
+        out.text += chunk.choices[0]?.delta.content ?? '';
+        out.finishReason = chunk.choices[0]?.finish_reason ?? out.finishReason;
+        if (i === 0 && ++chunks === lossAfter) lost = host.loseDeviceForTesting();
+      }
+      return out;
+    }));
+    if (!(await lost)) throw new Error('the device was not lost: the first stream ended too early');
+    return results;
   },
 };
