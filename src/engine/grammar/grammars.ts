@@ -1,0 +1,141 @@
+// Grammars of one model: XGrammar's view of the tokenizer (built once), compiled grammars cached
+// by their spec, and a matcher (a Constraint) per constrained sequence.
+import type { CompiledGrammar, GrammarCompiler, GrammarMatcher, TokenizerInfo } from '@mlc-ai/web-xgrammar';
+import type { Tokenizer } from '../../model/index.js';
+import { GrammarError, XGrammar, type XGrammarLib } from './xgrammar.js';
+
+/** What a sequence's output must match. Schemas and tags are JSON text. */
+export type GrammarSpec =
+  | { type: 'json_object' }
+  | { type: 'json_schema'; schema: string }
+  | { type: 'grammar'; grammar: string }
+  | { type: 'structural_tag'; tag: string };
+
+/** Compact JSON, one line, as Python's json.dumps: a prose model cannot wander into whitespace. */
+const JSON_LAYOUT = { anyWhitespace: false, indent: -1, separators: [', ', ': '] as [string, string], strict: true };
+const MAX_CACHED = 32;
+
+/** CPU cost of masks, for benchmarks. */
+export interface MaskStats {
+  masks: number;
+  milliseconds: number;
+}
+
+/** The grammar state of one sequence: the mask of its next token, and the tokens it took. */
+export class Constraint {
+  private disposed = false;
+
+  constructor(private readonly matcher: GrammarMatcher, private readonly stats: MaskStats) {}
+
+  /** Bit t of word t >> 5 is set when token t may come next. */
+  async nextMask(): Promise<Uint32Array> {
+    const start = performance.now();
+    const mask = await this.matcher.getNextTokenBitmask();
+    this.stats.milliseconds += performance.now() - start;
+    this.stats.masks++;
+    return new Uint32Array(mask.buffer, mask.byteOffset, mask.length);
+  }
+
+  /** Advances by a sampled token; false if the grammar does not allow it (the state is unchanged). */
+  accept(tokenId: number): boolean {
+    return this.matcher.acceptToken(tokenId);
+  }
+
+  /** The grammar is complete and a stop token was taken. */
+  get terminated(): boolean {
+    return this.matcher.isTerminated();
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.matcher.dispose();
+  }
+}
+
+/** A compiled grammar, shared by every sequence that uses the same spec. */
+export class CompiledConstraint {
+  constructor(private readonly lib: XGrammarLib, private readonly compiled: CompiledGrammar, private readonly stats: MaskStats) {}
+
+  async matcher(): Promise<Constraint> {
+    return new Constraint(await this.lib.GrammarMatcher.createGrammarMatcher(this.compiled), this.stats);
+  }
+}
+
+export class Grammars {
+  readonly stats: MaskStats = { masks: 0, milliseconds: 0 };
+  private readonly cache = new Map<string, Promise<CompiledConstraint>>();
+  /** Checks untrusted specs first, so the instance that serves never aborts (see xgrammar.ts). */
+  private probe: Promise<XGrammar> | null = null;
+
+  private constructor(private readonly xg: XGrammar, private readonly compiler: GrammarCompiler, private readonly info: TokenizerInfo) {}
+
+  /** XGrammar's tokenizer info for `tokenizer`, with logits of `vocabSize` tokens. */
+  static async create(tokenizer: Tokenizer, vocabSize: number): Promise<Grammars> {
+    const xg = await XGrammar.load();
+    const vocab = tokenizer.grammarVocabulary();
+    const info = await xg.lib.TokenizerInfo.createTokenizerInfo(vocab.pieces, vocab.vocabType, vocab.prependSpace, vocabSize, tokenizer.eotIds);
+    const compiler = await xg.lib.GrammarCompiler.createGrammarCompiler(info);
+    return new Grammars(xg, compiler, info);
+  }
+
+  /** Compiles (or finds) the grammar of `spec`; a GrammarError names what XGrammar rejected. */
+  compile(spec: GrammarSpec): Promise<CompiledConstraint> {
+    const key = JSON.stringify(spec);
+    let entry = this.cache.get(key);
+    if (entry) {
+      this.cache.delete(key);
+      this.cache.set(key, entry);
+      return entry;
+    }
+    entry = this.check(spec).then(() => this.compileChecked(spec));
+    entry.catch(() => this.cache.delete(key));
+    this.cache.set(key, entry);
+    if (this.cache.size > MAX_CACHED) this.cache.delete(this.cache.keys().next().value as string);
+    return entry;
+  }
+
+  dispose(): void {
+    this.cache.clear();
+    this.compiler.dispose();
+    this.info.dispose();
+  }
+
+  /** Parses the spec on the probe instance; one that aborts is replaced. */
+  private async check(spec: GrammarSpec): Promise<void> {
+    if (spec.type === 'json_object') return;
+    const probe = await (this.probe ??= XGrammar.load());
+    try {
+      const grammar = await probe.guard((lib) => parse(lib, spec));
+      grammar.dispose();
+    } catch (e) {
+      if (probe.aborted) this.probe = null;
+      throw e;
+    }
+  }
+
+  private async compileChecked(spec: GrammarSpec): Promise<CompiledConstraint> {
+    const c = this.compiler;
+    const j = JSON_LAYOUT;
+    const compiled = await this.xg.guard(() => {
+      switch (spec.type) {
+        case 'json_object': return c.compileJSONSchema('{"type": "object"}', j.anyWhitespace, j.indent, j.separators, j.strict);
+        case 'json_schema': return c.compileJSONSchema(spec.schema, j.anyWhitespace, j.indent, j.separators, j.strict);
+        case 'grammar': return c.compileGrammar(spec.grammar);
+        case 'structural_tag': return c.compileStructuralTag(spec.tag);
+      }
+    });
+    return new CompiledConstraint(this.xg.lib, compiled, this.stats);
+  }
+}
+
+function parse(lib: XGrammarLib, spec: Exclude<GrammarSpec, { type: 'json_object' }>) {
+  const j = JSON_LAYOUT;
+  switch (spec.type) {
+    case 'json_schema': return lib.Grammar.fromJSONSchema(spec.schema, j.anyWhitespace, j.indent, j.separators, j.strict);
+    case 'grammar': return lib.Grammar.fromEBNF(spec.grammar);
+    case 'structural_tag': return lib.Grammar.fromStructuralTag(spec.tag);
+  }
+}
+
+export { GrammarError };

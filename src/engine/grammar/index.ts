@@ -1,0 +1,1 @@
+export { Grammars, Constraint, CompiledConstraint, GrammarError, type GrammarSpec, type MaskStats } from './grammars.js';
