@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { Grammars, GrammarError, type Constraint } from '../../src/engine/grammar/index.js';
+import { Utf8Guard } from '../../src/engine/grammar/utf8-guard.js';
 import { Metadata, parseGgufHeader } from '../../src/model/gguf.js';
 import { Tokenizer } from '../../src/model/tokenizer.js';
 import { modelPath } from '../helpers/shared.js';
@@ -71,6 +72,36 @@ describe.each([
     expect(open.length).toBeGreaterThan(0);
     for (const text of open) expect(text.trimStart().startsWith('{')).toBe(true);
     grammars.dispose();
+  });
+});
+
+describe('the UTF-8 guard', () => {
+  const tokenizer = tokenizerOf('wg-tolstoy-q8_0.gguf');
+  const byteToken = (b: number) => tokenizer.grammarVocabulary().pieces.indexOf(`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`);
+  const allowedBytes = (guard: Utf8Guard) => {
+    const mask = new Uint32Array(Math.ceil(tokenizer.vocabSize / 32)).fill(0xffffffff);
+    guard.restrict(mask);
+    return Array.from({ length: 256 }, (_, b) => b).filter((b) => allowed(mask, byteToken(b)));
+  };
+  const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+
+  // Inside a character the grammar itself allows only continuation bytes; the guard narrows those.
+  it('allows only bytes that keep the output well-formed UTF-8 (Unicode table 3-7)', () => {
+    const continuing = (guard: Utf8Guard) => allowedBytes(guard).filter((b) => b >= 0x80);
+    const guard = new Utf8Guard(Utf8Guard.partialTokens(tokenizer), (id) => tokenizer.tokenToBytes(id, false));
+    expect(allowedBytes(guard)).toEqual([...range(0, 0x7f), ...range(0xc2, 0xf4)]);
+    guard.accept(byteToken(0xf0));
+    expect(continuing(guard)).toEqual(range(0x90, 0xbf)); // no overlong 4-byte forms
+    guard.accept(byteToken(0x9f));
+    guard.accept(byteToken(0x98));
+    expect(continuing(guard)).toEqual(range(0x80, 0xbf));
+    guard.accept(byteToken(0x80));
+    guard.accept(byteToken(0xed));
+    expect(continuing(guard)).toEqual(range(0x80, 0x9f)); // no surrogates
+    guard.accept(byteToken(0x80));
+    guard.accept(byteToken(0x80));
+    guard.accept(byteToken(0xf4));
+    expect(continuing(guard)).toEqual(range(0x80, 0x8f)); // nothing above U+10FFFF
   });
 });
 

@@ -2,6 +2,7 @@
 // by their spec, and a matcher (a Constraint) per constrained sequence.
 import type { CompiledGrammar, GrammarCompiler, GrammarMatcher, TokenizerInfo } from '@mlc-ai/web-xgrammar';
 import type { Tokenizer } from '../../model/index.js';
+import { Utf8Guard } from './utf8-guard.js';
 import { GrammarError, XGrammar, type XGrammarLib } from './xgrammar.js';
 
 /** What a sequence's output must match. Schemas and tags are JSON text. */
@@ -25,20 +26,24 @@ export interface MaskStats {
 export class Constraint {
   private disposed = false;
 
-  constructor(private readonly matcher: GrammarMatcher, private readonly stats: MaskStats) {}
+  constructor(private readonly matcher: GrammarMatcher, private readonly utf8: Utf8Guard, private readonly stats: MaskStats) {}
 
   /** Bit t of word t >> 5 is set when token t may come next. */
   async nextMask(): Promise<Uint32Array> {
     const start = performance.now();
-    const mask = await this.matcher.getNextTokenBitmask();
+    const words = await this.matcher.getNextTokenBitmask();
+    const mask = new Uint32Array(words.buffer, words.byteOffset, words.length);
+    this.utf8.restrict(mask);
     this.stats.milliseconds += performance.now() - start;
     this.stats.masks++;
-    return new Uint32Array(mask.buffer, mask.byteOffset, mask.length);
+    return mask;
   }
 
   /** Advances by a sampled token; false if the grammar does not allow it (the state is unchanged). */
   accept(tokenId: number): boolean {
-    return this.matcher.acceptToken(tokenId);
+    if (!this.matcher.acceptToken(tokenId)) return false;
+    this.utf8.accept(tokenId);
+    return true;
   }
 
   /** The grammar is complete and a stop token was taken. */
@@ -55,10 +60,11 @@ export class Constraint {
 
 /** A compiled grammar, shared by every sequence that uses the same spec. */
 export class CompiledConstraint {
-  constructor(private readonly lib: XGrammarLib, private readonly compiled: CompiledGrammar, private readonly stats: MaskStats) {}
+  constructor(private readonly lib: XGrammarLib, private readonly compiled: CompiledGrammar, private readonly grammars: Grammars) {}
 
   async matcher(): Promise<Constraint> {
-    return new Constraint(await this.lib.GrammarMatcher.createGrammarMatcher(this.compiled), this.stats);
+    const matcher = await this.lib.GrammarMatcher.createGrammarMatcher(this.compiled);
+    return new Constraint(matcher, this.grammars.utf8Guard(), this.grammars.stats);
   }
 }
 
@@ -68,7 +74,8 @@ export class Grammars {
   /** Checks untrusted specs first, so the instance that serves never aborts (see xgrammar.ts). */
   private probe: Promise<XGrammar> | null = null;
 
-  private constructor(private readonly xg: XGrammar, private readonly compiler: GrammarCompiler, private readonly info: TokenizerInfo) {}
+  private constructor(private readonly xg: XGrammar, private readonly compiler: GrammarCompiler, private readonly info: TokenizerInfo,
+    private readonly tokenizer: Tokenizer) {}
 
   /** XGrammar's tokenizer info for `tokenizer`, with logits of `vocabSize` tokens. */
   static async create(tokenizer: Tokenizer, vocabSize: number): Promise<Grammars> {
@@ -76,7 +83,7 @@ export class Grammars {
     const vocab = tokenizer.grammarVocabulary();
     const info = await xg.lib.TokenizerInfo.createTokenizerInfo(vocab.pieces, vocab.vocabType, vocab.prependSpace, vocabSize, tokenizer.eotIds);
     const compiler = await xg.lib.GrammarCompiler.createGrammarCompiler(info);
-    return new Grammars(xg, compiler, info);
+    return new Grammars(xg, compiler, info, tokenizer);
   }
 
   /** Compiles (or finds) the grammar of `spec`; a GrammarError names what XGrammar rejected. */
@@ -125,7 +132,15 @@ export class Grammars {
         case 'structural_tag': return c.compileStructuralTag(spec.tag);
       }
     });
-    return new CompiledConstraint(this.xg.lib, compiled, this.stats);
+    return new CompiledConstraint(this.xg.lib, compiled, this);
+  }
+
+  private utf8Tokens: ReturnType<typeof Utf8Guard.partialTokens> | null = null;
+
+  /** A fresh UTF-8 check for one sequence (the table of partial tokens is built once). */
+  utf8Guard(): Utf8Guard {
+    this.utf8Tokens ??= Utf8Guard.partialTokens(this.tokenizer);
+    return new Utf8Guard(this.utf8Tokens, (id) => this.tokenizer.tokenToBytes(id, false));
   }
 }
 

@@ -95,20 +95,24 @@ async function evaluateInNode(): Promise<XGrammarLib> {
   const file = createRequire(import.meta.url).resolve('@mlc-ai/web-xgrammar');
   const source = await readFile(file, 'utf8');
   const wrapped = `(function (exports, module, require, __filename, __dirname) {${source}\n})`;
-  // Node 20-22 flag that loader option experimental with a warning on stderr, once; keep it off the CLI's output.
+  quietLoaderWarning();
+  const run = vm.runInThisContext(wrapped, { filename: file, importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER }) as
+    (exports: object, module: object, require: NodeJS.Require, filename: string, dirname: string) => void;
+  const module = { exports: {} as XGrammarLib };
+  run(module.exports, module, createRequire(file), file, dirname(file));
+  return module.exports;
+}
+
+let quieted = false;
+
+/** Node 20-22 call that loader option experimental, with a warning on stderr at its first use; only that one is dropped. */
+function quietLoaderWarning(): void {
+  if (quieted) return;
+  quieted = true;
   const emitWarning = process.emitWarning;
   process.emitWarning = ((warning: string | Error, ...rest: never[]) => {
     if (!String(warning).includes('USE_MAIN_CONTEXT_DEFAULT_LOADER')) emitWarning.call(process, warning, ...rest);
   }) as typeof process.emitWarning;
-  let run: (exports: object, module: object, require: NodeJS.Require, filename: string, dirname: string) => void;
-  try {
-    run = vm.runInThisContext(wrapped, { filename: file, importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER });
-  } finally {
-    process.emitWarning = emitWarning;
-  }
-  const module = { exports: {} as XGrammarLib };
-  run(module.exports, module, createRequire(file), file, dirname(file));
-  return module.exports;
 }
 
 let browserInstance: Promise<XGrammar> | null = null;
