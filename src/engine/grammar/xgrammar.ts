@@ -40,6 +40,11 @@ export class XGrammar {
       return await call(this.lib);
     } catch (e) {
       const lines = this.captured;
+      // A C++ exception arrives as a bare number (a pointer); treat it like an abort.
+      if (typeof e === 'number') {
+        this.aborted = true;
+        throw new GrammarError(lines.join('; ') || 'XGrammar rejected it (an exception in its C++ code)');
+      }
       if (!(e instanceof Error) || !/Aborted\(/.test(e.message)) throw e;
       this.aborted = true;
       const fatal = lines.map((l) => l.replace(/^\[FATAL\][^:]*:\d+:\s*/, '')).filter((l) => l && !/^Aborted\(/.test(l));

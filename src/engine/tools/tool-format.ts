@@ -31,15 +31,19 @@ export function toolCallFormat(template: string | undefined): ToolCallFormat {
 interface FormatText {
   /** Text that starts the calls (XGrammar's trigger in 'auto'). */
   trigger: string;
+  /** One call: begin(name), the arguments object, end. */
   begin(name: string): string;
   end: string;
+  /** Between calls of one response, and around them all. */
   separator: string;
+  open: string;
+  close: string;
 }
 
 export const FORMATS: Readonly<Record<ToolCallFormat, FormatText>> = {
-  hermes: { trigger: '<tool_call>', begin: (n) => `<tool_call>\n{"name": ${JSON.stringify(n)}, "arguments": `, end: '}\n</tool_call>', separator: '\n' },
-  llama3: { trigger: '{"name": ', begin: (n) => `{"name": ${JSON.stringify(n)}, "parameters": `, end: '}', separator: '; ' },
-  mistral: { trigger: '[TOOL_CALLS]', begin: (n) => `[TOOL_CALLS][{"name": ${JSON.stringify(n)}, "arguments": `, end: '}]', separator: '' },
+  hermes: { trigger: '<tool_call>', begin: (n) => `<tool_call>\n{"name": ${JSON.stringify(n)}, "arguments": `, end: '}\n</tool_call>', separator: '\n', open: '', close: '' },
+  llama3: { trigger: '{"name": ', begin: (n) => `{"name": ${JSON.stringify(n)}, "parameters": `, end: '}', separator: '; ', open: '', close: '' },
+  mistral: { trigger: '[TOOL_CALLS]', begin: (n) => `{"name": ${JSON.stringify(n)}, "arguments": `, end: '}', separator: ', ', open: '[TOOL_CALLS][', close: ']' },
 };
 
 /**
@@ -51,11 +55,18 @@ export function toolGrammar(format: ToolCallFormat, tools: readonly ToolDefiniti
   if (choice === 'none' || !tools.length) return undefined;
   const f = FORMATS[format];
   const allowed = typeof choice === 'object' ? tools.filter((t) => t.name === choice.name) : tools;
-  const tags = allowed.map((t) => ({ type: 'tag', begin: f.begin(t.name), content: { type: 'json_schema', json_schema: t.parameters }, end: f.end }));
+  const tag = (t: ToolDefinition, begin: string, end: string) => ({ type: 'tag', begin, content: { type: 'json_schema', json_schema: t.parameters }, end });
+  // 'auto' lets the model write text until the trigger; each tag then holds a whole call (with the format's wrapping).
   const structure = choice === 'auto'
-    ? { type: 'triggered_tags', triggers: [f.trigger], tags, at_least_one: false, stop_after_first: !parallel }
-    : { type: 'tags_with_separator', tags, separator: f.separator, at_least_one: true, stop_after_first: !parallel };
+    ? { type: 'triggered_tags', triggers: [f.trigger], tags: allowed.map((t) => tag(t, f.open + f.begin(t.name), f.end + f.close)), at_least_one: false, stop_after_first: !parallel }
+    : sequence(f, { type: 'tags_with_separator', tags: allowed.map((t) => tag(t, f.begin(t.name), f.end)), separator: f.separator, at_least_one: true, stop_after_first: !parallel });
   return { type: 'structural_tag', tag: JSON.stringify({ type: 'structural_tag', format: structure }) };
+}
+
+/** The calls wrapped in the format's open and close text (XGrammar takes them as a tag around the calls, not as a sequence). */
+function sequence(f: FormatText, calls: object): object {
+  if (!f.open && !f.close) return calls;
+  return { type: 'tag', begin: f.open, content: calls, end: f.close };
 }
 
 /**
@@ -73,5 +84,5 @@ export function toolSystemPrompt(tools: readonly ToolDefinition[]): string {
 /** A past call written as the model would have written it (for templates without tool support). */
 export function callText(format: ToolCallFormat, name: string, args: string): string {
   const f = FORMATS[format];
-  return `${f.begin(name)}${args}${f.end}`;
+  return `${f.open}${f.begin(name)}${args}${f.end}${f.close}`;
 }

@@ -17,12 +17,20 @@ export interface ParsedOutput {
   calls: ParsedCall[];
 }
 
-const TRIGGERS: Readonly<Record<ToolCallFormat, { find: RegExp; literal: string }>> = {
-  hermes: { find: /<tool_call>/, literal: '<tool_call>' },
-  llama3: { find: /(<\|python_tag\|>\s*)?\{\s*"name"\s*:/, literal: '{"name"' },
+/** Any non-empty proper start of `literal`, at the end of the text. */
+function partialOf(literal: string): string {
+  const starts = Array.from({ length: literal.length - 1 }, (_, i) => literal.slice(0, literal.length - 1 - i));
+  return `(?:${starts.map((x) => x.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|')})$`;
+}
+/** The start of `{"name":` (any spacing), at the end of the text. */
+const NAME_START = '\\{\\s*(?:"(?:n(?:a(?:m(?:e(?:"\\s*)?)?)?)?)?)?$';
+
+const TRIGGERS: Readonly<Record<ToolCallFormat, { find: RegExp; partial: RegExp }>> = {
+  hermes: { find: /<tool_call>/, partial: new RegExp(partialOf('<tool_call>')) },
+  llama3: { find: /<\|python_tag\|>|\{\s*"name"\s*:/, partial: new RegExp(`${partialOf('<|python_tag|>')}|${NAME_START}`) },
   // [TOOL_CALLS] is a control token, absent from text decoded without special tokens: a leading
   // array of named objects counts as well.
-  mistral: { find: /\[TOOL_CALLS\]|\[\s*\{\s*"name"\s*:/, literal: '[TOOL_CALLS]' },
+  mistral: { find: /\[TOOL_CALLS\]|\[\s*\{\s*"name"\s*:/, partial: new RegExp(`${partialOf('[TOOL_CALLS]')}|\\[\\s*$|\\[\\s*${NAME_START}`) },
 };
 const WRAPPERS = ['<tool_call>', '</tool_call>', '[TOOL_CALLS]', '<|python_tag|>', '[', ']', ',', ';'];
 const CALL_HEAD = /^\{\s*"name"\s*:\s*("(?:[^"\\]|\\.)*")\s*,\s*"(?:arguments|parameters)"\s*:\s*/;
@@ -31,7 +39,7 @@ const CALL_HEAD = /^\{\s*"name"\s*:\s*("(?:[^"\\]|\\.)*")\s*,\s*"(?:arguments|pa
 export function parseToolOutput(format: ToolCallFormat, text: string, final: boolean): ParsedOutput {
   const trigger = TRIGGERS[format];
   const found = trigger.find.exec(text);
-  if (!found) return { content: final ? text : text.slice(0, text.length - heldBack(text, trigger.literal)), calls: [] };
+  if (!found) return { content: final ? text : text.slice(0, trigger.partial.exec(text)?.index ?? text.length), calls: [] };
   const calls: ParsedCall[] = [];
   let pos = found.index;
   let rest = '';
@@ -49,12 +57,6 @@ export function parseToolOutput(format: ToolCallFormat, text: string, final: boo
     pos = call.end;
   }
   return { content: text.slice(0, found.index) + (final ? rest : ''), calls };
-}
-
-/** Length of the longest end of `text` that could begin `literal`. */
-function heldBack(text: string, literal: string): number {
-  for (let n = Math.min(literal.length - 1, text.length); n > 0; n--) if (literal.startsWith(text.slice(text.length - n))) return n;
-  return 0;
 }
 
 function skipWrappers(text: string, pos: number): number {
