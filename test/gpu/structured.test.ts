@@ -130,6 +130,87 @@ describe('structured output on the shipped model (prose only, so the mask does a
   });
 });
 
+const WEATHER_PARAMS = {
+  type: 'object',
+  properties: { city: { type: 'string', maxLength: 16 }, unit: { enum: ['celsius', 'fahrenheit'] }, days: { type: 'integer', minimum: 1, maximum: 7 } },
+  required: ['city', 'unit', 'days'],
+  additionalProperties: false,
+};
+const TOOLS = [
+  { type: 'function' as const, function: { name: 'get_weather', description: 'Weather forecast', parameters: WEATHER_PARAMS } },
+  { type: 'function' as const, function: { name: 'get_time', parameters: { type: 'object', properties: { zone: { enum: ['UTC', 'MSK'] } }, required: ['zone'], additionalProperties: false } } },
+];
+const validateWeather = new Ajv().compile(WEATHER_PARAMS);
+
+describe('tool calls on the shipped model', () => {
+  let engine: Engine;
+  beforeAll(async () => {
+    engine = await shippedEngine();
+  });
+  afterAll(() => engine?.destroy());
+
+  it('tool_choice "required" and a named function give well-formed calls of the tools (finish_reason tool_calls)', async () => {
+    const [required, named] = await Promise.all([
+      engine.chat.completions.create(ask('Weather in Moscow?', { tools: TOOLS, tool_choice: 'required', parallel_tool_calls: false, temperature: 1, seed: 3, n: 3, max_tokens: 120 })),
+      engine.chat.completions.create(ask('Weather in Moscow?', { tools: TOOLS, tool_choice: { type: 'function', function: { name: 'get_weather' } }, temperature: 0, max_tokens: 120 })),
+    ]);
+    for (const c of [...required.choices, ...named.choices]) {
+      expect(c.finish_reason, c.message.content ?? '').toBe('tool_calls');
+      expect(c.message.tool_calls).toHaveLength(1);
+      const call = c.message.tool_calls![0];
+      expect(call.type).toBe('function');
+      expect(call.id).toMatch(/^call_[0-9a-f]{24}$/);
+      const args: unknown = JSON.parse(call.function.arguments);
+      if (call.function.name === 'get_weather') expect(validateWeather(args), call.function.arguments).toBe(true);
+      else expect(call.function.name).toBe('get_time');
+    }
+    expect(named.choices[0].message.tool_calls![0].function.name).toBe('get_weather');
+  });
+
+  it('streams a forced call as OpenAI does: id, type and name first, then argument pieces that join to the call', async () => {
+    const request = ask('Weather?', { tools: TOOLS, tool_choice: { type: 'function', function: { name: 'get_weather' } }, temperature: 0.8, seed: 9, max_tokens: 120 });
+    const whole = await engine.chat.completions.create(request);
+    const stream = await engine.chat.completions.create({ ...request, stream: true });
+    let name = '';
+    let args = '';
+    let id = '';
+    let argPieces = 0;
+    let finish = '';
+    for await (const chunk of stream as unknown as AsyncIterable<ChatCompletionChunk>) {
+      const choice = chunk.choices[0];
+      if (!choice) continue;
+      expect(choice.delta.content ?? '').toBe('');
+      for (const call of choice.delta.tool_calls ?? []) {
+        expect(call.index).toBe(0);
+        if (call.id) {
+          expect(id).toBe('');
+          id = call.id;
+          name = call.function.name ?? '';
+          expect(call.type).toBe('function');
+        } else {
+          expect(id).not.toBe('');
+          argPieces++;
+        }
+        args += call.function.arguments;
+      }
+      finish = choice.finish_reason ?? finish;
+    }
+    expect(finish).toBe('tool_calls');
+    expect(name).toBe('get_weather');
+    expect(argPieces).toBeGreaterThan(3);
+    expect(args).toBe(whole.choices[0].message.tool_calls![0].function.arguments);
+    expect(validateWeather(JSON.parse(args))).toBe(true);
+  });
+
+  it('"auto" lets the prose model answer in text; "none" never parses calls', async () => {
+    const auto = await engine.chat.completions.create(ask('Natasha', { tools: TOOLS, temperature: 0, max_tokens: 24 }));
+    expect(auto.choices[0].message.tool_calls).toBeUndefined();
+    expect(auto.choices[0].message.content?.length).toBeGreaterThan(0);
+    const none = await engine.chat.completions.create(ask('Natasha', { tools: TOOLS, tool_choice: 'none', temperature: 0, max_tokens: 24 }));
+    expect(none.choices[0].finish_reason).toBe('length');
+  });
+});
+
 describe.each(['wg-llama-spm-q8_0.gguf', 'wg-llama3-bpe-q8_0.gguf'])('structured output on %s (random weights)', (file) => {
   let engine: Engine;
   beforeAll(async () => {
@@ -146,5 +227,15 @@ describe.each(['wg-llama-spm-q8_0.gguf', 'wg-llama3-bpe-q8_0.gguf'])('structured
     expectPeople(greedy);
     expectPeople(sampled);
     expect(free.choices[0].finish_reason).toBe('length');
+  });
+
+  it('a forced tool call is well formed in the template family\'s format', async () => {
+    const r = await engine.chat.completions.create(ask('Weather?', { tools: TOOLS, tool_choice: 'required', temperature: 1, seed: 8, n: 2, max_tokens: 150 }));
+    for (const c of r.choices) {
+      expect(c.finish_reason, c.message.content ?? '').toBe('tool_calls');
+      for (const call of c.message.tool_calls!) expect(['get_weather', 'get_time']).toContain(call.function.name);
+      const weather = c.message.tool_calls!.filter((call) => call.function.name === 'get_weather');
+      for (const call of weather) expect(validateWeather(JSON.parse(call.function.arguments)), call.function.arguments).toBe(true);
+    }
   });
 });

@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { Grammars, GrammarError, type Constraint } from '../../src/engine/grammar/index.js';
 import { Utf8Guard } from '../../src/engine/grammar/utf8-guard.js';
+import { toolGrammar } from '../../src/engine/tools/index.js';
 import { Metadata, parseGgufHeader } from '../../src/model/gguf.js';
 import { Tokenizer } from '../../src/model/tokenizer.js';
 import { modelPath } from '../helpers/shared.js';
@@ -102,6 +103,26 @@ describe('the UTF-8 guard', () => {
     guard.accept(byteToken(0x80));
     guard.accept(byteToken(0xf4));
     expect(continuing(guard)).toEqual(range(0x80, 0x8f)); // nothing above U+10FFFF
+  });
+});
+
+describe('structural tags (tool calls)', () => {
+  const tokenizer = tokenizerOf('wg-tolstoy-q8_0.gguf');
+
+  it('hold JSON in tags to the compact layout, and JSON strings free of control characters', async () => {
+    const grammars = await Grammars.create(tokenizer, tokenizer.vocabSize);
+    const spec = toolGrammar('hermes', [{ name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } }], 'required', false)!;
+    const constraint = await (await grammars.compile(spec)).matcher();
+    await walk(constraint, tokensOf(tokenizer, '<tool_call>\n{"name": "get_weather", "arguments": {'));
+    const afterBrace = await constraint.nextMask();
+    const open = [...Array(tokenizer.vocabSize).keys()].filter((id) => allowed(afterBrace, id)).map((id) => tokenizer.tokenToPiece(id));
+    expect(open.every((text) => text.startsWith('"'))).toBe(true); // no whitespace: compact JSON
+    await walk(constraint, tokensOf(tokenizer, '"city": "Mo'));
+    const inString = await constraint.nextMask();
+    const byte = (b: number) => tokenizer.grammarVocabulary().pieces.indexOf(`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`);
+    for (const b of [0x00, 0x01, 0x0a, 0x1f]) expect(allowed(inString, byte(b)), `byte ${b}`).toBe(false);
+    expect(allowed(inString, byte(0x73))).toBe(true);
+    grammars.dispose();
   });
 });
 

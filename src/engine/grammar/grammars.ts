@@ -95,7 +95,7 @@ export class Grammars {
       this.cache.set(key, entry);
       return entry;
     }
-    entry = this.check(spec).then(() => this.compileChecked(spec));
+    entry = this.check(spec).then((checked) => this.compileChecked(checked));
     entry.catch(() => this.cache.delete(key));
     this.cache.set(key, entry);
     if (this.cache.size > MAX_CACHED) this.cache.delete(this.cache.keys().next().value as string);
@@ -108,13 +108,19 @@ export class Grammars {
     this.info.dispose();
   }
 
-  /** Parses the spec on the probe instance; one that aborts is replaced. */
-  private async check(spec: GrammarSpec): Promise<void> {
-    if (spec.type === 'json_object') return;
+  /**
+   * Parses the spec on the probe instance (one that aborts is replaced) and returns what to
+   * compile: a structural tag's JSON-schema parts become compact grammars (see compactTag).
+   */
+  private async check(spec: GrammarSpec): Promise<GrammarSpec> {
+    if (spec.type === 'json_object') return spec;
     const probe = await (this.probe ??= XGrammar.load());
     try {
-      const grammar = await probe.guard((lib) => parse(lib, spec));
-      grammar.dispose();
+      return await probe.guard(async (lib) => {
+        const checked = spec.type === 'structural_tag' ? { ...spec, tag: JSON.stringify(await compactTag(lib, JSON.parse(spec.tag))) } : spec;
+        (await parse(lib, checked)).dispose();
+        return checked;
+      });
     } catch (e) {
       if (probe.aborted) this.probe = null;
       throw e;
@@ -142,6 +148,44 @@ export class Grammars {
     this.utf8Tokens ??= Utf8Guard.partialTokens(this.tokenizer);
     return new Utf8Guard(this.utf8Tokens, (id) => this.tokenizer.tokenToBytes(id, false));
   }
+}
+
+/**
+ * A structural tag with each {type: 'json_schema'} part replaced by the grammar of that schema in
+ * the compact layout of JSON_LAYOUT: XGrammar's structural tags allow any whitespace in JSON,
+ * and a small model then writes whitespace until max_tokens.
+ */
+async function compactTag(lib: XGrammarLib, node: unknown): Promise<unknown> {
+  if (Array.isArray(node)) return Promise.all(node.map((n) => compactTag(lib, n)));
+  if (typeof node !== 'object' || node === null) return node;
+  const o = node as Record<string, unknown>;
+  if (o.type === 'json_schema' && 'json_schema' in o) {
+    const j = JSON_LAYOUT;
+    const grammar = await lib.Grammar.fromJSONSchema(JSON.stringify(o.json_schema), j.anyWhitespace, j.indent, j.separators, j.strict);
+    const ebnf = reparseable(grammar.toString());
+    grammar.dispose();
+    return { type: 'grammar', grammar: ebnf };
+  }
+  const entries = await Promise.all(Object.entries(o).map(async ([k, v]) => [k, await compactTag(lib, v)] as const));
+  return Object.fromEntries(entries);
+}
+
+/**
+ * XGrammar prints NUL as \0, which its own EBNF parser does not read as NUL (JSON strings would
+ * then admit control characters): write it as \x00.
+ */
+function reparseable(ebnf: string): string {
+  let out = '';
+  for (let i = 0; i < ebnf.length; i++) {
+    if (ebnf[i] !== '\\') {
+      out += ebnf[i];
+      continue;
+    }
+    const next = ebnf[i + 1];
+    out += next === '0' && !/[0-9]/.test(ebnf[i + 2] ?? '') ? '\\x00' : `\\${next ?? ''}`;
+    i++;
+  }
+  return out;
 }
 
 function parse(lib: XGrammarLib, spec: Exclude<GrammarSpec, { type: 'json_object' }>) {
