@@ -135,7 +135,8 @@ type Message = { role: string; content: string; [k: string]: unknown };
 /**
  * Messages as the template reads them: an assistant's tool_calls carry their arguments as objects
  * (Hugging Face templates expect that; OpenAI sends JSON text). A template that renders no tools
- * gets them in a system message, and past calls as the text the model would have written.
+ * gets past calls as the text the model would have written, and with tool_choice 'auto' the
+ * tools in a system message.
  */
 function withTools(messages: Message[], tools: ParsedTools | undefined, format: ToolCallFormat, template: string | undefined): Message[] {
   const templateKnowsTools = !!template && /\btools\b/.test(template);
@@ -146,7 +147,8 @@ function withTools(messages: Message[], tools: ParsedTools | undefined, format: 
     const text = calls.map((c) => callText(format, c.name, c.argsText)).join(format === 'hermes' ? '\n' : '');
     return { ...m, content: m.content ? `${m.content}\n${text}` : text };
   });
-  if (templateKnowsTools || !tools?.definitions.length || tools.choice === 'none') return out;
+  // Only 'auto' needs the model to know the tools: a forced call is written by the grammar.
+  if (templateKnowsTools || !tools?.definitions.length || tools.choice !== 'auto') return out;
   const prompt = toolSystemPrompt(tools.definitions);
   return out[0]?.role === 'system' ? [{ ...out[0], content: `${out[0].content}\n\n${prompt}` }, ...out.slice(1)] : [{ role: 'system', content: prompt }, ...out];
 }

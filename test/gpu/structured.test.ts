@@ -202,19 +202,17 @@ describe('tool calls on the shipped model', () => {
     expect(validateWeather(JSON.parse(args))).toBe(true);
   });
 
-  it('"auto" lets the prose model answer in text; "none" never parses calls', async () => {
-    const auto = await engine.chat.completions.create(ask('Natasha', { tools: TOOLS, temperature: 0, max_tokens: 24 }));
-    expect(auto.choices[0].message.tool_calls).toBeUndefined();
-    expect(auto.choices[0].message.content?.length).toBeGreaterThan(0);
+  it('"none" never parses calls', async () => {
     const none = await engine.chat.completions.create(ask('Natasha', { tools: TOOLS, tool_choice: 'none', temperature: 0, max_tokens: 24 }));
     expect(none.choices[0].finish_reason).toBe('length');
+    expect(none.choices[0].message.tool_calls).toBeUndefined();
   });
 });
 
 describe.each(['wg-llama-spm-q8_0.gguf', 'wg-llama3-bpe-q8_0.gguf'])('structured output on %s (random weights)', (file) => {
   let engine: Engine;
   beforeAll(async () => {
-    engine = await createEngine({ model: modelPath(file), runtime: await getRuntime(), contextLength: 512 });
+    engine = await createEngine({ model: modelPath(file), runtime: await getRuntime(), contextLength: 1024 });
   });
   afterAll(() => engine?.destroy());
 
@@ -230,12 +228,25 @@ describe.each(['wg-llama-spm-q8_0.gguf', 'wg-llama3-bpe-q8_0.gguf'])('structured
   });
 
   it('a forced tool call is well formed in the template family\'s format', async () => {
-    const r = await engine.chat.completions.create(ask('Weather?', { tools: TOOLS, tool_choice: 'required', temperature: 1, seed: 8, n: 2, max_tokens: 150 }));
+    // One call each (a random model would go on adding parallel calls until max_tokens).
+    const r = await engine.chat.completions.create(ask('Weather?', { tools: TOOLS, tool_choice: 'required', parallel_tool_calls: false, temperature: 1, seed: 8, n: 2, max_tokens: 150 }));
     for (const c of r.choices) {
       expect(c.finish_reason, c.message.content ?? '').toBe('tool_calls');
       for (const call of c.message.tool_calls!) expect(['get_weather', 'get_time']).toContain(call.function.name);
       const weather = c.message.tool_calls!.filter((call) => call.function.name === 'get_weather');
       for (const call of weather) expect(validateWeather(JSON.parse(call.function.arguments)), call.function.arguments).toBe(true);
     }
+  });
+
+  it('"auto": free text until the trigger; the tools are in the prompt (the template has none)', async () => {
+    const r = await engine.chat.completions.create(ask('Hello', { tools: TOOLS, temperature: 0, max_tokens: 24 }));
+    const c = r.choices[0];
+    if (c.message.tool_calls) {
+      expect(c.finish_reason).toBe('tool_calls');
+      for (const call of c.message.tool_calls) expect(['get_weather', 'get_time']).toContain(call.function.name);
+    } else {
+      expect(c.message.content?.length).toBeGreaterThan(0);
+    }
+    expect(r.usage.prompt_tokens).toBeGreaterThan(200); // the tool system prompt
   });
 });

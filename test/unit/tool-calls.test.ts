@@ -180,11 +180,15 @@ describe('tools in chat requests', () => {
     expect(parsed.grammar?.param).toBe('tools'); // 'auto': the call grammar after its trigger
   });
 
-  it('a template without tools gets them in a system message and past calls as text', () => {
-    const parsed = parseChatRequest({ messages: history, tools, tool_choice: 'required' }, ctx('{% for message in messages %}{{ message.content }}\n{% endfor %}'));
-    const text = parsed.promptTexts[0];
-    expect(text).toContain('<tools>\n{"type":"function","function":{"name":"get_weather"');
-    expect(text).toContain('<tool_call>\n{"name": "get_weather", "arguments": {"location": "Paris"}}\n</tool_call>');
+  it('a template without tools gets past calls as text, and with "auto" the tools in a system message', () => {
+    const plain = ctx('{% for message in messages %}{{ message.content }}\n{% endfor %}');
+    const auto = parseChatRequest({ messages: history, tools }, plain).promptTexts[0];
+    expect(auto).toContain('<tools>\n{"type":"function","function":{"name":"get_weather"');
+    expect(auto).toContain('<tool_call>\n{"name": "get_weather", "arguments": {"location": "Paris"}}\n</tool_call>');
+    // A forced call is written by the grammar: the prompt stays short (small contexts).
+    const required = parseChatRequest({ messages: history, tools, tool_choice: 'required' }, plain).promptTexts[0];
+    expect(required).not.toContain('<tools>');
+    expect(required).toContain('<tool_call>\n{"name": "get_weather", "arguments": {"location": "Paris"}}\n</tool_call>');
   });
 
   it('rejects bad tools and tool_choice naming the field', () => {
