@@ -149,10 +149,11 @@ describe('tool calls on the shipped model', () => {
   });
   afterAll(() => engine?.destroy());
 
+  // The tokenizer spells JSON mostly byte by byte: a call is about 100 tokens.
   it('tool_choice "required" and a named function give well-formed calls of the tools (finish_reason tool_calls)', async () => {
     const [required, named] = await Promise.all([
-      engine.chat.completions.create(ask('Weather in Moscow?', { tools: TOOLS, tool_choice: 'required', parallel_tool_calls: false, temperature: 1, seed: 3, n: 3, max_tokens: 120 })),
-      engine.chat.completions.create(ask('Weather in Moscow?', { tools: TOOLS, tool_choice: { type: 'function', function: { name: 'get_weather' } }, temperature: 0, max_tokens: 120 })),
+      engine.chat.completions.create(ask('Weather in Moscow?', { tools: TOOLS, tool_choice: 'required', parallel_tool_calls: false, temperature: 1, seed: 3, n: 3, max_tokens: 220 })),
+      engine.chat.completions.create(ask('Weather in Moscow?', { tools: TOOLS, tool_choice: { type: 'function', function: { name: 'get_weather' } }, temperature: 0, max_tokens: 220 })),
     ]);
     for (const c of [...required.choices, ...named.choices]) {
       expect(c.finish_reason, c.message.content ?? '').toBe('tool_calls');
@@ -168,7 +169,7 @@ describe('tool calls on the shipped model', () => {
   });
 
   it('streams a forced call as OpenAI does: id, type and name first, then argument pieces that join to the call', async () => {
-    const request = ask('Weather?', { tools: TOOLS, tool_choice: { type: 'function', function: { name: 'get_weather' } }, temperature: 0.8, seed: 9, max_tokens: 120 });
+    const request = ask('Weather?', { tools: TOOLS, tool_choice: { type: 'function', function: { name: 'get_weather' } }, temperature: 0.8, seed: 9, max_tokens: 220 });
     const whole = await engine.chat.completions.create(request);
     const stream = await engine.chat.completions.create({ ...request, stream: true });
     let name = '';

@@ -47,19 +47,21 @@ export const FORMATS: Readonly<Record<ToolCallFormat, FormatText>> = {
 };
 
 /**
- * The grammar of the output for `choice`: 'required' and a named function allow only calls (one,
- * or several when parallel); 'auto' allows free text, and once the format's trigger appears, a
+ * The grammar of the output for `choice`: 'required' allows only calls (one, or several when
+ * parallel), a named function one call of it; 'auto' allows free text, and once the format's trigger appears, a
  * valid call. 'none': no grammar.
  */
 export function toolGrammar(format: ToolCallFormat, tools: readonly ToolDefinition[], choice: ToolChoice, parallel: boolean): GrammarSpec | undefined {
   if (choice === 'none' || !tools.length) return undefined;
   const f = FORMATS[format];
   const allowed = typeof choice === 'object' ? tools.filter((t) => t.name === choice.name) : tools;
+  // A named function is called once; otherwise one call or, when parallel, several.
+  const single = typeof choice === 'object' || !parallel;
   const tag = (t: ToolDefinition, begin: string, end: string) => ({ type: 'tag', begin, content: { type: 'json_schema', json_schema: t.parameters }, end });
   // 'auto' lets the model write text until the trigger; each tag then holds a whole call (with the format's wrapping).
   const structure = choice === 'auto'
-    ? { type: 'triggered_tags', triggers: [f.trigger], tags: allowed.map((t) => tag(t, f.open + f.begin(t.name), f.end + f.close)), at_least_one: false, stop_after_first: !parallel }
-    : sequence(f, { type: 'tags_with_separator', tags: allowed.map((t) => tag(t, f.begin(t.name), f.end)), separator: f.separator, at_least_one: true, stop_after_first: !parallel });
+    ? { type: 'triggered_tags', triggers: [f.trigger], tags: allowed.map((t) => tag(t, f.open + f.begin(t.name), f.end + f.close)), at_least_one: false, stop_after_first: single }
+    : sequence(f, { type: 'tags_with_separator', tags: allowed.map((t) => tag(t, f.begin(t.name), f.end)), separator: f.separator, at_least_one: true, stop_after_first: single });
   return { type: 'structural_tag', tag: JSON.stringify({ type: 'structural_tag', format: structure }) };
 }
 
