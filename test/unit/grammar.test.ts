@@ -126,6 +126,24 @@ describe('structural tags (tool calls)', () => {
   });
 });
 
+describe('the grammar cache', () => {
+  const tokenizer = tokenizerOf('wg-tolstoy-q8_0.gguf');
+
+  it('compiles a spec once, and a matcher outlives its grammar\'s eviction', async () => {
+    const grammars = await Grammars.create(tokenizer, tokenizer.vocabSize);
+    const spec = { type: 'grammar' as const, grammar: 'root ::= "yes" | "no"' };
+    const compiled = await grammars.compile(spec);
+    expect(await grammars.compile(spec)).toBe(compiled);
+    const constraint = await compiled.matcher();
+    for (let i = 0; i < 40; i++) await grammars.compile({ type: 'grammar', grammar: `root ::= "${i}"` });
+    expect(await grammars.compile(spec)).not.toBe(compiled); // evicted, compiled again
+    await walk(constraint, tokensOf(tokenizer, 'yes'));
+    expect(constraint.accept(tokenizer.eotIds[0])).toBe(true);
+    expect(constraint.terminated).toBe(true);
+    grammars.dispose();
+  });
+});
+
 describe('grammar errors', () => {
   const tokenizer = tokenizerOf('wg-tolstoy-q8_0.gguf');
 

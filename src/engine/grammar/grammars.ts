@@ -66,6 +66,11 @@ export class CompiledConstraint {
     const matcher = await this.lib.GrammarMatcher.createGrammarMatcher(this.compiled);
     return new Constraint(matcher, this.grammars.utf8Guard(), this.grammars.stats);
   }
+
+  /** Drops this handle (matchers made from it keep their own reference in XGrammar). */
+  dispose(): void {
+    this.compiled.dispose();
+  }
 }
 
 export class Grammars {
@@ -98,14 +103,20 @@ export class Grammars {
     entry = this.check(spec).then((checked) => this.compileChecked(checked));
     entry.catch(() => this.cache.delete(key));
     this.cache.set(key, entry);
-    if (this.cache.size > MAX_CACHED) this.cache.delete(this.cache.keys().next().value as string);
+    if (this.cache.size > MAX_CACHED) this.evict(this.cache.keys().next().value as string);
     return entry;
   }
 
   dispose(): void {
-    this.cache.clear();
+    for (const key of [...this.cache.keys()]) this.evict(key);
     this.compiler.dispose();
     this.info.dispose();
+  }
+
+  private evict(key: string): void {
+    const entry = this.cache.get(key);
+    this.cache.delete(key);
+    entry?.then((c) => c.dispose(), () => undefined);
   }
 
   /**
