@@ -170,8 +170,8 @@ describe('tools in chat requests', () => {
   ];
   const tools = [{ type: 'function', function: WEATHER }];
 
-  it('renders tools, past calls and tool results through the template', () => {
-    const parsed = parseChatRequest({ messages: history, tools }, ctx(HERMES));
+  it('renders tools, past calls and tool results through the template', async () => {
+    const parsed = await parseChatRequest({ messages: history, tools }, ctx(HERMES));
     const text = parsed.promptTexts[0];
     expect(text).toMatch(/<tools>\n?\{"type": ?"function", ?"function": ?\{"name": ?"get_weather"/);
     expect(text).toMatch(/<tool_call>\n\{"name": "get_weather", "arguments": \{"location": ?"Paris"\}\}\n<\/tool_call>/);
@@ -180,32 +180,28 @@ describe('tools in chat requests', () => {
     expect(parsed.grammar?.param).toBe('tools'); // 'auto': the call grammar after its trigger
   });
 
-  it('a template without tools gets past calls as text, and with "auto" the tools in a system message', () => {
+  it('a template without tools gets past calls as text, and with "auto" the tools in a system message', async () => {
     const plain = ctx('{% for message in messages %}{{ message.content }}\n{% endfor %}');
-    const auto = parseChatRequest({ messages: history, tools }, plain).promptTexts[0];
+    const auto = (await parseChatRequest({ messages: history, tools }, plain)).promptTexts[0];
     expect(auto).toContain('<tools>\n{"type":"function","function":{"name":"get_weather"');
     expect(auto).toContain('<tool_call>\n{"name": "get_weather", "arguments": {"location": "Paris"}}\n</tool_call>');
     // A forced call is written by the grammar: the prompt stays short (small contexts).
-    const required = parseChatRequest({ messages: history, tools, tool_choice: 'required' }, plain).promptTexts[0];
+    const required = (await parseChatRequest({ messages: history, tools, tool_choice: 'required' }, plain)).promptTexts[0];
     expect(required).not.toContain('<tools>');
     expect(required).toContain('<tool_call>\n{"name": "get_weather", "arguments": {"location": "Paris"}}\n</tool_call>');
   });
 
-  it('rejects bad tools and tool_choice naming the field', () => {
-    const error = (body: object) => {
-      try {
-        parseChatRequest({ messages: [{ role: 'user', content: 'x' }], ...body }, ctx(HERMES));
-      } catch (e) {
-        expect(e).toBeInstanceOf(ApiError);
-        return (e as ApiError).param;
-      }
-      throw new Error('no error');
+  it('rejects bad tools and tool_choice naming the field', async () => {
+    const error = async (body: object) => {
+      const e = await parseChatRequest({ messages: [{ role: 'user', content: 'x' }], ...body }, ctx(HERMES)).then(() => null, (err: unknown) => err);
+      expect(e).toBeInstanceOf(ApiError);
+      return (e as ApiError).param;
     };
-    expect(error({ tools: [{ type: 'function', function: { name: 'bad name' } }] })).toBe('tools[0].function.name');
-    expect(error({ tools, tool_choice: { type: 'function', function: { name: 'nope' } } })).toBe('tool_choice');
-    expect(error({ tool_choice: 'required' })).toBe('tool_choice');
-    expect(error({ tools, tool_choice: 'sometimes' })).toBe('tool_choice');
-    expect(error({ tools, parallel_tool_calls: 'yes' })).toBe('parallel_tool_calls');
-    expect(parseChatRequest({ messages: [{ role: 'user', content: 'x' }], tools, tool_choice: 'none' }, ctx(HERMES)).toolCalls).toBeUndefined();
+    expect(await error({ tools: [{ type: 'function', function: { name: 'bad name' } }] })).toBe('tools[0].function.name');
+    expect(await error({ tools, tool_choice: { type: 'function', function: { name: 'nope' } } })).toBe('tool_choice');
+    expect(await error({ tool_choice: 'required' })).toBe('tool_choice');
+    expect(await error({ tools, tool_choice: 'sometimes' })).toBe('tool_choice');
+    expect(await error({ tools, parallel_tool_calls: 'yes' })).toBe('parallel_tool_calls');
+    expect((await parseChatRequest({ messages: [{ role: 'user', content: 'x' }], tools, tool_choice: 'none' }, ctx(HERMES))).toolCalls).toBeUndefined();
   });
 });
