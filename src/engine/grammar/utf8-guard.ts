@@ -41,7 +41,11 @@ function run(s: Utf8State, bytes: Uint8Array): Utf8State | null {
 export interface PartialTokens {
   ids: number[];
   bytes: Uint8Array[];
+  /** Per state (see stateKey), the partial tokens it rules out: worked out once, shared by every sequence. */
+  banned: Map<string, Int32Array>;
 }
+
+const stateKey = (s: Utf8State) => `${s.pending}:${s.low}:${s.high}`;
 
 export class Utf8Guard {
   private state: Utf8State = BETWEEN;
@@ -50,7 +54,7 @@ export class Utf8Guard {
 
   /** Tokens whose bytes are not whole well-formed UTF-8 (byte pieces, split characters). */
   static partialTokens(tokenizer: Tokenizer): PartialTokens {
-    const out: PartialTokens = { ids: [], bytes: [] };
+    const out: PartialTokens = { ids: [], bytes: [], banned: new Map() };
     for (let id = 0; id < tokenizer.vocabSize; id++) {
       const bytes = tokenizer.tokenToBytes(id, false);
       if (run(BETWEEN, bytes) === BETWEEN) continue;
@@ -62,12 +66,19 @@ export class Utf8Guard {
 
   /** Clears the bits of tokens that would make the output ill-formed UTF-8. */
   restrict(mask: Uint32Array): void {
-    const { ids, bytes } = this.partial;
-    for (let i = 0; i < ids.length; i++) {
-      const id = ids[i];
-      const bit = 1 << (id & 31);
-      if (mask[id >>> 5] & bit && !run(this.state, bytes[i])) mask[id >>> 5] &= ~bit;
+    for (const id of this.bannedNow()) mask[id >>> 5] &= ~(1 << (id & 31));
+  }
+
+  /** The partial tokens the current state rules out (there are a dozen states at most). */
+  private bannedNow(): Int32Array {
+    const key = stateKey(this.state);
+    let banned = this.partial.banned.get(key);
+    if (!banned) {
+      const { ids, bytes } = this.partial;
+      banned = Int32Array.from(ids.filter((_, i) => !run(this.state, bytes[i])));
+      this.partial.banned.set(key, banned);
     }
+    return banned;
   }
 
   accept(tokenId: number): void {
