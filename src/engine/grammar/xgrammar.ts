@@ -122,9 +122,19 @@ function quietLoaderWarning(): void {
 
 let browserInstance: Promise<XGrammar> | null = null;
 
+let provided: unknown = null;
+
+/**
+ * Hands the loader XGrammar's module where `import()` is not allowed: a Service Worker imports
+ * `@mlc-ai/web-xgrammar` statically and passes the namespace here (workers/service-worker.ts).
+ */
+export function provideXGrammar(module: unknown): void {
+  provided = module;
+}
+
 /** The bundler's copy: its exports when it wrapped the UMD as CommonJS, else the global it set. */
 async function importBundled(): Promise<XGrammarLib> {
-  const m = await import('@mlc-ai/web-xgrammar');
+  const m: unknown = provided ?? (await import('@mlc-ai/web-xgrammar'));
   const candidates = [m, (m as { default?: unknown }).default, (globalThis as { xgrammar?: unknown }).xgrammar];
   const lib = candidates.find((c): c is XGrammarLib => !!c && typeof (c as XGrammarLib).GrammarCompiler === 'function');
   if (!lib) throw new Error('@mlc-ai/web-xgrammar loaded, but exports no GrammarCompiler');
