@@ -13,5 +13,6 @@ export default defineConfig({
     emptyOutDir: false,
     lib: { entry: 'src/browser/dropin.ts', name: 'wgserve', formats: ['iife'], fileName: () => 'wgserve.js' },
   },
-  worker: { format: 'es' },
+  // One file: XGrammar (loaded on the first structured request) is inlined into the worker too.
+  worker: { format: 'es', rollupOptions: { output: { inlineDynamicImports: true } } },
 });

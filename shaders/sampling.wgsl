@@ -17,11 +17,12 @@
 // Thresholds are exact: bisection over the order-preserving u32 image of the f32 values, each step
 // a workgroup reduction of the count or mass over the row (at most 32 steps; see threshold_key).
 //
-// Bindings: 0 uniform Params { rows, vocab, count (edits in apply_edits; words per row of out in
-//             token_logprobs), _ }
+// Bindings: 0 uniform Params { rows, vocab, count (edits in apply_edits; words per mask in
+//             apply_mask; words per row of out in token_logprobs), _ }
 //           1 logits f32 [rows, vocab] (read_write; the raw copy in token_logprobs)
 //           2 rowParams RowParams [rows] (read)
-//           3 apply_edits: edits Edit [count] (read); token_logprobs: ids i32 [rows] (read)
+//           3 apply_edits: edits Edit [count] (read); apply_mask: masks u32 [slots, count] (read),
+//             bit t of word t / 32 set when token t is allowed; token_logprobs: ids i32 [rows] (read)
 //           4 token_logprobs: out u32 [rows, count]: word 0 the sampled token's logprob (f32 bits),
 //             then (id, logprob f32 bits) pairs, most likely first.
 
@@ -44,7 +45,7 @@ struct RowParams {
   frequencyPenalty: f32,
   presencePenalty: f32,
   logprobs: i32,          // -1: none; else the number of top alternatives
-  _p0: u32,
+  maskSlot: i32,          // -1: no mask; else the row's mask in masks
   _p1: u32,
 }
 
@@ -61,6 +62,7 @@ struct Edit {
 @group(0) @binding(2) var<storage, read> rowParams: array<RowParams>;
 @group(0) @binding(3) var<storage, read> edits: array<Edit>;
 @group(0) @binding(3) var<storage, read> ids: array<i32>;
+@group(0) @binding(3) var<storage, read> masks: array<u32>;
 @group(0) @binding(4) var<storage, read_write> out: array<u32>;
 
 var<workgroup> partialU: array<u32, WG>;
@@ -82,6 +84,19 @@ fn apply_edits(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
   l -= f32(edit.count) * rp.frequencyPenalty;
   if (edit.count > 0u) { l -= rp.presencePenalty; }
   logits[i] = l;
+}
+
+// ------------------------------------------------------------------------------------- mask
+
+@compute @workgroup_size(256)
+fn apply_mask(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = gid.y * nwg.x * 256u + gid.x;
+  if (i >= params.rows * params.vocab) { return; }
+  let slot = rowParams[i / params.vocab].maskSlot;
+  if (slot < 0) { return; }
+  let token = i % params.vocab;
+  let word = masks[u32(slot) * params.count + token / 32u];
+  if (((word >> (token % 32u)) & 1u) == 0u) { logits[i] = negative_infinity(); }
 }
 
 // ---------------------------------------------------------------------------------- perturb

@@ -9,10 +9,14 @@
 // Register it with scope '/' (the server sends `Service-Worker-Allowed: /` when the script lives
 // elsewhere): navigator.serviceWorker.register('/sw.js?model=/models/x.gguf', { type: 'module', scope: '/' })
 /// <reference lib="webworker" />
+import * as xgrammar from '@mlc-ai/web-xgrammar';
 import { ModelCache, reloadCached } from '../src/browser/model-cache.js';
-import { ApiError, createOpenAiHandler, Engine, type OpenAiHandler } from '../src/engine/index.js';
+import { ApiError, createOpenAiHandler, Engine, provideXGrammar, type OpenAiHandler } from '../src/engine/index.js';
 
 declare const self: ServiceWorkerGlobalScope;
+
+// A Service Worker may not call import(): XGrammar (structured output) comes in statically.
+provideXGrammar(xgrammar);
 
 const DEFAULT_MODEL = '/models/wg-tolstoy-q8_0.gguf';
 const params = new URL(self.location.href).searchParams;

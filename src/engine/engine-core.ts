@@ -9,6 +9,7 @@ import { ForwardPass, StreamingDecoder, type Model, type Numerics, type RowLogpr
 import { KvManager, Scheduler, Sequence, type ScheduledStep } from '../scheduler/index.js';
 import { AsyncQueue } from './async-queue.js';
 import { ApiError } from './errors.js';
+import type { Constraint } from './grammar/index.js';
 import { EngineMetrics } from './metrics.js';
 import { StopStringMatcher } from './stop-strings.js';
 
@@ -34,6 +35,12 @@ export interface SamplingParams {
    * maxTokens 1 whose sampled token is dropped; it finishes with 'length' and no tokens.
    */
   prefillOnly?: boolean;
+  /**
+   * The grammar the output must follow (owned by the sequence from submit on, disposed when it
+   * ends): masks every step's draw, advances on every token, and ends the sequence ('stop') once
+   * the grammar is complete.
+   */
+  constraint?: Constraint;
 }
 
 export type SeqFinishReason = 'stop' | 'length' | 'abort';
@@ -107,10 +114,12 @@ class SeqState {
   readonly promptTokens: ReadonlySet<number>;
   readonly queue: AsyncQueue<SeqEvent>;
   readonly timings: SeqTimings;
-  /** Set when the engine, not the scheduler, decides why the sequence ends (a stop string). */
+  /** Set when the engine, not the scheduler, decides why the sequence ends (a stop string, a complete grammar). */
   reason: SeqFinishReason | null = null;
   /** Set when a failed step ends the sequence: its stream fails with this instead of finishing. */
   error: ApiError | null = null;
+  /** A stop string ended the text: what the decoder still holds is dropped. */
+  cutAtStop = false;
 
   constructor(readonly seq: Sequence, readonly params: SamplingParams, model: Model, onCancel: () => void) {
     this.decoder = new StreamingDecoder(model.tokenizer);
@@ -403,6 +412,10 @@ export class EngineCore {
     const start = performance.now();
     const sampled = step.seqs.filter((s) => s.samples).map(({ seq }) => seq);
     const sampling = sampled.map((seq) => this.states.get(seq.id)!.rowSampling());
+    for (const [i, seq] of sampled.entries()) {
+      const { constraint, prefillOnly } = this.states.get(seq.id)!.params;
+      if (constraint && !prefillOnly) sampling[i].mask = await constraint.nextMask();
+    }
     // Reads back logprobs only when a row asks for them.
     // The step's copy-on-write page copies, recorded into the submission ahead of its forward pass.
     this.kv.copyPages(step.kvOps);
@@ -434,8 +447,16 @@ export class EngineCore {
     state.outputCounts.set(tokenId, (state.outputCounts.get(tokenId) ?? 0) + 1);
     const { text, stopped } = state.stops.push(state.decoder.push(tokenId));
     state.queue.push({ type: 'token', tokenId, text, logprobs });
-    if (!stopped) return;
+    const constraint = state.params.constraint;
+    if (constraint && !constraint.accept(tokenId)) {
+      // The mask allows only what the matcher accepts, so this is a bug, not a model's choice.
+      state.error = ApiError.generationFailed(`the grammar rejected token ${tokenId}, which its own mask allowed`);
+      this.scheduler.abort(state.seq.id);
+      return;
+    }
+    if (!stopped && !constraint?.terminated) return;
     state.reason = 'stop';
+    state.cutAtStop = stopped;
     if (!state.seq.isFinished) this.scheduler.abort(state.seq.id);
   }
 
@@ -444,6 +465,7 @@ export class EngineCore {
     const state = this.states.get(seq.id);
     if (!state) return;
     this.states.delete(seq.id);
+    state.params.constraint?.dispose();
     if (state.error) {
       state.queue.fail(state.error);
       return;
@@ -452,7 +474,7 @@ export class EngineCore {
     const prefilled = state.params.prefillOnly && seq.finishReason === 'stop';
     const reason = state.reason ?? (prefilled ? 'length' : seq.finishReason) ?? 'abort';
     // A stop string ends the text where it starts; otherwise what was held back is text.
-    const tail = reason === 'stop' && state.reason ? '' : state.stops.push(state.decoder.flush()).text + state.stops.flush();
+    const tail = state.cutAtStop ? '' : state.stops.push(state.decoder.flush()).text + state.stops.flush();
     state.timings.finishedAt = performance.now();
     state.timings.preemptions = seq.preemptions;
     this.metrics.recordFinished(state.timings);

@@ -5,6 +5,7 @@ import { GpuRuntime } from '../gpu/index.js';
 import { isRereadable, Model, type LoadProgress, type ModelSource } from '../model/index.js';
 import { EngineCore, type EngineCoreOptions, type ModelReopener, type SeqHandle } from './engine-core.js';
 import { ApiError } from './errors.js';
+import { GrammarError, Grammars, type Constraint } from './grammar/index.js';
 import type { MetricsSnapshot } from './metrics.js';
 import type {
   ChatCompletion, ChatCompletionChunk, ChatCompletionRequestBase, ChatCompletionsApi, Completion, CompletionCreateParamsBase,
@@ -88,6 +89,8 @@ interface Loaded {
   core: EngineCore;
   modelId: string;
   defaults: Readonly<Record<string, number>>;
+  /** XGrammar over the model's tokenizer, made on the first constrained request. */
+  grammars: Promise<Grammars> | null;
 }
 
 export class Engine {
@@ -148,7 +151,7 @@ export class Engine {
     const loadedModel = await Model.load(rt, source, { onProgress: report, signal: merged.signal, idleTimeoutMs: merged.downloadIdleTimeoutMs, keepBytes });
     try {
       const core = await EngineCore.create(loadedModel, merged, this.reopener(source, loadedModel, merged));
-      this.loaded = { core, modelId: merged.modelId ?? modelIdOf(loadedModel), defaults: requestDefaults(chatOptions) };
+      this.loaded = { core, modelId: merged.modelId ?? modelIdOf(loadedModel), defaults: requestDefaults(chatOptions), grammars: null };
     } catch (e) {
       loadedModel.destroy();
       throw e;
@@ -242,6 +245,29 @@ export class Engine {
     await loaded.core.idle();
     loaded.core.destroy();
     loaded.core.model.destroy();
+    (await loaded.grammars?.catch(() => null))?.dispose();
+  }
+
+  /** The grammars of the loaded model (made once), e.g. for benchmarks of their CPU cost. */
+  async grammars(): Promise<Grammars> {
+    const loaded = this.requireLoaded();
+    loaded.grammars ??= Grammars.create(loaded.core.model.tokenizer, loaded.core.model.config.vocabSize);
+    loaded.grammars.catch(() => (loaded.grammars = null));
+    return loaded.grammars;
+  }
+
+  /** One matcher per choice when the request has a grammar; a grammar XGrammar rejects is a 400 naming its field. */
+  private async constraints(parsed: ParsedRequest): Promise<Constraint[] | undefined> {
+    if (!parsed.grammar) return undefined;
+    const { spec, param } = parsed.grammar;
+    let compiled;
+    try {
+      compiled = await (await this.grammars()).compile(spec);
+    } catch (e) {
+      if (e instanceof GrammarError) throw ApiError.invalid(param, `${param} cannot be compiled: ${e.message}`);
+      throw e;
+    }
+    return Promise.all(Array.from({ length: parsed.prompts.length * parsed.n }, () => compiled.matcher()));
   }
 
   /** Why the engine cannot serve (its GPU failed), or null while it serves or has no model. */
@@ -252,7 +278,8 @@ export class Engine {
   private async createChat(request: ChatCompletionRequestBase, options: RequestOptions = {}): Promise<AsyncIterable<ChatCompletionChunk> | ChatCompletion> {
     const loaded = this.requireServing(1);
     const parsed = await parseChatRequest(request, this.context(loaded));
-    const { runs, meta } = this.start(loaded, parsed, options, (choices) => (this.lastMessage = choices[0]?.text ?? ''));
+    const constraints = await this.constraints(parsed);
+    const { runs, meta } = this.start(loaded, parsed, options, constraints, (choices) => (this.lastMessage = choices[0]?.text ?? ''));
     if (parsed.stream) return chatChunks(runs, parsed, meta);
     return chatCompletion(await collectChoices(runs), parsed, meta);
   }
@@ -260,17 +287,23 @@ export class Engine {
   private async createText(request: CompletionCreateParamsBase, options: RequestOptions = {}): Promise<AsyncIterable<Completion> | Completion> {
     const loaded = this.requireServing(1);
     const parsed = await parseCompletionRequest(request, this.context(loaded));
-    const { runs, meta } = this.start(loaded, parsed, options);
+    const constraints = await this.constraints(parsed);
+    const { runs, meta } = this.start(loaded, parsed, options, constraints);
     if (parsed.stream) return completionChunks(runs, parsed, meta);
     return textCompletion(await collectChoices(runs), parsed, meta);
   }
 
   /** Submits every choice of every prompt at once, so they are batched together. */
-  private start(loaded: Loaded, parsed: ParsedRequest, options: RequestOptions, onChoices?: (choices: CollectedChoice[]) => void): { runs: ChoiceRun[]; meta: ResponseMeta } {
-    options.signal?.throwIfAborted();
-    // Tokenizing gave the event loop away: the engine may have changed or filled up meanwhile.
-    if (this.loaded !== loaded) throw ApiError.unavailable('the model was unloaded while the request was read');
-    this.requireServing(parsed.prompts.length * parsed.n);
+  private start(loaded: Loaded, parsed: ParsedRequest, options: RequestOptions, constraints?: Constraint[], onChoices?: (choices: CollectedChoice[]) => void): { runs: ChoiceRun[]; meta: ResponseMeta } {
+    try {
+      options.signal?.throwIfAborted();
+      // Tokenizing gave the event loop away: the engine may have changed or filled up meanwhile.
+      if (this.loaded !== loaded) throw ApiError.unavailable('the model was unloaded while the request was read');
+      this.requireServing(parsed.prompts.length * parsed.n);
+    } catch (e) {
+      constraints?.forEach((c) => c.dispose());
+      throw e;
+    }
     const handles: SeqHandle[] = [];
     const runs: ChoiceRun[] = [];
     try {
@@ -278,7 +311,8 @@ export class Engine {
         let first: SeqHandle | undefined;
         for (let i = 0; i < parsed.n; i++) {
           // Choices after the first share its prompt pages (n > 1).
-          const handle = loaded.core.submit(ids, parsed.params(i, ids.length), { cacheSalt: parsed.cacheSalt, sharePromptWith: first });
+          const constraint = constraints?.[p * parsed.n + i];
+          const handle = loaded.core.submit(ids, { ...parsed.params(i, ids.length), constraint }, { cacheSalt: parsed.cacheSalt, sharePromptWith: first });
           first ??= handle;
           handles.push(handle);
           runs.push({ index: p * parsed.n + i, promptIndex: p, handle });
@@ -286,6 +320,7 @@ export class Engine {
       });
     } catch (e) {
       handles.forEach((h) => h.abort());
+      constraints?.forEach((c) => c.dispose());
       throw e instanceof ApiError ? e : ApiError.invalid(parsed.promptParam, (e as Error).message);
     }
     const abortAll = () => handles.forEach((h) => h.abort());

@@ -5,3 +5,4 @@ export { type MetricsSnapshot, type StepRecord } from './metrics.js';
 export { generate, type GenerateRequest, type GenerateResult, type GenerateOptions } from './generate.js';
 export type * from './protocol.js';
 export { createOpenAiHandler, type OpenAiHandler, type OpenAiHandlerOptions } from './http.js';
+export { provideXGrammar } from './grammar/index.js';

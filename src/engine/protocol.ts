@@ -37,6 +37,21 @@ export interface SamplingRequestFields {
    * equal (or both absent), so a tenant's prompts cannot be probed through cache timing by another.
    */
   cache_salt?: string | null;
+  /** Output held to JSON, a JSON schema, or (web-llm) an EBNF grammar, by a token mask on the GPU. */
+  response_format?: ResponseFormat | null;
+}
+
+/** OpenAI's response formats and web-llm's (an EBNF grammar, a schema string, a structural tag). */
+export interface ResponseFormat {
+  type?: 'text' | 'json_object' | 'json_schema' | 'grammar' | 'structural_tag';
+  /** OpenAI json_schema. */
+  json_schema?: { name: string; description?: string; schema?: Record<string, unknown>; strict?: boolean | null };
+  /** web-llm json_object: a JSON schema as text. */
+  schema?: string;
+  /** web-llm grammar: EBNF (XGrammar's dialect). */
+  grammar?: string;
+  /** web-llm structural_tag: an XGrammar structural tag. */
+  structural_tag?: object | string;
 }
 
 export interface ChatCompletionContentPartText {
@@ -72,13 +87,16 @@ export interface ChatCompletionRequestBase extends SamplingRequestFields {
   /** OpenAI's newer name for max_tokens. */
   max_completion_tokens?: number | null;
   logprobs?: boolean | null;
-  /** Passed to the chat template as `tools`. */
+  /** Functions the model may call (rendered by the chat template; calls come back in message.tool_calls). */
   tools?: ChatCompletionTool[];
+  /** 'auto' (default with tools): text or calls; 'required' / a named function: the output is a valid call. */
   tool_choice?: 'none' | 'auto' | 'required' | { type: 'function'; function: { name: string } };
   /** Extension (vLLM): end the prompt with an assistant turn's header (default true). */
   add_generation_prompt?: boolean | null;
   /** Extension (vLLM): the last message is an assistant's whose text the model continues. */
   continue_final_message?: boolean | null;
+  /** Several calls in one response (default true). */
+  parallel_tool_calls?: boolean | null;
 }
 export interface ChatCompletionRequestNonStreaming extends ChatCompletionRequestBase {
   stream?: false | null;
@@ -148,6 +166,16 @@ export interface ChatCompletionMessage {
   role: 'assistant';
   content: string | null;
   refusal: string | null;
+  /** The calls the model made (then finish_reason is 'tool_calls'). */
+  tool_calls?: ChatCompletionMessageToolCall[];
+}
+
+/** A piece of a streamed tool call: id, type and name come first, then pieces of the arguments. */
+export interface ChatCompletionChunkToolCall {
+  index: number;
+  id?: string;
+  type?: 'function';
+  function: { name?: string; arguments: string };
 }
 
 export interface ChatCompletionChoice {
@@ -169,7 +197,7 @@ export interface ChatCompletion {
 
 export interface ChatCompletionChunkChoice {
   index: number;
-  delta: { role?: 'assistant'; content?: string | null };
+  delta: { role?: 'assistant'; content?: string | null; tool_calls?: ChatCompletionChunkToolCall[] };
   finish_reason: FinishReason | null;
   logprobs?: ChoiceLogprobs | null;
 }

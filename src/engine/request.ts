@@ -4,6 +4,8 @@
 import { renderChat, type Model } from '../model/index.js';
 import type { SamplingParams } from './engine-core.js';
 import { ApiError } from './errors.js';
+import type { GrammarSpec } from './grammar/index.js';
+import { callText, toolCallFormat, toolGrammar, toolSystemPrompt, type ToolCallFormat, type ToolChoice, type ToolDefinition } from './tools/index.js';
 
 export interface ParsedRequest {
   /** Token ids of each prompt. */
@@ -23,6 +25,10 @@ export interface ParsedRequest {
   echo: boolean;
   /** Prefix-cache salt (cache_salt; '' when absent). */
   cacheSalt: string;
+  /** The grammar every choice must follow, and the request field it came from (for errors). */
+  grammar?: { spec: GrammarSpec; param: string };
+  /** Set when the output may hold tool calls (tools given, tool_choice not 'none'): how to read them. */
+  toolCalls?: { format: ToolCallFormat };
   /** Sampling parameters of choice `index` (0 .. n - 1) of a prompt of `promptLength` tokens. */
   params(index: number, promptLength: number): SamplingParams;
 }
@@ -56,7 +62,7 @@ export async function parseChatRequest(body: unknown, ctx: RequestContext): Prom
   const req = asBody(body, ctx.defaults);
   checkModel(req, ctx);
   const text = renderChatRequest(req, ctx);
-  rejectUnsupported(req);
+  const tools = parseTools(req);
   checkChoices(1, int(req, 'n', 1, MAX_N) ?? 1, ctx);
   checkTextFits(text, ctx, 'messages');
   const ids = await ctx.model.tokenizer.encodeChatPromptAsync(text);
@@ -65,7 +71,100 @@ export async function parseChatRequest(body: unknown, ctx: RequestContext): Prom
   if (top !== undefined && !logprobs) throw ApiError.invalid('top_logprobs', 'top_logprobs needs logprobs: true');
   // 0 (vLLM's prefill-only request): the prompt's KV is computed and nothing is generated.
   const maxTokens = int(req, 'max_completion_tokens', 0) ?? int(req, 'max_tokens', 0);
-  return build(req, ctx, [ids], [text], { promptParam: 'messages', logprobs: logprobs ? top ?? 0 : undefined, format: 'chat', maxTokens, echo: false });
+  const parsed = build(req, ctx, [ids], [text], { promptParam: 'messages', logprobs: logprobs ? top ?? 0 : undefined, format: 'chat', maxTokens, echo: false });
+  if (!tools || tools.choice === 'none') return parsed;
+  // A forced call is held to the tools' schemas; with 'auto', a response_format wins over the call grammar.
+  const format = toolCallFormat(ctx.model.chatTemplate);
+  const forced = tools.choice !== 'auto';
+  const spec = toolGrammar(format, tools.definitions, tools.choice, tools.parallel);
+  const grammar = spec && (forced || !parsed.grammar) ? { spec, param: 'tools' } : parsed.grammar;
+  return { ...parsed, grammar, toolCalls: { format } };
+}
+
+interface ParsedTools {
+  /** As given, for the chat template. */
+  raw: unknown[];
+  definitions: ToolDefinition[];
+  choice: ToolChoice;
+  parallel: boolean;
+}
+
+/** tools, tool_choice and parallel_tool_calls; undefined when there are no tools. */
+function parseTools(req: Body): ParsedTools | undefined {
+  const hasTools = req.tools !== undefined && req.tools !== null;
+  const raw = hasTools ? arrayOf(req.tools, 'tools') : [];
+  const definitions = raw.map((t, i): ToolDefinition => {
+    const where = `tools[${i}]`;
+    const tool = asObject(t, where);
+    if (tool.type !== 'function') throw ApiError.invalid(`${where}.type`, `${where}.type must be "function"`);
+    const fn = asObject(tool.function, `${where}.function`);
+    if (typeof fn.name !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(fn.name)) {
+      throw ApiError.invalid(`${where}.function.name`, `${where}.function.name must be 1 to 64 letters, digits, underscores or dashes`);
+    }
+    if (fn.description !== undefined && typeof fn.description !== 'string') throw ApiError.invalid(`${where}.function.description`, `${where}.function.description must be a string`);
+    const parameters = fn.parameters === undefined || fn.parameters === null ? { type: 'object', properties: {} } : asObject(fn.parameters, `${where}.function.parameters`);
+    return { name: fn.name, ...(fn.description ? { description: fn.description as string } : {}), parameters };
+  });
+  const names = new Set(definitions.map((d) => d.name));
+  if (names.size !== definitions.length) throw ApiError.invalid('tools', 'tools must have distinct function names');
+  const choice = parseToolChoice(req.tool_choice, names, hasTools);
+  const parallel = bool(req, 'parallel_tool_calls') ?? true;
+  if (!hasTools) return undefined;
+  if (!definitions.length && choice !== 'none' && choice !== 'auto') throw ApiError.invalid('tool_choice', `tool_choice ${describe(req.tool_choice)} needs tools`);
+  return { raw, definitions, choice, parallel };
+}
+
+function parseToolChoice(value: unknown, names: ReadonlySet<string>, hasTools: boolean): ToolChoice {
+  if (value === undefined || value === null) return hasTools ? 'auto' : 'none';
+  if (value === 'none' || value === 'auto' || value === 'required') {
+    if (value === 'required' && !hasTools) throw ApiError.invalid('tool_choice', 'tool_choice "required" needs tools');
+    return value;
+  }
+  if (typeof value === 'object' && !Array.isArray(value)) {
+    const choice = value as Body;
+    const fn = choice.type === 'function' && typeof choice.function === 'object' && choice.function !== null ? (choice.function as Body).name : undefined;
+    if (typeof fn !== 'string') throw ApiError.invalid('tool_choice', 'tool_choice must be "none", "auto", "required" or {"type": "function", "function": {"name": ...}}');
+    if (!names.has(fn)) throw ApiError.invalid('tool_choice', `tool_choice names the function "${fn}", which is not in tools`);
+    return { name: fn };
+  }
+  throw ApiError.invalid('tool_choice', 'tool_choice must be "none", "auto", "required" or {"type": "function", "function": {"name": ...}}');
+}
+
+type Message = { role: string; content: string; [k: string]: unknown };
+
+/**
+ * Messages as the template reads them: an assistant's tool_calls carry their arguments as objects
+ * (Hugging Face templates expect that; OpenAI sends JSON text). A template that renders no tools
+ * gets past calls as the text the model would have written, and with tool_choice 'auto' the
+ * tools in a system message.
+ */
+function withTools(messages: Message[], tools: ParsedTools | undefined, format: ToolCallFormat, template: string | undefined): Message[] {
+  const templateKnowsTools = !!template && /\btools\b/.test(template);
+  const out = messages.map((m, i) => {
+    if (m.role !== 'assistant' || m.tool_calls === undefined || m.tool_calls === null) return m;
+    const calls = arrayOf(m.tool_calls, `messages[${i}].tool_calls`).map((c, j) => parsePastCall(c, `messages[${i}].tool_calls[${j}]`));
+    if (templateKnowsTools) return { ...m, tool_calls: calls.map((c) => ({ id: c.id, type: 'function', function: { name: c.name, arguments: c.args } })) };
+    const text = calls.map((c) => callText(format, c.name, c.argsText)).join(format === 'hermes' ? '\n' : '');
+    return { ...m, content: m.content ? `${m.content}\n${text}` : text };
+  });
+  // Only 'auto' needs the model to know the tools: a forced call is written by the grammar.
+  if (templateKnowsTools || !tools?.definitions.length || tools.choice !== 'auto') return out;
+  const prompt = toolSystemPrompt(tools.definitions);
+  return out[0]?.role === 'system' ? [{ ...out[0], content: `${out[0].content}\n\n${prompt}` }, ...out.slice(1)] : [{ role: 'system', content: prompt }, ...out];
+}
+
+function parsePastCall(value: unknown, where: string): { id: unknown; name: string; args: unknown; argsText: string } {
+  const call = asObject(value, where);
+  const fn = asObject(call.function, `${where}.function`);
+  if (typeof fn.name !== 'string') throw ApiError.invalid(`${where}.function.name`, `${where}.function.name must be a string`);
+  const argsText = typeof fn.arguments === 'string' ? fn.arguments : JSON.stringify(fn.arguments ?? {});
+  let args: unknown;
+  try {
+    args = JSON.parse(argsText);
+  } catch {
+    throw ApiError.invalid(`${where}.function.arguments`, `${where}.function.arguments must be JSON text`);
+  }
+  return { id: call.id, name: fn.name, args, argsText };
 }
 
 /**
@@ -89,8 +188,8 @@ export async function tokenizeRequest(body: unknown, ctx: RequestContext): Promi
  * message, an assistant's, for the model to continue that text.
  */
 function renderChatRequest(req: Body, ctx: RequestContext): string {
-  const messages = parseMessages(req.messages);
-  const tools = req.tools === undefined || req.tools === null ? undefined : arrayOf(req.tools, 'tools');
+  const tools = parseTools(req);
+  const messages = withTools(parseMessages(req.messages), tools, toolCallFormat(ctx.model.chatTemplate), ctx.model.chatTemplate);
   const continueFinal = bool(req, 'continue_final_message') ?? false;
   const addGenerationPrompt = bool(req, 'add_generation_prompt') ?? !continueFinal;
   if (continueFinal && addGenerationPrompt) {
@@ -103,7 +202,7 @@ function renderChatRequest(req: Body, ctx: RequestContext): string {
   const tok = ctx.model.tokenizer;
   const render = (list: typeof messages, generationPrompt: boolean) => {
     try {
-      return renderChat(ctx.model.chatTemplate, list, { addGenerationPrompt: generationPrompt, bosToken: tok.bosText, eosToken: tok.eosText, tools, fallback: 'chatml' });
+      return renderChat(ctx.model.chatTemplate, list, { addGenerationPrompt: generationPrompt, bosToken: tok.bosText, eosToken: tok.eosText, tools: tools?.raw, fallback: 'chatml' });
     } catch (e) {
       // A value nested deeper than the template engine recurses is the request's fault, not a crash.
       const message = e instanceof RangeError ? 'the messages or tools are nested too deeply to render' : (e as Error).message;
@@ -128,7 +227,7 @@ function cutAfterFinalMessage(rendered: string, content: string): string {
 export async function parseCompletionRequest(body: unknown, ctx: RequestContext): Promise<ParsedRequest> {
   const req = asBody(body, ctx.defaults);
   checkModel(req, ctx);
-  rejectUnsupported(req);
+  if (req.tools !== undefined && req.tools !== null) throw ApiError.invalid('tools', 'tools are for chat completions (/v1/chat/completions)');
   if (req.suffix !== undefined && req.suffix !== null && req.suffix !== '') throw ApiError.invalid('suffix', 'suffix (fill in the middle) is not supported');
   const n = int(req, 'n', 1, MAX_N) ?? 1;
   const bestOf = int(req, 'best_of', 1, MAX_N);
@@ -192,6 +291,7 @@ function build(req: Body, ctx: RequestContext, prompts: number[][], texts: strin
     promptParam: o.promptParam,
     echo: o.echo,
     cacheSalt: parseCacheSalt(req.cache_salt),
+    grammar: parseResponseFormat(req.response_format),
     params: (index, promptLength) => ({
       ...base,
       seed: mixSeed(seed, index),
@@ -215,15 +315,58 @@ function checkModel(req: Body, ctx: RequestContext): void {
   if (req.model !== ctx.modelId) throw ApiError.modelNotFound(req.model, ctx.modelId);
 }
 
-function rejectUnsupported(req: Body): void {
-  const format = req.response_format;
-  if (format !== undefined && format !== null) {
-    const type = typeof format === 'object' ? (format as Body).type : format;
-    if (type !== 'text') throw ApiError.invalid('response_format', `response_format ${describe(type)} is not supported (only "text")`);
+const FORMAT_TYPES = ['text', 'json_object', 'json_schema', 'grammar', 'structural_tag'];
+
+/**
+ * OpenAI's response_format ('text', 'json_object', 'json_schema' with json_schema.schema), and
+ * web-llm's: 'grammar' with an EBNF `grammar`, 'json_object' with a `schema` string, and
+ * 'structural_tag' with an XGrammar structural tag.
+ */
+function parseResponseFormat(value: unknown): { spec: GrammarSpec; param: string } | undefined {
+  if (value === undefined || value === null) return undefined;
+  const format = asObject(value, 'response_format');
+  const param = 'response_format';
+  if (typeof format.type !== 'string' || !FORMAT_TYPES.includes(format.type)) {
+    throw ApiError.invalid('response_format.type', `response_format.type must be one of ${FORMAT_TYPES.map((t) => `"${t}"`).join(', ')}, got ${describe(format.type)}`);
   }
-  if (req.tool_choice === 'required' || (typeof req.tool_choice === 'object' && req.tool_choice !== null)) {
-    throw ApiError.invalid('tool_choice', 'forcing a tool call (tool_choice "required" or a named function) is not supported');
+  switch (format.type) {
+    case 'text':
+      return undefined;
+    case 'json_object':
+      if (format.schema === undefined || format.schema === null) return { spec: { type: 'json_object' }, param };
+      if (typeof format.schema !== 'string') throw ApiError.invalid('response_format.schema', 'response_format.schema must be a JSON schema as a string');
+      return { spec: { type: 'json_schema', schema: schemaText(format.schema, 'response_format.schema') }, param };
+    case 'json_schema': {
+      const js = asObject(format.json_schema, 'response_format.json_schema');
+      if (typeof js.name !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(js.name)) {
+        throw ApiError.invalid('response_format.json_schema.name', 'response_format.json_schema.name must be 1 to 64 letters, digits, underscores or dashes');
+      }
+      if (js.strict !== undefined && js.strict !== null && typeof js.strict !== 'boolean') throw ApiError.invalid('response_format.json_schema.strict', 'response_format.json_schema.strict must be a boolean');
+      if (js.schema === undefined || js.schema === null) return { spec: { type: 'json_object' }, param };
+      const schema = asObject(js.schema, 'response_format.json_schema.schema');
+      return { spec: { type: 'json_schema', schema: JSON.stringify(schema) }, param };
+    }
+    case 'structural_tag': {
+      const tag = format.structural_tag;
+      if (typeof tag === 'string') return { spec: { type: 'structural_tag', tag: schemaText(tag, 'response_format.structural_tag') }, param };
+      return { spec: { type: 'structural_tag', tag: JSON.stringify(asObject(tag, 'response_format.structural_tag')) }, param };
+    }
+    default:
+      if (typeof format.grammar !== 'string' || !format.grammar.trim()) throw ApiError.invalid('response_format.grammar', 'response_format.grammar must be an EBNF grammar (a non-empty string)');
+      return { spec: { type: 'grammar', grammar: format.grammar }, param };
   }
+}
+
+/** A schema given as JSON text: it must parse to an object. */
+function schemaText(text: string, param: string): string {
+  let schema: unknown;
+  try {
+    schema = JSON.parse(text);
+  } catch (e) {
+    throw ApiError.invalid(param, `${param} is not JSON: ${(e as Error).message}`);
+  }
+  asObject(schema, param);
+  return text;
 }
 
 const ROLES = new Set(['system', 'developer', 'user', 'assistant', 'tool']);

@@ -8,6 +8,7 @@ import type {
   ChatCompletion, ChatCompletionChunk, ChatCompletionTokenLogprob, Completion, CompletionLogprobs, CompletionUsage, TopLogprob,
 } from './protocol.js';
 import type { ParsedRequest } from './request.js';
+import { parseToolOutput, ToolCallStream } from './tools/index.js';
 
 export interface ChoiceRun {
   /** Choice index in the response (prompt index * n + choice). */
@@ -65,12 +66,26 @@ export function chatCompletion(choices: CollectedChoice[], parsed: ParsedRequest
     system_fingerprint: meta.fingerprint,
     choices: choices.map((c) => ({
       index: c.index,
-      message: { role: 'assistant', content: c.text, refusal: null },
-      finish_reason: c.finishReason,
+      ...chatMessage(c, parsed),
       logprobs: parsed.wantsLogprobs ? { content: c.logprobs.map((l, i) => tokenLogprob(meta.tokenizer, c.tokens[i], l)), refusal: null } : null,
     })),
     usage: usage(choices, parsed),
   };
+}
+
+/** The message and finish reason of a whole choice: its tool calls read out when the request has tools. */
+function chatMessage(c: CollectedChoice, parsed: ParsedRequest): Pick<ChatCompletion['choices'][number], 'message' | 'finish_reason'> {
+  const plain = { message: { role: 'assistant' as const, content: c.text, refusal: null }, finish_reason: c.finishReason };
+  if (!parsed.toolCalls || c.finishReason !== 'stop') return plain;
+  const { content, calls } = parseToolOutput(parsed.toolCalls.format, c.text, true);
+  if (!calls.length) return plain;
+  const toolCalls = calls.map((call) => ({ id: toolCallId(), type: 'function' as const, function: { name: call.name, arguments: call.arguments } }));
+  return { message: { role: 'assistant', content: content.trim() || null, refusal: null, tool_calls: toolCalls }, finish_reason: 'tool_calls' };
+}
+
+export function toolCallId(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(12));
+  return `call_${Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('')}`;
 }
 
 export function textCompletion(choices: CollectedChoice[], parsed: ParsedRequest, meta: ResponseMeta): Completion {
@@ -99,16 +114,29 @@ export async function* chatChunks(runs: ChoiceRun[], parsed: ParsedRequest, meta
     id: `chatcmpl-${meta.id}`, object: 'chat.completion.chunk', created: meta.created, model: meta.model, system_fingerprint: meta.fingerprint, choices,
   });
   const collected = new Map<ChoiceRun, CollectedChoice>();
+  const format = parsed.toolCalls?.format;
+  const toolStreams = new Map<ChoiceRun, ToolCallStream>();
+  /** The deltas of a piece of text: as is, or split into content and tool-call deltas. */
+  const deltas = (run: ChoiceRun, text: string, final: boolean): ChatCompletionChunk['choices'][number]['delta'][] => {
+    if (!format) return text ? [{ content: text }] : [];
+    let stream = toolStreams.get(run);
+    if (!stream) toolStreams.set(run, (stream = new ToolCallStream(format, toolCallId)));
+    const { content, calls } = stream.push(text, final);
+    return [...(content ? [{ content }] : []), ...calls.map((call) => ({ tool_calls: [call] }))];
+  };
   try {
     for (const run of runs) yield chunk([{ index: run.index, delta: { role: 'assistant', content: '' }, finish_reason: null, logprobs: null }]);
     for await (const { run, event } of merge(runs)) {
       const c = track(collected, run, event);
       if (event.type === 'token') {
         const logprobs = event.logprobs ? { content: [tokenLogprob(meta.tokenizer, event.tokenId, event.logprobs)], refusal: null } : null;
-        if (event.text || logprobs) yield chunk([{ index: run.index, delta: { content: event.text }, finish_reason: null, logprobs }]);
+        const pieces = deltas(run, event.text, false);
+        if (!pieces.length && logprobs) pieces.push({ content: '' });
+        for (const [i, delta] of pieces.entries()) yield chunk([{ index: run.index, delta, finish_reason: null, logprobs: i === 0 ? logprobs : null }]);
       } else {
-        if (event.text) yield chunk([{ index: run.index, delta: { content: event.text }, finish_reason: null, logprobs: null }]);
-        yield chunk([{ index: run.index, delta: {}, finish_reason: c.finishReason, logprobs: null }]);
+        for (const delta of deltas(run, event.text, c.finishReason === 'stop')) yield chunk([{ index: run.index, delta, finish_reason: null, logprobs: null }]);
+        const called = (toolStreams.get(run)?.ids.length ?? 0) > 0 && c.finishReason === 'stop';
+        yield chunk([{ index: run.index, delta: {}, finish_reason: called ? 'tool_calls' : c.finishReason, logprobs: null }]);
       }
     }
     if (parsed.includeUsage) yield { ...chunk([]), usage: usage([...collected.values()], parsed) };

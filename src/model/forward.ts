@@ -49,6 +49,7 @@ class Workspace implements SamplingBuffers {
   /** Grow-only, created on first use: the sampling edit list, and the raw logits kept for logprobs. */
   private editList: GPUBuffer | null = null;
   private rawLogitsCopy: GPUBuffer | null = null;
+  private maskList: GPUBuffer | null = null;
   tokens = 0;
   samples = 0;
 
@@ -88,6 +89,15 @@ class Workspace implements SamplingBuffers {
     return this.editList;
   }
 
+  masks(bytes: number): GPUBuffer {
+    if (!this.maskList || this.maskList.size < bytes) {
+      const size = Math.max(bytes, 2 * (this.maskList?.size ?? 0));
+      this.release(this.maskList);
+      this.maskList = this.rt.buffers.create('act.samplingMasks', size);
+    }
+    return this.maskList;
+  }
+
   rawLogits(bytes: number): GPUBuffer {
     if (!this.rawLogitsCopy || this.rawLogitsCopy.size < bytes) {
       this.release(this.rawLogitsCopy);
@@ -98,10 +108,11 @@ class Workspace implements SamplingBuffers {
 
   destroy(): void {
     for (const b of [this.x, this.normed, this.q, this.k, this.v, this.attn, this.gate, this.up, this.act,
-      this.sampled, this.sampledNormed, this.logits, this.ids, this.rowParams, this.logprobs, this.editList, this.rawLogitsCopy]) {
+      this.sampled, this.sampledNormed, this.logits, this.ids, this.rowParams, this.logprobs, this.editList, this.rawLogitsCopy, this.maskList]) {
       this.release(b);
     }
     this.editList = null;
+    this.maskList = null;
     this.rawLogitsCopy = null;
   }
 

@@ -269,6 +269,17 @@ export class Tokenizer implements PieceSource {
     return utf8Text(this.tokenToBytes(id, special));
   }
 
+  /**
+   * The vocabulary as a grammar engine (XGrammar) reads it: each token's piece as stored (▁ and
+   * <0xNN> byte pieces for SentencePiece, byte characters for byte-level BPE), with control,
+   * unknown and unused tokens as '' so no grammar can spell them; and how to decode the pieces.
+   */
+  grammarVocabulary(): { pieces: string[]; vocabType: 'byte_fallback' | 'byte_level'; prependSpace: boolean } {
+    const hidden = Attr.CONTROL | Attr.UNKNOWN | Attr.UNUSED;
+    const pieces = this.vocab.pieces.map((piece, id) => (this.vocab.attrs[id] & hidden ? '' : piece));
+    return { pieces, vocabType: this.kind === 'spm' ? 'byte_fallback' : 'byte_level', prependSpace: this.kind === 'spm' && this.addSpacePrefix };
+  }
+
   /** Every token that ends generation (EOS, end of turn, end of message, ...), ascending; a copy. */
   get eotIds(): number[] {
     return [...this.eogSet].sort((a, b) => a - b);

@@ -275,7 +275,8 @@ describe('LanguageModel over an in-process Engine', () => {
 
   it('responseConstraint asks the engine for JSON: NotSupportedError until the engine has structured output, else JSON', async () => {
     const s = await LanguageModel.create(greedy);
-    const schema = { type: 'object', properties: { rating: { type: 'number' } }, required: ['rating'] };
+    // Bounded, as a rating is: an unbounded number lets a prose model write digits until max_tokens.
+    const schema = { type: 'object', properties: { rating: { type: 'integer', minimum: 1, maximum: 5 } }, required: ['rating'] };
     const withSchema = await s.measureContextUsage('Rate it', { responseConstraint: schema });
     expect(withSchema).toBeGreaterThan(await s.measureContextUsage('Rate it', { responseConstraint: schema, omitResponseConstraintInput: true }));
     const result = await s.prompt('Rate it', { responseConstraint: schema }).then((text) => ({ text }), (e: Error) => ({ error: e }));

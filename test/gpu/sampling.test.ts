@@ -10,6 +10,7 @@ import {
   filterLogits,
   gumbelNoiseRef,
   logprobsRowWords,
+  maskWords,
   MAX_LOGPROBS,
   mostLogprobs,
   packRowSampling,
@@ -66,6 +67,7 @@ function testBuffers(rt: GpuRuntime, logits: Float32Array, rows: number): Sampli
     logprobs: make('logprobs', rows * logprobsRowWords(MAX_LOGPROBS) * 4),
     edits: (bytes) => make('edits', bytes),
     rawLogits: (bytes) => make('rawLogits', bytes),
+    masks: (bytes) => make('masks', bytes),
     release: () => made.forEach((b) => rt.buffers.destroy(b)),
   };
 }
@@ -159,6 +161,63 @@ function mixedRows(logits: Float32Array, vocab: number, count: number): RowSampl
     counter: r * 3,
   }));
 }
+
+/** A mask allowing about `share` of the tokens, never the row's `banned` ones. */
+function randomMask(vocab: number, seed: number, share: number, banned: number[] = []): Uint32Array {
+  const random = rng(seed);
+  const mask = new Uint32Array(maskWords(vocab));
+  for (let t = 0; t < vocab; t++) if (random() < share && !banned.includes(t)) mask[t >>> 5] |= 1 << (t & 31);
+  return mask;
+}
+
+const maskAllows = (mask: Uint32Array, t: number) => ((mask[t >>> 5] >>> (t & 31)) & 1) === 1;
+
+describe('grammar masks', () => {
+  it('masked rows draw only allowed tokens and agree with the CPU reference; free rows in the batch are untouched', async () => {
+    const vocab = 3001; // the last mask word is partial
+    const count = 28;
+    const logits = randomF32(count * vocab, 23, 4);
+    const freeRows = mixedRows(logits, vocab, count);
+    const free = freeRows.map((r, i) => sampleRowReference(rowOf(logits, i, vocab), r));
+    // Every other row is constrained, and its mask bans the token it would draw free and its six
+    // most likely tokens, so the mask has to matter.
+    const rows = freeRows.map((r, i) =>
+      i % 2 ? r : { ...r, mask: randomMask(vocab, 500 + i, i % 4 ? 0.05 : 0.5, [free[i].id, ...largest(rowOf(logits, i, vocab), 6)]) });
+    const refs = rows.map((r, i) => sampleRowReference(rowOf(logits, i, vocab), r));
+    const gpu = await runSampling(logits, rows, vocab);
+    expect(Array.from(gpu.ids)).toEqual(refs.map((r) => r.id));
+    rows.forEach((r, i) => {
+      if (r.mask) {
+        expect(maskAllows(r.mask, gpu.ids[i]), `row ${i}`).toBe(true);
+        expect(gpu.ids[i], `row ${i} differs from its unmasked draw`).not.toBe(free[i].id);
+      } else {
+        expect(gpu.ids[i], `row ${i}`).toBe(free[i].id);
+      }
+      expectLogprobsClose(gpu.logprobs[i], refs[i].logprobs, `row ${i}`);
+    });
+  });
+
+  it('a one-token mask forces that token over logit_bias +100, top-k 1 and greedy', async () => {
+    const vocab = 2048;
+    const logits = randomF32(3 * vocab, 31, 4);
+    const only = (t: number) => {
+      const mask = new Uint32Array(maskWords(vocab));
+      mask[t >>> 5] |= 1 << (t & 31);
+      return mask;
+    };
+    const rows: RowSampling[] = [
+      { temperature: 0, seed: 1, counter: 0, mask: only(2047), logitBias: new Map([[5, 100]]) },
+      { temperature: 1, seed: 2, counter: 9, topK: 1, mask: only(31) },
+      { temperature: 0.7, seed: 3, counter: 4, topP: 0.5, minP: 0.2, mask: only(32) },
+    ];
+    const gpu = await runSampling(logits, rows, vocab);
+    expect(Array.from(gpu.ids)).toEqual([2047, 31, 32]);
+  });
+
+  it('a mask of the wrong length is an error naming its size', () => {
+    expect(() => planSampling([{ temperature: 0, seed: 0, counter: 0, mask: new Uint32Array(3) }], 100)).toThrow(/mask has 3 words; a vocabulary of 100 needs 4/);
+  });
+});
 
 describe('temperature sampling (Gumbel-max)', () => {
   it('draws the same token as the CPU reference for every row, greedy rows untouched', async () => {

@@ -6,7 +6,7 @@ import { gumbelNoiseRef, type RowLogprobs, type RowSampling } from './sampling.j
 const f32 = Math.fround;
 
 export interface RowSamplingReference {
-  /** Logits after bias, penalties and (temperature > 0) division by T; tokens the filters drop are -inf. */
+  /** Logits after bias, penalties, the mask and (temperature > 0) division by T; tokens the mask or filters drop are -inf. */
   processed: Float64Array;
   /** Ids the draw is over, ascending (every token for greedy rows). */
   survivors: number[];
@@ -18,6 +18,7 @@ export interface RowSamplingReference {
 
 export function sampleRowReference(logits: ArrayLike<number>, r: RowSampling): RowSamplingReference {
   const edited = editLogits(logits, r);
+  if (r.mask) for (let i = 0; i < edited.length; i++) if (!((r.mask[i >>> 5] >>> (i & 31)) & 1)) edited[i] = -Infinity;
   const greedy = !(r.temperature > 0);
   const processed = greedy ? edited : edited.map((l) => f32(l / f32(r.temperature)));
   const survivors = greedy ? processed.map(() => 1) : survivorMask(processed, r);

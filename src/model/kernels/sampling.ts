@@ -1,4 +1,4 @@
-// Sampling on the GPU (shaders/sampling.wgsl): logit bias and penalties, min-p / top-k / top-p,
+// Sampling on the GPU (shaders/sampling.wgsl): logit bias and penalties, grammar masks, min-p / top-k / top-p,
 // the Gumbel-max draw, and logprobs. Only ids (and logprobs when a row asks) are read back.
 import type { Binding, GpuRuntime, PipelineKey } from '../../gpu/index.js';
 import { argmax } from './sample.js';
@@ -30,6 +30,11 @@ export interface RowSampling {
   logitBias?: ReadonlyMap<number, number>;
   /** undefined: no logprobs for this row; 0..20: the sampled token's logprob plus this many top alternatives */
   logprobs?: number;
+  /**
+   * Tokens allowed next (a grammar's mask): bit t of word t >> 5 set when token t may be sampled,
+   * ceil(vocab / 32) words. The others get -inf before any filter or draw. undefined: every token.
+   */
+  mask?: Uint32Array;
 }
 
 export interface TokenLogprob {
@@ -50,8 +55,14 @@ export const ROW_SAMPLING_BYTES = 48;
 const ROW_WORDS = ROW_SAMPLING_BYTES / 4;
 const EDIT_WORDS = 5;
 
-/** Packs per-row sampling parameters into the layout of RowParams. */
+/** Words of a row's token mask. */
+export function maskWords(vocab: number): number {
+  return Math.ceil(vocab / 32);
+}
+
+/** Packs per-row sampling parameters into the layout of RowParams; masked rows get their slot in order. */
 export function packRowSampling(rows: RowSampling[]): Uint32Array {
+  let slot = 0;
   const u = new Uint32Array(Math.max(1, rows.length) * ROW_WORDS);
   const f = new Float32Array(u.buffer);
   rows.forEach((r, i) => {
@@ -66,6 +77,7 @@ export function packRowSampling(rows: RowSampling[]): Uint32Array {
     f[o + 7] = r.frequencyPenalty ?? 0;
     f[o + 8] = r.presencePenalty ?? 0;
     u[o + 9] = (r.logprobs ?? -1) >>> 0;
+    u[o + 10] = (r.mask ? slot++ : -1) >>> 0;
   });
   return u;
 }
@@ -76,6 +88,9 @@ export interface SamplingPlan {
   /** Edit structs (row, token, bias, count, inPrompt), one per (row, token) that bias or penalties touch. */
   edits: Uint32Array;
   editCount: number;
+  /** The masks of the rows that have one, in row order (slot i at words i * maskWords(vocab)). */
+  masks: Uint32Array;
+  maskCount: number;
   /** Some row has temperature > 0. */
   sampled: boolean;
   /** Some row has temperature > 0 and an active min-p, top-k or top-p. */
@@ -85,7 +100,7 @@ export interface SamplingPlan {
 }
 
 export function planSampling(rows: RowSampling[], vocab: number): SamplingPlan {
-  rows.forEach((r, i) => validateRow(r, i));
+  rows.forEach((r, i) => validateRow(r, i, vocab));
   const edits = rows.flatMap((r, row) => rowEdits(r, row, vocab));
   const words = new Uint32Array(Math.max(1, edits.length) * EDIT_WORDS);
   const floats = new Float32Array(words.buffer);
@@ -97,10 +112,16 @@ export function planSampling(rows: RowSampling[], vocab: number): SamplingPlan {
     words[o + 3] = e.count;
     words[o + 4] = e.inPrompt ? 1 : 0;
   });
+  const masked = rows.filter((r) => r.mask);
+  const stride = maskWords(vocab);
+  const masks = new Uint32Array(Math.max(1, masked.length) * stride);
+  masked.forEach((r, i) => masks.set(r.mask!, i * stride));
   return {
     rowParams: packRowSampling(rows),
     edits: words,
     editCount: edits.length,
+    masks,
+    maskCount: masked.length,
     sampled: rows.some((r) => r.temperature > 0),
     filtered: rows.some((r) => r.temperature > 0 && hasFilter(r, vocab)),
     topLogprobs: mostLogprobs(rows),
@@ -117,7 +138,7 @@ function hasFilter(r: RowSampling, vocab: number): boolean {
   return (r.minP ?? 0) > 0 || (topK > 0 && topK < vocab) || (r.topP ?? 1) < 1;
 }
 
-function validateRow(r: RowSampling, i: number): void {
+function validateRow(r: RowSampling, i: number, vocab: number): void {
   const fail = (what: string) => {
     throw new RangeError(`sampling row ${i}: ${what}`);
   };
@@ -129,6 +150,7 @@ function validateRow(r: RowSampling, i: number): void {
   if (r.logprobs !== undefined && !(Number.isInteger(r.logprobs) && r.logprobs >= 0 && r.logprobs <= MAX_LOGPROBS)) {
     fail(`logprobs ${r.logprobs} must be an integer in [0, ${MAX_LOGPROBS}]`);
   }
+  if (r.mask && r.mask.length !== maskWords(vocab)) fail(`mask has ${r.mask.length} words; a vocabulary of ${vocab} needs ${maskWords(vocab)}`);
 }
 
 interface Edit {
@@ -175,6 +197,8 @@ export interface SamplingBuffers {
   logprobs: GPUBuffer;
   edits(bytes: number): GPUBuffer;
   rawLogits(bytes: number): GPUBuffer;
+  /** u32 [masked rows, maskWords(vocab)]. */
+  masks(bytes: number): GPUBuffer;
 }
 
 /**
@@ -196,6 +220,11 @@ export function recordSampling(rt: GpuRuntime, b: SamplingBuffers, rows: RowSamp
     rt.buffers.write(edits, plan.edits);
     applyEdits(rt, b.logits, b.rowParams, edits, plan.editCount, vocab);
   }
+  if (plan.maskCount > 0) {
+    const masks = b.masks(plan.masks.byteLength);
+    rt.buffers.write(masks, plan.masks);
+    applyMasks(rt, b.logits, b.rowParams, masks, count, vocab);
+  }
   if (plan.filtered) filterLogits(rt, b.logits, b.rowParams, count, vocab);
   if (plan.sampled) perturbLogits(rt, b.logits, b.rowParams, count, vocab);
   argmax(rt, b.logits, b.ids, count, vocab);
@@ -210,6 +239,12 @@ function kernel(rt: GpuRuntime, entryPoint: string): PipelineKey {
 export function applyEdits(rt: GpuRuntime, logits: Binding, rowParams: Binding, edits: Binding, editCount: number, vocab: number): void {
   const params = packParams([{ u32: 0 }, { u32: vocab }, { u32: editCount }]);
   rt.dispatch(kernel(rt, 'apply_edits'), params, [logits, rowParams, edits], grid(editCount, 64));
+}
+
+/** Sets to -inf the logits of tokens a row's mask leaves out (rows with a mask slot only). */
+export function applyMasks(rt: GpuRuntime, logits: Binding, rowParams: Binding, masks: Binding, rows: number, vocab: number): void {
+  const params = packParams([{ u32: rows }, { u32: vocab }, { u32: maskWords(vocab) }]);
+  rt.dispatch(kernel(rt, 'apply_mask'), params, [logits, rowParams, masks], grid(rows * vocab, 256));
 }
 
 /** Sets to -inf the logits that min-p, top-k and top-p drop (rows with temperature > 0 only). */

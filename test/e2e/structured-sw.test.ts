@@ -1,0 +1,40 @@
+// Structured output through the Service Worker's OpenAI API (headless Chromium): a Service Worker
+// may not call import(), so it hands XGrammar to the engine from a static import; a JSON-schema
+// answer of the prose model comes back valid.
+import { Ajv } from 'ajv';
+import type { Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openBrowserSession, type BrowserSession } from '../helpers/browser.js';
+
+const PERSON = {
+  type: 'object',
+  properties: { name: { type: 'string', minLength: 1, maxLength: 12 }, age: { type: 'integer', minimum: 0, maximum: 120 } },
+  required: ['name', 'age'],
+  additionalProperties: false,
+};
+
+describe('structured output through the Service Worker (headless Chromium)', () => {
+  let session: BrowserSession;
+  let tab: Page;
+  beforeAll(async () => {
+    session = await openBrowserSession();
+    tab = await session.context.newPage();
+    await tab.goto(`${session.origin}/test/e2e/pages/sw.html`);
+    await tab.evaluate(() => window.sw.register());
+  });
+  afterAll(() => session?.close());
+
+  it('a json_schema response validates', async () => {
+    const body = {
+      messages: [{ role: 'user', content: 'Who?' }], temperature: 0.7, seed: 3, max_tokens: 80,
+      response_format: { type: 'json_schema', json_schema: { name: 'person', schema: PERSON } },
+    };
+    const r = await tab.evaluate(async (b) => {
+      const response = await fetch('/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(b) });
+      return { status: response.status, json: (await response.json()) as { choices: { finish_reason: string; message: { content: string } }[] } };
+    }, body);
+    expect(r.status, JSON.stringify(r.json)).toBe(200);
+    expect(r.json.choices[0].finish_reason).toBe('stop');
+    expect(new Ajv().validate(PERSON, JSON.parse(r.json.choices[0].message.content))).toBe(true);
+  });
+});
