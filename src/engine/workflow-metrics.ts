@@ -27,7 +27,7 @@ export interface CallFigures {
 
 export interface AgentFigures extends CallFigures {
   agentId: string;
-  /** KV pages kept for the agent's next call now (workflow policy; 0 under fcfs). */
+  /** KV pages kept for the agent's next call now (workflow policy; 0 under fcfs); a page kept for two agents counts for each. */
   retainedPages: number;
 }
 
