@@ -132,7 +132,8 @@ export class WorkflowPolicy implements SchedulingPolicy {
       this.workflows.delete(w.key);
       return;
     }
-    if (seq.finishReason === 'abort' || this.retentionTtlMs === 0) return;
+    // Any finish counts (the engine ends a call on a stop string by aborting it): its pages hold the agent's context.
+    if (this.retentionTtlMs === 0) return;
     const pages = seq.blockTable.filter((p) => this.kv.pool.hashOf(p) !== null);
     if (pages.length) this.retention.retain(retentionKey(w.key, seq.agentId), pages, this.clock() + this.retentionTtlMs);
   }

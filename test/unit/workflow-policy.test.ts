@@ -187,6 +187,21 @@ describe('workflow policy: KV kept across calls', () => {
     expect(workflow.openWorkflows()).toEqual([]);
   });
 
+  it('keeps the pages of a call aborted mid-decode (a stop string), but not of a call without a workflow', () => {
+    const { sched, pool, step, drain } = setup({ pages: 32 });
+    const named = call(tokens(12, 1), 20, 'w', 'a');
+    const anonymous = call(tokens(12, 2), 20, null);
+    sched.add(named);
+    sched.add(anonymous);
+    for (let i = 0; i < 6; i++) step();
+    sched.abort(named.id);
+    sched.abort(anonymous.id);
+    drain();
+    expect(named.finishReason).toBe('abort');
+    expect(pool.retainedPages).toBe(4); // 12 prompt + 5 decoded tokens computed: 4 full pages
+    expect(pool.cachedPages).toBe(8);
+  });
+
   it('a pin on a page evicted and reused is ignored', () => {
     const pool = new PagePool(2);
     const cache = new HashPrefixCache(pool, PAGE, 'fake');
