@@ -107,6 +107,8 @@ export interface EngineCoreOptions {
   starvationMs?: number;
   /** workflow policy: how long a finished call's pages stay pinned for the agent's next call (ms, default 10 000). */
   retentionTtlMs?: number;
+  /** workflow policy: service levels double from this many tokens (default 256; 1: exact least attained service). */
+  serviceQuantumTokens?: number;
   /** workflow policy: a workflow with no call for this long ends (ms, default 60 000). */
   workflowIdleTimeoutMs?: number;
   /** Workflows with their own entries in the metrics (default 32); older ones are aggregated. */
@@ -234,6 +236,7 @@ export class EngineCore {
     if (policy !== 'fcfs' && policy !== 'workflow') throw new Error(`policy must be 'fcfs' or 'workflow', got ${JSON.stringify(policy)}`);
     this.workflowPolicy = policy === 'workflow' ? new WorkflowPolicy({
       kv: this.kvManager, starvationMs: options.starvationMs, retentionTtlMs: options.retentionTtlMs, idleTimeoutMs: options.workflowIdleTimeoutMs,
+      serviceQuantumTokens: options.serviceQuantumTokens,
     }) : null;
     if (this.workflowPolicy) {
       this.workflowPolicy.onEnded = (id) => this.metrics.workflows.end(id);

@@ -1,8 +1,9 @@
 // The `workflow` scheduling policy (Autellix's program-level least attained service, Continuum's
 // KV time-to-live across tool calls). A request belongs to a workflow (metadata.workflow_id; none:
 // its own one-call workflow). Waiting requests go by priority (lower first), then least service
-// attained by their whole workflow (tokens computed for all its calls so far), then whose prefix
-// is cached (more cached pages first), then arrival; one that has waited longer than the
+// attained by their whole workflow (tokens computed for all its calls so far, in levels that
+// double: Autellix's multi-level queues), then whose prefix is cached (more cached pages first),
+// then arrival; one that has waited longer than the
 // starvation bound goes before all of these. The victim of a preemption is a running request of
 // the workflow with the most service. When a call finishes while its workflow is open, its pages
 // are pinned (KvRetention) for a time-to-live under its (workflow, agent), so the agent's next
@@ -23,9 +24,15 @@ export interface WorkflowPolicyOptions {
   retentionTtlMs?: number;
   /** A workflow with no call queued or running for this long is ended (ms, default 60 000). */
   idleTimeoutMs?: number;
+  /**
+   * Service levels (Autellix's multi-level queues): workflows rank by level, level k holding
+   * service from quantum * (2^k - 1) up to quantum * (2^(k+1) - 1) tokens; within a level, cached
+   * prefix and arrival decide (default 256 tokens; 1: every token counts, plain least attained service).
+   */
+  serviceQuantumTokens?: number;
 }
 
-export const WORKFLOW_DEFAULTS = { starvationMs: 10_000, retentionTtlMs: 10_000, idleTimeoutMs: 60_000 } as const;
+export const WORKFLOW_DEFAULTS = { starvationMs: 10_000, retentionTtlMs: 10_000, idleTimeoutMs: 60_000, serviceQuantumTokens: 256 } as const;
 
 /** What the policy knows of one workflow. */
 export class WorkflowState {
@@ -42,6 +49,7 @@ export class WorkflowPolicy implements SchedulingPolicy {
   readonly starvationMs: number;
   readonly retentionTtlMs: number;
   readonly idleTimeoutMs: number;
+  readonly serviceQuantumTokens: number;
   private readonly kv: KvManager;
   private readonly clock: () => number;
   private readonly workflows = new Map<string, WorkflowState>();
@@ -54,6 +62,8 @@ export class WorkflowPolicy implements SchedulingPolicy {
     this.starvationMs = options.starvationMs ?? WORKFLOW_DEFAULTS.starvationMs;
     this.retentionTtlMs = options.retentionTtlMs ?? WORKFLOW_DEFAULTS.retentionTtlMs;
     this.idleTimeoutMs = options.idleTimeoutMs ?? WORKFLOW_DEFAULTS.idleTimeoutMs;
+    this.serviceQuantumTokens = options.serviceQuantumTokens ?? WORKFLOW_DEFAULTS.serviceQuantumTokens;
+    if (!(this.serviceQuantumTokens >= 1)) throw new Error(`workflow policy: serviceQuantumTokens must be >= 1, got ${this.serviceQuantumTokens}`);
     for (const [name, v] of [['starvationMs', this.starvationMs], ['retentionTtlMs', this.retentionTtlMs], ['idleTimeoutMs', this.idleTimeoutMs]] as const) {
       if (!(v >= 0)) throw new Error(`workflow policy: ${name} must be a number of milliseconds >= 0, got ${v}`);
     }
@@ -85,7 +95,7 @@ export class WorkflowPolicy implements SchedulingPolicy {
       const sa = starved(a);
       if (sa !== starved(b)) return sa ? -1 : 1;
       if (sa) return a.arrival - b.arrival;
-      return a.priority - b.priority || this.serviceOf(a) - this.serviceOf(b) || cachedPages(b) - cachedPages(a) || a.arrival - b.arrival;
+      return a.priority - b.priority || this.levelOf(a) - this.levelOf(b) || cachedPages(b) - cachedPages(a) || a.arrival - b.arrival;
     });
   }
 
@@ -158,6 +168,12 @@ export class WorkflowPolicy implements SchedulingPolicy {
     this.workflows.delete(w.key);
     if (w.active > 0) this.workflows.set(w.key, Object.assign(new WorkflowState(w.key, w.named, this.clock()), { active: w.active }));
     if (w.named) this.onEnded?.(w.key.slice(2));
+  }
+
+  /** The service level of the sequence's workflow (0 for the least served). */
+  levelOf(seq: Sequence): number {
+    const q = this.serviceQuantumTokens;
+    return q === 1 ? this.serviceOf(seq) : Math.floor(Math.log2(this.serviceOf(seq) / q + 1));
   }
 
   private serviceOf(seq: Sequence): number {

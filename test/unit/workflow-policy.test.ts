@@ -7,11 +7,12 @@ import { rng } from '../helpers/random.js';
 const PAGE = 4;
 
 /** A scheduler over a fake model with the prefix cache, a fake clock and the workflow policy (or fcfs). */
-function setup(o: { pages: number; maxBatchTokens?: number; policy?: 'workflow' | 'fcfs'; starvationMs?: number; retentionTtlMs?: number; idleTimeoutMs?: number; maxRunningSeqs?: number }) {
+function setup(o: { pages: number; maxBatchTokens?: number; policy?: 'workflow' | 'fcfs'; starvationMs?: number; retentionTtlMs?: number; idleTimeoutMs?: number; maxRunningSeqs?: number; quantum?: number }) {
   const clock = { now: 0 };
   const pool = new PagePool(o.pages);
   const kv = new KvManager(pool, PAGE, new HashPrefixCache(pool, PAGE, 'fake'));
-  const workflow = new WorkflowPolicy({ kv, clock: () => clock.now, starvationMs: o.starvationMs, retentionTtlMs: o.retentionTtlMs, idleTimeoutMs: o.idleTimeoutMs });
+  const workflow = new WorkflowPolicy({ kv, clock: () => clock.now, starvationMs: o.starvationMs, retentionTtlMs: o.retentionTtlMs, idleTimeoutMs: o.idleTimeoutMs,
+    serviceQuantumTokens: o.quantum ?? 1 });
   const policy: SchedulingPolicy = o.policy === 'fcfs' ? fcfs : workflow;
   const sched = new Scheduler({ kv, contextLength: 256, maxBatchTokens: o.maxBatchTokens ?? 64, maxRunningSeqs: o.maxRunningSeqs, policy, clock: () => clock.now });
   const model = new FakeModel(PAGE);
@@ -46,6 +47,20 @@ describe('workflow policy: order', () => {
     sched.add(anonymous);
     expect(workflow.order([bigNext, small, anonymous])).toEqual([small, anonymous, bigNext]);
     expect(fcfs.order([bigNext, small, anonymous])).toEqual([bigNext, small, anonymous]);
+  });
+
+  it('ranks by service level (doubling from the quantum); within a level the cached prefix, then arrival', () => {
+    const { sched, workflow, drain } = setup({ pages: 64, quantum: 16 });
+    const shared = tokens(12, 7);
+    sched.add(call([...shared, 1], 1, 'mid')); // 13 tokens computed: level 0 (< 16)
+    sched.add(call(tokens(40, 2), 1, 'heavy')); // 40: level 1 (16 .. 47)
+    drain();
+    const heavy = call(tokens(8, 3), 1, 'heavy');
+    const fresh = call(tokens(8, 4), 1, 'fresh'); // 0 tokens: level 0, arrives before mid's call
+    const mid = call([...shared, 2, 3], 1, 'mid'); // level 0 with 3 cached pages
+    for (const s of [heavy, fresh, mid]) sched.add(s);
+    expect([heavy, fresh, mid].map((s) => workflow.levelOf(s))).toEqual([1, 0, 0]);
+    expect(workflow.order([heavy, fresh, mid])).toEqual([mid, fresh, heavy]);
   });
 
   it('puts a lower priority value first, whatever the service', () => {
