@@ -109,6 +109,8 @@ export interface EngineCoreOptions {
   retentionTtlMs?: number;
   /** workflow policy: service levels double from this many tokens (default 256; 1: exact least attained service). */
   serviceQuantumTokens?: number;
+  /** workflow policy: hold calls of new workflows while their context does not fit beside the live ones (default true). */
+  workflowAdmission?: boolean;
   /** workflow policy: a workflow with no call for this long ends (ms, default 60 000). */
   workflowIdleTimeoutMs?: number;
   /** Workflows with their own entries in the metrics (default 32); older ones are aggregated. */
@@ -236,7 +238,7 @@ export class EngineCore {
     if (policy !== 'fcfs' && policy !== 'workflow') throw new Error(`policy must be 'fcfs' or 'workflow', got ${JSON.stringify(policy)}`);
     this.workflowPolicy = policy === 'workflow' ? new WorkflowPolicy({
       kv: this.kvManager, starvationMs: options.starvationMs, retentionTtlMs: options.retentionTtlMs, idleTimeoutMs: options.workflowIdleTimeoutMs,
-      serviceQuantumTokens: options.serviceQuantumTokens,
+      serviceQuantumTokens: options.serviceQuantumTokens, admission: options.workflowAdmission,
     }) : null;
     if (this.workflowPolicy) {
       this.workflowPolicy.onEnded = (id) => this.metrics.workflows.end(id);

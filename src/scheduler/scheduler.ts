@@ -18,12 +18,19 @@ export interface SchedulingPolicy {
   order(waiting: Sequence[]): Sequence[];
   /** The running sequence to preempt when pages run out (one of `running`). */
   pickVictim(running: Sequence[]): Sequence;
+  /**
+   * Whether a waiting sequence may start now (default: yes). Asked only while some sequence runs,
+   * so a refusal never leaves the engine idle.
+   */
+  admits?(seq: Sequence): boolean;
   /** At the start of every schedule(), with the scheduler's clock. */
   tick?(now: number): void;
   /** A sequence was queued (Scheduler.add). */
   added?(seq: Sequence): void;
   /** A waiting sequence took its cached or shared pages and starts computing. */
   started?(seq: Sequence): void;
+  /** A running sequence lost its pages (it waits to be recomputed). */
+  preempted?(seq: Sequence): void;
   /** A committed step computed `tokens` tokens of the sequence (prompt chunk or decode). */
   computed?(seq: Sequence, tokens: number): void;
   /** A sequence finished (any reason); its pages are still held and are freed right after. */
@@ -213,6 +220,7 @@ export class Scheduler {
       const computing = new Set<PageHash>(this.runningSeqs.flatMap((s) => this.kv.pendingPageHashes(s.kv)));
       for (const seq of this.policy.order(this.waitingSeqs)) {
         if (budget === 0 || this.runningSeqs.length >= this.maxRunningSeqs) break;
+        if (this.policy.admits && this.runningSeqs.length && !this.policy.admits(seq)) continue;
         if (this.kv.pagesFor(seq.numTokens) > this.kv.totalPages) {
           // Preempted with more tokens than the whole pool holds: it can never be recomputed.
           this.finish(seq, 'length');
@@ -344,6 +352,7 @@ export class Scheduler {
     seq.numComputed = 0;
     seq.status = 'preempted';
     seq.preemptions++;
+    this.policy.preempted?.(seq);
     this.runningSeqs.splice(this.runningSeqs.indexOf(seq), 1);
     this.waitingSeqs.push(seq);
   }

@@ -1,6 +1,7 @@
 // The `workflow` scheduling policy (Autellix's program-level least attained service, Continuum's
 // KV time-to-live across tool calls). A request belongs to a workflow (metadata.workflow_id; none:
-// its own one-call workflow). Waiting requests go by priority (lower first), then least service
+// its own one-call workflow). A call of a workflow with nothing running or kept starts only when
+// its context fits beside the live workflows' pages (admission). Waiting requests go by priority (lower first), then least service
 // attained by their whole workflow (tokens computed for all its calls so far, in levels that
 // double: Autellix's multi-level queues), then whose prefix is cached (more cached pages first),
 // then arrival; one that has waited longer than the
@@ -24,6 +25,8 @@ export interface WorkflowPolicyOptions {
   retentionTtlMs?: number;
   /** A workflow with no call queued or running for this long is ended (ms, default 60 000). */
   idleTimeoutMs?: number;
+  /** Hold calls of new workflows while the pool cannot hold them beside the live ones (default true). */
+  admission?: boolean;
   /**
    * Service levels (Autellix's multi-level queues): workflows rank by level, level k holding
    * service from quantum * (2^k - 1) up to quantum * (2^(k+1) - 1) tokens; within a level, cached
@@ -40,6 +43,8 @@ export class WorkflowState {
   service = 0;
   /** Calls queued or running. */
   active = 0;
+  /** Ids of its calls running (holding pages). */
+  readonly running = new Set<number>();
   calls = 0;
   constructor(readonly key: string, readonly named: boolean, public lastActivity: number) {}
 }
@@ -50,6 +55,7 @@ export class WorkflowPolicy implements SchedulingPolicy {
   readonly retentionTtlMs: number;
   readonly idleTimeoutMs: number;
   readonly serviceQuantumTokens: number;
+  readonly admission: boolean;
   private readonly kv: KvManager;
   private readonly clock: () => number;
   private readonly workflows = new Map<string, WorkflowState>();
@@ -63,6 +69,7 @@ export class WorkflowPolicy implements SchedulingPolicy {
     this.retentionTtlMs = options.retentionTtlMs ?? WORKFLOW_DEFAULTS.retentionTtlMs;
     this.idleTimeoutMs = options.idleTimeoutMs ?? WORKFLOW_DEFAULTS.idleTimeoutMs;
     this.serviceQuantumTokens = options.serviceQuantumTokens ?? WORKFLOW_DEFAULTS.serviceQuantumTokens;
+    this.admission = options.admission ?? true;
     if (!(this.serviceQuantumTokens >= 1)) throw new Error(`workflow policy: serviceQuantumTokens must be >= 1, got ${this.serviceQuantumTokens}`);
     for (const [name, v] of [['starvationMs', this.starvationMs], ['retentionTtlMs', this.retentionTtlMs], ['idleTimeoutMs', this.idleTimeoutMs]] as const) {
       if (!(v >= 0)) throw new Error(`workflow policy: ${name} must be a number of milliseconds >= 0, got ${v}`);
@@ -99,6 +106,21 @@ export class WorkflowPolicy implements SchedulingPolicy {
     });
   }
 
+  /**
+   * A call of a workflow with nothing running or kept starts only when its context fits beside
+   * the pages running calls hold and the pages kept for other workflows' next calls: a new
+   * workflow waits rather than evict the contexts of those already under way. Starved calls,
+   * calls of live workflows and, with admission off, every call start.
+   */
+  admits(seq: Sequence): boolean {
+    if (!this.admission) return true;
+    const w = this.workflows.get(keyOf(seq));
+    if (w && (w.running.size > 0 || (w.named && this.retainedPages(w.key.slice(2)) > 0))) return true;
+    if (this.clock() - seq.queuedAt > this.starvationMs) return true;
+    const pool = this.kv.pool;
+    return pool.usedPages + pool.retainedPages + this.kv.pagesFor(seq.numTokens) <= pool.totalPages;
+  }
+
   pickVictim(running: Sequence[]): Sequence {
     // The most served workflow loses; within it (or a tie) the newest call, as fcfs does.
     return running.reduce((v, s) => {
@@ -124,8 +146,14 @@ export class WorkflowPolicy implements SchedulingPolicy {
   }
 
   started(seq: Sequence): void {
+    const w = this.workflows.get(keyOf(seq));
+    w?.running.add(seq.id);
     // The agent's next call has taken what it shares of its last context: the rest is superseded.
     if (seq.workflowId !== null) this.retention.release(retentionKey(keyOf(seq), seq.agentId));
+  }
+
+  preempted(seq: Sequence): void {
+    this.workflows.get(keyOf(seq))?.running.delete(seq.id);
   }
 
   computed(seq: Sequence, tokens: number): void {
@@ -136,6 +164,7 @@ export class WorkflowPolicy implements SchedulingPolicy {
   finishing(seq: Sequence): void {
     const w = this.workflows.get(keyOf(seq));
     if (!w) return;
+    w.running.delete(seq.id);
     w.active--;
     w.lastActivity = this.clock();
     if (!w.named) {
@@ -166,7 +195,12 @@ export class WorkflowPolicy implements SchedulingPolicy {
     this.retention.releaseWhere((k) => k.startsWith(prefix));
     // Calls still queued keep their state; the workflow reopens with them, service anew.
     this.workflows.delete(w.key);
-    if (w.active > 0) this.workflows.set(w.key, Object.assign(new WorkflowState(w.key, w.named, this.clock()), { active: w.active }));
+    if (w.active > 0) {
+      const reopened = new WorkflowState(w.key, w.named, this.clock());
+      reopened.active = w.active;
+      for (const id of w.running) reopened.running.add(id);
+      this.workflows.set(w.key, reopened);
+    }
     if (w.named) this.onEnded?.(w.key.slice(2));
   }
 

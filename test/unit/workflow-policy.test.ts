@@ -7,12 +7,12 @@ import { rng } from '../helpers/random.js';
 const PAGE = 4;
 
 /** A scheduler over a fake model with the prefix cache, a fake clock and the workflow policy (or fcfs). */
-function setup(o: { pages: number; maxBatchTokens?: number; policy?: 'workflow' | 'fcfs'; starvationMs?: number; retentionTtlMs?: number; idleTimeoutMs?: number; maxRunningSeqs?: number; quantum?: number }) {
+function setup(o: { pages: number; maxBatchTokens?: number; policy?: 'workflow' | 'fcfs'; starvationMs?: number; retentionTtlMs?: number; idleTimeoutMs?: number; maxRunningSeqs?: number; quantum?: number; admission?: boolean }) {
   const clock = { now: 0 };
   const pool = new PagePool(o.pages);
   const kv = new KvManager(pool, PAGE, new HashPrefixCache(pool, PAGE, 'fake'));
   const workflow = new WorkflowPolicy({ kv, clock: () => clock.now, starvationMs: o.starvationMs, retentionTtlMs: o.retentionTtlMs, idleTimeoutMs: o.idleTimeoutMs,
-    serviceQuantumTokens: o.quantum ?? 1 });
+    serviceQuantumTokens: o.quantum ?? 1, admission: o.admission });
   const policy: SchedulingPolicy = o.policy === 'fcfs' ? fcfs : workflow;
   const sched = new Scheduler({ kv, contextLength: 256, maxBatchTokens: o.maxBatchTokens ?? 64, maxRunningSeqs: o.maxRunningSeqs, policy, clock: () => clock.now });
   const model = new FakeModel(PAGE);
@@ -99,6 +99,45 @@ describe('workflow policy: order', () => {
     sched.add(cold);
     sched.add(warm);
     expect(workflow.order([cold, warm])).toEqual([warm, cold]);
+  });
+});
+
+describe('workflow policy: admission', () => {
+  for (const admission of [true, false]) {
+    it(`${admission ? 'holds' : 'with admission off, does not hold'} a new workflow whose context does not fit beside the live ones${admission ? ', until the starvation bound' : ''}`, () => {
+      const { sched, pool, clock, step, drain } = setup({ pages: 12, starvationMs: 1000, admission });
+      sched.add(call(tokens(16, 1), 2, 'a', 'x'));
+      drain();
+      expect(pool.retainedPages).toBe(4);
+      const running = call(tokens(20, 2), 12, 'a', 'y'); // 'a' is live: it starts
+      sched.add(running);
+      step();
+      expect(running.status).toBe('running');
+      const newcomer = call(tokens(12, 3), 2, 'b');
+      sched.add(newcomer);
+      step();
+      // 6 pages used by 'a' + 4 kept for it + 3 for b > 12.
+      expect(newcomer.status).toBe(admission ? 'waiting' : 'running');
+      if (!admission) return;
+      step();
+      expect(newcomer.status).toBe('waiting');
+      clock.now = 1001;
+      step();
+      expect(newcomer.status).not.toBe('waiting');
+      drain();
+      expect(newcomer.generated.length).toBe(2);
+    });
+  }
+
+  it('starts a held call when nothing runs (never idle)', () => {
+    const { sched, pool, drain } = setup({ pages: 6 });
+    sched.add(call(tokens(16, 1), 2, 'a'));
+    drain();
+    expect(pool.retainedPages).toBe(4);
+    const b = call(tokens(12, 3), 2, 'b');
+    sched.add(b);
+    drain();
+    expect(b.generated.length).toBe(2);
   });
 });
 
