@@ -31,6 +31,8 @@ export {
   type ChatOptions,
   type MetricsSnapshot,
   type EngineMetricsSnapshot,
+  type WorkflowFigures,
+  type AgentFigures,
   type GenerateRequest,
   type GenerateResult,
   type GenerateOptions,

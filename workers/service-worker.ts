@@ -1,5 +1,5 @@
 // The OpenAI API on the page's own origin: POST /v1/chat/completions, POST /v1/completions and
-// GET /v1/models, answered by one engine inside this Service Worker, so every open tab of the
+// GET /v1/models (and GET /metrics, DELETE /v1/workflows/{id}), answered by one engine inside this Service Worker, so every open tab of the
 // origin (and the official `openai` client pointed at `${location.origin}/v1`) shares it and
 // their requests are batched together. The model comes from the registration URL's `model`
 // parameter (default: the shipped model; relative to the script), its name in requests from the
@@ -49,7 +49,7 @@ self.addEventListener('message', (event) => {
 });
 
 function isApiPath(path: string): boolean {
-  return path.startsWith('/v1/') || path === '/v1';
+  return path.startsWith('/v1/') || path === '/v1' || path === '/metrics';
 }
 
 async function answer(request: Request): Promise<Response> {

@@ -115,6 +115,10 @@ export class EngineHost {
     return !!device;
   }
 
+  endWorkflow(workflowId: string): Promise<Outcome<boolean>> {
+    return outcome(() => this.engine.workflows.end(workflowId));
+  }
+
   modelId(): string | null {
     return this.engine.modelId;
   }

@@ -23,6 +23,8 @@ export class WorkerEngine {
   readonly chat: { completions: ChatCompletionsApi };
   readonly completions: CompletionsApi;
   readonly models = { list: async (): Promise<ModelList> => this.listModels() };
+  /** Engine.workflows in the worker: end(id) releases the KV kept for the workflow and records its completion time. */
+  readonly workflows = { end: async (workflowId: string): Promise<boolean> => unwrap(await this.host.endWorkflow(workflowId)) };
   private readonly host: Remote<EngineHost>;
   private progressCallback: InitProgressCallback | undefined;
   private nextId = 1;

@@ -11,7 +11,9 @@ commands:
             streams the continuation to stdout, speed to stderr
   tokenize  [--model FILE]   reads one JSON string per line from stdin, prints its token ids (no BOS)
   serve     [--model FILE] [--host H] [--port P] [--kv-memory MB] [--max-batch-tokens N] [--no-prefix-cache]
-            the OpenAI API (/v1/chat/completions, /v1/completions, /v1/models) and /health,
+            [--policy fcfs|workflow]
+            the OpenAI API (/v1/chat/completions, /v1/completions, /v1/models, DELETE /v1/workflows/ID),
+            /health and /metrics (Prometheus),
             on http://127.0.0.1:8080 by default (--port 0: any free port)
 
 --model defaults to the small model the repo ships (models/wg-tolstoy-q8_0.gguf).`;
@@ -59,4 +61,5 @@ const SERVE_OPTIONS = {
   'kv-memory': { type: 'string' },
   'max-batch-tokens': { type: 'string' },
   'no-prefix-cache': { type: 'boolean' },
+  policy: { type: 'string' },
 } as const;

@@ -16,6 +16,8 @@ export interface ServeCliOptions {
   'max-batch-tokens'?: string;
   /** Every request computes its whole prompt (no KV shared between requests or choices). */
   'no-prefix-cache'?: boolean;
+  /** Scheduling policy: fcfs (default) or workflow. */
+  policy?: string;
 }
 
 /** How long requests still running at shutdown get to end (they are aborted first) before their connections are cut. */
@@ -62,6 +64,10 @@ function engineOptionsOf(opts: ServeCliOptions): EngineOptions {
   if (opts['kv-memory'] !== undefined) options.kvMemoryBytes = parseNumber(opts['kv-memory'], 'kv-memory', 0, { min: 1 }) * 2 ** 20;
   if (opts['max-batch-tokens'] !== undefined) options.maxBatchTokens = parseNumber(opts['max-batch-tokens'], 'max-batch-tokens', 0, { integer: true, min: 1 });
   if (opts['no-prefix-cache']) options.prefixCache = false;
+  if (opts.policy !== undefined) {
+    if (opts.policy !== 'fcfs' && opts.policy !== 'workflow') throw new Error(`--policy must be fcfs or workflow, got ${JSON.stringify(opts.policy)}`);
+    options.policy = opts.policy;
+  }
   return options;
 }
 

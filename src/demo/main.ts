@@ -1,8 +1,9 @@
 // The demo page: load a model into the engine's Web Worker (the shipped model, a URL or a file),
 // then run several agents at once, each streaming into its own panel, with live charts of what
-// the engine does and its runtime stats.
+// the engine does and its runtime stats. Agents run as workflows of two (metadata.workflow_id and
+// agent_id, the workflow scheduling policy); a table shows each workflow and its agents' figures.
 import { createWorkerEngine, type WorkerEngine } from '../browser/index.js';
-import type { ChatCompletionMessageParam, InitProgressReport } from '../engine/index.js';
+import type { ChatCompletionMessageParam, InitProgressReport, WorkflowFigures } from '../engine/index.js';
 import type { ModelSource } from '../model/index.js';
 import { LiveChart } from './charts.js';
 import { PromptPanel } from './prompt-panel.js';
@@ -17,6 +18,8 @@ const OPENINGS = [
 const TICK_MS = 500;
 /** The Service Worker script (vite.config.ts defines it: sw.js in the built site). */
 declare const __SERVICE_WORKER__: string;
+/** Agents per workflow in the demo. */
+const AGENTS_PER_WORKFLOW = 2;
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const status = $('status');
@@ -27,6 +30,8 @@ interface DemoState {
   running: AbortController | null;
   charts: Record<string, LiveChart>;
   agentsFinished: number;
+  /** Runs of the agents so far (each run's workflows get new ids). */
+  runs: number;
   /** Models loaded so far. */
   loads: number;
 }
@@ -37,7 +42,7 @@ declare global {
   }
 }
 
-const state: DemoState = { engine: null, promptPanel: new PromptPanel(), running: null, charts: {}, agentsFinished: 0, loads: 0 };
+const state: DemoState = { engine: null, promptPanel: new PromptPanel(), running: null, charts: {}, agentsFinished: 0, runs: 0, loads: 0 };
 window.demo = state;
 
 /**
@@ -83,7 +88,7 @@ async function load(): Promise<void> {
   try {
     const { model, modelId } = chosenModel();
     if (!state.engine) {
-      state.engine = await createWorkerEngine({ worker: worker(), model, modelId, initProgressCallback: showProgress });
+      state.engine = await createWorkerEngine({ worker: worker(), model, modelId, policy: 'workflow', initProgressCallback: showProgress });
     } else {
       state.engine.setInitProgressCallback(showProgress);
       await state.engine.reload(model, { modelId });
@@ -100,7 +105,7 @@ async function load(): Promise<void> {
 }
 
 /** One agent: two turns of a conversation, streamed into its panel. */
-async function runAgent(engine: WorkerEngine, index: number, panel: HTMLElement, signal: AbortSignal): Promise<void> {
+async function runAgent(engine: WorkerEngine, index: number, workflowId: string, panel: HTMLElement, signal: AbortSignal): Promise<void> {
   const out = panel.querySelector<HTMLElement>('.out')!;
   const meta = panel.querySelector<HTMLElement>('.meta')!;
   const maxTokens = Number($<HTMLInputElement>('max-tokens').value);
@@ -111,7 +116,10 @@ async function runAgent(engine: WorkerEngine, index: number, panel: HTMLElement,
   for (const turn of [1, 2]) {
     meta.textContent = `turn ${turn}`;
     const chunks = await engine.chat.completions.create(
-      { messages, max_tokens: maxTokens, temperature, seed: index, stream: true, stream_options: { include_usage: true } },
+      {
+        messages, max_tokens: maxTokens, temperature, seed: index, stream: true, stream_options: { include_usage: true },
+        metadata: { workflow_id: workflowId, agent_id: `agent ${index + 1}` },
+      },
       { signal },
     );
     let reply = '';
@@ -136,16 +144,24 @@ async function runAgents(): Promise<void> {
   state.running = new AbortController();
   $<HTMLButtonElement>('start').disabled = true;
   $<HTMLButtonElement>('stop').disabled = false;
+  const run = ++state.runs;
+  const workflowOf = (i: number) => `run ${run} workflow ${Math.floor(i / AGENTS_PER_WORKFLOW) + 1}`;
   const runs = Array.from({ length: count }, (_, i) => {
     const panel = document.createElement('section');
     panel.className = 'agent';
     panel.innerHTML = `<h3>Agent ${i + 1} <span class="meta">waiting</span></h3><div class="out"></div>`;
     grid.append(panel);
-    return runAgent(engine, i, panel, state.running!.signal)
+    return runAgent(engine, i, workflowOf(i), panel, state.running!.signal)
       .catch((e: Error) => (panel.querySelector('.meta')!.textContent = e.message))
       .finally(() => state.agentsFinished++);
   });
-  await Promise.all(runs);
+  // A workflow ends when its agents are done: its kept KV is released and its completion time recorded.
+  const workflows = new Map<string, Promise<unknown>[]>();
+  runs.forEach((r, i) => workflows.set(workflowOf(i), [...(workflows.get(workflowOf(i)) ?? []), r]));
+  await Promise.all([...workflows].map(async ([id, agents]) => {
+    await Promise.all(agents);
+    await engine.workflows.end(id).catch(() => false);
+  }));
   state.running = null;
   $<HTMLButtonElement>('start').disabled = false;
   $<HTMLButtonElement>('stop').disabled = true;
@@ -174,8 +190,24 @@ function startCharts(): void {
     state.charts.pages.push(tick, [m.pagesUsed, m.pagesCached, m.pagesFree]);
     state.charts.prefix.push(tick, [m.prefixCache.hitRate * 100]);
     state.charts.ttft.push(tick, [m.timeToFirstTokenMs.at(-1) ?? 0]);
+    showWorkflows(m.workflows);
     $('stats').textContent = await state.engine.runtimeStatsText();
   }, TICK_MS);
+}
+
+/** One row per workflow (most recent first) and one per agent under it. */
+function showWorkflows(workflows: WorkflowFigures[]): void {
+  const ms = (sum: number, n: number) => (n ? (sum / n).toFixed(0) : '–');
+  const cells = (name: string, f: WorkflowFigures | WorkflowFigures['agents'][number], done: string) =>
+    `<td>${name}</td><td>${f.calls}</td><td>${f.promptTokens}</td><td>${f.cachedTokens}</td><td>${f.generatedTokens}</td>` +
+    `<td>${ms(f.queueMsSum, f.calls)}</td><td>${ms(f.ttftMsSum, f.ttftCount)}</td><td>${ms(f.itlMsSum, f.itlCount)}</td>` +
+    `<td>${f.preemptions}</td><td>${f.retainedPages}</td><td>${done}</td>`;
+  const rows = [...workflows].reverse().flatMap((w) => [
+    `<tr class="workflow">${cells(w.workflowId, w, w.completionMs === null ? 'open' : `${(w.completionMs / 1000).toFixed(1)} s`)}</tr>`,
+    ...w.agents.map((a) => `<tr class="agent-row">${cells(`  ${a.agentId}`, a, '')}</tr>`),
+  ]);
+  $('workflows').innerHTML = '<tr><th>workflow / agent</th><th>calls</th><th>prompt</th><th>cached</th><th>generated</th>' +
+    '<th>queue ms</th><th>TTFT ms</th><th>ITL ms</th><th>preempted</th><th>KV kept</th><th>completion</th></tr>' + rows.join('');
 }
 
 $('load').addEventListener('click', () => void load());

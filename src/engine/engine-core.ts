@@ -6,7 +6,7 @@
 import { GpuDeviceLostError } from '../gpu/index.js';
 import { defaultKvMemoryBytes, HashPrefixCache, KvCache } from '../kv/index.js';
 import { ForwardPass, StreamingDecoder, type Model, type Numerics, type RowLogprobs, type RowSampling } from '../model/index.js';
-import { KvManager, Scheduler, Sequence, type ScheduledStep } from '../scheduler/index.js';
+import { fcfs, KvManager, Scheduler, Sequence, WorkflowPolicy, type ScheduledStep } from '../scheduler/index.js';
 import { AsyncQueue } from './async-queue.js';
 import { ApiError } from './errors.js';
 import type { Constraint } from './grammar/index.js';
@@ -55,9 +55,14 @@ export interface SeqTimings {
   cachedTokens: number;
   generatedTokens: number;
   arrivedAt: number;
+  /** When its first step began (0 until then): arrivedAt to here is its queue time. */
+  scheduledAt: number;
   firstTokenAt: number;
   finishedAt: number;
   preemptions: number;
+  /** metadata.workflow_id (null: its own one-call workflow) and metadata.agent_id. */
+  workflowId: string | null;
+  agentId: string | null;
 }
 
 export interface SeqHandle {
@@ -92,6 +97,24 @@ export interface EngineCoreOptions {
    * prompt's pages. false: every request computes its whole prompt.
    */
   prefixCache?: boolean;
+  /**
+   * 'fcfs' (default): oldest request first. 'workflow': priority, then least service attained by
+   * the request's workflow, prefix affinity and arrival; KV of a finished call is kept for the
+   * agent's next call (docs/DESIGN.md, Scheduler).
+   */
+  policy?: 'fcfs' | 'workflow';
+  /** workflow policy: a request waiting longer than this runs next (ms, default 10 000). */
+  starvationMs?: number;
+  /** workflow policy: how long a finished call's pages stay pinned for the agent's next call (ms, default 10 000). */
+  retentionTtlMs?: number;
+  /** workflow policy: service levels double from this many tokens (default 256; 1: exact least attained service). */
+  serviceQuantumTokens?: number;
+  /** workflow policy: hold calls of new workflows while their context does not fit beside the live ones (default true). */
+  workflowAdmission?: boolean;
+  /** workflow policy: a workflow with no call for this long ends (ms, default 60 000). */
+  workflowIdleTimeoutMs?: number;
+  /** Workflows with their own entries in the metrics (default 32); older ones are aggregated. */
+  metricsWorkflows?: number;
 }
 
 /**
@@ -105,6 +128,11 @@ export interface SubmitOptions {
   cacheSalt?: string;
   /** Another choice of the same prompt, still running or waiting: share its prompt pages. */
   sharePromptWith?: SeqHandle;
+  /** The workflow and agent making the call (metadata.workflow_id / agent_id). */
+  workflowId?: string | null;
+  agentId?: string | null;
+  /** Lower runs earlier (default 0). */
+  priority?: number;
 }
 
 class SeqState {
@@ -127,7 +155,10 @@ class SeqState {
     this.promptTokens = new Set(seq.promptIds);
     this.queue = new AsyncQueue<SeqEvent>(onCancel);
     const now = performance.now();
-    this.timings = { promptTokens: seq.numPromptTokens, cachedTokens: 0, generatedTokens: 0, arrivedAt: now, firstTokenAt: 0, finishedAt: 0, preemptions: 0 };
+    this.timings = {
+      promptTokens: seq.numPromptTokens, cachedTokens: 0, generatedTokens: 0, arrivedAt: now, scheduledAt: 0, firstTokenAt: 0, finishedAt: 0, preemptions: 0,
+      workflowId: seq.workflowId, agentId: seq.agentId,
+    };
   }
 
   rowSampling(): RowSampling {
@@ -159,6 +190,8 @@ export class EngineCore {
   readonly metrics: EngineMetrics;
   /** Whether KV pages are shared between requests and choices (the prefixCache option). */
   readonly prefixCache: boolean;
+  /** The workflow policy, or null under fcfs. */
+  readonly workflowPolicy: WorkflowPolicy | null;
   private readonly states = new Map<number, SeqState>();
   private nextId = 0;
   private loop: Promise<void> | null = null;
@@ -200,12 +233,24 @@ export class EngineCore {
     this.prefixCache = options.prefixCache ?? true;
     const cache = this.prefixCache ? new HashPrefixCache(kv.pool, kv.pageSize, model.fingerprint) : undefined;
     this.kvManager = new KvManager(kv.pool, kv.pageSize, cache);
-    this.metrics = new EngineMetrics(this.kvManager);
+    this.metrics = new EngineMetrics(this.kvManager, options.metricsWorkflows);
+    const policy = options.policy ?? 'fcfs';
+    if (policy !== 'fcfs' && policy !== 'workflow') throw new Error(`policy must be 'fcfs' or 'workflow', got ${JSON.stringify(policy)}`);
+    this.workflowPolicy = policy === 'workflow' ? new WorkflowPolicy({
+      kv: this.kvManager, starvationMs: options.starvationMs, retentionTtlMs: options.retentionTtlMs, idleTimeoutMs: options.workflowIdleTimeoutMs,
+      serviceQuantumTokens: options.serviceQuantumTokens, admission: options.workflowAdmission,
+    }) : null;
+    if (this.workflowPolicy) {
+      this.workflowPolicy.onEnded = (id) => this.metrics.workflows.end(id);
+      const p = this.workflowPolicy;
+      this.metrics.retainedPagesOf = (w, a) => p.retainedPages(w, a);
+    }
     this.scheduler = new Scheduler({
       kv: this.kvManager,
       contextLength,
       maxBatchTokens: options.maxBatchTokens,
       maxRunningSeqs: options.maxRunningSeqs,
+      policy: this.workflowPolicy ?? fcfs,
       onFinished: (seq) => (this.committing ? this.finishedInCommit.push(seq) : this.finished(seq)),
     });
     this.watchDevice(model);
@@ -262,12 +307,23 @@ export class EngineCore {
     const maxTokens = params.prefillOnly ? 1 : params.maxTokens;
     const seq = new Sequence({
       id: this.nextId++, promptIds, maxTokens, stopIds: params.stopIds, cacheSalt: options.cacheSalt, sharePromptWith: leader,
+      workflowId: options.workflowId, agentId: options.agentId, priority: options.priority,
     });
     const state = new SeqState(seq, params, this.model, () => this.abort(seq.id));
     this.scheduler.add(seq);
     this.states.set(seq.id, state);
     this.wake();
     return { id: seq.id, events: state.queue, timings: state.timings, abort: () => this.abort(seq.id) };
+  }
+
+  /**
+   * Ends a workflow: pages kept for its agents go back to plain LRU, and its completion time (first
+   * arrival to last finish) is recorded. False if the engine knows no open workflow of that id.
+   */
+  endWorkflow(workflowId: string): boolean {
+    const open = this.workflowPolicy?.end(workflowId) ?? false;
+    // The policy's onEnded already recorded it; under fcfs the metrics are the only record.
+    return this.metrics.workflows.end(workflowId) || open;
   }
 
   /** Stops a sequence now and frees its pages; its stream ends with finish reason 'abort'. */
@@ -410,6 +466,10 @@ export class EngineCore {
 
   private async runStep(step: ScheduledStep): Promise<void> {
     const start = performance.now();
+    for (const { seq } of step.seqs) {
+      const state = this.states.get(seq.id);
+      if (state && !state.timings.scheduledAt) state.timings.scheduledAt = start;
+    }
     const sampled = step.seqs.filter((s) => s.samples).map(({ seq }) => seq);
     const sampling = sampled.map((seq) => this.states.get(seq.id)!.rowSampling());
     for (const [i, seq] of sampled.entries()) {

@@ -67,9 +67,13 @@ export interface EngineMetricsSnapshot extends MetricsSnapshot {
   pagesFree: number;
   /** Unreferenced pages the prefix cache keeps (evicted when pages are needed). */
   pagesCached: number;
+  /** Of the cached pages, those pinned for workflows' next calls. */
+  pagesRetained: number;
   totalPages: number;
   /** Lost GPU devices the engine replaced, recomputing its sequences. */
   deviceRecoveries: number;
+  /** The scheduling policy. */
+  policy: 'fcfs' | 'workflow';
 }
 
 /**
@@ -97,6 +101,11 @@ export class Engine {
   readonly chat: { completions: ChatCompletionsApi };
   readonly completions: CompletionsApi;
   readonly models = { list: async (): Promise<ModelList> => this.listModels() };
+  /**
+   * Workflows (requests with metadata.workflow_id). end(id): the workflow is over: KV kept for its
+   * agents goes back to plain LRU and its completion time is recorded; false if none of that id is open.
+   */
+  readonly workflows = { end: async (workflowId: string): Promise<boolean> => this.requireLoaded().core.endWorkflow(workflowId) };
 
   private loaded: Loaded | null = null;
   private runtime: GpuRuntime | null;
@@ -224,7 +233,7 @@ export class Engine {
     const pool = core.kv.pool;
     return {
       ...core.metrics.snapshot(), activeSequences: core.activeCount, pagesUsed: pool.usedPages, pagesFree: pool.freePages, pagesCached: pool.cachedPages,
-      totalPages: pool.totalPages, deviceRecoveries: core.recoveries,
+      pagesRetained: pool.retainedPages, totalPages: pool.totalPages, deviceRecoveries: core.recoveries, policy: core.workflowPolicy ? 'workflow' : 'fcfs',
     };
   }
 
@@ -312,7 +321,9 @@ export class Engine {
         for (let i = 0; i < parsed.n; i++) {
           // Choices after the first share its prompt pages (n > 1).
           const constraint = constraints?.[p * parsed.n + i];
-          const handle = loaded.core.submit(ids, { ...parsed.params(i, ids.length), constraint }, { cacheSalt: parsed.cacheSalt, sharePromptWith: first });
+          const handle = loaded.core.submit(ids, { ...parsed.params(i, ids.length), constraint }, {
+            cacheSalt: parsed.cacheSalt, sharePromptWith: first, ...parsed.identity,
+          });
           first ??= handle;
           handles.push(handle);
           runs.push({ index: p * parsed.n + i, promptIndex: p, handle });

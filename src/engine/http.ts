@@ -5,6 +5,7 @@
 import type { Engine } from './engine.js';
 import { ApiError } from './errors.js';
 import type { ChatCompletionRequestBase, CompletionCreateParamsBase } from './protocol.js';
+import { prometheusText, PROMETHEUS_CONTENT_TYPE } from './prometheus.js';
 import { SSE_HEADERS, sseStream } from './sse.js';
 
 export interface OpenAiHandlerOptions {
@@ -20,7 +21,7 @@ const DEFAULT_MAX_BODY_BYTES = 16 * 2 ** 20;
 
 export type OpenAiHandler = (request: Request) => Promise<Response>;
 
-type Method = 'GET' | 'POST' | 'HEAD';
+type Method = 'GET' | 'POST' | 'HEAD' | 'DELETE';
 type Route = (request: Request) => Promise<Response> | Response;
 type ErrorListener = (error: ApiError, request: Request) => void;
 
@@ -40,6 +41,7 @@ class OpenAiRoutes {
     '/v1/completions': { POST: (r) => this.completion(r, (body, signal) => this.engine.completions.create(body as CompletionCreateParamsBase, { signal })) },
     '/v1/models': { GET: async () => json(await this.engine.models.list()) },
     '/health': { GET: () => health(this.engine) },
+    '/metrics': { GET: () => metrics(this.engine) },
   };
 
   constructor(private readonly engine: Engine, private readonly onError: ErrorListener, private readonly maxBodyBytes: number) {}
@@ -64,6 +66,11 @@ class OpenAiRoutes {
   }
 
   private match(path: string): Partial<Record<Method, Route>> | undefined {
+    const workflows = '/v1/workflows/';
+    if (path.startsWith(workflows) && path.length > workflows.length) {
+      const id = decodePathPart(path.slice(workflows.length));
+      return { DELETE: () => this.endWorkflow(id) };
+    }
     const prefix = '/v1/models/';
     if (this.routes[path] || !path.startsWith(prefix)) return this.routes[path];
     const id = decodePathPart(path.slice(prefix.length));
@@ -78,6 +85,14 @@ class OpenAiRoutes {
     if (!isAsyncIterable(result)) return json(result);
     const stream = sseStream(result, { onCancel: () => abort.abort(), onError: (error) => this.onError(error, request) });
     return new Response(stream, { headers: SSE_HEADERS });
+  }
+
+  /** Ends a workflow (its kept KV goes back to plain LRU; its completion time is recorded). */
+  private async endWorkflow(id: string): Promise<Response> {
+    if (!(await this.engine.workflows.end(id))) {
+      return errorResponse(new ApiError(`No open workflow with id ${JSON.stringify(id)}`, 404, 'not_found_error', 'workflow_id', 'workflow_not_found'));
+    }
+    return json({ id, object: 'workflow.deleted', deleted: true });
   }
 
   private async modelCard(id: string): Promise<Response> {
@@ -175,11 +190,17 @@ function health(engine: Engine): Response {
   });
 }
 
+/** The engine's metrics in Prometheus text format (503 with no model loaded). */
+function metrics(engine: Engine): Response {
+  if (!engine.core) return json(ApiError.notLoaded().toJSON(), 503);
+  return new Response(prometheusText(engine.metrics(), engine.modelId ?? ''), { headers: { 'content-type': PROMETHEUS_CONTENT_TYPE } });
+}
+
 function preflight(request: Request): Response {
   return new Response(null, {
     status: 204,
     headers: {
-      'access-control-allow-methods': 'GET, HEAD, POST, OPTIONS',
+      'access-control-allow-methods': 'GET, HEAD, POST, DELETE, OPTIONS',
       // A wildcard does not cover Authorization (which OpenAI's clients send), so echo what was asked.
       'access-control-allow-headers': request.headers.get('access-control-request-headers') ?? '*',
       'access-control-max-age': '86400',

@@ -2,6 +2,8 @@ export { Engine, MLCEngine, createEngine, CreateMLCEngine, type EngineOptions, t
 export { EngineCore, type EngineCoreOptions, type SamplingParams, type SeqEvent, type SeqHandle, type SeqTimings } from './engine-core.js';
 export { ApiError, type ApiErrorBody, type ApiErrorType } from './errors.js';
 export { type MetricsSnapshot, type StepRecord } from './metrics.js';
+export { type WorkflowFigures, type AgentFigures, type CallFigures } from './workflow-metrics.js';
+export { prometheusText } from './prometheus.js';
 export { generate, type GenerateRequest, type GenerateResult, type GenerateOptions } from './generate.js';
 export type * from './protocol.js';
 export { createOpenAiHandler, type OpenAiHandler, type OpenAiHandlerOptions } from './http.js';

@@ -3,6 +3,7 @@
 import type { KvManager, PagePool, PrefixCacheStats } from '../kv/index.js';
 import type { ScheduledStep } from '../scheduler/index.js';
 import type { SeqTimings } from './engine-core.js';
+import { WorkflowMetrics, type RetainedPagesOf, type WorkflowFigures } from './workflow-metrics.js';
 
 export interface StepRecord {
   /** performance.now() when the step ended. */
@@ -51,6 +52,17 @@ export interface MetricsSnapshot {
   /** Prompt tokens of finished requests taken from the prefix cache. */
   cachedPromptTokens: number;
   prefixCache: PrefixCacheMetrics;
+  /** Sums over finished requests of queue time, TTFT and inter-token gaps (ms), with their counts. */
+  latency: { queueMsSum: number; ttftMsSum: number; ttftCount: number; itlMsSum: number; itlCount: number };
+  /**
+   * Per workflow, with its agents: the most recently active ones, then '_other' (older ones, folded)
+   * and '_none' (calls without a workflow). Their figures add up to the totals above.
+   */
+  workflows: WorkflowFigures[];
+  /** Workflows ended lately and their mean completion time (first arrival to last finish). */
+  workflowCompletion: { ended: number; meanMs: number };
+  /** KV pages pinned for workflows' next calls (a part of the cached pages). */
+  retainedPages: number;
   last: StepRecord | null;
 }
 
@@ -71,8 +83,13 @@ export class EngineMetrics {
   private decodeMs = 0;
   private readonly ttft: number[] = [];
   private readonly recent: StepRecord[] = [];
+  private readonly latency = { queueMsSum: 0, ttftMsSum: 0, ttftCount: 0, itlMsSum: 0, itlCount: 0 };
+  readonly workflows: WorkflowMetrics;
+  /** Pages kept for an agent's next call (set by an engine running the workflow policy). */
+  retainedPagesOf: RetainedPagesOf = () => 0;
 
-  constructor(private readonly kv: KvManager | null = null) {
+  constructor(private readonly kv: KvManager | null = null, private readonly keepWorkflows = 32) {
+    this.workflows = new WorkflowMetrics(keepWorkflows);
     this.kvBaseline = { ...(kv?.stats ?? { queryTokens: 0, hitTokens: 0, evictions: 0, pageCopies: 0 }) };
   }
 
@@ -103,8 +120,16 @@ export class EngineMetrics {
     this.cachedPromptTokens += t.cachedTokens;
     this.generatedTokens += t.generatedTokens;
     this.preemptions += t.preemptions;
+    this.workflows.recordFinished(t);
+    this.latency.queueMsSum += t.scheduledAt ? t.scheduledAt - t.arrivedAt : t.finishedAt - t.arrivedAt;
     if (!t.firstTokenAt) return;
     const ttft = t.firstTokenAt - t.arrivedAt;
+    this.latency.ttftMsSum += ttft;
+    this.latency.ttftCount++;
+    if (t.generatedTokens > 1) {
+      this.latency.itlMsSum += t.finishedAt - t.firstTokenAt;
+      this.latency.itlCount += t.generatedTokens - 1;
+    }
     this.push(this.ttft, ttft);
     this.prefillMs += ttft;
     if (t.generatedTokens > 1) {
@@ -131,6 +156,10 @@ export class EngineMetrics {
       timeToFirstTokenMs: [...this.ttft],
       cachedPromptTokens: this.cachedPromptTokens,
       prefixCache: this.prefixCache(),
+      latency: { ...this.latency },
+      workflows: this.workflows.snapshot(this.retainedPagesOf),
+      workflowCompletion: this.workflows.completionSummary(),
+      retainedPages: this.kv?.pool.retainedPages ?? 0,
       last: this.recent.at(-1) ?? null,
     };
   }
@@ -142,12 +171,20 @@ export class EngineMetrics {
     const prefix = p.enabled
       ? `; prefix cache: ${p.hitTokens} of ${p.queryTokens} tokens hit (${(p.hitRate * 100).toFixed(1)}%), ${p.cachedPages} pages cached, ${p.evictions} evictions`
       : '; prefix cache off';
+    const named = s.workflows.filter((w) => w.workflowId !== '_none');
+    const done = s.workflowCompletion;
+    const flows = named.length
+      ? `; ${named.length} workflow${named.length === 1 ? '' : 's'} (${s.retainedPages} pages retained` +
+        (done.ended ? `, ${done.ended} ended, mean completion ${(done.meanMs / 1000).toFixed(2)} s)` : ')')
+      : '';
     return `prefill: ${s.prefillTokensPerSecond.toFixed(1)} tokens/sec, decode: ${s.decodeTokensPerSecond.toFixed(1)} tokens/sec` +
-      ` (${s.requests} requests, ${s.promptTokens} prompt and ${s.generatedTokens} generated tokens, ${s.steps} steps${prefix})`;
+      ` (${s.requests} requests, ${s.promptTokens} prompt and ${s.generatedTokens} generated tokens, ${s.steps} steps${prefix}${flows})`;
   }
 
   reset(): void {
-    Object.assign(this, new EngineMetrics(this.kv));
+    const retained = this.retainedPagesOf;
+    Object.assign(this, new EngineMetrics(this.kv, this.keepWorkflows));
+    this.retainedPagesOf = retained;
   }
 
   private prefixCache(): PrefixCacheMetrics {

@@ -39,6 +39,13 @@ export interface SamplingRequestFields {
   cache_salt?: string | null;
   /** Output held to JSON, a JSON schema, or (web-llm) an EBNF grammar, by a token mask on the GPU. */
   response_format?: ResponseFormat | null;
+  /**
+   * OpenAI's metadata map (at most 16 string values). wgserve reads `workflow_id` (calls with the
+   * same id are one workflow, scheduled together) and `agent_id` (the caller inside it).
+   */
+  metadata?: Record<string, string> | null;
+  /** Extension (vLLM): scheduling priority, an integer; lower runs earlier; default 0. */
+  priority?: number | null;
 }
 
 /** OpenAI's response formats and web-llm's (an EBNF grammar, a schema string, a structural tag). */

@@ -29,6 +29,8 @@ export interface ParsedRequest {
   grammar?: { spec: GrammarSpec; param: string };
   /** Set when the output may hold tool calls (tools given, tool_choice not 'none'): how to read them. */
   toolCalls?: { format: ToolCallFormat };
+  /** Who sent it: metadata.workflow_id / metadata.agent_id, and priority (lower runs earlier). */
+  identity: RequestIdentity;
   /** Sampling parameters of choice `index` (0 .. n - 1) of a prompt of `promptLength` tokens. */
   params(index: number, promptLength: number): SamplingParams;
 }
@@ -53,6 +55,15 @@ export interface RequestLimits {
 export const DEFAULT_REQUEST_LIMITS: Required<RequestLimits> = { maxPromptsPerRequest: 64, maxChoicesPerRequest: 64 };
 
 type Body = Record<string, unknown>;
+
+export interface RequestIdentity {
+  /** metadata.workflow_id; null: the request is its own one-call workflow. */
+  workflowId: string | null;
+  /** metadata.agent_id; null when absent. */
+  agentId: string | null;
+  /** Lower runs earlier (vLLM's convention); default 0. */
+  priority: number;
+}
 
 const MAX_N = 16;
 const MAX_TOP_LOGPROBS = 20;
@@ -292,6 +303,7 @@ function build(req: Body, ctx: RequestContext, prompts: number[][], texts: strin
     echo: o.echo,
     cacheSalt: parseCacheSalt(req.cache_salt),
     grammar: parseResponseFormat(req.response_format),
+    identity: parseIdentity(req),
     params: (index, promptLength) => ({
       ...base,
       seed: mixSeed(seed, index),
@@ -468,6 +480,40 @@ function parseCacheSalt(value: unknown): string {
   if (typeof value !== 'string' || value === '') throw ApiError.invalid('cache_salt', 'cache_salt must be a non-empty string if provided');
   if (value.length > MAX_CACHE_SALT) throw ApiError.invalid('cache_salt', `cache_salt may have at most ${MAX_CACHE_SALT} characters, got ${value.length}`);
   return value;
+}
+
+// OpenAI's metadata limits: 16 pairs, keys up to 64 characters, string values up to 512.
+const MAX_METADATA_KEYS = 16;
+const MAX_METADATA_KEY = 64;
+const MAX_METADATA_VALUE = 512;
+/** vLLM takes any integer; bounded so ordering arithmetic stays exact. */
+const MAX_PRIORITY = 2 ** 31 - 1;
+
+function parseIdentity(req: Body): RequestIdentity {
+  const metadata = parseMetadata(req.metadata);
+  const priority = int(req, 'priority', -MAX_PRIORITY, MAX_PRIORITY) ?? 0;
+  const id = (key: string) => {
+    const v = metadata[key];
+    if (v === undefined) return null;
+    if (v === '') throw ApiError.invalid(`metadata.${key}`, `metadata.${key} must be a non-empty string if provided`);
+    return v;
+  };
+  return { workflowId: id('workflow_id'), agentId: id('agent_id'), priority };
+}
+
+/** OpenAI's metadata: an object of at most 16 string values, keys and values of bounded length. */
+function parseMetadata(value: unknown): Record<string, string> {
+  if (value === undefined || value === null) return {};
+  const entries = Object.entries(asObject(value, 'metadata'));
+  if (entries.length > MAX_METADATA_KEYS) throw ApiError.invalid('metadata', `metadata may have at most ${MAX_METADATA_KEYS} keys, got ${entries.length}`);
+  const out: Record<string, string> = {};
+  for (const [key, v] of entries) {
+    if (key.length > MAX_METADATA_KEY) throw ApiError.invalid('metadata', `metadata keys may have at most ${MAX_METADATA_KEY} characters, got ${describe(key)}`);
+    if (typeof v !== 'string') throw ApiError.invalid(`metadata.${key}`, `metadata.${key} must be a string, got ${describe(v)}`);
+    if (v.length > MAX_METADATA_VALUE) throw ApiError.invalid(`metadata.${key}`, `metadata.${key} may have at most ${MAX_METADATA_VALUE} characters, got ${v.length}`);
+    out[key] = v;
+  }
+  return out;
 }
 
 function parseStop(value: unknown): string[] {

@@ -1,7 +1,9 @@
 // Page ids in three states: free (no owner, no content worth keeping), cached (no owner, but its
 // K/V are those of a known page hash, kept for the prefix cache) and referenced (held by one or
 // more KV contexts, counted). Cached pages are evicted least recently released first; a caller
-// that releases a block table tail first thus evicts chain tails before their parents.
+// that releases a block table tail first thus evicts chain tails before their parents. A cached
+// page can also be pinned (retained for a workflow's next call): pinned cached pages are evicted
+// only when no plain cached page is left, oldest first; pinning never makes a page unavailable.
 import type { PageHash } from './page-hash.js';
 
 export type PageState = 'free' | 'cached' | 'referenced';
@@ -12,11 +14,18 @@ export class PagePool {
   private readonly free: number[];
   /** Cached pages, least recently released first (a Set iterates in insertion order). */
   private readonly lru = new Set<number>();
+  /** Cached pages with pins, least recently released (or pinned) first: evicted after every page of `lru`. */
+  private readonly retained = new Set<number>();
+  private readonly pins: Int32Array;
+  /** Bumped when a cached page is evicted, so a stale pin on a reused page id is recognised. */
+  private readonly epochs: Int32Array;
 
   constructor(readonly totalPages: number) {
     if (!Number.isInteger(totalPages) || totalPages < 1) throw new Error(`a page pool needs a positive number of pages, got ${totalPages}`);
     this.refs = new Int32Array(totalPages);
     this.hashes = new Array<PageHash | null>(totalPages).fill(null);
+    this.pins = new Int32Array(totalPages);
+    this.epochs = new Int32Array(totalPages);
     // Pop from the end: low ids first, which keeps tests readable.
     this.free = Array.from({ length: totalPages }, (_, i) => totalPages - 1 - i);
   }
@@ -25,18 +34,54 @@ export class PagePool {
     return this.free.length;
   }
 
+  /** Unreferenced pages kept for their content (retained ones included). */
   get cachedPages(): number {
-    return this.lru.size;
+    return this.lru.size + this.retained.size;
+  }
+
+  /** Cached pages that are pinned (evicted last). */
+  get retainedPages(): number {
+    return this.retained.size;
   }
 
   /** Pages an allocation can have: free ones, then cached ones by eviction. */
   get availablePages(): number {
-    return this.free.length + this.lru.size;
+    return this.free.length + this.cachedPages;
   }
 
   /** Pages held by KV contexts. */
   get usedPages(): number {
-    return this.totalPages - this.free.length - this.lru.size;
+    return this.totalPages - this.free.length - this.cachedPages;
+  }
+
+  /** Changes whenever the page's cached content is evicted (see pin). */
+  epoch(page: number): number {
+    return this.epochs[page];
+  }
+
+  pinCount(page: number): number {
+    return this.pins[page];
+  }
+
+  /**
+   * Pins a page that has a hash (referenced or cached): once unreferenced it is evicted only after
+   * every unpinned cached page. Returns the page's epoch, which unpin() needs.
+   */
+  pin(page: number): number {
+    if (this.hashes[page] === null) throw new Error(`page ${page} has no hash; only cached content can be pinned`);
+    this.pins[page]++;
+    if (this.lru.delete(page)) this.retained.add(page);
+    return this.epochs[page];
+  }
+
+  /**
+   * Drops a pin taken at `epoch`; a page whose last pin goes becomes a plain cached page (most
+   * recently released). A pin whose page was evicted since (another epoch) is ignored.
+   */
+  unpin(page: number, epoch: number): void {
+    if (this.epochs[page] !== epoch || this.pins[page] <= 0) return;
+    if (--this.pins[page] > 0) return;
+    if (this.retained.delete(page)) this.lru.add(page);
   }
 
   state(page: number): PageState {
@@ -64,6 +109,7 @@ export class PagePool {
   retain(page: number): void {
     if (this.state(page) === 'free') throw new Error(`page ${page} is free; cannot retain it`);
     this.lru.delete(page);
+    this.retained.delete(page);
     this.refs[page]++;
   }
 
@@ -76,6 +122,7 @@ export class PagePool {
       if (this.refs[p] <= 0) throw new Error(`page ${p} released more often than allocated`);
       if (--this.refs[p] > 0) continue;
       if (this.hashes[p] === null) this.free.push(p);
+      else if (this.pins[p] > 0) this.retained.add(p);
       else this.lru.add(p);
     }
   }
@@ -87,13 +134,19 @@ export class PagePool {
     this.hashes[page] = hash;
   }
 
-  /** Frees the least recently released cached page; returns it and the hash it had, or null if none is cached. */
+  /**
+   * Frees the least recently released unpinned cached page, or when there is none the oldest
+   * pinned one; returns it and the hash it had, or null if none is cached.
+   */
   evictOldest(): { page: number; hash: PageHash } | null {
-    const first = this.lru.values().next();
+    const first = this.lru.size ? this.lru.values().next() : this.retained.values().next();
     if (first.done) return null;
     const page = first.value;
     const hash = this.hashes[page]!;
     this.lru.delete(page);
+    this.retained.delete(page);
+    this.pins[page] = 0;
+    this.epochs[page]++;
     this.hashes[page] = null;
     this.free.push(page);
     return { page, hash };
@@ -112,7 +165,12 @@ export class PagePool {
       if (this.hashes[p] !== null) throw new Error(`free page ${p} still has hash ${this.hashes[p]}`);
       seen.add(p);
     }
-    for (const p of this.lru) {
+    for (const p of this.retained) {
+      if (this.lru.has(p)) throw new Error(`page ${p} is both retained and plainly cached`);
+      if (this.pins[p] <= 0) throw new Error(`retained page ${p} has no pin`);
+    }
+    for (const p of this.lru) if (this.pins[p] > 0) throw new Error(`cached page ${p} is pinned but not retained`);
+    for (const p of [...this.lru, ...this.retained]) {
       if (seen.has(p)) throw new Error(`page ${p} is both free and cached`);
       if (this.refs[p] !== 0) throw new Error(`cached page ${p} has reference count ${this.refs[p]}`);
       if (this.hashes[p] === null) throw new Error(`cached page ${p} has no hash`);
@@ -126,8 +184,8 @@ export class PagePool {
       if (counted[p] > this.refs[p]) throw new Error(`page ${p} is owned ${counted[p]} times but has reference count ${this.refs[p]}`);
       if (exact && counted[p] !== this.refs[p]) throw new Error(`page ${p} has reference count ${this.refs[p]} but ${counted[p]} owners`);
     }
-    if (referenced + this.lru.size + this.free.length !== this.totalPages) {
-      throw new Error(`pages referenced (${referenced}) + cached (${this.lru.size}) + free (${this.free.length}) != total (${this.totalPages})`);
+    if (referenced + this.cachedPages + this.free.length !== this.totalPages) {
+      throw new Error(`pages referenced (${referenced}) + cached (${this.cachedPages}) + free (${this.free.length}) != total (${this.totalPages})`);
     }
   }
 }

@@ -8,4 +8,5 @@ export {
   type ScheduledStep,
   type CommitResult,
 } from './scheduler.js';
+export { WorkflowPolicy, WorkflowState, WORKFLOW_DEFAULTS, type WorkflowPolicyOptions } from './workflow-policy.js';
 export { KvManager, type KvOwner } from '../kv/kv-manager.js';

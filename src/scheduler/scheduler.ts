@@ -18,6 +18,23 @@ export interface SchedulingPolicy {
   order(waiting: Sequence[]): Sequence[];
   /** The running sequence to preempt when pages run out (one of `running`). */
   pickVictim(running: Sequence[]): Sequence;
+  /**
+   * Whether a waiting sequence may start now (default: yes). Asked only while some sequence runs,
+   * so a refusal never leaves the engine idle.
+   */
+  admits?(seq: Sequence): boolean;
+  /** At the start of every schedule(), with the scheduler's clock. */
+  tick?(now: number): void;
+  /** A sequence was queued (Scheduler.add). */
+  added?(seq: Sequence): void;
+  /** A waiting sequence took its cached or shared pages and starts computing. */
+  started?(seq: Sequence): void;
+  /** A running sequence lost its pages (it waits to be recomputed). */
+  preempted?(seq: Sequence): void;
+  /** A committed step computed `tokens` tokens of the sequence (prompt chunk or decode). */
+  computed?(seq: Sequence, tokens: number): void;
+  /** A sequence finished (any reason); its pages are still held and are freed right after. */
+  finishing?(seq: Sequence): void;
 }
 
 /** First come, first served: oldest arrival first; the newest running sequence is preempted. */
@@ -35,6 +52,8 @@ export interface SchedulerOptions {
   /** Most sequences running at once (default 64). */
   maxRunningSeqs?: number;
   policy?: SchedulingPolicy;
+  /** Milliseconds for queue times and policies with deadlines (default performance.now). */
+  clock?: () => number;
   /** Run validateBatch on every built Batch (default true; cheap next to a GPU step). */
   validate?: boolean;
   /**
@@ -78,6 +97,7 @@ export class Scheduler {
   readonly maxBatchTokens: number;
   readonly maxRunningSeqs: number;
   readonly policy: SchedulingPolicy;
+  readonly clock: () => number;
   private readonly validate: boolean;
   private readonly onFinished: ((seq: Sequence) => void) | undefined;
   /** Waiting and preempted sequences (unordered; the policy orders them every step). */
@@ -94,6 +114,7 @@ export class Scheduler {
     this.maxBatchTokens = options.maxBatchTokens ?? 512;
     this.maxRunningSeqs = options.maxRunningSeqs ?? 64;
     this.policy = options.policy ?? fcfs;
+    this.clock = options.clock ?? (() => performance.now());
     this.validate = options.validate ?? true;
     this.onFinished = options.onFinished;
     for (const [name, v] of [['contextLength', this.contextLength], ['maxBatchTokens', this.maxBatchTokens], ['maxRunningSeqs', this.maxRunningSeqs]] as const) {
@@ -136,8 +157,10 @@ export class Scheduler {
       throw new Error(`${where}: prompt of ${n} tokens needs ${pages} KV pages; the pool has ${this.kv.totalPages} pages of ${this.kv.pageSize} tokens`);
     }
     seq.arrival = this.nextArrival++;
+    seq.queuedAt = this.clock();
     this.byId.set(seq.id, seq);
     this.waitingSeqs.push(seq);
+    this.policy.added?.(seq);
   }
 
   /** Stops a sequence and frees its pages; false if it is unknown or already finished. */
@@ -163,6 +186,7 @@ export class Scheduler {
   /** Builds the next step, or null when there is nothing to run. Commit each step before the next. */
   schedule(): ScheduledStep | null {
     if (this.inFlight) throw new Error('scheduler: commit the previous step before scheduling the next');
+    this.policy.tick?.(this.clock());
     let budget = this.maxBatchTokens;
     const chosen: ScheduledSeq[] = [];
     const scheduled = new Set<Sequence>();
@@ -196,6 +220,7 @@ export class Scheduler {
       const computing = new Set<PageHash>(this.runningSeqs.flatMap((s) => this.kv.pendingPageHashes(s.kv)));
       for (const seq of this.policy.order(this.waitingSeqs)) {
         if (budget === 0 || this.runningSeqs.length >= this.maxRunningSeqs) break;
+        if (this.policy.admits && this.runningSeqs.length && !this.policy.admits(seq)) continue;
         if (this.kv.pagesFor(seq.numTokens) > this.kv.totalPages) {
           // Preempted with more tokens than the whole pool holds: it can never be recomputed.
           this.finish(seq, 'length');
@@ -208,6 +233,7 @@ export class Scheduler {
         this.waitingSeqs.splice(this.waitingSeqs.indexOf(seq), 1);
         this.runningSeqs.push(seq);
         seq.status = 'running';
+        this.policy.started?.(seq);
         take(seq, n);
         for (const h of this.kv.pendingPageHashes(seq.kv)) computing.add(h);
       }
@@ -237,6 +263,7 @@ export class Scheduler {
       if (seq.status !== 'running') continue; // aborted while the step ran
       seq.numComputed += numTokens;
       this.kv.indexComputed(seq.kv);
+      this.policy.computed?.(seq, numTokens);
       if (!samples) continue;
       if (seq.stopIds.includes(id)) {
         this.finish(seq, 'stop');
@@ -325,6 +352,7 @@ export class Scheduler {
     seq.numComputed = 0;
     seq.status = 'preempted';
     seq.preemptions++;
+    this.policy.preempted?.(seq);
     this.runningSeqs.splice(this.runningSeqs.indexOf(seq), 1);
     this.waitingSeqs.push(seq);
   }
@@ -332,9 +360,10 @@ export class Scheduler {
   private finish(seq: Sequence, reason: 'stop' | 'length' | 'abort'): void {
     if (seq.status === 'running') this.runningSeqs.splice(this.runningSeqs.indexOf(seq), 1);
     else this.waitingSeqs.splice(this.waitingSeqs.indexOf(seq), 1);
-    this.kv.free(seq.kv);
     seq.status = 'finished';
     seq.finishReason = reason;
+    this.policy.finishing?.(seq);
+    this.kv.free(seq.kv);
     this.byId.delete(seq.id);
     this.onFinished?.(seq);
   }

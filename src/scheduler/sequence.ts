@@ -22,6 +22,12 @@ export interface SequenceInit<P = unknown> {
    * the prompt, then shares its pages (the partial last page is copied on the first write).
    */
   sharePromptWith?: Sequence<P>;
+  /** The workflow the call belongs to (metadata.workflow_id); none: its own one-call workflow. */
+  workflowId?: string | null;
+  /** The agent making the call inside its workflow (metadata.agent_id). */
+  agentId?: string | null;
+  /** Lower runs earlier (vLLM's convention); default 0. */
+  priority?: number;
 }
 
 export class Sequence<P = unknown> {
@@ -40,10 +46,15 @@ export class Sequence<P = unknown> {
    * cache or shared with its leader (null until it starts).
    */
   cachedTokens: number | null = null;
+  readonly workflowId: string | null;
+  readonly agentId: string | null;
+  readonly priority: number;
   status: SequenceStatus = 'waiting';
   finishReason: FinishReason | null = null;
   /** Order of arrival, set by Scheduler.add (lower is older). */
   arrival = -1;
+  /** Clock time (the scheduler's clock, ms) when Scheduler.add queued it. */
+  queuedAt = 0;
   /** How often this sequence has been preempted (its K/V dropped and recomputed). */
   preemptions = 0;
 
@@ -55,6 +66,10 @@ export class Sequence<P = unknown> {
     this.params = init.params;
     this.kv = new KvContext(init.promptIds, init.cacheSalt ?? '');
     this.leader = init.sharePromptWith ?? null;
+    this.workflowId = init.workflowId ?? null;
+    this.agentId = init.agentId ?? null;
+    this.priority = init.priority ?? 0;
+    if (!Number.isInteger(this.priority)) throw new Error(`priority must be an integer, got ${this.priority}`);
     if (this.leader && this.leader.promptIds.join() !== this.promptIds.join()) throw new Error('sharePromptWith: the prompts differ');
   }
 

@@ -82,6 +82,12 @@ describe('demo page (built static site) in headless Chromium', () => {
     // The canvases were drawn (uPlot renders every series), and the stats panel has numbers.
     expect(await page.$$eval('#charts canvas', (c) => c.length)).toBe(5);
     expect(await page.textContent('#stats')).toMatch(/^prefill: [\d.]+ tokens\/sec, decode: [\d.]+ tokens\/sec \(\d+ requests/);
+    // The agents ran as workflows of two: a row per workflow (ended, with its completion time) and per agent.
+    await page.waitForFunction(() => [...document.querySelectorAll('#workflows tr.workflow')].filter((r) => / s$/.test(r.lastElementChild!.textContent!)).length === 2, null, { timeout: 30_000 });
+    const rows = await page.$$eval('#workflows tr.workflow, #workflows tr.agent-row', (trs) => trs.map((tr) => [...tr.children].map((td) => td.textContent!.trim())));
+    expect(rows.map((r) => `${r[0]}: ${r[1]} calls`).sort()).toEqual([
+      'agent 1: 2 calls', 'agent 2: 2 calls', 'agent 3: 2 calls', 'agent 4: 2 calls', 'run 1 workflow 1: 4 calls', 'run 1 workflow 2: 4 calls',
+    ]);
     mkdirSync(join(REPO, 'test-results'), { recursive: true });
     await page.screenshot({ path: join(REPO, 'test-results/demo.png'), fullPage: true });
   });

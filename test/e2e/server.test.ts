@@ -10,6 +10,7 @@ import type { AddressInfo } from 'node:net';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, generateCli, type GenerateJson } from '../helpers/cli.js';
+import { parsePrometheus, promValue } from '../helpers/prometheus.js';
 import { REPO } from '../helpers/shared.js';
 
 const MODEL_ID = 'wg-tolstoy-q8_0';
@@ -343,6 +344,36 @@ describe('wgserve serve --no-prefix-cache', () => {
   });
 });
 
+describe('wgserve serve --policy workflow', () => {
+  it('takes metadata and priority through the openai client, keeps the agent\'s pages, serves /metrics and ends workflows', async () => {
+    const server = await startServer(['--policy', 'workflow']);
+    try {
+      const openai = new OpenAI({ baseURL: `${server.origin}/v1`, apiKey: 'none', maxRetries: 0 });
+      const metadata = { workflow_id: 'job "1"', agent_id: 'planner' };
+      const opening = { role: 'user' as const, content: 'Prince Andrew looked at the old count and Natasha ran into the drawing room.' };
+      const first = await openai.chat.completions.create({ ...chatRequest(CHAT_PROMPT, 4), messages: [opening], metadata, priority: -1 } as never) as OpenAI.ChatCompletion;
+      expect(first.usage!.prompt_tokens).toBeGreaterThan(16);
+      const messages = [opening, { role: 'assistant' as const, content: first.choices[0].message.content ?? '' }, { role: 'user' as const, content: 'And then?' }];
+      const second = await openai.chat.completions.create({ ...chatRequest(CHAT_PROMPT, 4), messages, metadata } as never) as OpenAI.ChatCompletion;
+      expect(second.usage!.prompt_tokens_details?.cached_tokens).toBeGreaterThan(0);
+      await expect(openai.chat.completions.create({ ...chatRequest(CHAT_PROMPT, 1), metadata: { workflow_id: 5 } } as never)).rejects.toMatchObject({ status: 400, param: 'metadata.workflow_id' });
+      const metrics = await fetch(`${server.origin}/metrics`);
+      expect(metrics.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
+      const families = parsePrometheus(await metrics.text());
+      expect(promValue(families, 'wgserve_agent_calls_total', { workflow: 'job "1"', agent: 'planner' })).toBe(2);
+      expect(promValue(families, 'wgserve_kv_pages', { state: 'retained' })).toBeGreaterThan(0);
+      const end = await fetch(`${server.origin}/v1/workflows/${encodeURIComponent('job "1"')}`, { method: 'DELETE' });
+      expect(await end.json()).toEqual({ id: 'job "1"', object: 'workflow.deleted', deleted: true });
+      const after = parsePrometheus(await (await fetch(`${server.origin}/metrics`)).text());
+      expect(promValue(after, 'wgserve_kv_pages', { state: 'retained' })).toBe(0);
+      expect(promValue(after, 'wgserve_workflow_completion_seconds', { workflow: 'job "1"' })).toBeGreaterThan(0);
+    } finally {
+      server.child.kill('SIGTERM');
+      expect(await server.exited).toBe(0);
+    }
+  });
+});
+
 describe('wgserve serve: bad flags and a taken port', () => {
   /** Runs `wgserve serve ...args` to its exit. */
   function serveExit(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -366,6 +397,7 @@ describe('wgserve serve: bad flags and a taken port', () => {
     ['port', '70000'],
     ['kv-memory', '0'],
     ['max-batch-tokens', '1.5'],
+    ['policy', 'lifo'],
   ])('--%s %s: exit 1, naming the flag', async (flag, value) => {
     const r = await serveExit([`--${flag}=${value}`]);
     expect(r.code, r.stderr).toBe(1);

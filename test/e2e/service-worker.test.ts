@@ -6,6 +6,7 @@ import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openBrowserSession, type BrowserSession } from '../helpers/browser.js';
 import { generateCli } from '../helpers/cli.js';
+import { parsePrometheus, promValue } from '../helpers/prometheus.js';
 
 const PROMPTS = ['Prince Andrew looked at', 'The old count'];
 const TOKENS = 24;
@@ -55,6 +56,23 @@ describe('Service Worker: the OpenAI API for every tab of the origin (headless C
     // Batched together: each tab got tokens while the other was still streaming.
     expect(b.firstAt).toBeLessThan(a.lastAt);
     expect(a.firstAt).toBeLessThan(b.lastAt);
+  });
+
+  it('takes metadata.workflow_id and serves GET /metrics (Prometheus text) and DELETE /v1/workflows/{id}', async () => {
+    const tab = tabs[0] ?? await openTab();
+    const r = await tab.evaluate(async () => {
+      const post = (body: object) => fetch('/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      const ok = await post({ messages: [{ role: 'user', content: 'Natasha' }], max_tokens: 2, metadata: { workflow_id: 'tab-job', agent_id: 'a1' }, priority: 2 });
+      const bad = await post({ messages: [{ role: 'user', content: 'Natasha' }], max_tokens: 2, priority: 'high' });
+      const metrics = await fetch('/metrics');
+      const ended = await fetch('/v1/workflows/tab-job', { method: 'DELETE' });
+      return { ok: ok.status, bad: (await bad.json()).error.param, type: metrics.headers.get('content-type'), text: await metrics.text(), ended: ended.status };
+    });
+    expect(r.ok).toBe(200);
+    expect(r.bad).toBe('priority');
+    expect(r.type).toMatch(/^text\/plain; version=0\.0\.4/);
+    expect(promValue(parsePrometheus(r.text), 'wgserve_agent_calls_total', { workflow: 'tab-job', agent: 'a1' })).toBe(1);
+    expect(r.ended).toBe(200);
   });
 
   it('the official openai client, bundled into a page, works against it streaming and not', async () => {

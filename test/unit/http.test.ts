@@ -201,3 +201,24 @@ describe('createOpenAiHandler: routes and CORS', () => {
     expect(response.headers.get('access-control-allow-origin')).toBeNull();
   });
 });
+
+describe('createOpenAiHandler: workflows and /metrics', () => {
+  it('DELETE /v1/workflows/{id} ends the workflow (200), or 404 naming workflow_id when none is open', async () => {
+    const ended: string[] = [];
+    const engine = { ...fakeEngine(async () => ({})), workflows: { end: async (id: string) => (ended.push(id), id === 'job 1') } } as unknown as Engine;
+    const handler = createOpenAiHandler(engine);
+    const ok = await handler(new Request('http://localhost/v1/workflows/job%201', { method: 'DELETE' }));
+    expect(ok.status).toBe(200);
+    expect(await ok.json()).toEqual({ id: 'job 1', object: 'workflow.deleted', deleted: true });
+    const missing = await handler(new Request('http://localhost/v1/workflows/nope', { method: 'DELETE' }));
+    expect(missing.status).toBe(404);
+    expect((await missing.json()).error).toMatchObject({ param: 'workflow_id', code: 'workflow_not_found' });
+    expect(ended).toEqual(['job 1', 'nope']);
+    expect((await handler(new Request('http://localhost/v1/workflows/x', { method: 'GET' }))).status).toBe(405);
+  });
+
+  it('GET /metrics without a loaded model is a 503', async () => {
+    const response = await handlerFor(async () => ({}))(new Request('http://localhost/metrics'));
+    expect(response.status).toBe(503);
+  });
+});

@@ -1,0 +1,160 @@
+// The bench:agents workload in simulated time: the real Scheduler, KV manager, prefix cache and
+// policies, no GPU. A step costs --step-ms plus --token-ms per token in it (a model of a device
+// whose step time grows with the tokens it computes); tool calls sleep simulated time. Nothing
+// depends on the machine's load, so the policies' effect is measured without noise. The answers
+// are a hash of each sequence's tokens (a stand-in model: the same under both policies).
+// Use: npx tsx bench/agents-sim.ts [-- --workflows 6 --seed 1 --kv-pages 40 --step-ms 20 --token-ms 1 --ttl-ms 10000 --starvation-ms 10000]
+import { parseArgs } from 'node:util';
+import { HashPrefixCache, KvManager, PagePool } from '../src/kv/index.js';
+import { fcfs, Scheduler, Sequence, WorkflowPolicy, type SchedulingPolicy } from '../src/scheduler/index.js';
+
+const { values: args } = parseArgs({
+  options: {
+    workflows: { type: 'string', default: '6' },
+    seed: { type: 'string', default: '1' },
+    'kv-pages': { type: 'string', default: '40' },
+    'step-ms': { type: 'string', default: '20' },
+    'token-ms': { type: 'string', default: '1' },
+    'burst-gap-ms': { type: 'string', default: '1500' },
+    'ttl-ms': { type: 'string' },
+    'starvation-ms': { type: 'string' },
+    quantum: { type: 'string' },
+  },
+});
+const WORKFLOWS = Number(args.workflows);
+const KV_PAGES = Number(args['kv-pages']);
+const STEP_MS = Number(args['step-ms']);
+const TOKEN_MS = Number(args['token-ms']);
+const BURST_GAP_MS = Number(args['burst-gap-ms']);
+const PAGE = 16;
+const ANSWER_TOKENS = 6;
+const VOCAB = 32000;
+
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function nextToken(history: readonly number[]): number {
+  let h = 2166136261;
+  for (const t of history) h = Math.imul(h ^ (t + 1), 16777619) >>> 0;
+  return h % VOCAB;
+}
+
+interface AgentPlan { opening: number[]; tools: { ids: number[]; sleepMs: number }[] }
+interface WorkflowPlan { id: string; startMs: number; system: number[]; agents: AgentPlan[] }
+
+/** The same shape as bench/agents.ts: 1-8 agents, 2-10 calls, a ~40-token system prompt, ~10-token tool results. */
+function plan(seed: number): WorkflowPlan[] {
+  const r = rng(seed);
+  const ids = (n: number) => Array.from({ length: n }, () => 1 + Math.floor(r() * (VOCAB - 1)));
+  return Array.from({ length: WORKFLOWS }, (_, w) => ({
+    id: `wf${w}`,
+    startMs: Math.floor(w / 3) * BURST_GAP_MS + Math.floor(r() * 100),
+    system: ids(40),
+    agents: Array.from({ length: 1 + Math.floor(r() * 8) }, () => ({
+      opening: ids(10),
+      tools: Array.from({ length: 1 + Math.floor(r() * 9) }, () => ({ ids: ids(10), sleepMs: 100 + Math.floor(r() * 900) })),
+    })),
+  }));
+}
+
+interface Result { completionMs: number[]; ttftMs: number[]; generated: number; prompt: number; cached: number; preemptions: number; seconds: number; answers: string[] }
+
+function simulate(workflows: WorkflowPlan[], which: 'fcfs' | 'workflow'): Result {
+  let now = 0;
+  const clock = () => now;
+  const pool = new PagePool(KV_PAGES);
+  const kv = new KvManager(pool, PAGE, new HashPrefixCache(pool, PAGE, 'sim'));
+  const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
+  const wp = new WorkflowPolicy({ kv, clock, retentionTtlMs: num(args['ttl-ms']), starvationMs: num(args['starvation-ms']), serviceQuantumTokens: num(args.quantum) });
+  const policy: SchedulingPolicy = which === 'fcfs' ? fcfs : wp;
+  const sched = new Scheduler({ kv, contextLength: 256, policy, clock });
+  // Pending calls: [time, start the call].
+  const events: { at: number; run: () => void }[] = [];
+  const info = new Map<Sequence, { sent: number; first: number; done: (s: Sequence) => void }>();
+  const out: Result = { completionMs: [], ttftMs: [], generated: 0, prompt: 0, cached: 0, preemptions: 0, seconds: 0, answers: [] };
+  let nextId = 0;
+  for (const w of workflows) {
+    let agentsLeft = w.agents.length;
+    events.push({ at: w.startMs, run: () => {
+      const began = now;
+      w.agents.forEach((a, ai) => {
+        let history = [...w.system, ...a.opening];
+        const callAt = (c: number) => {
+          if (history.length + ANSWER_TOKENS >= 256) return finishAgent();
+          const seq = new Sequence({ id: nextId++, promptIds: history, maxTokens: ANSWER_TOKENS, workflowId: w.id, agentId: `a${ai}` });
+          info.set(seq, { sent: now, first: 0, done: (s) => {
+            out.answers.push(`${w.id}/${ai}/${c}:${s.generated.join(',')}`);
+            if (c === a.tools.length) return finishAgent();
+            const tool = a.tools[c];
+            history = [...history, ...s.generated, ...tool.ids];
+            events.push({ at: now + tool.sleepMs, run: () => callAt(c + 1) });
+          } });
+          sched.add(seq);
+        };
+        callAt(0);
+      });
+      function finishAgent() {
+        if (--agentsLeft === 0) {
+          out.completionMs.push(now - began);
+          wp.end(w.id);
+        }
+      }
+    } });
+  }
+  for (;;) {
+    events.sort((a, b) => a.at - b.at);
+    while (events.length && events[0].at <= now) events.shift()!.run();
+    const step = sched.schedule();
+    if (!step) {
+      if (!events.length && !sched.hasWork) break;
+      if (!events.length) throw new Error('stuck');
+      now = Math.max(now, events[0].at);
+      continue;
+    }
+    const tokens = step.seqs.reduce((n, s) => n + s.numTokens, 0);
+    now += STEP_MS + TOKEN_MS * tokens;
+    const sampled = step.seqs.filter((s) => s.samples).map(({ seq, numTokens }) => nextToken(seq.tokens.slice(0, seq.numComputed + numTokens)));
+    const result = sched.commit(step, sampled);
+    for (const { seq } of result.appended) {
+      const i = info.get(seq)!;
+      i.first ||= now;
+    }
+    for (const seq of result.finished) {
+      const i = info.get(seq)!;
+      out.ttftMs.push(i.first - i.sent);
+      out.generated += seq.generated.length;
+      out.prompt += seq.numPromptTokens;
+      out.cached += seq.cachedTokens ?? 0;
+      out.preemptions += seq.preemptions;
+      i.done(seq);
+    }
+  }
+  out.seconds = now / 1000;
+  out.answers.sort();
+  return out;
+}
+
+const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))];
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+const workflows = plan(Number(args.seed));
+const runs = (['fcfs', 'workflow'] as const).map((p) => [p, simulate(workflows, p)] as const);
+const agents = workflows.reduce((n, w) => n + w.agents.length, 0);
+console.log(`\nsimulated: ${WORKFLOWS} workflows, ${agents} agents, ${runs[0][1].ttftMs.length} calls, seed ${args.seed}, KV ${KV_PAGES} pages of ${PAGE}, step ${STEP_MS} ms + ${TOKEN_MS} ms/token\n`);
+console.log('| policy | completion mean / p95 s | generated tok/s | prompt tokens computed (of total) | preemptions | TTFT p95 ms | total s |');
+console.log('|---|---|---|---|---|---|---|');
+const row = (r: Result) => ({ mean: mean(r.completionMs) / 1000, p95: pct(r.completionMs, 95) / 1000, tps: r.generated / r.seconds, computed: r.prompt - r.cached, ttft: pct(r.ttftMs, 95) });
+for (const [p, r] of runs) {
+  const x = row(r);
+  console.log(`| ${p} | ${x.mean.toFixed(2)} / ${x.p95.toFixed(2)} | ${x.tps.toFixed(1)} | ${x.computed} (${r.prompt}) | ${r.preemptions} | ${x.ttft.toFixed(0)} | ${r.seconds.toFixed(1)} |`);
+}
+const [f, w] = runs.map(([, r]) => row(r));
+console.log(`\nworkflow / fcfs: completion mean ${(w.mean / f.mean).toFixed(2)}x, p95 ${(w.p95 / f.p95).toFixed(2)}x, generated tok/s ${(w.tps / f.tps).toFixed(2)}x, prompt tokens computed ${(w.computed / f.computed).toFixed(2)}x, TTFT p95 ${(w.ttft / f.ttft).toFixed(2)}x`);
+console.log(`every answer the same under both policies: ${runs[0][1].answers.join() === runs[1][1].answers.join() ? 'yes' : 'NO'}`);

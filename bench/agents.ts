@@ -1,0 +1,210 @@
+// Agentic workload benchmark: seeded workflows of 1-8 agents making 2-10 calls each on the
+// shipped model. A workflow has its own system + tools prompt that all its agents share; each
+// agent's history grows call by call (its answer and a tool result are appended); between calls
+// the agent "runs a tool" (sleeps a seeded random real time); workflows arrive in bursts; the KV
+// pool is small enough (--kv-pages) that keeping pages across tool calls matters. The same
+// workload runs under the fcfs and the workflow policy in one process (greedy, so the answers
+// must be the same). Prints, per policy and as ratios: mean and p95 workflow completion time
+// (first call sent to last answer), generated tokens/s, prompt tokens computed (not from the
+// cache), preemptions, TTFT p95.
+// Use: npm run bench:agents [-- --workflows 6 --seed 1 --kv-pages 40]
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { createEngine, type Engine } from '../src/index.js';
+import type { SamplingParams } from '../src/engine/index.js';
+
+const { values: args } = parseArgs({
+  options: {
+    workflows: { type: 'string', default: '6' },
+    seed: { type: 'string', default: '1' },
+    'kv-pages': { type: 'string', default: '40' },
+    'burst-gap-ms': { type: 'string', default: '1500' },
+  },
+});
+const WORKFLOWS = Number(args.workflows);
+const KV_PAGES = Number(args['kv-pages']);
+const BURST_GAP_MS = Number(args['burst-gap-ms']);
+const ANSWER_TOKENS = 6;
+
+/** mulberry32 */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const TASKS = ['the retreat from Moscow', 'the ball at the Rostovs', 'the battle of Borodino', 'Pierre in captivity', 'the hunt at Otradnoe', 'the council at Fili', 'Natasha at the opera', 'the death of Prince Andrew'];
+const NAMES = ['Pierre', 'Natasha', 'Andrew', 'Mary', 'Rostov', 'Sonya', 'Kutuzov', 'Denisov'];
+const TOOLS = ['search', 'who', 'count', 'map'];
+
+interface AgentPlan {
+  opening: string;
+  /** Tool result text and real sleep (ms) after each call but the last. */
+  tools: { text: string; sleepMs: number }[];
+}
+
+interface WorkflowPlan {
+  id: string;
+  startMs: number;
+  system: string;
+  agents: AgentPlan[];
+}
+
+function plan(seed: number): WorkflowPlan[] {
+  const r = rng(seed);
+  const pick = <T>(xs: readonly T[]) => xs[Math.floor(r() * xs.length)];
+  return Array.from({ length: WORKFLOWS }, (_, w) => {
+    const task = TASKS[w % TASKS.length];
+    const agents = 1 + Math.floor(r() * 8);
+    return {
+      id: `wf${w}`,
+      // Bursts of 3 workflows, each burst BURST_GAP_MS after the last, a little jitter inside.
+      startMs: Math.floor(w / 3) * BURST_GAP_MS + Math.floor(r() * 100),
+      system: `Workflow ${w} studies ${task}. Tools: search(q) finds passages; who(name) describes a person; count(w) counts a word; map(p) locates a place.`,
+      agents: Array.from({ length: agents }, () => {
+        const calls = 2 + Math.floor(r() * 9);
+        return {
+          opening: `Tell me about ${pick(NAMES)}.`,
+          tools: Array.from({ length: calls - 1 }, () => ({ text: `${pick(TOOLS)}: ${pick(NAMES)} ${Math.floor(r() * 90)}`, sleepMs: 100 + Math.floor(r() * 900) })),
+        };
+      }),
+    };
+  });
+}
+
+interface CallRecord {
+  ttftMs: number;
+  tokens: number[];
+}
+
+interface RunResult {
+  seconds: number;
+  completionMs: number[];
+  calls: CallRecord[][][];
+  generated: number;
+  promptTokens: number;
+  cachedTokens: number;
+  preemptions: number;
+}
+
+const GREEDY: SamplingParams = {
+  maxTokens: ANSWER_TOKENS, temperature: 0, topK: 0, topP: 1, minP: 0, frequencyPenalty: 0, presencePenalty: 0,
+  repetitionPenalty: 1, logitBias: new Map(), seed: 0, stopIds: [], stopStrings: [],
+};
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function runWorkload(engine: Engine, workflows: WorkflowPlan[]): Promise<RunResult> {
+  const core = engine.core!;
+  const tok = core.model.tokenizer;
+  const start = performance.now();
+  const agent = async (w: WorkflowPlan, a: number, plan: AgentPlan): Promise<CallRecord[]> => {
+    let history = [...tok.encode(w.system), ...tok.encode(`\nagent ${a}: ${plan.opening}\nassistant:`, { addBos: false })];
+    const calls: CallRecord[] = [];
+    for (let c = 0; c <= plan.tools.length; c++) {
+      if (history.length + ANSWER_TOKENS >= core.contextLength) break;
+      const sent = performance.now();
+      const handle = core.submit(history, GREEDY, { workflowId: w.id, agentId: `agent${a}` });
+      const tokens: number[] = [];
+      let first = 0;
+      for await (const e of handle.events) {
+        if (e.type === 'token') {
+          first ||= performance.now();
+          tokens.push(e.tokenId);
+        }
+      }
+      calls.push({ ttftMs: first - sent, tokens });
+      if (c === plan.tools.length) break;
+      const tool = plan.tools[c];
+      await sleep(tool.sleepMs);
+      history = [...history, ...tokens, ...tok.encode(`\ntool: ${tool.text}\nassistant:`, { addBos: false })];
+    }
+    return calls;
+  };
+  const workflow = async (w: WorkflowPlan) => {
+    await sleep(w.startMs - (performance.now() - start));
+    const began = performance.now();
+    const calls = await Promise.all(w.agents.map((p, a) => agent(w, a, p)));
+    const completion = performance.now() - began;
+    core.endWorkflow(w.id);
+    return { calls, completion };
+  };
+  const done = await Promise.all(workflows.map(workflow));
+  const seconds = (performance.now() - start) / 1000;
+  const m = engine.metrics();
+  return {
+    seconds,
+    completionMs: done.map((d) => d.completion),
+    calls: done.map((d) => d.calls),
+    generated: m.generatedTokens,
+    promptTokens: m.promptTokens,
+    cachedTokens: m.cachedPromptTokens,
+    preemptions: m.preemptions,
+  };
+}
+
+function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+
+/** Compiles every pipeline with text the workload never uses, then clears the stats. */
+async function warmUp(engine: Engine): Promise<void> {
+  const core = engine.core!;
+  const prompts = ['Moscow burned while the army', 'At the ball the music played on and on'].map((t) => core.model.tokenizer.encode(t));
+  await Promise.all(prompts.map(async (ids) => {
+    for await (const _ of core.submit(ids, GREEDY).events);
+  }));
+  await engine.resetChat();
+}
+
+const model = fileURLToPath(new URL('../models/wg-tolstoy-q8_0.gguf', import.meta.url));
+const workflows = plan(Number(args.seed));
+const results: [string, RunResult][] = [];
+let pageBytes = 0;
+{
+  const probe = await createEngine({ model });
+  pageBytes = probe.core!.kv.bytes / probe.core!.kv.pool.totalPages;
+  await probe.destroy();
+}
+let adapterName = '';
+for (const policy of ['fcfs', 'workflow'] as const) {
+  const engine = await createEngine({ model, policy, kvMemoryBytes: pageBytes * KV_PAGES });
+  try {
+    await warmUp(engine);
+    results.push([policy, await runWorkload(engine, workflows)]);
+    const a = engine.model!.rt.gpu.adapter;
+    adapterName = `${a.vendor} ${a.architecture} ${a.description}`;
+  } finally {
+    await engine.destroy();
+  }
+}
+
+const agents = workflows.reduce((n, w) => n + w.agents.length, 0);
+const calls = results[0][1].calls.flat(2).length;
+console.log(`\n${WORKFLOWS} workflows, ${agents} agents, ${calls} calls (greedy, ${ANSWER_TOKENS} tokens each), seed ${args.seed}, KV pool ${KV_PAGES} pages, wg-tolstoy-q8_0, ${adapterName}\n`);
+console.log('| policy | workflow completion mean / p95 s | generated tok/s | prompt tokens computed (of total) | preemptions | TTFT p95 ms | total s |');
+console.log('|---|---|---|---|---|---|---|');
+const row = (r: RunResult) => ({
+  mean: mean(r.completionMs) / 1000,
+  p95: percentile(r.completionMs, 95) / 1000,
+  tps: r.generated / r.seconds,
+  computed: r.promptTokens - r.cachedTokens,
+  ttft95: percentile(r.calls.flat(2).map((c) => c.ttftMs), 95),
+});
+for (const [name, r] of results) {
+  const x = row(r);
+  console.log(`| ${name} | ${x.mean.toFixed(2)} / ${x.p95.toFixed(2)} | ${x.tps.toFixed(1)} | ${x.computed} (${r.promptTokens}) | ${r.preemptions} | ${x.ttft95.toFixed(0)} | ${r.seconds.toFixed(1)} |`);
+}
+const [f, w] = results.map(([, r]) => row(r));
+console.log(`\nworkflow / fcfs: completion mean ${(w.mean / f.mean).toFixed(2)}x, p95 ${(w.p95 / f.p95).toFixed(2)}x, generated tok/s ${(w.tps / f.tps).toFixed(2)}x, ` +
+  `prompt tokens computed ${(w.computed / f.computed).toFixed(2)}x, TTFT p95 ${(w.ttft95 / f.ttft95).toFixed(2)}x`);
+const same = results[0][1].calls.every((wf, i) => wf.every((ag, a) => ag.every((c, k) => c.tokens.join() === results[1][1].calls[i][a][k]?.tokens.join())));
+console.log(`every answer the same under both policies: ${same ? 'yes' : 'NO'}`);

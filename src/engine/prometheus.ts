@@ -1,0 +1,88 @@
+// Engine metrics in the Prometheus text exposition format (version 0.0.4): system counters and
+// gauges, then per-workflow and per-agent families labelled {workflow, agent}. The label sets are
+// bounded by the metrics' own bound (the most recent workflows, the rest under workflow="_other").
+import type { EngineMetricsSnapshot } from './engine.js';
+import type { CallFigures } from './workflow-metrics.js';
+
+export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
+
+type Labels = Record<string, string>;
+type Sample = [Labels, number];
+
+class Exposition {
+  private readonly lines: string[] = [];
+
+  family(name: string, type: 'counter' | 'gauge', help: string, samples: Sample[]): void {
+    this.lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+    for (const [labels, value] of samples) this.lines.push(`${name}${labelText(labels)} ${num(value)}`);
+  }
+
+  summary(name: string, help: string, rows: [Labels, number, number][]): void {
+    this.lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} summary`);
+    for (const [labels, sum, count] of rows) {
+      this.lines.push(`${name}_sum${labelText(labels)} ${num(sum)}`, `${name}_count${labelText(labels)} ${num(count)}`);
+    }
+  }
+
+  text(): string {
+    return this.lines.join('\n') + '\n';
+  }
+}
+
+function labelText(labels: Labels): string {
+  const parts = Object.entries(labels).map(([k, v]) => `${k}="${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`);
+  return parts.length ? `{${parts.join(',')}}` : '';
+}
+
+function num(v: number): string {
+  if (Number.isNaN(v)) return 'NaN';
+  if (!Number.isFinite(v)) return v > 0 ? '+Inf' : '-Inf';
+  return String(v);
+}
+
+/** The families every level (agent, workflow) has, from its CallFigures. */
+function callFamilies(out: Exposition, level: 'agent' | 'workflow', rows: [Labels, CallFigures][]): void {
+  const p = `wgserve_${level}`;
+  const counter = (name: string, help: string, pick: (f: CallFigures) => number) => out.family(`${p}_${name}`, 'counter', help, rows.map(([l, f]) => [l, pick(f)]));
+  counter('calls_total', `Finished calls per ${level}.`, (f) => f.calls);
+  counter('prompt_tokens_total', `Prompt tokens of finished calls per ${level}.`, (f) => f.promptTokens);
+  counter('cached_prompt_tokens_total', `Prompt tokens taken from the prefix cache per ${level}.`, (f) => f.cachedTokens);
+  counter('generated_tokens_total', `Generated tokens per ${level}.`, (f) => f.generatedTokens);
+  counter('preemptions_total', `Preemptions of calls per ${level}.`, (f) => f.preemptions);
+  out.summary(`${p}_queue_seconds`, `Arrival to first step per call, per ${level}.`, rows.map(([l, f]) => [l, f.queueMsSum / 1000, f.calls]));
+  out.summary(`${p}_time_to_first_token_seconds`, `Time to first token per call, per ${level}.`, rows.map(([l, f]) => [l, f.ttftMsSum / 1000, f.ttftCount]));
+  out.summary(`${p}_inter_token_latency_seconds`, `Gaps between consecutive tokens, per ${level}.`, rows.map(([l, f]) => [l, f.itlMsSum / 1000, f.itlCount]));
+}
+
+export function prometheusText(m: EngineMetricsSnapshot, modelId: string): string {
+  const out = new Exposition();
+  const model = { model: modelId };
+  out.family('wgserve_requests_total', 'counter', 'Finished requests (sequences).', [[model, m.requests]]);
+  out.family('wgserve_prompt_tokens_total', 'counter', 'Prompt tokens of finished requests.', [[model, m.promptTokens]]);
+  out.family('wgserve_cached_prompt_tokens_total', 'counter', 'Prompt tokens taken from the prefix cache.', [[model, m.cachedPromptTokens]]);
+  out.family('wgserve_generated_tokens_total', 'counter', 'Generated tokens of finished requests.', [[model, m.generatedTokens]]);
+  out.family('wgserve_preemptions_total', 'counter', 'Times a sequence lost its KV and was recomputed.', [[model, m.preemptions]]);
+  out.family('wgserve_steps_total', 'counter', 'Engine steps run.', [[model, m.steps]]);
+  out.summary('wgserve_queue_seconds', 'Arrival to first step per request.', [[model, m.latency.queueMsSum / 1000, m.requests]]);
+  out.summary('wgserve_time_to_first_token_seconds', 'Time to first token per request.', [[model, m.latency.ttftMsSum / 1000, m.latency.ttftCount]]);
+  out.summary('wgserve_inter_token_latency_seconds', 'Gaps between consecutive tokens.', [[model, m.latency.itlMsSum / 1000, m.latency.itlCount]]);
+  out.family('wgserve_prefix_cache_query_tokens_total', 'counter', 'Tokens looked up in the prefix cache.', [[model, m.prefixCache.queryTokens]]);
+  out.family('wgserve_prefix_cache_hit_tokens_total', 'counter', 'Looked-up tokens found cached.', [[model, m.prefixCache.hitTokens]]);
+  out.family('wgserve_prefix_cache_hit_rate', 'gauge', 'hit tokens / query tokens.', [[model, m.prefixCache.hitRate]]);
+  out.family('wgserve_prefix_cache_evictions_total', 'counter', 'Cached pages freed to make room.', [[model, m.prefixCache.evictions]]);
+  const referenced = m.totalPages - m.pagesFree - m.pagesCached;
+  out.family('wgserve_kv_pages', 'gauge', 'KV pages by state (retained: cached pages pinned for a workflow\'s next call).', [
+    [{ ...model, state: 'referenced' }, referenced], [{ ...model, state: 'cached' }, m.pagesCached - m.pagesRetained],
+    [{ ...model, state: 'retained' }, m.pagesRetained], [{ ...model, state: 'free' }, m.pagesFree],
+  ]);
+  out.family('wgserve_active_sequences', 'gauge', 'Sequences waiting or running.', [[model, m.activeSequences]]);
+  const flows = m.workflows;
+  callFamilies(out, 'workflow', flows.map((w) => [{ workflow: w.workflowId }, w]));
+  out.family('wgserve_workflow_retained_pages', 'gauge', 'KV pages pinned for the workflow\'s next calls.', flows.map((w) => [{ workflow: w.workflowId }, w.retainedPages]));
+  out.family('wgserve_workflow_completion_seconds', 'gauge', 'First arrival to last finish of an ended workflow.',
+    flows.filter((w) => w.completionMs !== null).map((w) => [{ workflow: w.workflowId }, w.completionMs! / 1000]));
+  const agents = flows.flatMap((w) => w.agents.map((a) => [{ workflow: w.workflowId, agent: a.agentId }, a] as [Labels, typeof a]));
+  callFamilies(out, 'agent', agents);
+  out.family('wgserve_agent_retained_pages', 'gauge', 'KV pages pinned for the agent\'s next call.', agents.map(([l, a]) => [l, a.retainedPages]));
+  return out.text();
+}

@@ -1,0 +1,234 @@
+// The `workflow` scheduling policy (Autellix's program-level least attained service, Continuum's
+// KV time-to-live across tool calls). A request belongs to a workflow (metadata.workflow_id; none:
+// its own one-call workflow). A call of a workflow with nothing running or kept starts only when
+// its context fits beside the live workflows' pages (admission). Waiting requests go by priority (lower first), then least service
+// attained by their whole workflow (tokens computed for all its calls so far, in levels that
+// double: Autellix's multi-level queues), then whose prefix is cached (more cached pages first),
+// then arrival; one that has waited longer than the
+// starvation bound goes before all of these. The victim of a preemption is a running request of
+// the workflow with the most service. When a call finishes while its workflow is open, its pages
+// are pinned (KvRetention) for a time-to-live under its (workflow, agent), so the agent's next
+// call after a tool finds them; that call's start releases the pins (what it did not take, the
+// superseded tail, goes back to plain LRU). TTL expiry, end() and an idle timeout release them.
+import type { KvManager } from '../kv/kv-manager.js';
+import { KvRetention } from '../kv/retention.js';
+import type { SchedulingPolicy } from './scheduler.js';
+import type { Sequence } from './sequence.js';
+
+export interface WorkflowPolicyOptions {
+  kv: KvManager;
+  /** Milliseconds; the scheduler's clock (pass the same one). */
+  clock?: () => number;
+  /** A request waiting longer than this (ms) runs next whatever its workflow's service (default 10 000). */
+  starvationMs?: number;
+  /** How long a finished call's pages stay pinned for the agent's next call (ms, default 10 000). */
+  retentionTtlMs?: number;
+  /** A workflow with no call queued or running for this long is ended (ms, default 60 000). */
+  idleTimeoutMs?: number;
+  /** Hold calls of new workflows while the pool cannot hold them beside the live ones (default true). */
+  admission?: boolean;
+  /**
+   * Service levels (Autellix's multi-level queues): workflows rank by level, level k holding
+   * service from quantum * (2^k - 1) up to quantum * (2^(k+1) - 1) tokens; within a level, cached
+   * prefix and arrival decide (default 256 tokens; 1: every token counts, plain least attained service).
+   */
+  serviceQuantumTokens?: number;
+}
+
+export const WORKFLOW_DEFAULTS = { starvationMs: 10_000, retentionTtlMs: 10_000, idleTimeoutMs: 60_000, serviceQuantumTokens: 256 } as const;
+
+/** What the policy knows of one workflow. */
+export class WorkflowState {
+  /** Tokens computed for its calls so far (prompt chunks, recomputation and decode tokens). */
+  service = 0;
+  /** Calls queued or running. */
+  active = 0;
+  /** Ids of its calls running (holding pages). */
+  readonly running = new Set<number>();
+  calls = 0;
+  constructor(readonly key: string, readonly named: boolean, public lastActivity: number) {}
+}
+
+export class WorkflowPolicy implements SchedulingPolicy {
+  readonly retention: KvRetention;
+  readonly starvationMs: number;
+  readonly retentionTtlMs: number;
+  readonly idleTimeoutMs: number;
+  readonly serviceQuantumTokens: number;
+  readonly admission: boolean;
+  private readonly kv: KvManager;
+  private readonly clock: () => number;
+  private readonly workflows = new Map<string, WorkflowState>();
+  /** Called when a named workflow ends (end(), idle timeout), with the key it had. */
+  onEnded: ((workflowId: string) => void) | null = null;
+
+  constructor(options: WorkflowPolicyOptions) {
+    this.kv = options.kv;
+    this.clock = options.clock ?? (() => performance.now());
+    this.starvationMs = options.starvationMs ?? WORKFLOW_DEFAULTS.starvationMs;
+    this.retentionTtlMs = options.retentionTtlMs ?? WORKFLOW_DEFAULTS.retentionTtlMs;
+    this.idleTimeoutMs = options.idleTimeoutMs ?? WORKFLOW_DEFAULTS.idleTimeoutMs;
+    this.serviceQuantumTokens = options.serviceQuantumTokens ?? WORKFLOW_DEFAULTS.serviceQuantumTokens;
+    this.admission = options.admission ?? true;
+    if (!(this.serviceQuantumTokens >= 1)) throw new Error(`workflow policy: serviceQuantumTokens must be >= 1, got ${this.serviceQuantumTokens}`);
+    for (const [name, v] of [['starvationMs', this.starvationMs], ['retentionTtlMs', this.retentionTtlMs], ['idleTimeoutMs', this.idleTimeoutMs]] as const) {
+      if (!(v >= 0)) throw new Error(`workflow policy: ${name} must be a number of milliseconds >= 0, got ${v}`);
+    }
+    this.retention = new KvRetention(options.kv.pool);
+  }
+
+  /** The workflow's state, or undefined when it is not open. */
+  workflow(workflowId: string): WorkflowState | undefined {
+    return this.workflows.get(named(workflowId));
+  }
+
+  /** Pages pinned for the workflow's agents now. */
+  retainedPages(workflowId: string, agentId?: string | null): number {
+    const prefix = named(workflowId) + '\u0000';
+    return this.retention.keys.filter((k) => (agentId === undefined ? k.startsWith(prefix) : k === retentionKey(named(workflowId), agentId)))
+      .reduce((sum, k) => sum + this.retention.pagesOf(k), 0);
+  }
+
+  order(waiting: Sequence[]): Sequence[] {
+    const now = this.clock();
+    const cached = new Map<Sequence, number>();
+    const cachedPages = (s: Sequence) => {
+      let n = cached.get(s);
+      if (n === undefined) cached.set(s, (n = this.cachedPrefixPages(s)));
+      return n;
+    };
+    const starved = (s: Sequence) => now - s.queuedAt > this.starvationMs;
+    return [...waiting].sort((a, b) => {
+      const sa = starved(a);
+      if (sa !== starved(b)) return sa ? -1 : 1;
+      if (sa) return a.arrival - b.arrival;
+      return a.priority - b.priority || this.levelOf(a) - this.levelOf(b) || cachedPages(b) - cachedPages(a) || a.arrival - b.arrival;
+    });
+  }
+
+  /**
+   * A call of a workflow with nothing running or kept starts only when its context fits beside
+   * the pages running calls hold and the pages kept for other workflows' next calls: a new
+   * workflow waits rather than evict the contexts of those already under way. Starved calls,
+   * calls of live workflows and, with admission off, every call start.
+   */
+  admits(seq: Sequence): boolean {
+    if (!this.admission) return true;
+    const w = this.workflows.get(keyOf(seq));
+    if (w && (w.running.size > 0 || (w.named && this.retainedPages(w.key.slice(2)) > 0))) return true;
+    if (this.clock() - seq.queuedAt > this.starvationMs) return true;
+    const pool = this.kv.pool;
+    return pool.usedPages + pool.retainedPages + this.kv.pagesFor(seq.numTokens) <= pool.totalPages;
+  }
+
+  pickVictim(running: Sequence[]): Sequence {
+    // The most served workflow loses; within it (or a tie) the newest call, as fcfs does.
+    return running.reduce((v, s) => {
+      const d = this.serviceOf(s) - this.serviceOf(v) || s.priority - v.priority || s.arrival - v.arrival;
+      return d > 0 ? s : v;
+    });
+  }
+
+  tick(now: number): void {
+    this.retention.expire(now);
+    for (const w of [...this.workflows.values()]) {
+      if (w.active === 0 && now - w.lastActivity >= this.idleTimeoutMs) this.close(w);
+    }
+  }
+
+  added(seq: Sequence): void {
+    const key = keyOf(seq);
+    let w = this.workflows.get(key);
+    if (!w) this.workflows.set(key, (w = new WorkflowState(key, seq.workflowId !== null, this.clock())));
+    w.active++;
+    w.calls++;
+    w.lastActivity = this.clock();
+  }
+
+  started(seq: Sequence): void {
+    const w = this.workflows.get(keyOf(seq));
+    w?.running.add(seq.id);
+    // The agent's next call has taken what it shares of its last context: the rest is superseded.
+    if (seq.workflowId !== null) this.retention.release(retentionKey(keyOf(seq), seq.agentId));
+  }
+
+  preempted(seq: Sequence): void {
+    this.workflows.get(keyOf(seq))?.running.delete(seq.id);
+  }
+
+  computed(seq: Sequence, tokens: number): void {
+    const w = this.workflows.get(keyOf(seq));
+    if (w) w.service += tokens;
+  }
+
+  finishing(seq: Sequence): void {
+    const w = this.workflows.get(keyOf(seq));
+    if (!w) return;
+    w.running.delete(seq.id);
+    w.active--;
+    w.lastActivity = this.clock();
+    if (!w.named) {
+      this.workflows.delete(w.key);
+      return;
+    }
+    // Any finish counts (the engine ends a call on a stop string by aborting it): its pages hold the agent's context.
+    if (this.retentionTtlMs === 0) return;
+    const pages = seq.blockTable.filter((p) => this.kv.pool.hashOf(p) !== null);
+    if (pages.length) this.retention.retain(retentionKey(w.key, seq.agentId), pages, this.clock() + this.retentionTtlMs);
+  }
+
+  /** Ends a workflow: its pins go back to plain LRU and its service is forgotten. False if it was not open. */
+  end(workflowId: string): boolean {
+    const w = this.workflows.get(named(workflowId));
+    if (!w) return false;
+    this.close(w);
+    return true;
+  }
+
+  /** Open workflows by id (named ones only). */
+  openWorkflows(): string[] {
+    return [...this.workflows.values()].filter((w) => w.named).map((w) => w.key.slice(2));
+  }
+
+  private close(w: WorkflowState): void {
+    const prefix = w.key + '\u0000';
+    this.retention.releaseWhere((k) => k.startsWith(prefix));
+    // Calls still queued keep their state; the workflow reopens with them, service anew.
+    this.workflows.delete(w.key);
+    if (w.active > 0) {
+      const reopened = new WorkflowState(w.key, w.named, this.clock());
+      reopened.active = w.active;
+      for (const id of w.running) reopened.running.add(id);
+      this.workflows.set(w.key, reopened);
+    }
+    if (w.named) this.onEnded?.(w.key.slice(2));
+  }
+
+  /** The service level of the sequence's workflow (0 for the least served). */
+  levelOf(seq: Sequence): number {
+    const q = this.serviceQuantumTokens;
+    return q === 1 ? this.serviceOf(seq) : Math.floor(Math.log2(this.serviceOf(seq) / q + 1));
+  }
+
+  private serviceOf(seq: Sequence): number {
+    return this.workflows.get(keyOf(seq))?.service ?? 0;
+  }
+
+  /** Cached pages a waiting sequence would start with (0 for one holding pages). */
+  private cachedPrefixPages(seq: Sequence): number {
+    if (seq.blockTable.length || seq.numComputed || seq.leader) return 0;
+    return this.kv.lookupPrefix(seq.kv).pages.length;
+  }
+}
+
+function named(workflowId: string): string {
+  return `w:${workflowId}`;
+}
+
+function keyOf(seq: Sequence): string {
+  return seq.workflowId === null ? `c:${seq.id}` : named(seq.workflowId);
+}
+
+function retentionKey(workflowKey: string, agentId: string | null): string {
+  return `${workflowKey}\u0000${agentId ?? ''}`;
+}
