@@ -4,7 +4,8 @@
 // KV cache (written by kv.wgsl): per layer one K and one V buffer of u32 words; element
 // (page, kvHead, slot, dim) is at ((page * numKvHeads + kvHead) * pageSize + slot) * HEAD_DIM + dim,
 // so one page of one kv head is a contiguous [pageSize, HEAD_DIM] block. Format f32: one f32 bit
-// pattern per word; f16 (KV_F16): two halves per word, dims 2i (low) and 2i+1 (high).
+// pattern per word; f16 (KV_F16): two halves per word, dims 2i (low) and 2i+1 (high); q8_0 / q4_0
+// (KV_QUANT = 8 / 4): blocks of 32 values dequantized as they are staged (kv_q_page.wgsl).
 // Key position j of sequence s is in page blockTables[s * maxBlocksPerSeq + j / pageSize], slot j % pageSize.
 //
 // One order for every query row, whatever path computes it (batch invariance): the keys
@@ -42,6 +43,7 @@ const TOKENS: u32 = {{TOKENS}}u;
 const TPR: u32 = {{TPR}}u;
 const BK: u32 = {{BK}}u;
 const KV_F16: bool = {{KV_F16}};
+const KV_QUANT: u32 = {{KV_QUANT}}u;
 const ROWS: u32 = GROUP * TOKENS;
 const WG: u32 = ROWS * TPR;
 const DPT: u32 = HEAD_DIM / TPR;
@@ -110,12 +112,26 @@ var<private> mergedAcc: array<f32, DPT>;
 var<private> mergedMax: f32;
 var<private> mergedSum: f32;
 
+#include "kv_q_page"
+
+fn page_values() -> u32 {
+  return params.numKvHeads * params.pageSize * HEAD_DIM;
+}
+
 fn k_pair(elem: u32) -> vec2<f32> {
+  if (KV_QUANT != 0u) {
+    let a = kvq_addr(elem, page_values());
+    return kvq_pair(a, elem, kCache[a.quantWord], kCache[a.scaleWord]);
+  }
   if (KV_F16) { return unpack2x16float(kCache[elem >> 1u]); }
   return vec2<f32>(bitcast<f32>(kCache[elem]), bitcast<f32>(kCache[elem + 1u]));
 }
 
 fn v_pair(elem: u32) -> vec2<f32> {
+  if (KV_QUANT != 0u) {
+    let a = kvq_addr(elem, page_values());
+    return kvq_pair(a, elem, vCache[a.quantWord], vCache[a.scaleWord]);
+  }
   if (KV_F16) { return unpack2x16float(vCache[elem >> 1u]); }
   return vec2<f32>(bitcast<f32>(vCache[elem]), bitcast<f32>(vCache[elem + 1u]));
 }

@@ -10,8 +10,8 @@ commands:
   generate  [--model FILE] --prompt TEXT [--max-tokens N] [--temperature T] [--seed S] [--json] [--chat]
             streams the continuation to stdout, speed to stderr
   tokenize  [--model FILE]   reads one JSON string per line from stdin, prints its token ids (no BOS)
-  serve     [--model FILE] [--host H] [--port P] [--kv-memory MB] [--max-batch-tokens N] [--no-prefix-cache]
-            [--policy fcfs|workflow]
+  serve     [--model FILE] [--host H] [--port P] [--kv-memory MB] [--kv-format f16|f32|q8_0|q4_0]
+            [--max-batch-tokens N] [--no-prefix-cache] [--policy fcfs|workflow]
             the OpenAI API (/v1/chat/completions, /v1/completions, /v1/models, DELETE /v1/workflows/ID),
             /health and /metrics (Prometheus),
             on http://127.0.0.1:8080 by default (--port 0: any free port)
@@ -59,6 +59,7 @@ const SERVE_OPTIONS = {
   host: { type: 'string' },
   port: { type: 'string' },
   'kv-memory': { type: 'string' },
+  'kv-format': { type: 'string' },
   'max-batch-tokens': { type: 'string' },
   'no-prefix-cache': { type: 'boolean' },
   policy: { type: 'string' },

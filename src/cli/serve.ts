@@ -7,12 +7,14 @@ import type { Engine, EngineOptions } from '../engine/index.js';
 import { createOpenAiHandler } from '../engine/http.js';
 import { fetchListener, type ExchangeRecord } from './fetch-adapter.js';
 import { parseNumber, withEngine } from './session.js';
+import { KV_FORMATS, type KvFormat } from '../model/index.js';
 
 export interface ServeCliOptions {
   model?: string;
   port?: string;
   host?: string;
   'kv-memory'?: string;
+  'kv-format'?: string;
   'max-batch-tokens'?: string;
   /** Every request computes its whole prompt (no KV shared between requests or choices). */
   'no-prefix-cache'?: boolean;
@@ -62,6 +64,7 @@ export async function serve(engine: Engine, port: number, host: string, stopSign
 function engineOptionsOf(opts: ServeCliOptions): EngineOptions {
   const options: EngineOptions = { model: opts.model };
   if (opts['kv-memory'] !== undefined) options.kvMemoryBytes = parseNumber(opts['kv-memory'], 'kv-memory', 0, { min: 1 }) * 2 ** 20;
+  if (opts['kv-format'] !== undefined) options.kvFormat = parseKvFormat(opts['kv-format']);
   if (opts['max-batch-tokens'] !== undefined) options.maxBatchTokens = parseNumber(opts['max-batch-tokens'], 'max-batch-tokens', 0, { integer: true, min: 1 });
   if (opts['no-prefix-cache']) options.prefixCache = false;
   if (opts.policy !== undefined) {
@@ -69,6 +72,12 @@ function engineOptionsOf(opts: ServeCliOptions): EngineOptions {
     options.policy = opts.policy;
   }
   return options;
+}
+
+function parseKvFormat(value: string): KvFormat {
+  const format = KV_FORMATS.find((f) => f === value);
+  if (!format) throw new Error(`--kv-format must be one of ${KV_FORMATS.join(', ')}, not "${value}"`);
+  return format;
 }
 
 /** The first SIGINT or SIGTERM; a second one gets Node's default (the process ends at once). */

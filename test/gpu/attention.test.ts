@@ -200,10 +200,15 @@ const TOLERANCE = 1e-5; // outputs are averages of values in [-1, 1]
 // by thread count): the f16 accumulators of the splits then differ by a few f16 ulps.
 const F16_ACC_SPLIT_TOLERANCE = 2 * 2 ** -11;
 
+/** The formats a model's head dimension allows: the quantized ones need blocks of 32 values. */
+function formatsFor(headDim: number): KvFormat[] {
+  return headDim % 32 === 0 ? ['f32', 'f16', 'q8_0', 'q4_0'] : ['f32', 'f16'];
+}
+
 describe('paged attention, fast set', () => {
   let seed = 1;
   for (const m of MODELS) {
-    for (const format of ['f32', 'f16'] as const) {
+    for (const format of formatsFor(m.headDim)) {
       describe(`${m.name}, ${format} KV`, () => {
         const run = async (seqs: SeqSpec[], extra: Partial<Scenario> = {}) => {
           const rt = await getRuntime();
@@ -227,12 +232,22 @@ describe('paged attention, fast set', () => {
     }
   }
 
-  it('handles a 24-token prefill with 128-dim heads and 8:1 GQA', async () => {
+  it.each(['f16', 'q8_0', 'q4_0'] as const)('handles a 24-token prefill with 128-dim heads and 8:1 GQA (%s KV)', async (format) => {
     const rt = await getRuntime();
-    const sc: Scenario = { headDim: 128, heads: 8, kvHeads: 1, pageSize: 16, format: 'f16', seqs: [{ cached: 40, fresh: 24 }, { cached: 100, fresh: 1 }], chunkKeys: 32 };
+    const sc: Scenario = { headDim: 128, heads: 8, kvHeads: 1, pageSize: 16, format, seqs: [{ cached: 40, fresh: 24 }, { cached: 100, fresh: 1 }], chunkKeys: 32 };
     const r = await runScenario(rt, sc, 99);
     expect(r.cacheDiff).toBe(0);
     expect(maxAbsDiff(r.gpu, r.ref)).toBeLessThan(TOLERANCE);
+  });
+
+  it('quantized KV: a 3-kv-head page whose blocks share scale words across tokens and steps', async () => {
+    const rt = await getRuntime();
+    for (const format of ['q8_0', 'q4_0'] as const) {
+      const sc: Scenario = { headDim: 32, heads: 3, kvHeads: 3, pageSize: 3, format, seqs: [{ cached: 7, fresh: 5 }, { cached: 2, fresh: 1 }], chunkKeys: 8 };
+      const r = await runScenario(rt, sc, 321);
+      expect(r.cacheDiff).toBe(0);
+      expect(maxAbsDiff(r.gpu, r.ref)).toBeLessThan(TOLERANCE);
+    }
   });
 
   it('grows a caller-owned workspace for the split partials', async () => {
@@ -253,6 +268,11 @@ describe('paged attention, fast set', () => {
     const rt = await getRuntime();
     useShapes(rt, software);
     await expectBatchInvariant(rt, { headDim: 16, heads: 4, kvHeads: 2, pageSize: 8, format: 'f16' }, chunkKeys);
+  });
+
+  it.each(['q8_0', 'q4_0'] as const)('with %s KV a token computes the same bits whatever the path, chunking and batch mates', async (format) => {
+    const rt = await getRuntime();
+    await expectBatchInvariant(rt, { headDim: 32, heads: 4, kvHeads: 2, pageSize: 8, format }, 16);
   });
 });
 
@@ -355,6 +375,11 @@ async function expectBatchInvariant(rt: GpuRuntime, m: Omit<Scenario, 'seqs'>, c
 
 describe('paged attention, llama.cpp set', () => {
   let seed = 1001;
+  it('refuses quantized KV formats, naming the fast set', async () => {
+    const rt = await getRuntime();
+    await expect(runScenario(rt, { ...MODELS[2], format: 'q8_0', seqs: MIXED, numerics: 'llama.cpp' }, 7)).rejects.toThrow(/llama\.cpp kernel set reads f32 and f16 KV caches only, not q8_0/);
+  });
+
   for (const m of MODELS) {
     for (const format of ['f32', 'f16'] as const) {
       describe(`${m.name}, ${format} KV`, () => {

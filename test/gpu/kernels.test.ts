@@ -4,7 +4,7 @@ import { f16BitsToF32, f32ToF16Bits } from '../../src/model/kernels/common.js';
 import { add, gatherRows, scale, swiglu, swigluFused } from '../../src/model/kernels/elementwise.js';
 import { addReference, gatherRowsReference, scaleReference, swigluFusedReference, swigluReference } from '../../src/model/kernels/elementwise.reference.js';
 import { copyKvPages, kvBufferBytes, packPageCopies, writeKv, type KvLayout } from '../../src/model/kernels/kv.js';
-import { copyKvPageReference, decodeKvCache, kvCacheReference, writeKvReference } from '../../src/model/kernels/kv.reference.js';
+import { copyKvPageReference, decodeKvCache, encodeKvCache, kvCacheReference, writeKvReference } from '../../src/model/kernels/kv.reference.js';
 import { rmsNorm, rmsNormAdd } from '../../src/model/kernels/norm.js';
 import { rmsNormAddReference, rmsNormReference } from '../../src/model/kernels/norm.reference.js';
 import { rope, type RopeMode } from '../../src/model/kernels/rope.js';
@@ -124,10 +124,11 @@ describe('writeKv', () => {
     });
   }
 
-  for (const format of ['f32', 'f16'] as const) {
+  for (const format of ['f32', 'f16', 'q8_0', 'q4_0'] as const) {
     it(`copies whole pages in K and V, leaving the others (${format})`, async () => {
       const rt = await getRuntime();
-      const layout: KvLayout = { numPages: 6, pageSize: 4, numKvHeads: 2, headDim: 6, format };
+      const headDim = format === 'q8_0' || format === 'q4_0' ? 32 : 6;
+      const layout: KvLayout = { numPages: 6, pageSize: 4, numKvHeads: 2, headDim, format };
       const tokens = layout.numPages * layout.pageSize;
       const row = layout.numKvHeads * layout.headDim;
       const k = randomF32(tokens * row, 31, 4);
@@ -153,6 +154,46 @@ describe('writeKv', () => {
       expect(() => packPageCopies(layout, [{ src: 3, dst: 3 }])).toThrow(/both/);
     });
   }
+
+  for (const format of ['q8_0', 'q4_0'] as const) {
+    it(`quantizes rows block by block into their slots (${format}), over two dispatches sharing scale words`, async () => {
+      const rt = await getRuntime();
+      // One 32-value block per (token, head) and 5 slots per page: scales of neighbouring
+      // tokens share words, written by different threads and different dispatches.
+      const layout: KvLayout = { numPages: 4, pageSize: 5, numKvHeads: 1, headDim: 32, format };
+      const row = layout.numKvHeads * layout.headDim;
+      const kRef = kvCacheReference(layout);
+      const vRef = kvCacheReference(layout);
+      // Empty slots hold what the encoder makes of zeros (q4_0: nibbles 8), so the bytes compare whole.
+      const kCache = rt.buffers.createWith('k', encodeKvCache(layout, kRef));
+      const vCache = rt.buffers.createWith('v', encodeKvCache(layout, vRef));
+      // Values with exact ties for the rounding (x * id = n + 0.5) and a zero row.
+      const ties = Float32Array.from({ length: row }, (_, i) => (i === 0 ? 127 : (i % 7) + 0.5));
+      for (const [seed, slots] of [[31, [0, 2, 4, 7, -1, 18]], [32, [1, 3, 6, 19, 5]]] as const) {
+        const tokens = slots.length;
+        const k = randomF32(tokens * row, seed, 4);
+        k.set(ties, 0);
+        const v = randomF32(tokens * row, seed + 100, 0.01);
+        v.fill(0, row, 2 * row);
+        const slotBuf = Int32Array.from(slots);
+        writeKv(rt, layout, rt.buffers.createWith('kIn', k), rt.buffers.createWith('vIn', v), rt.buffers.createWith('slots', slotBuf), kCache, vCache, tokens);
+        await rt.sync();
+        writeKvReference(layout, k, v, slotBuf, kRef, vRef);
+      }
+      const kBytes = await rt.buffers.read(kCache);
+      expect(maxAbsDiff(decodeKvCache(layout, kBytes), kRef)).toBe(0);
+      expect(maxAbsDiff(decodeKvCache(layout, await rt.buffers.read(vCache)), vRef)).toBe(0);
+      // Bit for bit, bytes included (a block of zeros is d = 0 and any quants: these are the encoder's).
+      expect(new Uint8Array(kBytes)).toEqual(encodeKvCache(layout, kRef));
+    });
+  }
+
+  it('refuses a quantized format for a head dimension that is not a multiple of 32', async () => {
+    const rt = await getRuntime();
+    const layout: KvLayout = { numPages: 1, pageSize: 4, numKvHeads: 2, headDim: 4, format: 'q8_0' };
+    const b = rt.buffers.create('x', 64);
+    expect(() => writeKv(rt, layout, b, b, b, b, b, 1)).toThrow(/q8_0 needs a head dimension that is a multiple of 32.*is 4/);
+  });
 
   it('converts f16 like IEEE round-to-nearest-even', () => {
     const cases: Array<[number, number]> = [

@@ -14,7 +14,7 @@
 import type { Binding, GpuRuntime } from '../../gpu/index.js';
 import type { Batch } from '../batch.js';
 import { packParams } from './common.js';
-import { checkKvLayout, type KvLayout } from './kv.js';
+import { checkKvLayout, isQuantizedKv, kvQuantBits, type KvLayout } from './kv.js';
 
 /** The batch's GPU index arrays the kernels read (BatchBuffers has them). */
 export interface AttentionBatchBuffers {
@@ -203,7 +203,10 @@ function splitPlan(maxContext: number, splitKeys: number, maxSplits: number, bk:
 }
 
 function fastDefines(shape: KernelShape, layout: KvLayout): Record<string, string | number> {
-  return { HEAD_DIM: layout.headDim, GROUP: shape.group, TOKENS: shape.tokens, TPR: shape.tpr, BK: shape.bk, KV_F16: String(layout.format === 'f16') };
+  return {
+    HEAD_DIM: layout.headDim, GROUP: shape.group, TOKENS: shape.tokens, TPR: shape.tpr, BK: shape.bk,
+    KV_F16: String(layout.format === 'f16'), KV_QUANT: kvQuantBits(layout.format),
+  };
 }
 
 function defines(shape: KernelShape, layout: KvLayout, f16Accumulate: boolean): Record<string, string | number> {
@@ -245,6 +248,9 @@ export function attention(rt: GpuRuntime, a: AttentionArgs): void {
     if (a.f16Accumulate) throw new Error('attention: f16Accumulate belongs to the llama.cpp kernel set');
     recordFast(rt, a, group, anyMulti, useSplit);
     return;
+  }
+  if (isQuantizedKv(a.layout.format)) {
+    throw new Error(`attention: the llama.cpp kernel set reads f32 and f16 KV caches only, not ${a.layout.format} (use numerics 'fast')`);
   }
   if (anyMulti || !useSplit) recordTiled(rt, a, group, useSplit);
   if (useSplit) recordSplit(rt, a, group);
