@@ -1,0 +1,192 @@
+// The context store's record: one KV page of one model (all layers, K and V), keyed by its
+// chained page hash (the prefix cache's), in a binary format that is checked whole before use.
+//
+// Little-endian throughout:
+//   0  magic "WGKV"        4  version u32 (RECORD_VERSION)     8  chunk count u32
+//   12 chunks, each: tag (4 ASCII bytes), length u32, CRC-32 of the payload u32, payload padded
+//      to 4 bytes. In order: "META" (UTF-8 JSON: key, parent, model fingerprint, tokenizer hash,
+//      layout {layers, numKvHeads, headDim, pageSize, format, hadamard}, token count), "TOKS"
+//      (i32 token ids), then per layer "KPAG" and "VPAG" (the page's bytes in layout.format, as
+//      src/model/kernels/kv.ts lays a page out).
+//   trailer, written last (the commit): "WGKC", chunk count u32, total bytes u32, CRC-32 of the
+//      chunk CRCs u32. A record without it (cut short) is not a record.
+// decodeRecord refuses anything that fails a check, naming the check; callers delete such records.
+import { kvPageBytes, type KvFormat } from '../model/index.js';
+import { crc32 } from './crc32.js';
+
+export const RECORD_MAGIC = 'WGKV';
+export const COMMIT_MAGIC = 'WGKC';
+export const RECORD_VERSION = 1;
+
+/** What a record's KV pages are: the model's shape and the stored format. */
+export interface StoredLayout {
+  layers: number;
+  numKvHeads: number;
+  headDim: number;
+  pageSize: number;
+  format: KvFormat;
+  hadamard: boolean;
+}
+
+/** Whose records a store reads: records of any other identity are refused. */
+export interface RecordIdentity {
+  modelFingerprint: string;
+  tokenizerHash: string;
+  layout: StoredLayout;
+}
+
+/** One KV page as the prefix cache hands it over (and gets it back). */
+export interface PageRecord {
+  /** The page's chained hash (prefix cache): the record's key. */
+  key: string;
+  /** The previous page's hash, or null for the first page of a chain. */
+  parent: string | null;
+  /** The page's token ids (pageSize of them). */
+  tokens: Int32Array;
+  /** Per layer, the page's K and V bytes in layout.format. */
+  k: Uint8Array[];
+  v: Uint8Array[];
+}
+
+export type RecordProblem = 'truncated' | 'corrupt' | 'magic' | 'version' | 'model' | 'tokenizer' | 'layout' | 'key';
+
+export class RecordError extends Error {
+  constructor(readonly problem: RecordProblem, detail: string) {
+    super(`context record: ${detail}`);
+    this.name = 'RecordError';
+  }
+}
+
+interface Meta {
+  key: string;
+  parent: string | null;
+  modelFingerprint: string;
+  tokenizerHash: string;
+  layout: StoredLayout;
+  tokens: number;
+}
+
+const HEADER_BYTES = 12;
+const CHUNK_HEADER_BYTES = 12;
+const TRAILER_BYTES = 16;
+const pad4 = (n: number) => Math.ceil(n / 4) * 4;
+
+function ascii(s: string): number[] {
+  return [...s].map((c) => c.charCodeAt(0));
+}
+
+/** Bytes of one page of one K or V buffer in a stored layout. */
+export function storedPageBytes(layout: StoredLayout): number {
+  return kvPageBytes({ pageSize: layout.pageSize, numKvHeads: layout.numKvHeads, headDim: layout.headDim, format: layout.format });
+}
+
+export function encodeRecord(identity: RecordIdentity, record: PageRecord): Uint8Array {
+  const { layout } = identity;
+  const pageBytes = storedPageBytes(layout);
+  if (record.tokens.length !== layout.pageSize) throw new Error(`context record: ${record.tokens.length} tokens for pages of ${layout.pageSize}`);
+  if (record.k.length !== layout.layers || record.v.length !== layout.layers) throw new Error(`context record: pages of ${record.k.length} layers for a model of ${layout.layers}`);
+  for (const page of [...record.k, ...record.v]) {
+    if (page.length !== pageBytes) throw new Error(`context record: a page of ${page.length} bytes, not ${pageBytes} (${layout.format})`);
+  }
+  const meta: Meta = { key: record.key, parent: record.parent, modelFingerprint: identity.modelFingerprint, tokenizerHash: identity.tokenizerHash, layout, tokens: record.tokens.length };
+  const chunks: [string, Uint8Array][] = [
+    ['META', new TextEncoder().encode(JSON.stringify(meta))],
+    ['TOKS', new Uint8Array(Int32Array.from(record.tokens).buffer)],
+  ];
+  for (let l = 0; l < layout.layers; l++) chunks.push(['KPAG', record.k[l]], ['VPAG', record.v[l]]);
+  const total = HEADER_BYTES + chunks.reduce((n, [, p]) => n + CHUNK_HEADER_BYTES + pad4(p.length), 0) + TRAILER_BYTES;
+  const out = new Uint8Array(total);
+  const view = new DataView(out.buffer);
+  out.set(ascii(RECORD_MAGIC), 0);
+  view.setUint32(4, RECORD_VERSION, true);
+  view.setUint32(8, chunks.length, true);
+  let at = HEADER_BYTES;
+  const crcs = new Uint8Array(chunks.length * 4);
+  chunks.forEach(([tag, payload], i) => {
+    const crc = crc32(payload);
+    out.set(ascii(tag), at);
+    view.setUint32(at + 4, payload.length, true);
+    view.setUint32(at + 8, crc, true);
+    out.set(payload, at + CHUNK_HEADER_BYTES);
+    new DataView(crcs.buffer).setUint32(i * 4, crc, true);
+    at += CHUNK_HEADER_BYTES + pad4(payload.length);
+  });
+  out.set(ascii(COMMIT_MAGIC), at);
+  view.setUint32(at + 4, chunks.length, true);
+  view.setUint32(at + 8, total, true);
+  view.setUint32(at + 12, crc32(crcs), true);
+  return out;
+}
+
+function tagAt(bytes: Uint8Array, at: number): string {
+  return String.fromCharCode(...bytes.subarray(at, at + 4));
+}
+
+/** The chunks of a record, every CRC and the commit trailer checked. */
+function readChunks(bytes: Uint8Array): { tag: string; payload: Uint8Array }[] {
+  if (bytes.length < HEADER_BYTES + TRAILER_BYTES) throw new RecordError('truncated', `${bytes.length} bytes is shorter than any record`);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (tagAt(bytes, 0) !== RECORD_MAGIC) throw new RecordError('magic', `no ${RECORD_MAGIC} magic`);
+  const version = view.getUint32(4, true);
+  if (version !== RECORD_VERSION) throw new RecordError('version', `version ${version}, this build reads ${RECORD_VERSION}`);
+  const count = view.getUint32(8, true);
+  const chunks: { tag: string; payload: Uint8Array }[] = [];
+  const crcs = new Uint8Array(count * 4);
+  let at = HEADER_BYTES;
+  for (let i = 0; i < count; i++) {
+    if (at + CHUNK_HEADER_BYTES > bytes.length) throw new RecordError('truncated', `chunk ${i} of ${count} starts past the end (${bytes.length} bytes)`);
+    const length = view.getUint32(at + 4, true);
+    const end = at + CHUNK_HEADER_BYTES + length;
+    if (end > bytes.length) throw new RecordError('truncated', `chunk ${i} (${tagAt(bytes, at)}) ends at byte ${end} of ${bytes.length}`);
+    const payload = bytes.subarray(at + CHUNK_HEADER_BYTES, end);
+    const crc = view.getUint32(at + 8, true);
+    if (crc32(payload) !== crc) throw new RecordError('corrupt', `chunk ${i} (${tagAt(bytes, at)}) fails its CRC-32`);
+    new DataView(crcs.buffer).setUint32(i * 4, crc, true);
+    chunks.push({ tag: tagAt(bytes, at), payload });
+    at += CHUNK_HEADER_BYTES + pad4(length);
+  }
+  if (at + TRAILER_BYTES > bytes.length || tagAt(bytes, at) !== COMMIT_MAGIC) throw new RecordError('truncated', 'no commit trailer: the record was never finished');
+  if (view.getUint32(at + 4, true) !== count || view.getUint32(at + 8, true) !== bytes.length || view.getUint32(at + 12, true) !== crc32(crcs)) {
+    throw new RecordError('corrupt', 'the commit trailer does not match the chunks');
+  }
+  return chunks;
+}
+
+function sameLayout(a: StoredLayout, b: StoredLayout): boolean {
+  return a.layers === b.layers && a.numKvHeads === b.numKvHeads && a.headDim === b.headDim && a.pageSize === b.pageSize && a.format === b.format && a.hadamard === b.hadamard;
+}
+
+/** The record in `bytes` if it passes every check for `identity` (and has key `key`); a RecordError if not. */
+export function decodeRecord(bytes: Uint8Array, identity: RecordIdentity, key?: string): PageRecord {
+  const chunks = readChunks(bytes);
+  const { layout } = identity;
+  const expectedTags = ['META', 'TOKS', ...Array.from({ length: layout.layers }, () => ['KPAG', 'VPAG']).flat()];
+  if (chunks[0]?.tag !== 'META') throw new RecordError('corrupt', 'the first chunk is not META');
+  let meta: Meta;
+  try {
+    meta = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(chunks[0].payload)) as Meta;
+  } catch {
+    throw new RecordError('corrupt', 'META is not JSON');
+  }
+  if (meta.modelFingerprint !== identity.modelFingerprint) throw new RecordError('model', `written for model ${String(meta.modelFingerprint).slice(0, 16)}…, not ${identity.modelFingerprint.slice(0, 16)}…`);
+  if (meta.tokenizerHash !== identity.tokenizerHash) throw new RecordError('tokenizer', 'written with another tokenizer');
+  if (typeof meta.layout !== 'object' || meta.layout === null || !sameLayout(meta.layout, layout)) {
+    throw new RecordError('layout', `layout ${JSON.stringify(meta.layout)} is not ${JSON.stringify(layout)}`);
+  }
+  if (key !== undefined && meta.key !== key) throw new RecordError('key', `holds page ${String(meta.key)}, not ${key}`);
+  if (chunks.length !== expectedTags.length || chunks.some((c, i) => c.tag !== expectedTags[i])) {
+    throw new RecordError('corrupt', `chunks ${chunks.map((c) => c.tag).join(',')} are not those of ${layout.layers} layers`);
+  }
+  const pageBytes = storedPageBytes(layout);
+  const toks = chunks[1].payload;
+  if (meta.tokens !== layout.pageSize || toks.length !== layout.pageSize * 4) throw new RecordError('corrupt', `${toks.length / 4} token ids for pages of ${layout.pageSize}`);
+  const pages = chunks.slice(2);
+  if (pages.some((c) => c.payload.length !== pageBytes)) throw new RecordError('corrupt', `a page is not ${pageBytes} bytes`);
+  return {
+    key: meta.key,
+    parent: meta.parent,
+    tokens: new Int32Array(toks.slice().buffer),
+    k: pages.filter((_, i) => i % 2 === 0).map((c) => c.payload.slice()),
+    v: pages.filter((_, i) => i % 2 === 1).map((c) => c.payload.slice()),
+  };
+}
