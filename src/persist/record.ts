@@ -190,3 +190,9 @@ export function decodeRecord(bytes: Uint8Array, identity: RecordIdentity, key?: 
     v: pages.filter((_, i) => i % 2 === 1).map((c) => c.payload.slice()),
   };
 }
+
+/** A store identity for a model's pages stored as `layout` (the model's shape, the stored format). */
+export function recordIdentity(modelFingerprint: string, tokenizerHash: string, layout: StoredLayout): RecordIdentity {
+  if (!/^[0-9a-f]{64}$/.test(modelFingerprint) || !/^[0-9a-f]{64}$/.test(tokenizerHash)) throw new Error('context record: fingerprints must be SHA-256 hex digests');
+  return { modelFingerprint, tokenizerHash, layout: { ...layout } };
+}

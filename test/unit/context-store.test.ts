@@ -7,8 +7,11 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ContextStore, crc32, decodeRecord, encodeRecord, RecordError, type PageRecord, type RecordIdentity, type StoreBackend, type StoreWarning } from '../../src/persist/index.js';
 import { DirectoryBackend } from '../../src/persist/directory-backend.js';
-import { storedPageBytes } from '../../src/persist/record.js';
+import { recordIdentity, storedPageBytes } from '../../src/persist/record.js';
+import { modelFingerprint, tokenizerFingerprint } from '../../src/model/fingerprint.js';
+import { parseGgufHeader } from '../../src/model/index.js';
 import { rng } from '../helpers/random.js';
+import { modelPath } from '../helpers/shared.js';
 
 const IDENTITY: RecordIdentity = {
   modelFingerprint: 'a'.repeat(64),
@@ -52,6 +55,23 @@ describe('crc32', () => {
   it('gives the standard check value', () => {
     expect(crc32(new TextEncoder().encode('123456789'))).toBe(0xcbf43926);
     expect(crc32(new Uint8Array(0))).toBe(0);
+  });
+});
+
+describe('record identity', () => {
+  const header = async (file: string) => parseGgufHeader(new Uint8Array(await readFile(modelPath(file))));
+
+  it('tokenizer hashes: the same vocabulary in two files agrees, another vocabulary does not', async () => {
+    const [f32, q8, spm] = await Promise.all(['wg-tolstoy-f32.gguf', 'wg-tolstoy-q8_0.gguf', 'wg-llama-spm-f32.gguf'].map(header));
+    const [t32, t8, tspm] = await Promise.all([f32, q8, spm].map(tokenizerFingerprint));
+    expect(t32).toMatch(/^[0-9a-f]{64}$/);
+    expect(t8).toBe(t32);
+    expect(tspm).not.toBe(t32);
+    // The models differ, so their records never mix even with one tokenizer.
+    expect(await modelFingerprint(f32)).not.toBe(await modelFingerprint(q8));
+    const id = recordIdentity(await modelFingerprint(q8), t8, IDENTITY.layout);
+    expect(() => decodeRecord(encodeRecord(id, page(keyOf(1), 1)), { ...id, modelFingerprint: IDENTITY.modelFingerprint })).toThrow(/written for model/);
+    expect(() => recordIdentity('xyz', t8, IDENTITY.layout)).toThrow(/SHA-256/);
   });
 });
 
