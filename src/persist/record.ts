@@ -4,14 +4,18 @@
 // Little-endian throughout:
 //   0  magic "WGKV"        4  version u32 (RECORD_VERSION)     8  chunk count u32
 //   12 chunks, each: tag (4 ASCII bytes), length u32, CRC-32 of the payload u32, payload padded
-//      to 4 bytes. In order: "META" (UTF-8 JSON: key, parent, model fingerprint, tokenizer hash,
-//      layout {layers, numKvHeads, headDim, pageSize, format, hadamard}, token count), "TOKS"
-//      (i32 token ids), then per layer "KPAG" and "VPAG" (the page's bytes in layout.format, as
-//      src/model/kernels/kv.ts lays a page out).
+//      to 4 bytes. In order:
+//      "META"  0 model fingerprint (32 bytes, SHA-256), 32 tokenizer hash (32 bytes), 64 layers,
+//              numKvHeads, headDim, pageSize (u16 each), 72 format (u8, index in KV_FORMATS),
+//              hadamard (u8), key length, parent length (u8; 255 = no parent), 76 token count
+//              u32, 80 key then parent (ASCII hex)
+//      "TOKS"  the page's token ids (i32)
+//      "PAGE"  per layer the K page then the V page, in layout.format as src/model/kernels/kv.ts
+//              lays a page out in GPU memory
 //   trailer, written last (the commit): "WGKC", chunk count u32, total bytes u32, CRC-32 of the
 //      chunk CRCs u32. A record without it (cut short) is not a record.
 // decodeRecord refuses anything that fails a check, naming the check; callers delete such records.
-import { kvPageBytes, type KvFormat } from '../model/index.js';
+import { KV_FORMATS, kvPageBytes, type KvFormat } from '../model/index.js';
 import { crc32 } from './crc32.js';
 
 export const RECORD_MAGIC = 'WGKV';
@@ -66,6 +70,60 @@ interface Meta {
   tokens: number;
 }
 
+const META_FIXED_BYTES = 80;
+const NO_PARENT = 255;
+
+function hexBytes(hex: string, what: string): Uint8Array {
+  if (!/^[0-9a-f]{64}$/.test(hex)) throw new Error(`context record: the ${what} must be a SHA-256 hex digest`);
+  return Uint8Array.from({ length: 32 }, (_, i) => parseInt(hex.slice(2 * i, 2 * i + 2), 16));
+}
+
+function bytesHex(bytes: Uint8Array): string {
+  return [...bytes].map((b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+function encodeMeta(m: Meta): Uint8Array {
+  const key = ascii(m.key);
+  const parent = m.parent === null ? [] : ascii(m.parent);
+  if (key.length > 254 || parent.length > 254) throw new Error('context record: page hashes are at most 254 characters');
+  const out = new Uint8Array(META_FIXED_BYTES + key.length + parent.length);
+  const view = new DataView(out.buffer);
+  out.set(hexBytes(m.modelFingerprint, 'model fingerprint'), 0);
+  out.set(hexBytes(m.tokenizerHash, 'tokenizer hash'), 32);
+  const { layers, numKvHeads, headDim, pageSize, format, hadamard } = m.layout;
+  [layers, numKvHeads, headDim, pageSize].forEach((n, i) => {
+    if (!Number.isInteger(n) || n < 1 || n > 0xffff) throw new Error(`context record: layout value ${n} out of range`);
+    view.setUint16(64 + 2 * i, n, true);
+  });
+  out[72] = KV_FORMATS.indexOf(format);
+  out[73] = hadamard ? 1 : 0;
+  out[74] = key.length;
+  out[75] = m.parent === null ? NO_PARENT : parent.length;
+  view.setUint32(76, m.tokens, true);
+  out.set(key, META_FIXED_BYTES);
+  out.set(parent, META_FIXED_BYTES + key.length);
+  return out;
+}
+
+function decodeMeta(b: Uint8Array): Meta {
+  const view = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  if (b.length < META_FIXED_BYTES) throw new RecordError('corrupt', 'META is too short');
+  const keyLength = b[74];
+  const parentLength = b[75] === NO_PARENT ? 0 : b[75];
+  if (b.length !== META_FIXED_BYTES + keyLength + parentLength) throw new RecordError('corrupt', 'META lengths do not add up');
+  const format = KV_FORMATS[b[72]];
+  if (format === undefined || b[73] > 1) throw new RecordError('corrupt', `META format ${b[72]} / rotation ${b[73]} is unknown`);
+  const text = (from: number, n: number) => String.fromCharCode(...b.subarray(from, from + n));
+  return {
+    modelFingerprint: bytesHex(b.subarray(0, 32)),
+    tokenizerHash: bytesHex(b.subarray(32, 64)),
+    layout: { layers: view.getUint16(64, true), numKvHeads: view.getUint16(66, true), headDim: view.getUint16(68, true), pageSize: view.getUint16(70, true), format, hadamard: b[73] === 1 },
+    tokens: view.getUint32(76, true),
+    key: text(META_FIXED_BYTES, keyLength),
+    parent: b[75] === NO_PARENT ? null : text(META_FIXED_BYTES + keyLength, parentLength),
+  };
+}
+
 const HEADER_BYTES = 12;
 const CHUNK_HEADER_BYTES = 12;
 const TRAILER_BYTES = 16;
@@ -89,11 +147,16 @@ export function encodeRecord(identity: RecordIdentity, record: PageRecord): Uint
     if (page.length !== pageBytes) throw new Error(`context record: a page of ${page.length} bytes, not ${pageBytes} (${layout.format})`);
   }
   const meta: Meta = { key: record.key, parent: record.parent, modelFingerprint: identity.modelFingerprint, tokenizerHash: identity.tokenizerHash, layout, tokens: record.tokens.length };
+  const pages = new Uint8Array(2 * layout.layers * pageBytes);
+  for (let l = 0; l < layout.layers; l++) {
+    pages.set(record.k[l], 2 * l * pageBytes);
+    pages.set(record.v[l], (2 * l + 1) * pageBytes);
+  }
   const chunks: [string, Uint8Array][] = [
-    ['META', new TextEncoder().encode(JSON.stringify(meta))],
+    ['META', encodeMeta(meta)],
     ['TOKS', new Uint8Array(Int32Array.from(record.tokens).buffer)],
+    ['PAGE', pages],
   ];
-  for (let l = 0; l < layout.layers; l++) chunks.push(['KPAG', record.k[l]], ['VPAG', record.v[l]]);
   const total = HEADER_BYTES + chunks.reduce((n, [, p]) => n + CHUNK_HEADER_BYTES + pad4(p.length), 0) + TRAILER_BYTES;
   const out = new Uint8Array(total);
   const view = new DataView(out.buffer);
@@ -160,39 +223,32 @@ function sameLayout(a: StoredLayout, b: StoredLayout): boolean {
 export function decodeRecord(bytes: Uint8Array, identity: RecordIdentity, key?: string): PageRecord {
   const chunks = readChunks(bytes);
   const { layout } = identity;
-  const expectedTags = ['META', 'TOKS', ...Array.from({ length: layout.layers }, () => ['KPAG', 'VPAG']).flat()];
-  if (chunks[0]?.tag !== 'META') throw new RecordError('corrupt', 'the first chunk is not META');
-  let meta: Meta;
-  try {
-    meta = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(chunks[0].payload)) as Meta;
-  } catch {
-    throw new RecordError('corrupt', 'META is not JSON');
+  if (chunks.length !== 3 || chunks.some((c, i) => c.tag !== ['META', 'TOKS', 'PAGE'][i])) {
+    throw new RecordError('corrupt', `chunks ${chunks.map((c) => c.tag).join(',')} are not META,TOKS,PAGE`);
   }
-  if (meta.modelFingerprint !== identity.modelFingerprint) throw new RecordError('model', `written for model ${String(meta.modelFingerprint).slice(0, 16)}…, not ${identity.modelFingerprint.slice(0, 16)}…`);
+  const meta = decodeMeta(chunks[0].payload);
+  if (meta.modelFingerprint !== identity.modelFingerprint) throw new RecordError('model', `written for model ${meta.modelFingerprint.slice(0, 16)}…, not ${identity.modelFingerprint.slice(0, 16)}…`);
   if (meta.tokenizerHash !== identity.tokenizerHash) throw new RecordError('tokenizer', 'written with another tokenizer');
-  if (typeof meta.layout !== 'object' || meta.layout === null || !sameLayout(meta.layout, layout)) {
-    throw new RecordError('layout', `layout ${JSON.stringify(meta.layout)} is not ${JSON.stringify(layout)}`);
-  }
-  if (key !== undefined && meta.key !== key) throw new RecordError('key', `holds page ${String(meta.key)}, not ${key}`);
-  if (chunks.length !== expectedTags.length || chunks.some((c, i) => c.tag !== expectedTags[i])) {
-    throw new RecordError('corrupt', `chunks ${chunks.map((c) => c.tag).join(',')} are not those of ${layout.layers} layers`);
-  }
+  if (!sameLayout(meta.layout, layout)) throw new RecordError('layout', `layout ${JSON.stringify(meta.layout)} is not ${JSON.stringify(layout)}`);
+  if (key !== undefined && meta.key !== key) throw new RecordError('key', `holds page ${meta.key}, not ${key}`);
   const pageBytes = storedPageBytes(layout);
   const toks = chunks[1].payload;
   if (meta.tokens !== layout.pageSize || toks.length !== layout.pageSize * 4) throw new RecordError('corrupt', `${toks.length / 4} token ids for pages of ${layout.pageSize}`);
-  const pages = chunks.slice(2);
-  if (pages.some((c) => c.payload.length !== pageBytes)) throw new RecordError('corrupt', `a page is not ${pageBytes} bytes`);
+  const pages = chunks[2].payload;
+  if (pages.length !== 2 * layout.layers * pageBytes) throw new RecordError('corrupt', `PAGE holds ${pages.length} bytes, not ${layout.layers} layers of K and V pages of ${pageBytes}`);
+  const page = (i: number) => pages.slice(i * pageBytes, (i + 1) * pageBytes);
   return {
     key: meta.key,
     parent: meta.parent,
     tokens: new Int32Array(toks.slice().buffer),
-    k: pages.filter((_, i) => i % 2 === 0).map((c) => c.payload.slice()),
-    v: pages.filter((_, i) => i % 2 === 1).map((c) => c.payload.slice()),
+    k: Array.from({ length: layout.layers }, (_, l) => page(2 * l)),
+    v: Array.from({ length: layout.layers }, (_, l) => page(2 * l + 1)),
   };
 }
 
 /** A store identity for a model's pages stored as `layout` (the model's shape, the stored format). */
 export function recordIdentity(modelFingerprint: string, tokenizerHash: string, layout: StoredLayout): RecordIdentity {
-  if (!/^[0-9a-f]{64}$/.test(modelFingerprint) || !/^[0-9a-f]{64}$/.test(tokenizerHash)) throw new Error('context record: fingerprints must be SHA-256 hex digests');
+  hexBytes(modelFingerprint, 'model fingerprint');
+  hexBytes(tokenizerHash, 'tokenizer hash');
   return { modelFingerprint, tokenizerHash, layout: { ...layout } };
 }

@@ -85,7 +85,7 @@ describe('context records', () => {
   it('takes about the page bytes plus a small header', () => {
     const rec = page(keyOf(1), 1);
     const payload = 2 * IDENTITY.layout.layers * storedPageBytes(IDENTITY.layout);
-    expect(encodeRecord(IDENTITY, rec).length).toBeLessThan(payload + 600);
+    expect(encodeRecord(IDENTITY, rec).length).toBeLessThan(payload + 300);
   });
 
   it('refuses pages of the wrong size or count when encoding', () => {
