@@ -37,10 +37,12 @@ interface CaseResult {
   matched: number;
   /** f16's first near tie (or N). */
   tie: number;
+  /** f16's top-2 gap (1 - p2 / p1) where the quantized run chose another token (1 if it never did). */
+  gapAtDivergence: number;
 }
 
 const results = new Map<string, CaseResult[]>(VARIANTS.map((v) => [v.name, []]));
-const report: string[] = ['KV format | model | cases agreeing up to f16 near tie | all 32 identical | mean agreeing positions'];
+const report: string[] = ['KV format | model | cases agreeing up to f16 near tie | all 32 identical | mean agreeing positions | mean f16 near-tie horizon | f16 top-2 gaps where cases diverged before the tie'];
 afterAll(() => {
   for (const { name } of VARIANTS) {
     const r = results.get(name)!;
@@ -54,6 +56,8 @@ afterAll(() => {
 interface Choice {
   id: number;
   nearTie: boolean;
+  /** 1 - p2 / p1 of the top two. */
+  gap: number;
 }
 
 const NEAR_TIE_LOGPROB = -Math.log(0.99);
@@ -99,11 +103,13 @@ async function forcedStep(m: LoadedModel, kv: KvCache, prompts: number[][], forc
       start += t.length;
     });
     batch.sampleRows = Int32Array.from(rows);
-    const sampling = rows.map(() => ({ temperature: 0, seed: 0, counter: 0, logprobs: 1 }));
+    // The sampled token and the two most likely (its own logprob plus 2 alternatives).
+    const sampling = rows.map(() => ({ temperature: 0, seed: 0, counter: 0, logprobs: 2 }));
     const { ids, logprobs } = await m.forward.sampleWithLogprobs(batch, kv, sampling);
     const choices = rows.map((_, r) => {
       const [a, b] = logprobs[r]!.top;
-      return { id: ids[r], nearTie: b !== undefined && a.logprob - b.logprob <= NEAR_TIE_LOGPROB };
+      if (b === undefined) throw new Error('forced step: fewer than 2 top logprobs');
+      return { id: ids[r], nearTie: a.logprob - b.logprob <= NEAR_TIE_LOGPROB, gap: 1 - Math.exp(b.logprob - a.logprob) };
     });
     const out: Choice[][] = [];
     for (const f of forced) out.push(choices.splice(0, f.length + 1));
@@ -122,6 +128,7 @@ describe.each(GOLDEN_MODELS)('%s: quantized KV against f16 KV', (file) => {
   });
 
   it('greedy tokens agree up to f16\'s first near tie', async () => {
+    const tLoad = performance.now();
     m = await loadShared(file, 128);
     const { config } = m.model;
     const cases = golden(file).cases;
@@ -133,9 +140,12 @@ describe.each(GOLDEN_MODELS)('%s: quantized KV against f16 KV', (file) => {
     }
     for (const v of VARIANTS) kvs.set(v.name, KvCache.create(m.model.rt, config, { format: v.format, hadamard: v.hadamard, maxPages: 128, memoryBytes: 1 << 30 }));
     const prompts = cases.map((c) => c.prompt_tokens);
+    const t0 = performance.now();
     const continuations = await greedy(m, prompts, N);
+    const t1 = performance.now();
     const forced = continuations.map((t) => t.slice(0, N - 1));
     const f16 = await forcedChoices(m, m.kv, prompts, forced);
+    const t2 = performance.now();
     const perFormat = new Map(VARIANTS.map((v) => [v.name, [] as CaseResult[]]));
     for (const { name } of VARIANTS) {
       const q = await forcedChoices(m, kvs.get(name)!, prompts, forced);
@@ -144,15 +154,18 @@ describe.each(GOLDEN_MODELS)('%s: quantized KV against f16 KV', (file) => {
         expect(f16[i].map((c) => c.id), `${file} case ${i}: f16 teacher-forced vs free-running`).toEqual(continuations[i]);
         const tie = f16[i].findIndex((c) => c.nearTie);
         const diverged = q[i].findIndex((c, pos) => c.id !== continuations[i][pos]);
-        perFormat.get(name)!.push({ matched: diverged < 0 ? N : diverged, tie: tie < 0 ? N : tie });
+        perFormat.get(name)!.push({ matched: diverged < 0 ? N : diverged, tie: tie < 0 ? N : tie, gapAtDivergence: diverged < 0 ? 1 : f16[i][diverged].gap });
       });
     }
+    report.push(`(${file}: load ${(t0 - tLoad) / 1000 | 0} s, greedy ${(t1 - t0) / 1000 | 0} s, f16 forced ${(t2 - t1) / 1000 | 0} s, quantized forced ${(performance.now() - t2) / 1000 | 0} s)`);
     for (const { name } of VARIANTS) {
       const r = perFormat.get(name)!;
       results.get(name)!.push(...r);
       const agreeing = r.filter((c) => c.matched >= c.tie).length;
       const mean = r.reduce((s, c) => s + c.matched, 0) / r.length;
-      report.push(`${name} | ${file} | ${agreeing}/${r.length} | ${r.filter((c) => c.matched === N).length}/${r.length} | ${mean.toFixed(1)}/${N}`);
+      const horizon = r.reduce((n, c) => n + c.tie, 0) / r.length;
+      const gaps = r.filter((c) => c.matched < c.tie).map((c) => `${(100 * c.gapAtDivergence).toFixed(1)}%`).join(' ');
+      report.push(`${name} | ${file} | ${agreeing}/${r.length} | ${r.filter((c) => c.matched === N).length}/${r.length} | ${mean.toFixed(1)}/${N} | ${horizon.toFixed(1)} | ${gaps}`);
     }
   }, 600_000);
 });
