@@ -35,6 +35,12 @@ describe('engine kvFormat', () => {
     expect(horizon).toBeGreaterThan(0);
     const gaps = want.map((t) => (1 - Math.exp(t.top_logprobs[1].logprob - t.top_logprobs[0].logprob)).toFixed(3));
     expect(got.slice(0, horizon).map((t) => t.token), `f16 top-2 gaps ${gaps.join(' ')}`).toEqual(want.slice(0, horizon).map((t) => t.token));
+    // The prefix cache shares q8_0 pages as it shares f16 ones (copy-on-write copies whole quantized pages).
+    const long = { ...request, messages: [{ role: 'user' as const, content: 'Prince Andrew looked at the old count, who was sitting by the window and reading a letter from Moscow about the war.' }] };
+    const first = await q8.chat.completions.create(long);
+    const again = await q8.chat.completions.create(long);
+    expect(again.usage.prompt_tokens_details?.cached_tokens).toBeGreaterThanOrEqual(16);
+    expect(again.choices[0].message.content).toBe(first.choices[0].message.content);
     // q4_0 is lossier (see DESIGN); it must still produce a whole answer.
     const r = await q4.chat.completions.create(request);
     expect(r.usage.completion_tokens).toBe(24);
