@@ -54,7 +54,7 @@ async function main(): Promise<void> {
 
   const dir = await mkdtemp(join(tmpdir(), 'wgserve-bench-persist-'));
   const stored: StoredPageFormat = { format: 'q8_0' };
-  const layout: StoredLayout = { layers: model.config.layerCount, numKvHeads: model.config.kvHeadCount, headDim: model.config.headDim, pageSize, format: 'q8_0', hadamard: false };
+  const layout: StoredLayout = { layers: model.config.layerCount, numKvHeads: model.config.kvHeadCount, headDim: model.config.headDim, pageSize, format: 'q8_0' };
   const identity = recordIdentity(model.fingerprint, await tokenizerFingerprint(model.header), layout);
   const keyOf = (i: number) => i.toString(16).padStart(16, '0');
   try {

@@ -44,7 +44,6 @@ const TPR: u32 = {{TPR}}u;
 const BK: u32 = {{BK}}u;
 const KV_F16: bool = {{KV_F16}};
 const KV_QUANT: u32 = {{KV_QUANT}}u;
-const KV_ROT: bool = {{KV_ROT}};
 const ROWS: u32 = GROUP * TOKENS;
 const WG: u32 = ROWS * TPR;
 const DPT: u32 = HEAD_DIM / TPR;
@@ -178,26 +177,6 @@ fn load_kv_tile(j: Job, kvHead: u32, tileStart: u32, tid: u32) {
     kTile[t + 1u] = kv.y;
     vTile[t] = kv.z;
     vTile[t + 1u] = kv.w;
-  }
-  if (KV_ROT) { unrotate_tile(tid); }
-}
-
-// Hadamard-rotated blocks (KV_ROT): the staged K and V blocks of 32 back to the keys' values.
-fn unrotate_tile(tid: u32) {
-  workgroupBarrier();
-  let blocks = BK * HEAD_DIM / KVQ_BLOCK;
-  for (var b = tid; b < 2u * blocks; b += WG) {
-    let base = (b % blocks) * KVQ_BLOCK;
-    var x: array<f32, 32>;
-    if (b < blocks) {
-      for (var i = 0u; i < 32u; i++) { x[i] = kTile[base + i]; }
-      x = ifwht32(x);
-      for (var i = 0u; i < 32u; i++) { kTile[base + i] = x[i]; }
-    } else {
-      for (var i = 0u; i < 32u; i++) { x[i] = vTile[base + i]; }
-      x = ifwht32(x);
-      for (var i = 0u; i < 32u; i++) { vTile[base + i] = x[i]; }
-    }
   }
 }
 

@@ -3,7 +3,7 @@
 // half is the KV write of kv.wgsl / kv_quant.wgsl, from these rows).
 //
 // Cache formats as attention.wgsl reads them: f32, f16 (KV_F16), q8_0 / q4_0 (KV_QUANT 8 / 4,
-// kv_q_page.wgsl), Hadamard-rotated blocks undone (KV_ROT).
+// kv_q_page.wgsl).
 // Bindings: 0 Params, 1 cache u32 (one layer's K or V buffer), 2 pages u32 [pageCount] (page ids),
 // 3 rows f32 [pageCount * pageSize, numKvHeads * headDim]: row i * pageSize + slot holds slot
 // `slot` of pages[i], heads side by side, as the KV write takes them.
@@ -12,7 +12,6 @@
 
 const KV_F16: bool = {{KV_F16}};
 const KV_QUANT: u32 = {{KV_QUANT}}u;
-const KV_ROT: bool = {{KV_ROT}};
 const UNIT: u32 = select(2u, 32u, KV_QUANT != 0u);
 
 #include "kv_q_page"
@@ -52,6 +51,5 @@ fn read_pages(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     x[i] = p.x;
     x[i + 1u] = p.y;
   }
-  if (KV_ROT) { x = ifwht32(x); }
   for (var i = 0u; i < UNIT; i++) { rows[row * rowValues + inRow + i] = x[i]; }
 }

@@ -9,9 +9,6 @@
 //   q4_0  in block b = v / 32 (bytes 16 b ..), j = v % 32: the low nibble of byte j (j < 16) or
 //         the high nibble of byte j - 16; value = d * (nibble - 8)
 // Pairs (v even) never straddle a half word, so a pair is two bytes of one word.
-// With KV_ROT (KvLayout.hadamard) each block holds H x for the 32 values x (H the 32 x 32
-// Walsh-Hadamard matrix, unnormalized), so outliers spread over the block before quantizing;
-// readers dequantize a whole block and take H y / 32. The including shader defines `const KV_ROT: bool`.
 
 const KVQ_BLOCK: u32 = 32u;
 
@@ -55,25 +52,3 @@ fn kvq_pair(a: KvqAddr, elem: u32, quantWord: u32, scaleWord: u32) -> vec2<f32> 
   return (vec2<f32>(f32(nibbles & 15u), f32((nibbles >> 8u) & 15u)) - 8.0) * d;
 }
 
-/** H x for the Walsh-Hadamard matrix of order 32 (unnormalized; butterflies in this fixed order). */
-fn fwht32(input: array<f32, 32>) -> array<f32, 32> {
-  var x = input;
-  for (var h = 1u; h < 32u; h *= 2u) {
-    for (var i = 0u; i < 32u; i += 2u * h) {
-      for (var j = i; j < i + h; j++) {
-        let a = x[j];
-        let b = x[j + h];
-        x[j] = a + b;
-        x[j + h] = a - b;
-      }
-    }
-  }
-  return x;
-}
-
-/** The inverse: H y / 32. */
-fn ifwht32(y: array<f32, 32>) -> array<f32, 32> {
-  var x = fwht32(y);
-  for (var i = 0u; i < 32u; i++) { x[i] *= 0.03125; }
-  return x;
-}

@@ -4,7 +4,6 @@
 //         q = round-half-even(x * (127 / amax))
 //   q4_0  as quantize_row_q4_0_ref: max = the first x of largest |x|, d = max / -8 (stored as f16),
 //         q = min(15, floor(x * (1 / d) + 8.5))
-// With KV_ROT a block quantizes H x instead of x (kv_q_page.wgsl fwht32).
 // Divisions are correctly rounded (exact.wgsl div_rn), so the bytes are those of the CPU reference
 // (kv.reference.ts) and depend only on the token's own row (batch invariance).
 //
@@ -14,7 +13,6 @@
 // One thread per block: 64-thread workgroups over T * numKvHeads * headDim / 32 blocks, folded in 2D.
 
 const KV_QUANT: u32 = {{KV_QUANT}}u;
-const KV_ROT: bool = {{KV_ROT}};
 
 #include "exact"
 #include "kv_q_page"
@@ -87,9 +85,7 @@ fn quantize_q4_0(x: array<f32, 32>) -> QBlock {
   return b;
 }
 
-fn quantize_block(values: array<f32, 32>) -> QBlock {
-  var x = values;
-  if (KV_ROT) { x = fwht32(values); }
+fn quantize_block(x: array<f32, 32>) -> QBlock {
   if (KV_QUANT == 8u) { return quantize_q8_0(x); }
   return quantize_q4_0(x);
 }

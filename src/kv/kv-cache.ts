@@ -13,8 +13,6 @@ export interface KvCacheOptions {
    * memory per token, so the same memory holds that many more pages.
    */
   format?: KvFormat;
-  /** Quantized formats: Hadamard-rotated blocks (default: the format's, kvHadamardDefault). */
-  hadamard?: boolean;
   /** GPU memory for the whole cache, all layers, K and V (default 64 MiB). */
   memoryBytes?: number;
   /** Upper bound on pages (default: as many as memoryBytes and the device limits allow). */
@@ -69,7 +67,7 @@ export class KvCache implements KvBuffers {
   static create(rt: GpuRuntime, config: ModelConfig, options: KvCacheOptions = {}): KvCache {
     const pageSize = options.pageSize ?? DEFAULT_PAGE_SIZE;
     const format = options.format ?? 'f16';
-    const onePage: KvLayout = { numPages: 1, pageSize, numKvHeads: config.kvHeadCount, headDim: config.headDim, format, hadamard: options.hadamard };
+    const onePage: KvLayout = { numPages: 1, pageSize, numKvHeads: config.kvHeadCount, headDim: config.headDim, format };
     checkKvLayout(onePage);
     const pageBytes = kvBufferBytes(onePage);
     const budget = options.memoryBytes ?? DEFAULT_MEMORY;

@@ -3,7 +3,7 @@ export { ForwardPass, type KvBuffers, type ForwardOptions, type Numerics } from 
 export { type Batch, validateBatch, batchSeqCount } from './batch.js';
 export { type RowSampling, type RowLogprobs, type TokenLogprob, MAX_LOGPROBS } from './kernels/sampling.js';
 export { type ModelConfig, readModelConfig } from './config.js';
-export { checkKvLayout, copyKvPages, isQuantizedKv, kvHadamardDefault, kvBufferBytes, kvPageBytes, KV_FORMATS, packPageCopies, PAGE_COPY_STRIDE, type KvFormat, type KvLayout, type PageCopy } from './kernels/kv.js';
+export { checkKvLayout, copyKvPages, isQuantizedKv, kvBufferBytes, kvPageBytes, KV_FORMATS, packPageCopies, PAGE_COPY_STRIDE, type KvFormat, type KvLayout, type PageCopy } from './kernels/kv.js';
 export { Tokenizer } from './tokenizer.js';
 export { StreamingDecoder } from './detokenizer.js';
 export { renderChat } from './chat-template.js';

@@ -7,7 +7,7 @@
 //      to 4 bytes. In order:
 //      "META"  0 model fingerprint (32 bytes, SHA-256), 32 tokenizer hash (32 bytes), 64 layers,
 //              numKvHeads, headDim, pageSize (u16 each), 72 format (u8, index in KV_FORMATS),
-//              hadamard (u8), key length, parent length (u8; 255 = no parent), 76 token count
+//              0 (u8, reserved), key length, parent length (u8; 255 = no parent), 76 token count
 //              u32, 80 key then parent (ASCII hex)
 //      "TOKS"  the page's token ids (i32)
 //      "PAGE"  per layer the K page then the V page, in layout.format as src/model/kernels/kv.ts
@@ -29,7 +29,6 @@ export interface StoredLayout {
   headDim: number;
   pageSize: number;
   format: KvFormat;
-  hadamard: boolean;
 }
 
 /** Whose records a store reads: records of any other identity are refused. */
@@ -90,13 +89,12 @@ function encodeMeta(m: Meta): Uint8Array {
   const view = new DataView(out.buffer);
   out.set(hexBytes(m.modelFingerprint, 'model fingerprint'), 0);
   out.set(hexBytes(m.tokenizerHash, 'tokenizer hash'), 32);
-  const { layers, numKvHeads, headDim, pageSize, format, hadamard } = m.layout;
+  const { layers, numKvHeads, headDim, pageSize, format } = m.layout;
   [layers, numKvHeads, headDim, pageSize].forEach((n, i) => {
     if (!Number.isInteger(n) || n < 1 || n > 0xffff) throw new Error(`context record: layout value ${n} out of range`);
     view.setUint16(64 + 2 * i, n, true);
   });
   out[72] = KV_FORMATS.indexOf(format);
-  out[73] = hadamard ? 1 : 0;
   out[74] = key.length;
   out[75] = m.parent === null ? NO_PARENT : parent.length;
   view.setUint32(76, m.tokens, true);
@@ -112,12 +110,12 @@ function decodeMeta(b: Uint8Array): Meta {
   const parentLength = b[75] === NO_PARENT ? 0 : b[75];
   if (b.length !== META_FIXED_BYTES + keyLength + parentLength) throw new RecordError('corrupt', 'META lengths do not add up');
   const format = KV_FORMATS[b[72]];
-  if (format === undefined || b[73] > 1) throw new RecordError('corrupt', `META format ${b[72]} / rotation ${b[73]} is unknown`);
+  if (format === undefined || b[73] !== 0) throw new RecordError('corrupt', `META format ${b[72]} (reserved byte ${b[73]}) is unknown`);
   const text = (from: number, n: number) => String.fromCharCode(...b.subarray(from, from + n));
   return {
     modelFingerprint: bytesHex(b.subarray(0, 32)),
     tokenizerHash: bytesHex(b.subarray(32, 64)),
-    layout: { layers: view.getUint16(64, true), numKvHeads: view.getUint16(66, true), headDim: view.getUint16(68, true), pageSize: view.getUint16(70, true), format, hadamard: b[73] === 1 },
+    layout: { layers: view.getUint16(64, true), numKvHeads: view.getUint16(66, true), headDim: view.getUint16(68, true), pageSize: view.getUint16(70, true), format },
     tokens: view.getUint32(76, true),
     key: text(META_FIXED_BYTES, keyLength),
     parent: b[75] === NO_PARENT ? null : text(META_FIXED_BYTES + keyLength, parentLength),
@@ -216,7 +214,7 @@ function readChunks(bytes: Uint8Array): { tag: string; payload: Uint8Array }[] {
 }
 
 function sameLayout(a: StoredLayout, b: StoredLayout): boolean {
-  return a.layers === b.layers && a.numKvHeads === b.numKvHeads && a.headDim === b.headDim && a.pageSize === b.pageSize && a.format === b.format && a.hadamard === b.hadamard;
+  return a.layers === b.layers && a.numKvHeads === b.numKvHeads && a.headDim === b.headDim && a.pageSize === b.pageSize && a.format === b.format;
 }
 
 /** The record in `bytes` if it passes every check for `identity` (and has key `key`); a RecordError if not. */

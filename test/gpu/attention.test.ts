@@ -18,8 +18,6 @@ interface Scenario {
   heads: number;
   kvHeads: number;
   format: KvFormat;
-  /** Quantized formats: Hadamard-rotated blocks (default: the format's). */
-  hadamard?: boolean;
   pageSize: number;
   seqs: SeqSpec[];
   path?: AttentionArgs['path'];
@@ -119,7 +117,7 @@ function rowsOf(perSeq: Float32Array[], seqs: SeqSpec[], range: (s: SeqSpec) => 
  */
 async function runScenario(rt: GpuRuntime, sc: Scenario, seed: number) {
   const { tables, maxBlocks, numPages } = blockTables(sc.seqs, sc.pageSize, seed);
-  const layout: KvLayout = { numPages, pageSize: sc.pageSize, numKvHeads: sc.kvHeads, headDim: sc.headDim, format: sc.format, hadamard: sc.hadamard };
+  const layout: KvLayout = { numPages, pageSize: sc.pageSize, numKvHeads: sc.kvHeads, headDim: sc.headDim, format: sc.format };
   const width = sc.kvHeads * sc.headDim;
   const { k, v } = randomKv(sc.seqs, width, seed * 100);
   const kCache = rt.buffers.create('kCache', kvBufferBytes(layout));
@@ -242,10 +240,10 @@ describe('paged attention, fast set', () => {
     expect(maxAbsDiff(r.gpu, r.ref)).toBeLessThan(TOLERANCE);
   });
 
-  it.each([false, true])('quantized KV: a 3-kv-head page whose blocks share scale words across tokens and steps (Hadamard %s)', async (hadamard) => {
+  it('quantized KV: a 3-kv-head page whose blocks share scale words across tokens and steps', async () => {
     const rt = await getRuntime();
     for (const format of ['q8_0', 'q4_0'] as const) {
-      const sc: Scenario = { headDim: 32, heads: 3, kvHeads: 3, pageSize: 3, format, hadamard, seqs: [{ cached: 7, fresh: 5 }, { cached: 2, fresh: 1 }], chunkKeys: 8 };
+      const sc: Scenario = { headDim: 32, heads: 3, kvHeads: 3, pageSize: 3, format, seqs: [{ cached: 7, fresh: 5 }, { cached: 2, fresh: 1 }], chunkKeys: 8 };
       const r = await runScenario(rt, sc, 321);
       expect(r.cacheDiff).toBe(0);
       expect(maxAbsDiff(r.gpu, r.ref)).toBeLessThan(TOLERANCE);
@@ -289,7 +287,7 @@ async function expectBatchInvariant(rt: GpuRuntime, m: Omit<Scenario, 'seqs'>, c
   const qWidth = m.heads * m.headDim;
   // Sequence 0 is the one checked; 1 and 2 are batch mates with contexts of their own.
   const lengths = [total, 60, 33];
-  const layout: KvLayout = { numPages: 64, pageSize: m.pageSize, numKvHeads: m.kvHeads, headDim: m.headDim, format: m.format, hadamard: m.hadamard };
+  const layout: KvLayout = { numPages: 64, pageSize: m.pageSize, numKvHeads: m.kvHeads, headDim: m.headDim, format: m.format };
   const maxBlocks = Math.ceil(64 / m.pageSize);
   const pages = shuffled(64, 5);
   const tables = lengths.map((n) => pages.splice(0, Math.ceil(n / m.pageSize)));

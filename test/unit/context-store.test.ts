@@ -16,7 +16,7 @@ import { modelPath } from '../helpers/shared.js';
 const IDENTITY: RecordIdentity = {
   modelFingerprint: 'a'.repeat(64),
   tokenizerHash: 'b'.repeat(64),
-  layout: { layers: 2, numKvHeads: 2, headDim: 32, pageSize: 16, format: 'q8_0', hadamard: false },
+  layout: { layers: 2, numKvHeads: 2, headDim: 32, pageSize: 16, format: 'q8_0' },
 };
 
 function page(key: string, seed: number, identity = IDENTITY): PageRecord {
@@ -131,7 +131,6 @@ describe('context records', () => {
     expect(problem(bytes, { ...IDENTITY, modelFingerprint: 'c'.repeat(64) })).toBe('model');
     expect(problem(bytes, { ...IDENTITY, tokenizerHash: 'd'.repeat(64) })).toBe('tokenizer');
     expect(problem(bytes, { ...IDENTITY, layout: { ...IDENTITY.layout, format: 'q4_0' } })).toBe('layout');
-    expect(problem(bytes, { ...IDENTITY, layout: { ...IDENTITY.layout, hadamard: true } })).toBe('layout');
     expect(problem(bytes, { ...IDENTITY, layout: { ...IDENTITY.layout, pageSize: 32 } })).toBe('layout');
     expect(problem(bytes, IDENTITY, keyOf(5))).toBe('key');
     const v2 = bytes.slice();

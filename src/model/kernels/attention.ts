@@ -14,7 +14,7 @@
 import type { Binding, GpuRuntime } from '../../gpu/index.js';
 import type { Batch } from '../batch.js';
 import { packParams } from './common.js';
-import { checkKvLayout, isQuantizedKv, kvHadamard, kvQuantBits, type KvLayout } from './kv.js';
+import { checkKvLayout, isQuantizedKv, kvQuantBits, type KvLayout } from './kv.js';
 
 /** The batch's GPU index arrays the kernels read (BatchBuffers has them). */
 export interface AttentionBatchBuffers {
@@ -205,7 +205,7 @@ function splitPlan(maxContext: number, splitKeys: number, maxSplits: number, bk:
 function fastDefines(shape: KernelShape, layout: KvLayout): Record<string, string | number> {
   return {
     HEAD_DIM: layout.headDim, GROUP: shape.group, TOKENS: shape.tokens, TPR: shape.tpr, BK: shape.bk,
-    KV_F16: String(layout.format === 'f16'), KV_QUANT: kvQuantBits(layout.format), KV_ROT: String(kvHadamard(layout)),
+    KV_F16: String(layout.format === 'f16'), KV_QUANT: kvQuantBits(layout.format),
   };
 }
 

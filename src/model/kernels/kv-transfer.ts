@@ -6,7 +6,7 @@
 // format (kv.ts writeKv) from those rows; equal formats are copied byte for byte.
 import type { GpuRuntime } from '../../gpu/index.js';
 import { grid, packParams } from './common.js';
-import { checkKvLayout, isQuantizedKv, kvHadamard, kvPageBytes, kvQuantBits, writeKv, type KvFormat, type KvLayout } from './kv.js';
+import { checkKvLayout, isQuantizedKv, kvPageBytes, kvQuantBits, writeKv, type KvFormat, type KvLayout } from './kv.js';
 
 /** One layer's K and V buffers. */
 export interface KvLayerBuffers {
@@ -14,10 +14,9 @@ export interface KvLayerBuffers {
   values: GPUBuffer[];
 }
 
-/** The store's form of pages: a format (and rotation) on the live layout's shape. */
+/** The store's form of pages: a format on the live layout's shape. */
 export interface StoredPageFormat {
   format: KvFormat;
-  hadamard?: boolean;
 }
 
 /** Per page, per layer, the K and V bytes. */
@@ -27,13 +26,13 @@ export interface PageBytes {
 }
 
 function storedLayout(live: KvLayout, stored: StoredPageFormat, numPages: number): KvLayout {
-  const layout: KvLayout = { ...live, numPages, format: stored.format, hadamard: stored.hadamard };
+  const layout: KvLayout = { ...live, numPages, format: stored.format };
   checkKvLayout(layout);
   return layout;
 }
 
 function sameFormat(a: KvLayout, b: KvLayout): boolean {
-  return a.format === b.format && kvHadamard(a) === kvHadamard(b);
+  return a.format === b.format;
 }
 
 function checkPages(layout: KvLayout, pages: number[]): void {
@@ -47,7 +46,7 @@ export function readKvPages(rt: GpuRuntime, layout: KvLayout, cache: GPUBuffer, 
   const unit = isQuantizedKv(layout.format) ? 32 : 2;
   const units = (pageCount * layout.pageSize * layout.numKvHeads * layout.headDim) / unit;
   const params = packParams([{ u32: layout.numKvHeads }, { u32: layout.headDim }, { u32: layout.pageSize }, { u32: pageCount }]);
-  const defines = { KV_F16: String(layout.format === 'f16'), KV_QUANT: kvQuantBits(layout.format), KV_ROT: String(kvHadamard(layout)) };
+  const defines = { KV_F16: String(layout.format === 'f16'), KV_QUANT: kvQuantBits(layout.format) };
   rt.dispatch({ shader: 'kv_pages', entryPoint: 'read_pages', defines }, params, [cache, pages, rows], grid(units, 64));
 }
 

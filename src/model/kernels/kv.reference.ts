@@ -6,7 +6,7 @@ import { GgmlType } from '../gguf.js';
 import { dequantize } from '../quant.js';
 import { quantizeActivationsQ8_0, quantizeQ4_0 } from '../quantize.js';
 import { f16BitsToF32, f32ToF16Bits, roundToF16 } from './common.js';
-import { kvHadamard, kvPageBytes, kvPageValues, kvQuantPageLayout, kvValueIndex, kvValues, KV_QUANT_BLOCK, type KvLayout, type PageCopy } from './kv.js';
+import { kvPageBytes, kvPageValues, kvQuantPageLayout, kvValueIndex, kvValues, KV_QUANT_BLOCK, type KvLayout, type PageCopy } from './kv.js';
 
 /** An empty reference cache (one of K or V). */
 export function kvCacheReference(layout: KvLayout): Float32Array {
@@ -31,50 +31,19 @@ export function quantizeKvBlocks(format: 'q8_0' | 'q4_0', x: Float32Array): { q:
   return { q, d };
 }
 
-const f32 = Math.fround;
-
-/** H x per block of 32 (the Walsh-Hadamard butterflies of kv_q_page.wgsl fwht32, in f32). */
-export function fwht32Blocks(values: Float32Array): Float32Array {
-  const x = values.slice();
-  for (let base = 0; base < x.length; base += KV_QUANT_BLOCK) {
-    for (let h = 1; h < 32; h *= 2) {
-      for (let i = base; i < base + 32; i += 2 * h) {
-        for (let j = i; j < i + h; j++) {
-          const a = x[j], b = x[j + h];
-          x[j] = f32(a + b);
-          x[j + h] = f32(a - b);
-        }
-      }
-    }
-  }
-  return x;
-}
-
-/** The inverse: H y / 32 per block. */
-export function ifwht32Blocks(y: Float32Array): Float32Array {
-  return fwht32Blocks(y).map((v) => v / 32);
-}
-
 /** Dequantized values of quantized blocks. */
 function dequantizeKvBlocks(q: Int8Array, d: Float32Array): Float32Array {
   return Float32Array.from(q, (qi, i) => qi * d[Math.floor(i / KV_QUANT_BLOCK)]);
 }
 
 /** The values a row of a (token, kv head) holds once stored in the layout's format (and read back). */
-export function storedKvValues(layout: Pick<KvLayout, 'format' | 'hadamard'>, x: Float32Array): Float32Array {
+export function storedKvValues(layout: Pick<KvLayout, 'format'>, x: Float32Array): Float32Array {
   const { format } = layout;
   if (format === 'f32') return x.slice();
   if (format === 'f16') return x.map(roundToF16);
-  const rotate = kvHadamard(layout);
-  const input = rotate ? fwht32Blocks(x) : x;
-  let stored: Float32Array;
-  if (format === 'q4_0') {
-    stored = dequantize(GgmlType.Q4_0, quantizeQ4_0(input), x.length);
-  } else {
-    const { q, d } = quantizeKvBlocks(format, input);
-    stored = dequantizeKvBlocks(q, d);
-  }
-  return rotate ? ifwht32Blocks(stored) : stored;
+  if (format === 'q4_0') return dequantize(GgmlType.Q4_0, quantizeQ4_0(x), x.length);
+  const { q, d } = quantizeKvBlocks(format, x);
+  return dequantizeKvBlocks(q, d);
 }
 
 /** Writes rows of k and v to their slots, as stored in the layout's format. */
@@ -120,12 +89,12 @@ export function decodeKvCache(layout: KvLayout, bytes: ArrayBuffer): Float32Arra
       out[p * pageValues + v] = q * d;
     }
   }
-  return kvHadamard(layout) ? ifwht32Blocks(out) : out;
+  return out;
 }
 
 /**
  * Bytes of whole pages in the layout's format holding `values` (numPages pages of logical
- * values), quantizing block by block (rotated first if the layout says so) as the KV write does.
+ * values), quantizing block by block as the KV write does.
  */
 export function encodeKvCache(layout: KvLayout, values: Float32Array): Uint8Array {
   const n = kvValues(layout);
@@ -139,8 +108,7 @@ export function encodeKvCache(layout: KvLayout, values: Float32Array): Uint8Arra
   const view = new DataView(out.buffer);
   for (let p = 0; p < layout.numPages; p++) {
     const base = p * pageBytes;
-    const page = values.subarray(p * pageValues, (p + 1) * pageValues);
-    const { q, d } = quantizeKvBlocks(layout.format, kvHadamard(layout) ? fwht32Blocks(page) : page);
+    const { q, d } = quantizeKvBlocks(layout.format, values.subarray(p * pageValues, (p + 1) * pageValues));
     d.forEach((s, b) => view.setUint16(base + quantBytes + 2 * b, f32ToF16Bits(s), true));
     for (let v = 0; v < pageValues; v++) {
       if (layout.format === 'q8_0') {

@@ -40,21 +40,6 @@ export interface KvLayout {
   numKvHeads: number;
   headDim: number;
   format: KvFormat;
-  /**
-   * Quantized formats: blocks hold the Walsh-Hadamard transform of their 32 values (spreading
-   * outliers before quantizing), undone as attention stages them. Default: kvHadamardDefault.
-   */
-  hadamard?: boolean;
-}
-
-/** Whether the layout's blocks are Hadamard-rotated (only quantized formats are). */
-export function kvHadamard(layout: Pick<KvLayout, 'format' | 'hadamard'>): boolean {
-  return isQuantizedKv(layout.format) && (layout.hadamard ?? kvHadamardDefault(layout.format));
-}
-
-/** Whether a quantized format rotates its blocks unless told (see kv-fidelity.test.ts). */
-export function kvHadamardDefault(format: KvFormat): boolean {
-  return format === 'q4_0';
 }
 
 /** Values (not bytes) in one K or V buffer. */
@@ -125,7 +110,7 @@ export function writeKv(rt: GpuRuntime, layout: KvLayout, k: Binding, v: Binding
   const params = packParams([{ u32: tokens }, { u32: layout.numKvHeads }, { u32: layout.headDim }, { u32: layout.pageSize }]);
   if (isQuantizedKv(layout.format)) {
     const blocks = (tokens * layout.numKvHeads * layout.headDim) / KV_QUANT_BLOCK;
-    rt.dispatch({ shader: 'kv_quant', entryPoint: 'write_kv_quant', defines: { KV_QUANT: kvQuantBits(layout.format), KV_ROT: String(kvHadamard(layout)) } }, params,
+    rt.dispatch({ shader: 'kv_quant', entryPoint: 'write_kv_quant', defines: { KV_QUANT: kvQuantBits(layout.format) } }, params,
       [k, v, slotMapping, kCache, vCache], grid(blocks, 64));
     return;
   }

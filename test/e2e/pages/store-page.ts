@@ -7,7 +7,7 @@ import { storedPageBytes } from '../../../src/persist/record.js';
 const IDENTITY: RecordIdentity = {
   modelFingerprint: 'f'.repeat(64),
   tokenizerHash: '1'.repeat(64),
-  layout: { layers: 2, numKvHeads: 2, headDim: 32, pageSize: 16, format: 'q8_0', hadamard: false },
+  layout: { layers: 2, numKvHeads: 2, headDim: 32, pageSize: 16, format: 'q8_0' },
 };
 
 function keyOf(i: number): string {
