@@ -396,6 +396,7 @@ describe('wgserve serve: bad flags and a taken port', () => {
     ['port', 'abc'],
     ['port', '70000'],
     ['kv-memory', '0'],
+    ['kv-format', 'q5_1'],
     ['max-batch-tokens', '1.5'],
     ['policy', 'lifo'],
   ])('--%s %s: exit 1, naming the flag', async (flag, value) => {
