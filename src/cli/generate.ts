@@ -2,7 +2,7 @@
 import { generate } from '../engine/generate.js';
 import { defaultKvMemoryBytes, KvCache } from '../kv/index.js';
 import { ForwardPass, renderChat, StreamingDecoder, type Model } from '../model/index.js';
-import { parseNumber, withModel } from './session.js';
+import { parseNumber, parseNumerics, withModel } from './session.js';
 
 export interface GenerateCliOptions {
   model?: string;
@@ -12,6 +12,7 @@ export interface GenerateCliOptions {
   seed?: string;
   json?: boolean;
   chat?: boolean;
+  numerics?: string;
 }
 
 export async function generateCommand(opts: GenerateCliOptions): Promise<number> {
@@ -19,6 +20,7 @@ export async function generateCommand(opts: GenerateCliOptions): Promise<number>
   const maxTokens = parseNumber(opts['max-tokens'], 'max-tokens', 64, { integer: true, min: 1 });
   const temperature = parseNumber(opts.temperature, 'temperature', 0, { min: 0 });
   const seed = parseNumber(opts.seed, 'seed', Date.now() % 2 ** 31, { integer: true, min: 0, max: 2 ** 32 - 1 });
+  const numerics = parseNumerics(opts.numerics);
   return withModel(opts.model, async (model) => {
     const promptIds = encodePrompt(model, opts.prompt!, !!opts.chat);
     // Sized like the server's (the same out-of-memory error), and the context is what it holds.
@@ -28,7 +30,7 @@ export async function generateCommand(opts: GenerateCliOptions): Promise<number>
       kv.destroy();
       throw new Error(`the prompt has ${promptIds.length} tokens; the context holds ${contextLength} (at most ${contextLength - 1} prompt tokens)`);
     }
-    const forward = new ForwardPass(model);
+    const forward = new ForwardPass(model, { numerics });
     const decoder = new StreamingDecoder(model.tokenizer);
     let text = '';
     try {

@@ -8,10 +8,11 @@ const USAGE = `usage: wgserve <command> [options]
 
 commands:
   generate  [--model FILE] --prompt TEXT [--max-tokens N] [--temperature T] [--seed S] [--json] [--chat]
+            [--numerics fast|llama.cpp]
             streams the continuation to stdout, speed to stderr
   tokenize  [--model FILE]   reads one JSON string per line from stdin, prints its token ids (no BOS)
   serve     [--model FILE] [--host H] [--port P] [--kv-memory MB] [--kv-format f16|f32|q8_0|q4_0]
-            [--max-batch-tokens N] [--no-prefix-cache] [--policy fcfs|workflow]
+            [--max-batch-tokens N] [--no-prefix-cache] [--policy fcfs|workflow] [--numerics fast|llama.cpp]
             the OpenAI API (/v1/chat/completions, /v1/completions, /v1/models, DELETE /v1/workflows/ID),
             /health and /metrics (Prometheus),
             on http://127.0.0.1:8080 by default (--port 0: any free port)
@@ -52,6 +53,7 @@ const GENERATE_OPTIONS = {
   seed: { type: 'string' },
   json: { type: 'boolean' },
   chat: { type: 'boolean' },
+  numerics: { type: 'string' },
 } as const;
 
 const SERVE_OPTIONS = {
@@ -63,4 +65,5 @@ const SERVE_OPTIONS = {
   'max-batch-tokens': { type: 'string' },
   'no-prefix-cache': { type: 'boolean' },
   policy: { type: 'string' },
+  numerics: { type: 'string' },
 } as const;

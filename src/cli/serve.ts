@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import type { Engine, EngineOptions } from '../engine/index.js';
 import { createOpenAiHandler } from '../engine/http.js';
 import { fetchListener, type ExchangeRecord } from './fetch-adapter.js';
-import { parseNumber, withEngine } from './session.js';
+import { parseNumber, parseNumerics, withEngine } from './session.js';
 import { KV_FORMATS, type KvFormat } from '../model/index.js';
 
 export interface ServeCliOptions {
@@ -20,6 +20,8 @@ export interface ServeCliOptions {
   'no-prefix-cache'?: boolean;
   /** Scheduling policy: fcfs (default) or workflow. */
   policy?: string;
+  /** Kernel set: fast (default) or llama.cpp. */
+  numerics?: string;
 }
 
 /** How long requests still running at shutdown get to end (they are aborted first) before their connections are cut. */
@@ -67,6 +69,7 @@ function engineOptionsOf(opts: ServeCliOptions): EngineOptions {
   if (opts['kv-format'] !== undefined) options.kvFormat = parseKvFormat(opts['kv-format']);
   if (opts['max-batch-tokens'] !== undefined) options.maxBatchTokens = parseNumber(opts['max-batch-tokens'], 'max-batch-tokens', 0, { integer: true, min: 1 });
   if (opts['no-prefix-cache']) options.prefixCache = false;
+  options.numerics = parseNumerics(opts.numerics);
   if (opts.policy !== undefined) {
     if (opts.policy !== 'fcfs' && opts.policy !== 'workflow') throw new Error(`--policy must be fcfs or workflow, got ${JSON.stringify(opts.policy)}`);
     options.policy = opts.policy;

@@ -3,7 +3,7 @@
 import { fileURLToPath } from 'node:url';
 import { Engine, type EngineOptions } from '../engine/index.js';
 import { GpuRuntime } from '../gpu/index.js';
-import { Model } from '../model/index.js';
+import { Model, type Numerics } from '../model/index.js';
 
 export const DEFAULT_MODEL = fileURLToPath(new URL('../../models/wg-tolstoy-q8_0.gguf', import.meta.url));
 
@@ -29,6 +29,13 @@ export async function withEngine<T>(options: EngineOptions, body: (engine: Engin
   } finally {
     await engine.destroy();
   }
+}
+
+/** --numerics: the kernel set ('fast', the default, or 'llama.cpp' for llama.cpp's CPU arithmetic bit for bit). */
+export function parseNumerics(value: string | undefined): Numerics | undefined {
+  if (value === undefined) return undefined;
+  if (value !== 'fast' && value !== 'llama.cpp') throw new Error(`--numerics must be fast or llama.cpp, not ${JSON.stringify(value)}`);
+  return value;
 }
 
 export interface NumberRange {

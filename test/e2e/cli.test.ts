@@ -130,6 +130,17 @@ describe('wgserve generate', () => {
     expect(out.text).toBe(tokenizerOf(path).decode(out.completion_tokens));
   });
 
+  it('--numerics llama.cpp (the parity kernels) also gives llama.cpp\'s greedy tokens; a bad value names the flag', async () => {
+    const path = modelPath(TOLSTOY);
+    const c = golden(TOLSTOY).cases.find((g) => g.prompt === 'Once upon a time')!;
+    const out = parseJsonOutput(await wgserve(['generate', '--json', '--numerics', 'llama.cpp', '--prompt', c.prompt, '--max-tokens', '32', '--model', path]));
+    const tie = firstNearTie(c);
+    expect(out.completion_tokens.slice(0, tie)).toEqual(c.greedy_tokens.slice(0, tie));
+    const bad = await wgserve(['generate', '--numerics', 'exact', '--prompt', 'War']);
+    expectExit(bad, 1);
+    expect(bad.stderr).toContain('--numerics must be fast or llama.cpp');
+  });
+
   it('streams text to stdout, speed to stderr (and says when SwiftShader is used)', async () => {
     const r = await wgserve(['generate', '--prompt', 'Prince Andrew looked at', '--max-tokens', '16']);
     expectExit(r, 0);

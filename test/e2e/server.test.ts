@@ -399,6 +399,7 @@ describe('wgserve serve: bad flags and a taken port', () => {
     ['kv-format', 'q5_1'],
     ['max-batch-tokens', '1.5'],
     ['policy', 'lifo'],
+    ['numerics', 'exact'],
   ])('--%s %s: exit 1, naming the flag', async (flag, value) => {
     const r = await serveExit([`--${flag}=${value}`]);
     expect(r.code, r.stderr).toBe(1);
