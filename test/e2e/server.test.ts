@@ -4,50 +4,18 @@
 // `wgserve generate` prints for the same prompt; streams must equal their non-streaming answers,
 // alone and four at once; a client that leaves frees its sequence; errors arrive as the client's
 // typed errors; SIGTERM ends the server with exit code 0.
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, generateCli, type GenerateJson } from '../helpers/cli.js';
 import { parsePrometheus, promValue } from '../helpers/prometheus.js';
+import { START_TIMEOUT_MS, startServer, type Server } from '../helpers/server.js';
 import { REPO } from '../helpers/shared.js';
 
 const MODEL_ID = 'wg-tolstoy-q8_0';
 const CONTEXT_LENGTH = 256;
-const START_TIMEOUT_MS = 60_000;
-
-interface Server {
-  child: ChildProcessWithoutNullStreams;
-  modelId: string;
-  /** http://host:port, without /v1. */
-  origin: string;
-  stderr(): string;
-  exited: Promise<number | null>;
-}
-
-/** Spawns `wgserve serve --port 0` and resolves once it prints the URL it serves on. */
-function startServer(flags: string[] = []): Promise<Server> {
-  const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', ...flags], { cwd: REPO, stdio: 'pipe' });
-  child.stdin.end();
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
-  child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-  const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
-  return new Promise((resolve, reject) => {
-    const fail = (why: string) => reject(new Error(`${why}\n--- stdout\n${stdout}\n--- stderr\n${stderr}`));
-    const timer = setTimeout(() => fail('the server did not print its URL in time'), START_TIMEOUT_MS);
-    child.stdout.on('data', () => {
-      const m = /^wgserve: serving (\S+) on (http:\/\/\S+)\/v1$/m.exec(stdout);
-      if (!m) return;
-      clearTimeout(timer);
-      resolve({ child, modelId: m[1], origin: m[2], stderr: () => stderr, exited });
-    });
-    void exited.then((code) => fail(`the server exited (${code}) before serving`));
-  });
-}
-
 interface Health {
   status: string;
   active_sequences: number;

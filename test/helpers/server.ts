@@ -4,7 +4,7 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { BIN } from './cli.js';
 import { REPO } from './shared.js';
 
-const START_TIMEOUT_MS = 60_000;
+export const START_TIMEOUT_MS = 60_000;
 
 export interface Server {
   child: ChildProcessWithoutNullStreams;
