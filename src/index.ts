@@ -36,5 +36,7 @@ export {
   type GenerateRequest,
   type GenerateResult,
   type GenerateOptions,
+  type ContextStoreConfig,
+  type ContextStoreStats,
 } from './engine/index.js';
 export type * from './engine/protocol.js';

@@ -13,9 +13,12 @@ commands:
   tokenize  [--model FILE]   reads one JSON string per line from stdin, prints its token ids (no BOS)
   serve     [--model FILE] [--host H] [--port P] [--kv-memory MB] [--kv-format f16|f32|q8_0|q4_0]
             [--max-batch-tokens N] [--no-prefix-cache] [--policy fcfs|workflow] [--numerics fast|llama.cpp]
+            [--context-store DIR [--context-store-mb MB]]
             the OpenAI API (/v1/chat/completions, /v1/completions, /v1/models, DELETE /v1/workflows/ID),
             /health and /metrics (Prometheus),
-            on http://127.0.0.1:8080 by default (--port 0: any free port)
+            on http://127.0.0.1:8080 by default (--port 0: any free port);
+            --context-store keeps KV pages (q8_0) in DIR across restarts: a prompt that continues a
+            stored context restores them instead of prefilling
 
 --model defaults to the small model the repo ships (models/wg-tolstoy-q8_0.gguf).`;
 
@@ -66,4 +69,6 @@ const SERVE_OPTIONS = {
   'no-prefix-cache': { type: 'boolean' },
   policy: { type: 'string' },
   numerics: { type: 'string' },
+  'context-store': { type: 'string' },
+  'context-store-mb': { type: 'string' },
 } as const;

@@ -22,6 +22,10 @@ export interface ServeCliOptions {
   policy?: string;
   /** Kernel set: fast (default) or llama.cpp. */
   numerics?: string;
+  /** A directory for the context store (KV pages kept across restarts). */
+  'context-store'?: string;
+  /** The context store's byte budget in MiB (default 256). */
+  'context-store-mb'?: string;
 }
 
 /** How long requests still running at shutdown get to end (they are aborted first) before their connections are cut. */
@@ -70,6 +74,12 @@ function engineOptionsOf(opts: ServeCliOptions): EngineOptions {
   if (opts['max-batch-tokens'] !== undefined) options.maxBatchTokens = parseNumber(opts['max-batch-tokens'], 'max-batch-tokens', 0, { integer: true, min: 1 });
   if (opts['no-prefix-cache']) options.prefixCache = false;
   options.numerics = parseNumerics(opts.numerics);
+  if (opts['context-store-mb'] !== undefined && opts['context-store'] === undefined) throw new Error('--context-store-mb needs --context-store DIR');
+  if (opts['context-store'] !== undefined) {
+    if (!opts['context-store']) throw new Error('--context-store needs a directory');
+    const mb = opts['context-store-mb'] === undefined ? undefined : parseNumber(opts['context-store-mb'], 'context-store-mb', 0, { min: 0 });
+    options.contextStore = { kind: 'directory', path: opts['context-store'], maxBytes: mb === undefined ? undefined : Math.floor(mb * 2 ** 20) };
+  }
   if (opts.policy !== undefined) {
     if (opts.policy !== 'fcfs' && opts.policy !== 'workflow') throw new Error(`--policy must be fcfs or workflow, got ${JSON.stringify(opts.policy)}`);
     options.policy = opts.policy;

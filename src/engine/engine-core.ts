@@ -8,6 +8,7 @@ import { defaultKvMemoryBytes, HashPrefixCache, KvCache } from '../kv/index.js';
 import { ForwardPass, isQuantizedKv, StreamingDecoder, type KvFormat, type Model, type Numerics, type RowLogprobs, type RowSampling } from '../model/index.js';
 import { fcfs, KvManager, Scheduler, Sequence, WorkflowPolicy, type ScheduledStep } from '../scheduler/index.js';
 import { AsyncQueue } from './async-queue.js';
+import { ContextTier, type ContextStoreConfig } from './context-tier.js';
 import { ApiError } from './errors.js';
 import type { Constraint } from './grammar/index.js';
 import { EngineMetrics } from './metrics.js';
@@ -120,6 +121,13 @@ export interface EngineCoreOptions {
   workflowIdleTimeoutMs?: number;
   /** Workflows with their own entries in the metrics (default 32); older ones are aggregated. */
   metricsWorkflows?: number;
+  /**
+   * The context store: full KV pages are written through, compressed (q8_0 by default), to a
+   * directory (Node) or IndexedDB (browsers), and a request whose prompt continues past what GPU
+   * memory caches restores the pages the store holds instead of prefilling them (README, Context
+   * store). Default: none (the browser engines default to IndexedDB).
+   */
+  contextStore?: ContextStoreConfig;
 }
 
 /**
@@ -198,6 +206,8 @@ export class EngineCore {
   /** The workflow policy, or null under fcfs. */
   readonly workflowPolicy: WorkflowPolicy | null;
   private readonly states = new Map<number, SeqState>();
+  /** The context store wired to the prefix cache, or null. */
+  tier: ContextTier | null = null;
   private nextId = 0;
   private loop: Promise<void> | null = null;
   /** Sequences the scheduler finished inside commit(): their last token is delivered first. */
@@ -231,7 +241,14 @@ export class EngineCore {
       memoryBytes: options.kvMemoryBytes ?? defaultKvMemoryBytes(c, wanted, options.kvFormat),
     });
     // A context longer than the whole cache could never be filled: serve what it holds.
-    return new EngineCore(model, kv, Math.min(wanted, kv.tokenCapacity), options, reopen);
+    const core = new EngineCore(model, kv, Math.min(wanted, kv.tokenCapacity), options, reopen);
+    try {
+      core.tier = options.contextStore ? await ContextTier.open(options.contextStore, model, kv, core.kvManager) : null;
+    } catch (e) {
+      core.destroy();
+      throw e;
+    }
+    return core;
   }
 
   private constructor(model: Model, kv: KvCache, readonly contextLength: number, options: EngineCoreOptions, private readonly reopen?: ModelReopener) {
@@ -319,6 +336,7 @@ export class EngineCore {
     });
     const state = new SeqState(seq, params, this.model, () => this.abort(seq.id));
     this.scheduler.add(seq);
+    this.tier?.lookup(seq);
     this.states.set(seq.id, state);
     this.wake();
     return { id: seq.id, events: state.queue, timings: state.timings, abort: () => this.abort(seq.id) };
@@ -348,6 +366,15 @@ export class EngineCore {
     while (this.loop) await this.loop;
   }
 
+  /** Stops serving: waits for the context store's writes (pages still on the GPU are read first), then destroy(). */
+  async close(): Promise<void> {
+    this.abortAll();
+    await this.idle();
+    await this.tier?.drain().catch(() => {});
+    this.destroy();
+    await this.tier?.close().catch(() => {});
+  }
+
   destroy(): void {
     if (this.destroyed) return;
     this.abortAll();
@@ -368,8 +395,15 @@ export class EngineCore {
           await this.recover(this.lossPending);
           continue;
         }
+        if (this.tier?.hasReady) await this.tier.restoreReady(this.model, this.kv);
         const step = this.scheduler.schedule();
-        if (step) await this.runIsolated(step);
+        if (step) {
+          await this.runIsolated(step);
+          // Pages the step filled, compressed for the context store before anything reuses them.
+          if (!this.lossPending) this.tier?.writeIndexed(this.model, this.kv);
+        } else if (this.tier?.isLoading) {
+          await this.tier.loaded();
+        }
         // Let requests and aborts that arrived during the step in before the next one.
         await new Promise((resolve) => setTimeout(resolve, 0));
       }
@@ -415,6 +449,7 @@ export class EngineCore {
     for (const seq of this.finishedInCommit.splice(0)) this.finished(seq);
     this.scheduler.preemptAll();
     this.kvManager.dropCachedPages();
+    this.tier?.dropQueued();
     const old = { model: this.currentModel, kv: this.currentKv, forward: this.currentForward };
     old.forward.destroy();
     old.kv.destroy();

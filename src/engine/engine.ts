@@ -3,6 +3,8 @@
 // interruptGenerate, ...), so a web-llm app switches by changing its import.
 import { GpuRuntime } from '../gpu/index.js';
 import { isRereadable, Model, type LoadProgress, type ModelSource } from '../model/index.js';
+import type { RecordMeta } from '../persist/index.js';
+import type { ContextStoreStats } from './context-tier.js';
 import { EngineCore, type EngineCoreOptions, type ModelReopener, type SeqHandle } from './engine-core.js';
 import { ApiError } from './errors.js';
 import { GrammarError, Grammars, type Constraint } from './grammar/index.js';
@@ -74,6 +76,8 @@ export interface EngineMetricsSnapshot extends MetricsSnapshot {
   deviceRecoveries: number;
   /** The scheduling policy. */
   policy: 'fcfs' | 'workflow';
+  /** The context store's records and traffic, or null without one. */
+  contextStore?: ContextStoreStats | null;
 }
 
 /**
@@ -106,6 +110,19 @@ export class Engine {
    * agents goes back to plain LRU and its completion time is recorded; false if none of that id is open.
    */
   readonly workflows = { end: async (workflowId: string): Promise<boolean> => this.requireLoaded().core.endWorkflow(workflowId) };
+
+  /**
+   * The context store (the contextStore option) of the loaded model. usage(): its records, bytes
+   * and traffic (null without a store); list(): records, least recently used first; delete(keys):
+   * removes records by key (a page hash, as list() names them); clear(): removes every record.
+   * Records carry no cache_salt (it is hashed into the keys), so they cannot be listed by salt.
+   */
+  readonly contexts = {
+    usage: async (): Promise<ContextStoreStats | null> => this.loaded?.core.tier?.stats() ?? null,
+    list: async (): Promise<RecordMeta[]> => this.requireTier().list(),
+    delete: async (keys: string | readonly string[]): Promise<void> => this.requireTier().store.delete(typeof keys === 'string' ? [keys] : [...keys]),
+    clear: async (): Promise<void> => this.requireTier().store.clear(),
+  };
 
   private loaded: Loaded | null = null;
   private runtime: GpuRuntime | null;
@@ -224,7 +241,13 @@ export class Engine {
   }
 
   async runtimeStatsText(): Promise<string> {
-    return this.requireLoaded().core.metrics.text();
+    const { core } = this.requireLoaded();
+    const s = core.tier?.stats();
+    const store = s
+      ? `; context store: ${s.records} records (${(s.bytes / 2 ** 20).toFixed(1)} MiB of ${(s.maxBytes / 2 ** 20).toFixed(0)}), ${s.pagesWritten} pages written, ${s.pagesRead} read, ` +
+        `${s.pagesRestored} restored for ${s.restores} requests, ${s.recordsDropped} dropped as bad${s.writing ? '' : ', writes stopped (storage full)'}`
+      : '';
+    return core.metrics.text() + store;
   }
 
   /** Numbers behind runtimeStatsText, the latest step, and the engine right now, for charts. */
@@ -234,6 +257,7 @@ export class Engine {
     return {
       ...core.metrics.snapshot(), activeSequences: core.activeCount, pagesUsed: pool.usedPages, pagesFree: pool.freePages, pagesCached: pool.cachedPages,
       pagesRetained: pool.retainedPages, totalPages: pool.totalPages, deviceRecoveries: core.recoveries, policy: core.workflowPolicy ? 'workflow' : 'fcfs',
+      contextStore: core.tier?.stats() ?? null,
     };
   }
 
@@ -250,11 +274,15 @@ export class Engine {
     this.loaded = null;
     if (!loaded) return;
     // Stop every sequence and let a step in flight finish before its buffers go.
-    loaded.core.abortAll();
-    await loaded.core.idle();
-    loaded.core.destroy();
+    await loaded.core.close();
     loaded.core.model.destroy();
     (await loaded.grammars?.catch(() => null))?.dispose();
+  }
+
+  private requireTier() {
+    const tier = this.requireLoaded().core.tier;
+    if (!tier) throw new Error('no context store: the engine was created without the contextStore option');
+    return tier;
   }
 
   /** The grammars of the loaded model (made once), e.g. for benchmarks of their CPU cost. */

@@ -8,3 +8,4 @@ export { generate, type GenerateRequest, type GenerateResult, type GenerateOptio
 export type * from './protocol.js';
 export { createOpenAiHandler, type OpenAiHandler, type OpenAiHandlerOptions } from './http.js';
 export { provideXGrammar } from './grammar/index.js';
+export { type ContextStoreConfig, type ContextStoreStats } from './context-tier.js';

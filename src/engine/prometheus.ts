@@ -76,6 +76,22 @@ export function prometheusText(m: EngineMetricsSnapshot, modelId: string): strin
     [{ ...model, state: 'retained' }, m.pagesRetained], [{ ...model, state: 'free' }, m.pagesFree],
   ]);
   out.family('wgserve_active_sequences', 'gauge', 'Sequences waiting or running.', [[model, m.activeSequences]]);
+  const store = m.contextStore;
+  if (store) {
+    const c = (name: string, help: string, v: number) => out.family(`wgserve_context_store_${name}`, 'counter', help, [[model, v]]);
+    c('pages_written_total', 'KV pages written to the context store.', store.pagesWritten);
+    c('bytes_written_total', 'Bytes of records written to the context store.', store.bytesWritten);
+    c('pages_read_total', 'Records read (and checked) from the context store.', store.pagesRead);
+    c('bytes_read_total', 'Bytes of records read from the context store.', store.bytesRead);
+    c('restores_total', 'Requests whose prefix was restored from the context store.', store.restores);
+    c('pages_restored_total', 'KV pages restored from the context store instead of computed.', store.pagesRestored);
+    c('records_dropped_total', 'Records that failed a check (corrupt, truncated, another model) and were deleted unused.', store.recordsDropped);
+    c('records_evicted_total', 'Records evicted for the byte budget.', store.recordsEvicted);
+    c('write_errors_total', 'Failed writes (a full storage stops writing).', store.writeErrors);
+    out.family('wgserve_context_store_bytes', 'gauge', 'Bytes the context store\'s records take.', [[model, store.bytes]]);
+    out.family('wgserve_context_store_records', 'gauge', 'Records in the context store.', [[model, store.records]]);
+    out.family('wgserve_context_store_writing', 'gauge', '1 while the context store writes, 0 once storage was full.', [[model, store.writing ? 1 : 0]]);
+  }
   const flows = m.workflows;
   callFamilies(out, 'workflow', flows.map((w) => [{ workflow: w.workflowId }, w]));
   out.family('wgserve_workflow_retained_pages', 'gauge', 'KV pages pinned for the workflow\'s next calls.', flows.map((w) => [{ workflow: w.workflowId }, w.retainedPages]));

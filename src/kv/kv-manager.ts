@@ -31,6 +31,11 @@ export interface PrefixCacheStats {
 
 export class KvManager {
   readonly stats: PrefixCacheStats = { queryTokens: 0, hitTokens: 0, evictions: 0, pageCopies: 0 };
+  /**
+   * Called when a full page is first indexed in the prefix cache (page `index` of `ctx`'s tokens,
+   * its hash in ctx.pageHashes[index]): the context store writes it through from here.
+   */
+  onIndexed: ((page: number, ctx: KvContext, index: number) => void) | null = null;
 
   constructor(readonly pool: PagePool, readonly pageSize: number, readonly cache: PrefixCache = new NoPrefixCache()) {
     if (!Number.isInteger(pageSize) || pageSize < 1) throw new Error(`page size must be a positive integer, got ${pageSize}`);
@@ -150,8 +155,42 @@ export class KvManager {
   indexComputed(ctx: KvContext): void {
     if (!this.cache.enabled) return;
     const full = Math.floor(ctx.numComputed / this.pageSize);
-    for (let i = ctx.indexedPages; i < full; i++) this.cache.insert(ctx.blockTable[i], ctx.tokens, ctx.salt, ctx.pageHashes, i);
+    for (let i = ctx.indexedPages; i < full; i++) {
+      if (this.cache.insert(ctx.blockTable[i], ctx.tokens, ctx.salt, ctx.pageHashes, i)) this.onIndexed?.(ctx.blockTable[i], ctx, i);
+    }
     ctx.indexedPages = Math.max(ctx.indexedPages, full);
+  }
+
+  /**
+   * Private pages for content restored from elsewhere (the context store): `count` pages for pages
+   * `first ..` of an empty context's tokens, whose first `first` pages must be cached (they are
+   * kept from eviction while pages are taken). Null (nothing taken) when the cache is off, that
+   * prefix is not cached, or the pool cannot spare the pages. The caller writes their K/V, then
+   * adoptPages() indexes them (or, if the write failed, pool.release() frees them).
+   */
+  takePagesFor(ctx: KvContext, first: number, count: number): number[] | null {
+    if (!this.cache.enabled || count < 1) return null;
+    const prefix = this.cache.matchPrefix(ctx.tokens, ctx.salt, ctx.pageHashes, first).pages;
+    if (prefix.length < first) return null;
+    const cachedPrefix = prefix.filter((p) => this.pool.state(p) === 'cached').length;
+    if (count > this.pool.availablePages - cachedPrefix) return null;
+    for (const p of prefix) this.pool.retain(p);
+    try {
+      return this.take(count);
+    } finally {
+      this.pool.release([...prefix].reverse());
+    }
+  }
+
+  /**
+   * Indexes pages (from takePagesFor, their K/V written) as pages `first ..` of the context's
+   * tokens, as if computed, and releases them: they stay cached. A page whose content another
+   * page holds by now is freed. Returns how many were indexed.
+   */
+  adoptPages(ctx: KvContext, first: number, pages: readonly number[]): number {
+    const indexed = pages.filter((page, i) => this.cache.insert(page, ctx.tokens, ctx.salt, ctx.pageHashes, first + i));
+    this.pool.release([...pages].reverse());
+    return indexed.length;
   }
 
   /**

@@ -10,3 +10,5 @@ export { renderChat } from './chat-template.js';
 export { openModelSource, fetchModel, isRereadable, ModelSourceError, type ModelSource } from './source.js';
 export { type LoadProgress, type ProgressCallback } from './loader.js';
 export { GgufError, GgmlType, parseGgufHeader, type GgufHeader, type TensorInfo } from './gguf.js';
+export { compressKvPages, restoreKvPages, type PageBytes, type StoredPageFormat } from './kernels/kv-transfer.js';
+export { tokenizerFingerprint } from './fingerprint.js';

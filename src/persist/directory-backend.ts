@@ -1,22 +1,27 @@
 // The context store in a directory (Node; `wgserve serve --context-store DIR`): one file per
 // record, <key>.wgkv, written to a temporary name and renamed into place (the rename is the
 // commit: a reader sees a whole record or none). The file's mtime is the record's last use.
-// Node-only: not exported from src/persist/index.ts, so browser bundles never see node:fs.
-import { mkdir, readdir, readFile, rename, stat, unlink, utimes, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+// Node-only at run time: node:fs is imported when a store is opened (as src/model/source.ts
+// does), so browser bundles that include the engine never load it.
 import { checkRecordKey, type RecordMeta, type StoreBackend } from './backend.js';
 
 const SUFFIX = '.wgkv';
+
+type Fs = typeof import('node:fs/promises');
+
+const join = (dir: string, name: string) => `${dir.replace(/\/+$/, '')}/${name}`;
 
 export class DirectoryBackend implements StoreBackend {
   readonly kind = 'directory';
   private tmpCounter = 0;
 
-  private constructor(readonly dir: string) {}
+  private constructor(readonly dir: string, private readonly fs: Fs) {}
 
   static async open(dir: string): Promise<DirectoryBackend> {
-    await mkdir(dir, { recursive: true });
-    return new DirectoryBackend(dir);
+    const fsModule = 'node:fs/promises';
+    const fs = (await import(/* @vite-ignore */ fsModule)) as Fs;
+    await fs.mkdir(dir, { recursive: true });
+    return new DirectoryBackend(dir, fs);
   }
 
   private path(key: string): string {
@@ -29,21 +34,21 @@ export class DirectoryBackend implements StoreBackend {
       const final = this.path(p.key);
       const tmp = `${final}.${process.pid}.${this.tmpCounter++}.tmp`;
       try {
-        await writeFile(tmp, p.bytes);
-        await rename(tmp, final);
+        await this.fs.writeFile(tmp, p.bytes);
+        await this.fs.rename(tmp, final);
       } catch (e) {
-        await unlink(tmp).catch(() => {});
+        await this.fs.unlink(tmp).catch(() => {});
         throw e;
       }
       const t = new Date(p.lastUsed);
-      await utimes(final, t, t);
+      await this.fs.utimes(final, t, t);
     }
-    for (const key of deletes) await unlink(this.path(key)).catch((e: NodeJS.ErrnoException) => { if (e.code !== 'ENOENT') throw e; });
+    for (const key of deletes) await this.fs.unlink(this.path(key)).catch((e: NodeJS.ErrnoException) => { if (e.code !== 'ENOENT') throw e; });
   }
 
   async read(key: string): Promise<Uint8Array | null> {
     try {
-      return new Uint8Array(await readFile(this.path(key)));
+      return new Uint8Array(await this.fs.readFile(this.path(key)));
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
       throw e;
@@ -52,16 +57,16 @@ export class DirectoryBackend implements StoreBackend {
 
   async touch(keys: string[], time: number): Promise<void> {
     const t = new Date(time);
-    for (const key of keys) await utimes(this.path(key), t, t).catch(() => {});
+    for (const key of keys) await this.fs.utimes(this.path(key), t, t).catch(() => {});
   }
 
   async list(): Promise<RecordMeta[]> {
     const out: RecordMeta[] = [];
-    for (const name of await readdir(this.dir)) {
+    for (const name of await this.fs.readdir(this.dir)) {
       if (!name.endsWith(SUFFIX)) continue;
       const key = name.slice(0, -SUFFIX.length);
       if (!/^[0-9a-f]{8,128}$/.test(key)) continue;
-      const s = await stat(join(this.dir, name)).catch(() => null);
+      const s = await this.fs.stat(join(this.dir, name)).catch(() => null);
       if (s) out.push({ key, bytes: s.size, lastUsed: s.mtimeMs });
     }
     return out;

@@ -220,6 +220,7 @@ export class Scheduler {
       const computing = new Set<PageHash>(this.runningSeqs.flatMap((s) => this.kv.pendingPageHashes(s.kv)));
       for (const seq of this.policy.order(this.waitingSeqs)) {
         if (budget === 0 || this.runningSeqs.length >= this.maxRunningSeqs) break;
+        if (seq.restoring) continue;
         if (this.policy.admits && this.runningSeqs.length && !this.policy.admits(seq)) continue;
         if (this.kv.pagesFor(seq.numTokens) > this.kv.totalPages) {
           // Preempted with more tokens than the whole pool holds: it can never be recomputed.

@@ -57,6 +57,8 @@ export class Sequence<P = unknown> {
   queuedAt = 0;
   /** How often this sequence has been preempted (its K/V dropped and recomputed). */
   preemptions = 0;
+  /** Its prefix is being loaded from the context store: it waits (others run) until that is done. */
+  restoring = false;
 
   constructor(init: SequenceInit<P>) {
     this.id = init.id;

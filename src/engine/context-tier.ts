@@ -1,0 +1,223 @@
+// The context store wired to the prefix cache (issue 14): a tier of KV pages below GPU memory.
+// Writes: every full page the prefix cache indexes (its chained hash known) and the store does
+// not hold yet is queued; after the step that filled it, the loop records its conversion to the
+// store format and the copy into a staging buffer (GPU queue order: before any later step could
+// reuse the page) and goes on; the readback and the put complete behind (write-behind).
+// Reads: a new request whose prompt continues past what GPU memory caches, with pages the store
+// holds, waits (others run) while those records are read and checked; between steps they are
+// uploaded, converted into the live format in free pages and indexed as if computed, so the
+// request takes them from the prefix cache like any cached prefix (counted as cached_tokens).
+import type { KvCache, KvContext, KvManager } from '../kv/index.js';
+import { compressKvPages, isQuantizedKv, restoreKvPages, tokenizerFingerprint, type KvFormat, type Model } from '../model/index.js';
+import { ContextStore, DEFAULT_DATABASE, DirectoryBackend, IndexedDbBackend, type ContextStoreMetrics, type ContextStoreUsage, type PageRecord, type RecordMeta, type StoreBackend, type StoreWarning } from '../persist/index.js';
+import { recordIdentity } from '../persist/record.js';
+import type { Sequence } from '../scheduler/index.js';
+
+export interface ContextStoreConfig {
+  /**
+   * 'directory' (Node: one file per page record under `path`), 'indexeddb' (browsers: the
+   * database named `path`, default 'wgserve-contexts'), 'none'.
+   */
+  kind: 'indexeddb' | 'directory' | 'none';
+  path?: string;
+  /** Bytes the records may take (default 256 MiB); least recently used records go first. */
+  maxBytes?: number;
+  /** Format of stored pages (default q8_0, or f16 when the head dimension is not a multiple of 32). */
+  format?: KvFormat;
+  /** Storage of your own instead of `kind`'s (e.g. a wrapper that reports its own quota). */
+  backend?: StoreBackend;
+  /** Dropped records, stopped writes (default: console.warn). Each is also counted in the metrics. */
+  onWarning?: (warning: StoreWarning) => void;
+}
+
+export interface ContextStoreStats extends ContextStoreMetrics, ContextStoreUsage {
+  kind: 'indexeddb' | 'directory';
+  format: KvFormat;
+  /** Requests whose prefix came (partly) from the store, and the pages restored for them. */
+  restores: number;
+  pagesRestored: number;
+  /** Pages that could not be compressed or restored on the GPU (the request prefilled instead). */
+  transferErrors: number;
+}
+
+interface PendingWrite {
+  page: number;
+  record: Omit<PageRecord, 'k' | 'v'>;
+}
+
+interface Loaded {
+  seq: Sequence;
+  /** Page index of the first record. */
+  first: number;
+  records: PageRecord[];
+}
+
+export class ContextTier {
+  private queued: PendingWrite[] = [];
+  private readonly writing = new Set<Promise<void>>();
+  private readonly loading = new Set<Promise<void>>();
+  private ready: Loaded[] = [];
+  private restores = 0;
+  private pagesRestored = 0;
+  private transferErrors = 0;
+
+  private constructor(readonly store: ContextStore, readonly kind: 'indexeddb' | 'directory', readonly format: KvFormat, private readonly kv: KvManager, private readonly warn: (w: StoreWarning) => void) {
+    kv.onIndexed = (page, ctx, index) => this.indexed(page, ctx, index);
+  }
+
+  /** The tier `config` asks for over the model's pages (null for 'none'). */
+  static async open(config: ContextStoreConfig, model: Model, cache: KvCache, kv: KvManager): Promise<ContextTier | null> {
+    if (config.kind === 'none' && !config.backend) return null;
+    if (!['indexeddb', 'directory', 'none'].includes(config.kind)) throw new Error(`contextStore.kind must be 'indexeddb', 'directory' or 'none', got ${JSON.stringify(config.kind)}`);
+    if (!kv.cache.enabled) throw new Error('contextStore needs the prefix cache (prefixCache: false turns it off)');
+    const c = model.config;
+    const format = config.format ?? (c.headDim % 32 === 0 ? 'q8_0' : 'f16');
+    if (isQuantizedKv(format) && c.headDim % 32 !== 0) throw new Error(`contextStore.format ${format}: the head dimension ${c.headDim} is not a multiple of 32`);
+    const layout = { layers: c.layerCount, numKvHeads: c.kvHeadCount, headDim: c.headDim, pageSize: cache.pageSize, format };
+    const identity = recordIdentity(model.fingerprint, await tokenizerFingerprint(model.header), layout);
+    let backend = config.backend;
+    if (!backend && config.kind === 'directory') {
+      if (!config.path) throw new Error("contextStore: kind 'directory' needs a path");
+      backend = await DirectoryBackend.open(config.path);
+    }
+    backend ??= await IndexedDbBackend.open(config.path ?? DEFAULT_DATABASE);
+    const warn = config.onWarning ?? ((w: StoreWarning) => console.warn(`wgserve: context store: ${w.kind === 'record-dropped' ? `record ${w.key}: ${w.message}` : w.message}`));
+    const store = await ContextStore.open(backend, identity, { maxBytes: config.maxBytes, onWarning: warn });
+    return new ContextTier(store, backend.kind, format, kv, warn);
+  }
+
+  /** Whether some request waits for records being read. */
+  get isLoading(): boolean {
+    return this.loading.size > 0;
+  }
+
+  /** Whether records read are waiting to be restored (restoreReady). */
+  get hasReady(): boolean {
+    return this.ready.length > 0;
+  }
+
+  /** Resolves when one of the reads in progress is done. */
+  async loaded(): Promise<void> {
+    if (this.loading.size) await Promise.race(this.loading);
+  }
+
+  private indexed(page: number, ctx: KvContext, index: number): void {
+    const key = ctx.pageHashes[index];
+    if (this.store.has(key) || !this.store.usage().writing) return;
+    const ps = this.kv.pageSize;
+    this.queued.push({ page, record: { key, parent: index === 0 ? null : ctx.pageHashes[index - 1], tokens: Int32Array.from(ctx.tokens.slice(index * ps, (index + 1) * ps)) } });
+  }
+
+  /**
+   * Records the compression of the pages indexed since the last call (call between steps, before
+   * anything can reuse them) and returns: the readback and the store's write follow behind.
+   */
+  writeIndexed(model: Model, cache: KvCache): void {
+    const batch = this.queued.filter((w, i, all) => !this.store.has(w.record.key) && all.findIndex((o) => o.record.key === w.record.key) === i);
+    this.queued = [];
+    if (!batch.length) return;
+    const done = compressKvPages(model.rt, cache.layout, cache, batch.map((w) => w.page), { format: this.format })
+      .then((pages) => pages.forEach((bytes, i) => this.store.put({ ...batch[i].record, ...bytes })))
+      .catch((e: unknown) => {
+        this.transferErrors += batch.length;
+        this.warn({ kind: 'write-failed', message: `compressing ${batch.length} pages failed: ${(e as Error).message}` });
+      })
+      .finally(() => this.writing.delete(done));
+    this.writing.add(done);
+  }
+
+  /** Forgets queued writes (their pages' contents are gone with a lost device). */
+  dropQueued(): void {
+    this.queued = [];
+  }
+
+  /**
+   * A new request (added to the scheduler, no pages yet): if the store holds the pages that follow
+   * its prefix cached in GPU memory, it waits while they are read and checked.
+   */
+  lookup(seq: Sequence): void {
+    if (seq.leader) return;
+    const ctx = seq.kv;
+    const cache = this.kv.cache;
+    const maxPages = Math.floor((ctx.tokens.length - 1) / this.kv.pageSize);
+    const first = cache.matchPrefix(ctx.tokens, ctx.salt, ctx.pageHashes, maxPages).pages.length;
+    const keys: string[] = [];
+    for (let i = first; i < maxPages; i++) {
+      const key = cache.pageHash(ctx.tokens, ctx.salt, ctx.pageHashes, i);
+      if (!this.store.has(key)) break;
+      keys.push(key);
+    }
+    if (!keys.length) return;
+    seq.restoring = true;
+    const done = this.load(seq, first, keys).finally(() => this.loading.delete(done));
+    this.loading.add(done);
+  }
+
+  private async load(seq: Sequence, first: number, keys: string[]): Promise<void> {
+    const records: PageRecord[] = [];
+    try {
+      const got = await Promise.all(keys.map((key) => this.store.get(key)));
+      for (const [i, r] of got.entries()) {
+        if (!r || !this.continues(r, seq.kv, first + i)) break;
+        records.push(r);
+      }
+    } catch (e) {
+      this.warn({ kind: 'write-failed', message: `reading records failed: ${(e as Error).message}` });
+    }
+    this.ready.push({ seq, first, records });
+  }
+
+  /** A record is page `index` of the context only if its parent and token ids say so too (not just its hash). */
+  private continues(r: PageRecord, ctx: KvContext, index: number): boolean {
+    const ps = this.kv.pageSize;
+    if (r.parent !== (index === 0 ? null : ctx.pageHashes[index - 1])) return false;
+    for (let j = 0; j < ps; j++) if (r.tokens[j] !== ctx.tokens[index * ps + j]) return false;
+    return true;
+  }
+
+  /**
+   * Between steps: the records read are uploaded and converted into the live format in pages of
+   * their own, indexed as if computed; their requests may start. A request whose pages cannot be
+   * had (pool short, its GPU prefix evicted meanwhile) or restored prefills instead.
+   */
+  async restoreReady(model: Model, cache: KvCache): Promise<void> {
+    const ready = this.ready;
+    this.ready = [];
+    for (const { seq, first, records } of ready) {
+      seq.restoring = false;
+      if (seq.status !== 'waiting' || !records.length) continue;
+      const pages = this.kv.takePagesFor(seq.kv, first, records.length);
+      if (!pages) continue;
+      try {
+        await restoreKvPages(model.rt, cache.layout, cache, pages, { format: this.format }, records);
+      } catch (e) {
+        this.kv.pool.release(pages);
+        this.transferErrors += pages.length;
+        this.warn({ kind: 'write-failed', message: `restoring ${pages.length} pages failed: ${(e as Error).message}` });
+        continue;
+      }
+      this.pagesRestored += this.kv.adoptPages(seq.kv, first, pages);
+      this.restores++;
+    }
+  }
+
+  stats(): ContextStoreStats {
+    return { ...this.store.metrics, ...this.store.usage(), kind: this.kind, format: this.format, restores: this.restores, pagesRestored: this.pagesRestored, transferErrors: this.transferErrors };
+  }
+
+  list(): RecordMeta[] {
+    return this.store.list();
+  }
+
+  /** Waits for the compressions in flight (while the KV cache still exists) and the writes behind them. */
+  async drain(): Promise<void> {
+    while (this.writing.size) await Promise.all(this.writing);
+    await this.store.flush();
+  }
+
+  async close(): Promise<void> {
+    this.kv.onIndexed = null;
+    await this.drain();
+    await this.store.close();
+  }
+}
