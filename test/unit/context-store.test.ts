@@ -85,7 +85,17 @@ describe('context records', () => {
   it('takes about the page bytes plus a small header', () => {
     const rec = page(keyOf(1), 1);
     const payload = 2 * IDENTITY.layout.layers * storedPageBytes(IDENTITY.layout);
-    expect(encodeRecord(IDENTITY, rec).length).toBeLessThan(payload + 300);
+    // 8 header, 12 META chunk header + (38 fixed, two 8-byte hashes, 16 u16 token ids: 86, padded to 88), 12 PAGE chunk header, 12 trailer.
+    expect(encodeRecord(IDENTITY, rec).length).toBe(payload + 8 + 12 + 88 + 12 + 12);
+  });
+
+  it('stores token ids of 65536 and more as i32, and a first page without a parent', () => {
+    const rec = { ...page(keyOf(0), 0), tokens: Int32Array.from({ length: 16 }, (_, i) => 100_000 + i) };
+    expect(rec.parent).toBeNull();
+    const bytes = encodeRecord(IDENTITY, rec);
+    expect(decodeRecord(bytes, IDENTITY, rec.key)).toEqual(rec);
+    const payload = 2 * IDENTITY.layout.layers * storedPageBytes(IDENTITY.layout);
+    expect(bytes.length).toBe(payload + 8 + 12 + (38 + 8 + 64 + 2) + 12 + 12);
   });
 
   it('refuses pages of the wrong size or count when encoding', () => {
@@ -133,9 +143,9 @@ describe('context records', () => {
     expect(problem(bytes, { ...IDENTITY, layout: { ...IDENTITY.layout, format: 'q4_0' } })).toBe('layout');
     expect(problem(bytes, { ...IDENTITY, layout: { ...IDENTITY.layout, pageSize: 32 } })).toBe('layout');
     expect(problem(bytes, IDENTITY, keyOf(5))).toBe('key');
-    const v2 = bytes.slice();
-    new DataView(v2.buffer).setUint32(4, 2, true);
-    expect(problem(v2)).toBe('version');
+    const v1 = bytes.slice();
+    new DataView(v1.buffer).setUint16(4, 1, true);
+    expect(problem(v1)).toBe('version');
     const noMagic = bytes.slice();
     noMagic[0] = 0x58;
     expect(problem(noMagic)).toBe('magic');
