@@ -9,7 +9,7 @@
 // request takes them from the prefix cache like any cached prefix (counted as cached_tokens).
 import type { KvCache, KvContext, KvManager } from '../kv/index.js';
 import { compressKvPages, isQuantizedKv, restoreKvPages, tokenizerFingerprint, type KvFormat, type Model } from '../model/index.js';
-import { ContextStore, DEFAULT_DATABASE, DirectoryBackend, IndexedDbBackend, type ContextStoreMetrics, type ContextStoreUsage, type PageRecord, type RecordMeta, type StoreBackend, type StoreWarning } from '../persist/index.js';
+import { ContextStore, DEFAULT_DATABASE, DEFAULT_MAX_BYTES, DirectoryBackend, IndexedDbBackend, type ContextStoreMetrics, type ContextStoreUsage, type PageRecord, type RecordMeta, type StoreBackend, type StoreWarning } from '../persist/index.js';
 import { recordIdentity } from '../persist/record.js';
 import type { Sequence } from '../scheduler/index.js';
 
@@ -28,6 +28,11 @@ export interface ContextStoreConfig {
   backend?: StoreBackend;
   /** Dropped records, stopped writes (default: console.warn). Each is also counted in the metrics. */
   onWarning?: (warning: StoreWarning) => void;
+  /**
+   * Browsers: ask for persistent storage (navigator.storage.persist()), so the browser does not
+   * clear the records under storage pressure (default false; the browser may ask the user).
+   */
+  persist?: boolean;
 }
 
 export interface ContextStoreStats extends ContextStoreMetrics, ContextStoreUsage {
@@ -38,6 +43,10 @@ export interface ContextStoreStats extends ContextStoreMetrics, ContextStoreUsag
   pagesRestored: number;
   /** Pages that could not be compressed or restored on the GPU (the request prefilled instead). */
   transferErrors: number;
+  /** Pages filled and not in the store yet (being compressed, read back or written). */
+  pendingWrites: number;
+  /** Browsers: whether storage is persistent (navigator.storage.persisted()); null elsewhere. */
+  persisted: boolean | null;
 }
 
 interface PendingWrite {
@@ -60,6 +69,8 @@ export class ContextTier {
   private restores = 0;
   private pagesRestored = 0;
   private transferErrors = 0;
+  private compressingPages = 0;
+  private persisted: boolean | null = null;
 
   private constructor(readonly store: ContextStore, readonly kind: 'indexeddb' | 'directory', readonly format: KvFormat, private readonly kv: KvManager, private readonly warn: (w: StoreWarning) => void) {
     kv.onIndexed = (page, ctx, index) => this.indexed(page, ctx, index);
@@ -82,8 +93,13 @@ export class ContextTier {
     }
     backend ??= await IndexedDbBackend.open(config.path ?? DEFAULT_DATABASE);
     const warn = config.onWarning ?? ((w: StoreWarning) => console.warn(`wgserve: context store: ${w.kind === 'record-dropped' ? `record ${w.key}: ${w.message}` : w.message}`));
-    const store = await ContextStore.open(backend, identity, { maxBytes: config.maxBytes, onWarning: warn });
-    return new ContextTier(store, backend.kind, format, kv, warn);
+    const storage = backend.kind === 'indexeddb' ? browserStorage() : null;
+    if (storage && config.persist) await storage.persist?.().catch(() => false);
+    const maxBytes = storage ? await quotaBudget(storage, backend, config.maxBytes ?? DEFAULT_MAX_BYTES) : config.maxBytes;
+    const store = await ContextStore.open(backend, identity, { maxBytes, onWarning: warn });
+    const tier = new ContextTier(store, backend.kind, format, kv, warn);
+    tier.persisted = storage?.persisted ? await storage.persisted().catch(() => null) : null;
+    return tier;
   }
 
   /** Whether some request waits for records being read. */
@@ -116,7 +132,9 @@ export class ContextTier {
     const batch = this.queued.filter((w, i, all) => !this.store.has(w.record.key) && all.findIndex((o) => o.record.key === w.record.key) === i);
     this.queued = [];
     if (!batch.length) return;
+    this.compressingPages += batch.length;
     const done = compressKvPages(model.rt, cache.layout, cache, batch.map((w) => w.page), { format: this.format })
+      .finally(() => (this.compressingPages -= batch.length))
       .then((pages) => pages.forEach((bytes, i) => this.store.put({ ...batch[i].record, ...bytes })))
       .catch((e: unknown) => {
         this.transferErrors += batch.length;
@@ -202,7 +220,8 @@ export class ContextTier {
   }
 
   stats(): ContextStoreStats {
-    return { ...this.store.metrics, ...this.store.usage(), kind: this.kind, format: this.format, restores: this.restores, pagesRestored: this.pagesRestored, transferErrors: this.transferErrors };
+    return { ...this.store.metrics, ...this.store.usage(), kind: this.kind, format: this.format, restores: this.restores, pagesRestored: this.pagesRestored, transferErrors: this.transferErrors,
+      pendingWrites: this.queued.length + this.compressingPages + this.store.pendingCount, persisted: this.persisted };
   }
 
   list(): RecordMeta[] {
@@ -220,4 +239,22 @@ export class ContextTier {
     await this.drain();
     await this.store.close();
   }
+}
+
+type BrowserStorage = Pick<StorageManager, 'estimate'> & Partial<Pick<StorageManager, 'persist' | 'persisted'>>;
+
+function browserStorage(): BrowserStorage | null {
+  const storage = (globalThis as { navigator?: { storage?: BrowserStorage } }).navigator?.storage;
+  return storage?.estimate ? storage : null;
+}
+
+/**
+ * The byte budget under the origin's quota (navigator.storage.estimate()): the records already
+ * stored plus 80% of what the quota leaves free (the model's cached weights count against it too).
+ */
+export async function quotaBudget(storage: BrowserStorage, backend: StoreBackend, requested: number): Promise<number> {
+  const { quota, usage } = await storage.estimate().catch(() => ({ quota: undefined, usage: undefined }));
+  if (!quota) return requested;
+  const own = (await backend.list()).reduce((n, m) => n + m.bytes, 0);
+  return Math.min(requested, Math.floor(own + Math.max(0, quota - (usage ?? 0)) * 0.8));
 }

@@ -243,7 +243,7 @@ export class EngineCore {
     // A context longer than the whole cache could never be filled: serve what it holds.
     const core = new EngineCore(model, kv, Math.min(wanted, kv.tokenCapacity), options, reopen);
     try {
-      core.tier = options.contextStore ? await ContextTier.open(options.contextStore, model, kv, core.kvManager) : null;
+      core.tier = await openContextTier(options, model, kv, core.kvManager);
     } catch (e) {
       core.destroy();
       throw e;
@@ -597,6 +597,22 @@ export class EngineCore {
       this.finished(state.seq);
     }
     this.failedResolve(error);
+  }
+}
+
+/**
+ * The contextStore option's tier. Unset: IndexedDB where there is IndexedDB (browsers, their
+ * workers) and the prefix cache is on, none elsewhere; a default store that cannot be opened
+ * (IndexedDB blocked) leaves the engine without one, with a warning.
+ */
+async function openContextTier(options: EngineCoreOptions, model: Model, kv: KvCache, manager: KvManager): Promise<ContextTier | null> {
+  if (options.contextStore) return ContextTier.open(options.contextStore, model, kv, manager);
+  if (typeof indexedDB === 'undefined' || options.prefixCache === false) return null;
+  try {
+    return await ContextTier.open({ kind: 'indexeddb' }, model, kv, manager);
+  } catch (e) {
+    console.warn(`wgserve: no context store (IndexedDB could not be opened: ${asError(e).message})`);
+    return null;
   }
 }
 

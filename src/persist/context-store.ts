@@ -40,7 +40,7 @@ export interface ContextStoreUsage {
   writing: boolean;
 }
 
-const DEFAULT_MAX_BYTES = 256 * 2 ** 20;
+export const DEFAULT_MAX_BYTES = 256 * 2 ** 20;
 
 export class ContextStore {
   readonly metrics: ContextStoreMetrics = { pagesWritten: 0, bytesWritten: 0, pagesRead: 0, bytesRead: 0, recordsDropped: 0, recordsEvicted: 0, writeErrors: 0 };
@@ -83,6 +83,11 @@ export class ContextStore {
     if (!old) return;
     this.bytes -= old.bytes;
     this.index.delete(key);
+  }
+
+  /** Records queued and not written yet. */
+  get pendingCount(): number {
+    return this.pending.size;
   }
 
   /** Whether a record is stored (or queued) under `key`: cheap, for the prefix walk. */

@@ -52,3 +52,21 @@ export async function openBrowserSession(): Promise<BrowserSession> {
     },
   };
 }
+
+/**
+ * The dev server and a browser profile on disk (launchPersistentContext): unlike the default
+ * off-the-record context, its storage enforces quota overrides (Storage.overrideQuotaForOrigin).
+ */
+export async function openPersistentSession(profileDir: string): Promise<Omit<BrowserSession, 'browser'>> {
+  const { server, url } = await startDevServer();
+  const context = await chromium.launchPersistentContext(profileDir, { executablePath: CHROMIUM, args: ARGS });
+  return {
+    server,
+    origin: url.replace(/\/$/, ''),
+    context,
+    close: async () => {
+      await context.close();
+      await server.close();
+    },
+  };
+}
