@@ -3,8 +3,10 @@
 // origin (and the official `openai` client pointed at `${location.origin}/v1`) shares it and
 // their requests are batched together. The model comes from the registration URL's `model`
 // parameter (default: the shipped model; relative to the script), its name in requests from the
-// `id` parameter (default: the file name), and the model is kept in Cache Storage: when the browser stops
-// an idle worker, the next request starts the engine again from disk.
+// `id` parameter (default: the file name), its KV format from `kvFormat` (default f16), and the model is
+// kept in Cache Storage: when the browser stops an idle worker, the next request starts the engine
+// again from disk. Full KV pages are kept in IndexedDB (the engine's default context store), so a
+// conversation continued after such a restart restores its history instead of prefilling it.
 //
 // Register it with scope '/' (the server sends `Service-Worker-Allowed: /` when the script lives
 // elsewhere): navigator.serviceWorker.register('/sw.js?model=/models/x.gguf', { type: 'module', scope: '/' })
@@ -12,6 +14,7 @@
 import * as xgrammar from '@mlc-ai/web-xgrammar';
 import { ModelCache, reloadCached } from '../src/browser/model-cache.js';
 import { ApiError, createOpenAiHandler, Engine, provideXGrammar, type OpenAiHandler } from '../src/engine/index.js';
+import type { KvFormat } from '../src/model/index.js';
 
 declare const self: ServiceWorkerGlobalScope;
 
@@ -22,6 +25,7 @@ const DEFAULT_MODEL = '/models/wg-tolstoy-q8_0.gguf';
 const params = new URL(self.location.href).searchParams;
 const modelUrl = new URL(params.get('model') ?? DEFAULT_MODEL, self.location.href).href;
 const modelId = params.get('id') ?? undefined;
+const kvFormat = (params.get('kvFormat') ?? undefined) as KvFormat | undefined;
 let handler: Promise<OpenAiHandler> | null = null;
 let engine: Engine | null = null;
 /** When this worker's engine started (sent as x-wgserve-engine-started, so a restart shows). */
@@ -82,7 +86,7 @@ function refuseForeign(request: Request): Response | null {
 function engineHandler(): Promise<OpenAiHandler> {
   handler ??= (async () => {
     const started = new Engine();
-    await reloadCached(started, new ModelCache(), modelUrl, { modelId });
+    await reloadCached(started, new ModelCache(), modelUrl, { modelId, kvFormat });
     engine = started;
     engineStarted = Date.now();
     return createOpenAiHandler(started, { cors: false, onError: (e) => console.error(`wgserve: ${e.message}`) });

@@ -90,6 +90,7 @@ export function prometheusText(m: EngineMetricsSnapshot, modelId: string): strin
     c('write_errors_total', 'Failed writes (a full storage stops writing).', store.writeErrors);
     out.family('wgserve_context_store_bytes', 'gauge', 'Bytes the context store\'s records take.', [[model, store.bytes]]);
     out.family('wgserve_context_store_records', 'gauge', 'Records in the context store.', [[model, store.records]]);
+    out.family('wgserve_context_store_pending_writes', 'gauge', 'Filled KV pages not in the context store yet (compressing, reading back, writing).', [[model, store.pendingWrites]]);
     out.family('wgserve_context_store_writing', 'gauge', '1 while the context store writes, 0 once storage was full.', [[model, store.writing ? 1 : 0]]);
   }
   const flows = m.workflows;
