@@ -214,8 +214,9 @@ export class ContextTier {
         this.warn({ kind: 'write-failed', message: `restoring ${pages.length} pages failed: ${(e as Error).message}` });
         continue;
       }
-      this.pagesRestored += this.kv.adoptPages(seq.kv, first, pages);
-      this.restores++;
+      const adopted = this.kv.adoptPages(seq.kv, first, pages);
+      this.pagesRestored += adopted;
+      if (adopted) this.restores++;
     }
   }
 
