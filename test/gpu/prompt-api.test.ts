@@ -249,25 +249,26 @@ describe('LanguageModel over an in-process Engine', () => {
     clamped.destroy();
   });
 
-  // The prefix cache: clones and later prompts reuse the KV pages create() and append() prefilled,
-  // page by page (pageSize 16).
-  const prefixStats = () => engine.metrics().prefixCache;
-  it('8 clones of one context start without recomputing its full pages (the prefix cache)', async () => {
+  // Engine sessions: clones and later prompts reuse the KV create(), append() and prompt() left pinned.
+  it('8 clones of one context start with no prefill of it: they share its pinned pages (engine sessions)', async () => {
     const context = 'Prince Andrew rode on through the long night toward the village. '.repeat(8);
     const base = await LanguageModel.create({ ...greedy, initialPrompts: [{ role: 'system', content: context }] });
-    const fullPages = Math.floor(base.contextUsage / 16) * 16;
-    const before = prefixStats()!;
+    const cached = () => engine.core!.metrics.snapshot().cachedPromptTokens;
+    const before = cached();
+    const pagesBefore = engine.metrics().pagesUsed;
     const clones = await Promise.all(Array.from({ length: 8 }, () => base.clone()));
+    // A clone computes nothing and takes no page of its own.
+    expect(engine.metrics().pagesUsed).toBe(pagesBefore);
     const texts = await Promise.all(clones.map((c, i) => c.prompt(`Chapter ${i}`)));
-    const after = prefixStats()!;
     expect(texts.every((t) => t.length > 0)).toBe(true);
-    expect(after.hitTokens - before.hitTokens).toBeGreaterThanOrEqual(8 * fullPages);
-    // append() prefilled its context: the next prompt finds every full page of it cached.
+    // Each clone's prompt took the whole context (initial prompts) from its session.
+    expect(cached() - before).toBeGreaterThanOrEqual(8 * base.contextUsage);
+    // append() computed its messages into the session: the next prompt takes all of it.
     await base.append('Natasha danced.');
-    const appendedPages = Math.floor(base.contextUsage / 16) * 16;
-    const beforePrompt = prefixStats()!;
+    const appended = base.contextUsage;
+    const beforePrompt = cached();
     await base.prompt('Pierre');
-    expect(prefixStats()!.hitTokens - beforePrompt.hitTokens).toBeGreaterThanOrEqual(appendedPages);
+    expect(cached() - beforePrompt).toBe(appended);
     base.destroy();
     clones.forEach((c) => c.destroy());
     await poolIsEmpty();
