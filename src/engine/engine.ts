@@ -74,6 +74,8 @@ export interface EngineMetricsSnapshot extends MetricsSnapshot {
   deviceRecoveries: number;
   /** The scheduling policy. */
   policy: 'fcfs' | 'workflow';
+  /** Engine sessions open now, the distinct KV pages they pin, and how often one was unpinned to make room. */
+  sessions: { open: number; pinnedPages: number; unpinned: number };
 }
 
 /**
@@ -248,9 +250,11 @@ export class Engine {
   metrics(): EngineMetricsSnapshot {
     const { core } = this.requireLoaded();
     const pool = core.kv.pool;
+    const sessions = core.scheduler.sessions;
     return {
       ...core.metrics.snapshot(), activeSequences: core.activeCount, pagesUsed: pool.usedPages, pagesFree: pool.freePages, pagesCached: pool.cachedPages,
       pagesRetained: pool.retainedPages, totalPages: pool.totalPages, deviceRecoveries: core.recoveries, policy: core.workflowPolicy ? 'workflow' : 'fcfs',
+      sessions: { open: sessions.size, pinnedPages: sessions.heldPages(), unpinned: sessions.unpinned },
     };
   }
 

@@ -4,6 +4,7 @@
 // session usable, and session requests batch with each other in one step.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createEngine, type ChatCompletion, type ChatCompletionMessageParam, type Engine } from '../../src/index.js';
+import { createOpenAiHandler } from '../../src/engine/http.js';
 import { shippedEngine } from '../helpers/engine.js';
 import { getRuntime } from '../helpers/gpu.js';
 import { modelPath } from '../helpers/shared.js';
@@ -69,6 +70,7 @@ describe('engine sessions on the shipped model', () => {
       expect(c.usage!.prompt_tokens_details.cached_tokens).toBe(parent.tokens);
     }
     expect(engine.metrics().pagesUsed).toBe(parent.pages);
+    expect(engine.metrics().sessions).toMatchObject({ open: 5, pinnedPages: parent.pages });
     engine.core!.scheduler.checkInvariants();
     const replies = await Promise.all(clones.map((c, i) => engine.chat.completions.create({
       messages: [SYSTEM, user('Natasha and Sonya went to the ball.'), { role: 'assistant', content: '' }, user(`Question ${i}`)], max_tokens: 4, temperature: 0, session_id: c.id,
@@ -94,6 +96,37 @@ describe('engine sessions on the shipped model', () => {
     await expect(engine.sessions.clone('sess-none')).rejects.toMatchObject({ status: 404 });
     await engine.sessions.destroy(s.id);
     await poolIsEmpty();
+  });
+});
+
+describe('engine sessions over HTTP (createOpenAiHandler on the shipped model)', () => {
+  let engine: Engine;
+  beforeAll(async () => {
+    engine = await shippedEngine();
+  });
+  afterAll(() => engine?.destroy());
+
+  it('POST /v1/sessions, session_id on /v1/chat/completions, POST /v1/sessions/{id}/clone, GET and DELETE /v1/sessions/{id}', async () => {
+    const handler = createOpenAiHandler(engine);
+    const call = async (method: string, path: string, body?: unknown) => {
+      const r = await handler(new Request(`http://localhost${path}`, { method, ...(body ? { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } } : {}) }));
+      return { status: r.status, body: await r.json() };
+    };
+    const created = await call('POST', '/v1/sessions', { messages: [SYSTEM] });
+    expect(created.status).toBe(200);
+    expect(created.body).toMatchObject({ object: 'session', pinned: true });
+    const id = created.body.id as string;
+    const reply = await call('POST', '/v1/chat/completions', { messages: [SYSTEM, user('Pierre')], max_tokens: 3, temperature: 0, session_id: id });
+    expect(reply.body.usage.prompt_tokens_details.cached_tokens).toBe(created.body.usage.prompt_tokens);
+    const clone = await call('POST', `/v1/sessions/${id}/clone`);
+    expect(clone.body.tokens).toBe((await call('GET', `/v1/sessions/${id}`)).body.tokens);
+    expect((await call('DELETE', `/v1/sessions/${id}`)).body).toEqual({ id, object: 'session.deleted', deleted: true });
+    const gone = await call('GET', `/v1/sessions/${id}`);
+    expect(gone.status).toBe(404);
+    expect(gone.body.error).toMatchObject({ param: 'session_id', code: 'session_not_found' });
+    expect((await call('DELETE', `/v1/sessions/${clone.body.id}`)).status).toBe(200);
+    await engine.core!.idle();
+    expect(engine.metrics().pagesUsed).toBe(0);
   });
 });
 
