@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createEngine, type ChatCompletion, type ChatCompletionMessageParam, type Engine } from '../../src/index.js';
 import { createOpenAiHandler } from '../../src/engine/http.js';
-import { shippedEngine } from '../helpers/engine.js';
+import { SHIPPED_MODEL, shippedEngine } from '../helpers/engine.js';
 import { getRuntime } from '../helpers/gpu.js';
 import { modelPath } from '../helpers/shared.js';
 
@@ -127,6 +127,26 @@ describe('engine sessions over HTTP (createOpenAiHandler on the shipped model)',
     expect((await call('DELETE', `/v1/sessions/${clone.body.id}`)).status).toBe(200);
     await engine.core!.idle();
     expect(engine.metrics().pagesUsed).toBe(0);
+  });
+});
+
+describe('engine sessions through a GPU device loss', () => {
+  it('a lost device unpins the sessions; their next requests compute the context again and answer as before', async () => {
+    const engine = await createEngine({ model: SHIPPED_MODEL });
+    try {
+      const body = { messages: [SYSTEM, user('Pierre')], max_tokens: 8, temperature: 0 };
+      const expected = await engine.chat.completions.create(body);
+      const s = await engine.sessions.create({ messages: [SYSTEM] });
+      engine.model!.rt.gpu.device.destroy();
+      const after = await engine.chat.completions.create({ ...body, session_id: s.id });
+      expect(engine.core!.recoveries).toBe(1);
+      expect(after.choices[0].message.content).toBe(expected.choices[0].message.content);
+      expect(after.usage!.prompt_tokens_details.cached_tokens).toBe(0);
+      expect((await engine.sessions.retrieve(s.id)).pinned).toBe(true);
+      engine.core!.scheduler.checkInvariants();
+    } finally {
+      await engine.unload();
+    }
   });
 });
 
