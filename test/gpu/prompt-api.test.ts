@@ -274,6 +274,23 @@ describe('LanguageModel over an in-process Engine', () => {
     await poolIsEmpty();
   });
 
+  it('on an engine without sessions, calls reuse the context through the prefix cache and pin nothing', async () => {
+    const plain = createLanguageModel({ engine: { chat: engine.chat, tokenize: (r) => engine.tokenize(r) }, maxResponseTokens: 6 });
+    const long = { role: 'system' as const, content: 'War and Peace, the novel by Leo Tolstoy, in many volumes.' };
+    const onSessions = await LanguageModel.create({ ...greedy, initialPrompts: [long] });
+    const s = await plain.create({ ...greedy, initialPrompts: [long] });
+    expect(engine.metrics().sessions.open).toBe(1);
+    const cached = () => engine.core!.metrics.snapshot().cachedPromptTokens;
+    const before = cached();
+    const text = await s.prompt('Prince Andrew looked at');
+    expect(cached()).toBeGreaterThan(before);
+    expect(text).toBe((await onSessions.prompt('Prince Andrew looked at')).slice(0, text.length));
+    expect(engine.metrics().sessions.open).toBe(1);
+    s.destroy();
+    onSessions.destroy();
+    await poolIsEmpty();
+  });
+
   it('responseConstraint asks the engine for JSON: NotSupportedError until the engine has structured output, else JSON', async () => {
     const s = await LanguageModel.create(greedy);
     // Bounded, as a rating is: an unbounded number lets a prose model write digits until max_tokens.
