@@ -103,6 +103,12 @@ export interface EngineCoreOptions {
    */
   prefixCache?: boolean;
   /**
+   * Most KV pages sessions keep referenced between their requests (default: half the pool). Past
+   * it, or when running requests need pages, the least recently used session is unpinned: its
+   * full pages stay in the prefix cache (evictable) and its next request recomputes what is gone.
+   */
+  maxSessionPages?: number;
+  /**
    * 'fcfs' (default): oldest request first. 'workflow': priority, then least service attained by
    * the request's workflow, prefix affinity and arrival; KV of a finished call is kept for the
    * agent's next call (docs/DESIGN.md, Scheduler).
@@ -110,12 +116,6 @@ export interface EngineCoreOptions {
   policy?: 'fcfs' | 'workflow';
   /** workflow policy: a request waiting longer than this runs next (ms, default 10 000). */
   starvationMs?: number;
-  /**
-   * Most KV pages sessions keep referenced between their requests (default: half the pool). Past
-   * it, or when running requests need pages, the least recently used session is unpinned: its
-   * full pages stay in the prefix cache (evictable) and its next request recomputes what is gone.
-   */
-  maxSessionPages?: number;
   /** workflow policy: how long a finished call's pages stay pinned for the agent's next call (ms, default 10 000). */
   retentionTtlMs?: number;
   /** workflow policy: service levels double from this many tokens (default 256; 1: exact least attained service). */
