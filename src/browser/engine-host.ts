@@ -3,7 +3,7 @@
 // responses are plain JSON, errors come back as OpenAI error bodies with their status, and
 // streamed chunks are pushed to a callback the page passed in (a comlink proxy).
 import { ApiError, Engine, type ApiErrorBody, type EngineOptions, type InitProgressReport, type EngineMetricsSnapshot } from '../engine/index.js';
-import type { TokenizeRequest, TokenizeResponse } from '../engine/protocol.js';
+import type { SessionCreateRequest, SessionObject, TokenizeRequest, TokenizeResponse } from '../engine/protocol.js';
 import type { ModelSource } from '../model/index.js';
 import { ModelCache, reloadCached, type CachedModel } from './model-cache.js';
 
@@ -113,6 +113,22 @@ export class EngineHost {
     const device = this.engine.model?.rt.gpu.device;
     device?.destroy();
     return !!device;
+  }
+
+  sessionCreate(request: SessionCreateRequest): Promise<Outcome<SessionObject>> {
+    return outcome(() => this.engine.sessions.create(request));
+  }
+
+  sessionClone(id: string): Promise<Outcome<SessionObject>> {
+    return outcome(() => this.engine.sessions.clone(id));
+  }
+
+  sessionRetrieve(id: string): Promise<Outcome<SessionObject>> {
+    return outcome(() => this.engine.sessions.retrieve(id));
+  }
+
+  sessionDestroy(id: string): Promise<Outcome<boolean>> {
+    return outcome(() => this.engine.sessions.destroy(id));
   }
 
   endWorkflow(workflowId: string): Promise<Outcome<boolean>> {

@@ -6,7 +6,7 @@ import { proxy, releaseProxy, wrap, type Remote } from 'comlink';
 import { AsyncQueue } from '../engine/async-queue.js';
 import { ApiError } from '../engine/errors.js';
 import type { EngineMetricsSnapshot, InitProgressCallback, InitProgressReport } from '../engine/index.js';
-import type { ChatCompletionRequestBase, ChatCompletionsApi, CompletionCreateParamsBase, CompletionsApi, ModelList, RequestOptions, TokenizeRequest, TokenizeResponse } from '../engine/protocol.js';
+import type { ChatCompletionRequestBase, ChatCompletionsApi, CompletionCreateParamsBase, CompletionsApi, ModelList, RequestOptions, SessionsApi, TokenizeRequest, TokenizeResponse } from '../engine/protocol.js';
 import type { ModelSource } from '../model/index.js';
 import type { CreateKind, EngineHost, Outcome, WorkerEngineOptions } from './engine-host.js';
 import type { CachedModel } from './model-cache.js';
@@ -25,6 +25,13 @@ export class WorkerEngine {
   readonly models = { list: async (): Promise<ModelList> => this.listModels() };
   /** Engine.workflows in the worker: end(id) releases the KV kept for the workflow and records its completion time. */
   readonly workflows = { end: async (workflowId: string): Promise<boolean> => unwrap(await this.host.endWorkflow(workflowId)) };
+  /** Engine.sessions in the worker: KV contexts kept between requests (session_id). */
+  readonly sessions: SessionsApi = {
+    create: async (request = {}) => unwrap(await this.host.sessionCreate(request)),
+    clone: async (id) => unwrap(await this.host.sessionClone(id)),
+    retrieve: async (id) => unwrap(await this.host.sessionRetrieve(id)),
+    destroy: async (id) => unwrap(await this.host.sessionDestroy(id)),
+  };
   private readonly host: Remote<EngineHost>;
   private progressCallback: InitProgressCallback | undefined;
   private nextId = 1;

@@ -6,7 +6,7 @@
 import { GpuDeviceLostError } from '../gpu/index.js';
 import { defaultKvMemoryBytes, HashPrefixCache, KvCache } from '../kv/index.js';
 import { ForwardPass, isQuantizedKv, StreamingDecoder, type KvFormat, type Model, type Numerics, type RowLogprobs, type RowSampling } from '../model/index.js';
-import { fcfs, KvManager, Scheduler, Sequence, WorkflowPolicy, type ScheduledStep } from '../scheduler/index.js';
+import { fcfs, KvManager, Scheduler, Sequence, WorkflowPolicy, type KvSession, type ScheduledStep, type SessionInfo } from '../scheduler/index.js';
 import { AsyncQueue } from './async-queue.js';
 import { ContextTier, type ContextStoreConfig } from './context-tier.js';
 import { ApiError } from './errors.js';
@@ -104,6 +104,12 @@ export interface EngineCoreOptions {
    */
   prefixCache?: boolean;
   /**
+   * Most KV pages sessions keep referenced between their requests (default: half the pool). Past
+   * it, or when running requests need pages, the least recently used session is unpinned: its
+   * full pages stay in the prefix cache (evictable) and its next request recomputes what is gone.
+   */
+  maxSessionPages?: number;
+  /**
    * 'fcfs' (default): oldest request first. 'workflow': priority, then least service attained by
    * the request's workflow, prefix affinity and arrival; KV of a finished call is kept for the
    * agent's next call (docs/DESIGN.md, Scheduler).
@@ -146,6 +152,8 @@ export interface SubmitOptions {
   agentId?: string | null;
   /** Lower runs earlier (default 0). */
   priority?: number;
+  /** The session (EngineCore.createSession) the request continues and whose context it becomes. */
+  session?: string;
 }
 
 class SeqState {
@@ -277,6 +285,7 @@ export class EngineCore {
       maxRunningSeqs: options.maxRunningSeqs,
       policy: this.workflowPolicy ?? fcfs,
       onFinished: (seq) => (this.committing ? this.finishedInCommit.push(seq) : this.finished(seq)),
+      maxSessionPages: options.maxSessionPages,
     });
     this.watchDevice(model);
   }
@@ -330,9 +339,13 @@ export class EngineCore {
     if (this.failure) throw ApiError.unavailable(this.failure.message);
     const leader = this.prefixCache && options.sharePromptWith ? this.scheduler.get(options.sharePromptWith.id) : undefined;
     const maxTokens = params.prefillOnly ? 1 : params.maxTokens;
+    const session = options.session === undefined ? null : this.requireSession(options.session);
+    if (session && options.cacheSalt !== undefined && options.cacheSalt !== session.salt) {
+      throw ApiError.invalid('cache_salt', `cache_salt differs from the one session ${session.id} was created with`);
+    }
     const seq = new Sequence({
-      id: this.nextId++, promptIds, maxTokens, stopIds: params.stopIds, cacheSalt: options.cacheSalt, sharePromptWith: leader,
-      workflowId: options.workflowId, agentId: options.agentId, priority: options.priority,
+      id: this.nextId++, promptIds, maxTokens, stopIds: params.stopIds, cacheSalt: session?.salt ?? options.cacheSalt, sharePromptWith: leader,
+      workflowId: options.workflowId, agentId: options.agentId, priority: options.priority, session,
     });
     const state = new SeqState(seq, params, this.model, () => this.abort(seq.id));
     this.scheduler.add(seq);
@@ -350,6 +363,40 @@ export class EngineCore {
     const open = this.workflowPolicy?.end(workflowId) ?? false;
     // The policy's onEnded already recorded it; under fcfs the metrics are the only record.
     return this.metrics.workflows.end(workflowId) || open;
+  }
+
+  /** A new, empty session (SubmitOptions.session names it); its requests share `cacheSalt`. */
+  createSession(cacheSalt = ''): string {
+    this.requireServing();
+    return this.scheduler.sessions.create(cacheSalt).id;
+  }
+
+  /** A session with the context of `id`, referencing its pages: nothing is computed. */
+  cloneSession(id: string): string {
+    this.requireServing();
+    return this.scheduler.sessions.clone(this.requireSession(id).id).id;
+  }
+
+  /** Releases a session's pages; false if there is no such session. Requests under way on it go on (and no longer update it). */
+  destroySession(id: string): boolean {
+    return this.scheduler.sessions.destroy(id);
+  }
+
+  sessionInfo(id: string): SessionInfo {
+    const info = this.scheduler.sessions.info(id);
+    if (!info) throw ApiError.sessionNotFound(id);
+    return info;
+  }
+
+  private requireSession(id: string): KvSession {
+    const session = this.scheduler.sessions.get(id);
+    if (!session) throw ApiError.sessionNotFound(id);
+    return session;
+  }
+
+  private requireServing(): void {
+    if (this.destroyed) throw ApiError.unavailable('the model was unloaded');
+    if (this.failure) throw ApiError.unavailable(this.failure.message);
   }
 
   /** Stops a sequence now and frees its pages; its stream ends with finish reason 'abort'. */
@@ -448,6 +495,8 @@ export class EngineCore {
     this.recoveriesSinceStep++;
     for (const seq of this.finishedInCommit.splice(0)) this.finished(seq);
     this.scheduler.preemptAll();
+    // Sessions' K/V went with the device: their next requests compute their context again.
+    while (this.scheduler.sessions.unpinLeastRecent());
     this.kvManager.dropCachedPages();
     this.tier?.dropQueued();
     const old = { model: this.currentModel, kv: this.currentKv, forward: this.currentForward };

@@ -11,7 +11,7 @@ import { GrammarError, Grammars, type Constraint } from './grammar/index.js';
 import type { MetricsSnapshot } from './metrics.js';
 import type {
   ChatCompletion, ChatCompletionChunk, ChatCompletionRequestBase, ChatCompletionsApi, Completion, CompletionCreateParamsBase,
-  CompletionsApi, ModelList, RequestOptions, TokenizeRequest, TokenizeResponse,
+  CompletionsApi, CompletionUsage, ModelList, RequestOptions, SessionCreateRequest, SessionObject, SessionsApi, TokenizeRequest, TokenizeResponse,
 } from './protocol.js';
 import { parseChatRequest, parseCompletionRequest, tokenizeRequest, type ParsedRequest } from './request.js';
 import { chatChunks, chatCompletion, collectChoices, completionChunks, textCompletion, type ChoiceRun, type CollectedChoice, type ResponseMeta } from './responses.js';
@@ -78,6 +78,8 @@ export interface EngineMetricsSnapshot extends MetricsSnapshot {
   policy: 'fcfs' | 'workflow';
   /** The context store's records and traffic, or null without one. */
   contextStore?: ContextStoreStats | null;
+  /** Engine sessions open now, the distinct KV pages they pin, and how often one was unpinned to make room. */
+  sessions: { open: number; pinnedPages: number; unpinned: number };
 }
 
 /**
@@ -110,6 +112,23 @@ export class Engine {
    * agents goes back to plain LRU and its completion time is recorded; false if none of that id is open.
    */
   readonly workflows = { end: async (workflowId: string): Promise<boolean> => this.requireLoaded().core.endWorkflow(workflowId) };
+  /**
+   * Sessions: KV contexts kept (pinned) between requests. create() computes its messages or prompt
+   * once; a request with session_id computes only what its tokens add to the session's and leaves
+   * its context (reply included) in the session; clone() shares every page (nothing computed);
+   * destroy() releases them. Sessions go with the model (reload, unload).
+   */
+  readonly sessions: SessionsApi = {
+    create: (request, options) => this.createSession(request, options),
+    clone: async (id) => {
+      const { core } = this.requireLoaded();
+      const clone = sessionObject(core, core.cloneSession(id));
+      const tokens = clone.tokens;
+      return { ...clone, usage: { prompt_tokens: tokens, prompt_tokens_details: { cached_tokens: tokens } } };
+    },
+    retrieve: async (id) => sessionObject(this.requireLoaded().core, id),
+    destroy: async (id) => this.loaded?.core.destroySession(id) ?? false,
+  };
 
   /**
    * The context store (the contextStore option) of the loaded model. usage(): its records, bytes
@@ -254,10 +273,12 @@ export class Engine {
   metrics(): EngineMetricsSnapshot {
     const { core } = this.requireLoaded();
     const pool = core.kv.pool;
+    const sessions = core.scheduler.sessions;
     return {
       ...core.metrics.snapshot(), activeSequences: core.activeCount, pagesUsed: pool.usedPages, pagesFree: pool.freePages, pagesCached: pool.cachedPages,
       pagesRetained: pool.retainedPages, totalPages: pool.totalPages, deviceRecoveries: core.recoveries, policy: core.workflowPolicy ? 'workflow' : 'fcfs',
       contextStore: core.tier?.stats() ?? null,
+      sessions: { open: sessions.size, pinnedPages: sessions.heldPages(), unpinned: sessions.unpinned },
     };
   }
 
@@ -330,6 +351,27 @@ export class Engine {
     return textCompletion(await collectChoices(runs), parsed, meta);
   }
 
+  private async createSession(request: SessionCreateRequest = {}, options: RequestOptions = {}): Promise<SessionObject> {
+    const { core } = this.requireServing(1);
+    const body = asRecord(request);
+    const salt = body.cache_salt;
+    if (salt !== undefined && salt !== null && (typeof salt !== 'string' || salt === '')) throw ApiError.invalid('cache_salt', 'cache_salt must be a non-empty string if provided');
+    if (body.messages !== undefined && body.prompt !== undefined) throw ApiError.invalid('messages', 'a session starts from messages or a prompt, not both');
+    const id = core.createSession(salt ?? '');
+    try {
+      const common = { ...body, session_id: id, max_tokens: 0, stream: false };
+      let usage: CompletionUsage | undefined;
+      if (body.messages !== undefined) usage = ((await this.createChat({ add_generation_prompt: false, ...common } as ChatCompletionRequestBase, options)) as ChatCompletion).usage;
+      else if (body.prompt !== undefined) usage = ((await this.createText(common as CompletionCreateParamsBase, options)) as Completion).usage;
+      const session = sessionObject(core, id);
+      if (!usage) return session;
+      return { ...session, usage: { prompt_tokens: usage.prompt_tokens, prompt_tokens_details: { cached_tokens: usage.prompt_tokens_details.cached_tokens } } };
+    } catch (e) {
+      core.destroySession(id);
+      throw e;
+    }
+  }
+
   /** Submits every choice of every prompt at once, so they are batched together. */
   private start(loaded: Loaded, parsed: ParsedRequest, options: RequestOptions, constraints?: Constraint[], onChoices?: (choices: CollectedChoice[]) => void): { runs: ChoiceRun[]; meta: ResponseMeta } {
     try {
@@ -350,7 +392,8 @@ export class Engine {
           // Choices after the first share its prompt pages (n > 1).
           const constraint = constraints?.[p * parsed.n + i];
           const handle = loaded.core.submit(ids, { ...parsed.params(i, ids.length), constraint }, {
-            cacheSalt: parsed.cacheSalt, sharePromptWith: first, ...parsed.identity,
+            cacheSalt: parsed.sessionId && !parsed.cacheSalt ? undefined : parsed.cacheSalt, sharePromptWith: first, ...parsed.identity,
+            ...(parsed.sessionId ? { session: parsed.sessionId } : {}),
           });
           first ??= handle;
           handles.push(handle);
@@ -416,6 +459,16 @@ export async function createEngine(options: EngineOptions = {}): Promise<Engine>
 function requestDefaults(o: ChatOptions): Record<string, number> {
   const keys = ['temperature', 'top_p', 'frequency_penalty', 'presence_penalty', 'repetition_penalty'] as const;
   return Object.fromEntries(keys.filter((k) => o[k] !== undefined).map((k) => [k, o[k] as number]));
+}
+
+function sessionObject(core: EngineCore, id: string): SessionObject {
+  const info = core.sessionInfo(id);
+  return { id: info.id, object: 'session', tokens: info.tokens, pages: info.pages, pinned: info.pinned };
+}
+
+function asRecord(value: unknown): Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw ApiError.invalid(null, 'the request must be a JSON object');
+  return value as Record<string, unknown>;
 }
 
 function singleModel(models: ModelSource[]): ModelSource {

@@ -45,6 +45,11 @@ export class ApiError extends Error {
       429, 'rate_limit_error', null, 'queue_full', 1);
   }
 
+  /** A session id the engine does not know (never created, destroyed, or lost with an unload): HTTP 404. */
+  static sessionNotFound(id: string): ApiError {
+    return new ApiError(`No session "${id}": it was never created, was destroyed, or went with the model`, 404, 'not_found_error', 'session_id', 'session_not_found');
+  }
+
   /** The engine cannot serve (its GPU failed and could not be recovered): HTTP 503. */
   static unavailable(reason: string): ApiError {
     return new ApiError(`The engine cannot serve: ${reason}`, 503, 'engine_unavailable', null, 'engine_failed');

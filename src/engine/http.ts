@@ -4,7 +4,7 @@
 // CORS like llama.cpp's server. Errors go out in OpenAI's shape, { error: { message, type, ... } }.
 import type { Engine } from './engine.js';
 import { ApiError } from './errors.js';
-import type { ChatCompletionRequestBase, CompletionCreateParamsBase } from './protocol.js';
+import type { ChatCompletionRequestBase, CompletionCreateParamsBase, SessionCreateRequest } from './protocol.js';
 import { prometheusText, PROMETHEUS_CONTENT_TYPE } from './prometheus.js';
 import { SSE_HEADERS, sseStream } from './sse.js';
 
@@ -40,6 +40,7 @@ class OpenAiRoutes {
     '/v1/chat/completions': { POST: (r) => this.completion(r, (body, signal) => this.engine.chat.completions.create(body as ChatCompletionRequestBase, { signal })) },
     '/v1/completions': { POST: (r) => this.completion(r, (body, signal) => this.engine.completions.create(body as CompletionCreateParamsBase, { signal })) },
     '/v1/models': { GET: async () => json(await this.engine.models.list()) },
+    '/v1/sessions': { POST: async (r) => json(await this.engine.sessions.create((await readJsonObject(r, this.maxBodyBytes)) as SessionCreateRequest, { signal: r.signal })) },
     '/health': { GET: () => health(this.engine) },
     '/metrics': { GET: () => metrics(this.engine) },
   };
@@ -66,6 +67,8 @@ class OpenAiRoutes {
   }
 
   private match(path: string): Partial<Record<Method, Route>> | undefined {
+    const sessions = '/v1/sessions/';
+    if (path.startsWith(sessions) && path.length > sessions.length) return this.sessionRoutes(path.slice(sessions.length));
     const workflows = '/v1/workflows/';
     if (path.startsWith(workflows) && path.length > workflows.length) {
       const id = decodePathPart(path.slice(workflows.length));
@@ -93,6 +96,20 @@ class OpenAiRoutes {
       return errorResponse(new ApiError(`No open workflow with id ${JSON.stringify(id)}`, 404, 'not_found_error', 'workflow_id', 'workflow_not_found'));
     }
     return json({ id, object: 'workflow.deleted', deleted: true });
+  }
+
+  /** /v1/sessions/{id}: GET retrieves, DELETE destroys; /v1/sessions/{id}/clone: POST clones. */
+  private sessionRoutes(rest: string): Partial<Record<Method, Route>> {
+    const clone = rest.endsWith('/clone');
+    const id = decodePathPart(clone ? rest.slice(0, -'/clone'.length) : rest);
+    if (clone) return { POST: async () => json(await this.engine.sessions.clone(id)) };
+    return {
+      GET: async () => json(await this.engine.sessions.retrieve(id)),
+      DELETE: async () => {
+        if (!(await this.engine.sessions.destroy(id))) throw ApiError.sessionNotFound(id);
+        return json({ id, object: 'session.deleted', deleted: true });
+      },
+    };
   }
 
   private async modelCard(id: string): Promise<Response> {

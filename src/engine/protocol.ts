@@ -46,6 +46,12 @@ export interface SamplingRequestFields {
   metadata?: Record<string, string> | null;
   /** Extension (vLLM): scheduling priority, an integer; lower runs earlier; default 0. */
   priority?: number | null;
+  /**
+   * Extension (wgserve): a session (engine.sessions.create) whose KV the request starts from, as far
+   * as its tokens agree with the session's; when it ends, the session holds its context (prompt and
+   * reply). Send the whole conversation every time: only what is new is computed. n must be 1.
+   */
+  session_id?: string | null;
 }
 
 /** OpenAI's response formats and web-llm's (an EBNF grammar, a schema string, a structural tag). */
@@ -279,4 +285,34 @@ export interface TokenizeResponse {
   /** The context length. */
   max_model_len: number;
   tokens: number[];
+}
+
+/** engine.sessions.create(): an empty session, or one whose context is these messages or this prompt (computed now). */
+export type SessionCreateRequest =
+  | { model?: string | null; cache_salt?: string | null; messages?: undefined; prompt?: undefined }
+  | { model?: string | null; cache_salt?: string | null; messages: ChatCompletionMessageParam[]; tools?: ChatCompletionTool[]; add_generation_prompt?: boolean | null }
+  | { model?: string | null; cache_salt?: string | null; prompt: string | number[] };
+
+/** A session: a KV context kept between requests, its pages referenced (pinned) unless unpinned to make room. */
+export interface SessionObject {
+  id: string;
+  object: 'session';
+  /** Tokens of its context. */
+  tokens: number;
+  /** KV pages it references now (shared pages count for each session). */
+  pages: number;
+  /** false: unpinned to the prefix cache (the next request recomputes what was evicted). */
+  pinned: boolean;
+  /** create() with messages or a prompt, and clone(): prompt tokens of the context, and those not computed. */
+  usage?: { prompt_tokens: number; prompt_tokens_details: { cached_tokens: number } };
+}
+
+/** `sessions` of an engine. */
+export interface SessionsApi {
+  create(request?: SessionCreateRequest, options?: RequestOptions): Promise<SessionObject>;
+  /** A session with the context of `id`, sharing its pages: nothing is computed. */
+  clone(id: string): Promise<SessionObject>;
+  retrieve(id: string): Promise<SessionObject>;
+  /** Releases its pages; false when there is no such session. */
+  destroy(id: string): Promise<boolean>;
 }

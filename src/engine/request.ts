@@ -25,6 +25,8 @@ export interface ParsedRequest {
   echo: boolean;
   /** Prefix-cache salt (cache_salt; '' when absent). */
   cacheSalt: string;
+  /** session_id: the session the request continues (one prompt, n 1), or null. */
+  sessionId: string | null;
   /** The grammar every choice must follow, and the request field it came from (for errors). */
   grammar?: { spec: GrammarSpec; param: string };
   /** Set when the output may hold tool calls (tools given, tool_choice not 'none'): how to read them. */
@@ -302,6 +304,7 @@ function build(req: Body, ctx: RequestContext, prompts: number[][], texts: strin
     promptParam: o.promptParam,
     echo: o.echo,
     cacheSalt: parseCacheSalt(req.cache_salt),
+    sessionId: parseSessionId(req.session_id, prompts.length * n),
     grammar: parseResponseFormat(req.response_format),
     identity: parseIdentity(req),
     params: (index, promptLength) => ({
@@ -470,6 +473,14 @@ async function parsePrompts(value: unknown, ctx: RequestContext, n: number): Pro
     return { ids, texts: value.map((p, i) => (typeof p === 'string' ? p : tok.decode(ids[i]))) };
   }
   throw ApiError.invalid('prompt', 'prompt must be a string, an array of strings, or token ids');
+}
+
+/** A session continues one sequence: one prompt, one choice. */
+function parseSessionId(value: unknown, choices: number): string | null {
+  if (value === undefined || value === null) return null;
+  if (typeof value !== 'string' || value === '') throw ApiError.invalid('session_id', 'session_id must be a non-empty string if provided');
+  if (choices !== 1) throw ApiError.invalid('session_id', `a request on a session has one prompt and n = 1; this one has ${choices} choices`);
+  return value;
 }
 
 const MAX_CACHE_SALT = 1024;

@@ -148,7 +148,8 @@ export class KvManager {
     for (const p of pages) this.pool.retain(p);
     ctx.blockTable = pages;
     ctx.numComputed = tokens;
-    ctx.indexedPages = Math.min(pages.length, source.indexedPages);
+    // A partial page is copied before it is written, and the copy is indexed once full.
+    ctx.indexedPages = Math.min(Math.floor(tokens / this.pageSize), source.indexedPages);
   }
 
   /** Offers every page the context has filled since the last call to the prefix cache. */

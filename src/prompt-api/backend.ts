@@ -1,12 +1,17 @@
 // What a LanguageModel runs on: any engine with wgserve's chat API and tokenize() (Engine in
 // Node or a page, WorkerEngine in a Web Worker), behind a provider that loads it on first use and
 // reports the load's progress (create()'s downloadprogress events).
-import type { ChatCompletionsApi, TokenizeRequest, TokenizeResponse } from '../engine/protocol.js';
+import type { ChatCompletionsApi, SessionsApi, TokenizeRequest, TokenizeResponse } from '../engine/protocol.js';
 import type { Availability } from './types.js';
 
 export interface PromptApiEngine {
   readonly chat: { completions: ChatCompletionsApi };
   tokenize(request: TokenizeRequest): Promise<TokenizeResponse>;
+  /**
+   * Engine sessions (Engine and WorkerEngine have them): each LanguageModel session is one, so its
+   * KV stays pinned between calls. Without them, reuse is left to the prefix cache.
+   */
+  readonly sessions?: SessionsApi;
 }
 
 export interface EngineProvider {

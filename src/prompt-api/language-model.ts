@@ -1,9 +1,11 @@
 // The Prompt API's LanguageModel (webmachinelearning/prompt-api) over a wgserve engine. A session
 // is its history of turns (a turn: the messages of one prompt() with the response, or of one
-// append()) in the engine's chat format. Every call renders the whole history, so with the
-// engine's prefix cache a session's earlier turns are KV pages already computed: append() and
-// create() prefill the context (a max_tokens 0 request) for the next prompt to reuse, and a clone
-// shares its parent's pages. Calls on one session run one at a time, in order.
+// append()) in the engine's chat format, and an engine session (engine.sessions) holding its KV
+// pinned: every call renders the whole history and names the engine session (session_id), so
+// only what the call adds is computed; create() and append() prefill (a max_tokens 0 request),
+// prompt() leaves its reply's KV in the session, clone() shares every page (nothing computed),
+// destroy() releases them. On an engine without sessions, reuse comes from the prefix cache.
+// Calls on one session run one at a time, in order.
 import type { ChatCompletionChunk, ChatCompletionMessageParam, ChatCompletionRequestBase } from '../engine/protocol.js';
 import type { EngineProvider, PromptApiEngine } from './backend.js';
 import {
@@ -67,6 +69,8 @@ interface SessionConfig {
 
 interface SessionState {
   config: SessionConfig;
+  /** The engine session holding the context's KV, or null (an engine without sessions). */
+  engineSession: string | null;
   turns: Turn[];
   usage: number;
   createSignal?: AbortSignal;
@@ -76,6 +80,8 @@ interface SessionState {
 type Ending = 'generate' | 'continue' | 'none';
 
 const INTERNAL = Symbol('LanguageModel');
+/** Releases the engine session of a LanguageModel session that was dropped without destroy(). */
+const engineSessionReaper = new FinalizationRegistry<{ engine: PromptApiEngine; id: string }>(({ engine, id }) => releaseEngineSession(engine, id));
 const ProgressEventClass: typeof ProgressEvent = globalThis.ProgressEvent ?? class ProgressEventPolyfill extends Event {
   readonly lengthComputable: boolean;
   readonly loaded: number;
@@ -90,6 +96,7 @@ const ProgressEventClass: typeof ProgressEvent = globalThis.ProgressEvent ?? cla
 
 export class LanguageModelSession extends EventTarget {
   readonly #config: SessionConfig;
+  readonly #engineSession: string | null;
   #turns: Turn[];
   #usage: number;
   readonly #destruction = new AbortController();
@@ -102,6 +109,8 @@ export class LanguageModelSession extends EventTarget {
     if (token !== INTERNAL) throw new TypeError('Illegal constructor: use LanguageModel.create()');
     super();
     this.#config = state.config;
+    this.#engineSession = state.engineSession;
+    if (state.engineSession) engineSessionReaper.register(this, { engine: state.config.engine, id: state.engineSession }, this);
     this.#turns = state.turns;
     this.#usage = state.usage;
     const created = state.createSignal;
@@ -217,7 +226,18 @@ export class LanguageModelSession extends EventTarget {
     return this.#run(signal, async () => {
       const Session = this.constructor as new (token: symbol, state: SessionState) => LanguageModelSession;
       const turns = this.#turns.map((t) => ({ initial: t.initial, messages: t.messages.map((m) => ({ ...m })) }));
-      return new Session(INTERNAL, { config: this.#config, turns, usage: this.#usage });
+      const sessions = this.#config.engine.sessions;
+      let engineSession: string | null = null;
+      if (sessions && this.#engineSession) {
+        try {
+          engineSession = (await sessions.clone(this.#engineSession)).id;
+        } catch (e) {
+          throw engineError(e, signal);
+        }
+        if (signal.aborted) releaseEngineSession(this.#config.engine, engineSession);
+        signal.throwIfAborted();
+      }
+      return new Session(INTERNAL, { config: this.#config, engineSession, turns, usage: this.#usage });
     });
   }
 
@@ -227,7 +247,12 @@ export class LanguageModelSession extends EventTarget {
   }
 
   #destroy(reason: unknown): void {
-    if (!this.#destruction.signal.aborted) this.#destruction.abort(reason);
+    if (this.#destruction.signal.aborted) return;
+    this.#destruction.abort(reason);
+    if (this.#engineSession) {
+      engineSessionReaper.unregister(this);
+      releaseEngineSession(this.#config.engine, this.#engineSession);
+    }
   }
 
   /** The session's destruction signal with the call's own. */
@@ -270,6 +295,7 @@ export class LanguageModelSession extends EventTarget {
         temperature: c.temperature,
         top_k: c.topK,
         max_tokens: Math.min(c.api.maxResponseTokens ?? Infinity, c.contextWindow - needed),
+        ...(this.#engineSession ? { session_id: this.#engineSession } : {}),
         ...(continuing ? { continue_final_message: true, add_generation_prompt: false } : {}),
         ...(responseFormat ? { response_format: responseFormat } : {}),
         ...(c.tools.length ? { tools: engineTools(c.tools), tool_choice: 'auto' } : {}),
@@ -303,7 +329,7 @@ export class LanguageModelSession extends EventTarget {
     const turn = turnMessages(canonicalizePrompt(input, this.#usage > 0), null);
     let usage = await this.#makeRoom(turn, false, signal);
     const messages = [...this.#history(), ...turn];
-    if (this.#config.api.prefill !== false) usage = await prefill(this.#config.engine, messages, this.#config.tools, signal);
+    if (this.#config.api.prefill !== false) usage = await prefill(this.#config.engine, messages, this.#config.tools, signal, this.#engineSession);
     signal.throwIfAborted();
     this.#turns = [...this.#turns, { messages: turn, initial: false }];
     this.#usage = usage;
@@ -385,13 +411,19 @@ export class LanguageModelSession extends EventTarget {
       if (measured.count >= window) {
         throw quotaExceeded(`The initial prompts need ${measured.count} tokens; the context window is ${window} tokens.`, { requested: measured.count, quota: window });
       }
-      if (chat.length && api.prefill !== false) await prefill(engine, chat, tools, signal);
-      progress(1);
-      // A listener of the last progress event may abort: let that land before the session exists.
-      await new Promise((resolve) => setTimeout(resolve, 0));
-      signal?.throwIfAborted();
+      const engineSession = await createEngineSession(engine, chat.length && api.prefill !== false ? chat : [], tools, signal);
+      try {
+        if (!engineSession && chat.length && api.prefill !== false) await prefill(engine, chat, tools, signal);
+        progress(1);
+        // A listener of the last progress event may abort: let that land before the session exists.
+        await new Promise((resolve) => setTimeout(resolve, 0));
+        signal?.throwIfAborted();
+      } catch (e) {
+        if (engineSession) releaseEngineSession(engine, engineSession);
+        throw e;
+      }
       const config = sessionConfig(engine, window, core, api);
-      return new Session(INTERNAL, { config, turns: chat.length ? [{ messages: chat, initial: true }] : [], usage: measured.count, createSignal: signal });
+      return new Session(INTERNAL, { config, engineSession, turns: chat.length ? [{ messages: chat, initial: true }] : [], usage: measured.count, createSignal: signal });
     })();
     return signal ? raceAbort(work, signal) : work;
   }
@@ -513,10 +545,38 @@ async function countTokens(engine: PromptApiEngine, messages: ChatMessage[], end
   return (await engine.tokenize(request)).count;
 }
 
-/** Computes the KV of `messages` (max_tokens 0), rendered as prompts will render them; returns their tokens. */
-async function prefill(engine: PromptApiEngine, messages: ChatMessage[], tools: readonly LanguageModelTool[], signal?: AbortSignal): Promise<number> {
+/**
+ * An engine session for a new LanguageModel session, its context `messages` computed; null when
+ * the engine has no sessions. Released again if `signal` aborts meanwhile.
+ */
+async function createEngineSession(engine: PromptApiEngine, messages: ChatMessage[], tools: readonly LanguageModelTool[], signal?: AbortSignal): Promise<string | null> {
+  if (!engine.sessions) return null;
+  const request = messages.length ? { messages: messages as ChatCompletionMessageParam[], add_generation_prompt: false, ...(tools.length ? { tools: engineTools(tools) } : {}) } : {};
+  let id: string;
   try {
-    const request = { messages: messages as ChatCompletionMessageParam[], max_tokens: 0, add_generation_prompt: false, ...(tools.length ? { tools: engineTools(tools) } : {}) };
+    id = (await engine.sessions.create(request, { signal })).id;
+  } catch (e) {
+    throw engineError(e, signal);
+  }
+  if (signal?.aborted) {
+    releaseEngineSession(engine, id);
+    throw signal.reason;
+  }
+  return id;
+}
+
+/** Releases an engine session (errors ignored: the engine may be gone already). */
+function releaseEngineSession(engine: PromptApiEngine, id: string): void {
+  engine.sessions?.destroy(id).catch(() => undefined);
+}
+
+/** Computes the KV of `messages` (max_tokens 0), rendered as prompts will render them, in the engine session if any; returns their tokens. */
+async function prefill(engine: PromptApiEngine, messages: ChatMessage[], tools: readonly LanguageModelTool[], signal?: AbortSignal, session?: string | null): Promise<number> {
+  try {
+    const request = {
+      messages: messages as ChatCompletionMessageParam[], max_tokens: 0, add_generation_prompt: false,
+      ...(tools.length ? { tools: engineTools(tools) } : {}), ...(session ? { session_id: session } : {}),
+    };
     const r = await engine.chat.completions.create(request, { signal });
     return r.usage.prompt_tokens;
   } catch (e) {

@@ -10,3 +10,4 @@ export {
 } from './scheduler.js';
 export { WorkflowPolicy, WorkflowState, WORKFLOW_DEFAULTS, type WorkflowPolicyOptions } from './workflow-policy.js';
 export { KvManager, type KvOwner } from '../kv/kv-manager.js';
+export { SessionRegistry, KvSession, type SessionInfo } from './session-registry.js';

@@ -12,6 +12,7 @@ import type { PageCopy } from '../model/index.js';
 import type { KvManager } from '../kv/kv-manager.js';
 import type { PageHash } from '../kv/page-hash.js';
 import type { Sequence } from './sequence.js';
+import { SessionRegistry } from './session-registry.js';
 
 export interface SchedulingPolicy {
   /** Waiting and preempted sequences, highest priority first (a new array). */
@@ -62,6 +63,8 @@ export interface SchedulerOptions {
    * return null, so this is the one place every finish is seen).
    */
   onFinished?: (seq: Sequence) => void;
+  /** Most distinct KV pages sessions keep referenced between requests (default: half the pool). */
+  maxSessionPages?: number;
 }
 
 export interface ScheduledSeq {
@@ -100,6 +103,8 @@ export class Scheduler {
   readonly clock: () => number;
   private readonly validate: boolean;
   private readonly onFinished: ((seq: Sequence) => void) | undefined;
+  /** Contexts kept between requests (sessions), with their pages referenced. */
+  readonly sessions: SessionRegistry;
   /** Waiting and preempted sequences (unordered; the policy orders them every step). */
   private readonly waitingSeqs: Sequence[] = [];
   /** Running sequences: they hold pages. */
@@ -117,6 +122,7 @@ export class Scheduler {
     this.clock = options.clock ?? (() => performance.now());
     this.validate = options.validate ?? true;
     this.onFinished = options.onFinished;
+    this.sessions = new SessionRegistry(this.kv, options.maxSessionPages ?? Math.floor(this.kv.totalPages / 2));
     for (const [name, v] of [['contextLength', this.contextLength], ['maxBatchTokens', this.maxBatchTokens], ['maxRunningSeqs', this.maxRunningSeqs]] as const) {
       if (!Number.isInteger(v) || v < 1) throw new Error(`scheduler: ${name} must be a positive integer, got ${v}`);
     }
@@ -228,7 +234,9 @@ export class Scheduler {
           finished.push(seq);
           continue;
         }
-        const n = this.start(seq, budget, computing);
+        let n = this.start(seq, budget, computing);
+        // Idle sessions give their pages back before a waiting request is turned away.
+        while (n === 'full' && this.sessions.unpinLeastRecent()) n = this.start(seq, budget, computing);
         if (n === 'wait') continue;
         if (n === 'full') break;
         this.waitingSeqs.splice(this.waitingSeqs.indexOf(seq), 1);
@@ -290,7 +298,7 @@ export class Scheduler {
     }
     if (this.runningSeqs.length + this.waitingSeqs.length !== this.byId.size) throw new Error('scheduler: queues and id map disagree');
     if (this.runningSeqs.length > this.maxRunningSeqs) throw new Error(`scheduler: ${this.runningSeqs.length} running > maxRunningSeqs ${this.maxRunningSeqs}`);
-    this.kv.checkInvariants(this.runningSeqs.map((s) => s.kv), true);
+    this.kv.checkInvariants([...this.runningSeqs.map((s) => s.kv), ...this.sessions.contexts()], true);
   }
 
   /**
@@ -318,6 +326,20 @@ export class Scheduler {
       }
     }
     const match = this.kv.lookupPrefix(seq.kv);
+    const session = seq.session?.pinned ? seq.session : null;
+    const fromSession = session ? this.sessions.commonPrefix(session, seq) : 0;
+    if (session && fromSession > match.pages.length * this.kv.pageSize) {
+      this.sessions.startFrom(session, seq, fromSession);
+      const n = Math.min(seq.numTokens - fromSession, budget);
+      if (!this.kv.canAllocate(seq.kv, n)) {
+        this.kv.free(seq.kv);
+        seq.numComputed = 0;
+        seq.sessionTokens = 0;
+        return 'full';
+      }
+      seq.cachedTokens ??= fromSession;
+      return n;
+    }
     const next = this.kv.nextPageHash(seq.kv, match);
     if (next !== null && computing.has(next)) return 'wait';
     const n = Math.min(seq.numTokens - match.pages.length * this.kv.pageSize, budget);
@@ -332,6 +354,7 @@ export class Scheduler {
    */
   private makeRoom(seq: Sequence, n: number, scheduled: Set<Sequence>, preempted: Sequence[], finished: Sequence[]): boolean {
     while (!this.kv.canAllocate(seq, n)) {
+      if (this.sessions.unpinLeastRecent()) continue;
       const candidates = this.runningSeqs.filter((s) => s === seq || !scheduled.has(s));
       if (this.runningSeqs.length === 1) {
         // Alone and still short of pages: the pool can never hold this sequence's next token.
@@ -364,6 +387,7 @@ export class Scheduler {
     seq.status = 'finished';
     seq.finishReason = reason;
     this.policy.finishing?.(seq);
+    this.sessions.adopt(seq);
     this.kv.free(seq.kv);
     this.byId.delete(seq.id);
     this.onFinished?.(seq);

@@ -2,6 +2,7 @@
 // The scheduler never looks inside `params` (sampling settings belong to the engine). Its KV
 // (token ids, block table, computed count) is a KvContext the sequence owns.
 import { KvContext } from '../kv/kv-context.js';
+import type { KvSession } from './session-registry.js';
 
 export type SequenceStatus = 'waiting' | 'running' | 'preempted' | 'finished';
 export type FinishReason = 'stop' | 'length' | 'abort';
@@ -28,6 +29,11 @@ export interface SequenceInit<P = unknown> {
   agentId?: string | null;
   /** Lower runs earlier (vLLM's convention); default 0. */
   priority?: number;
+  /**
+   * The session this request continues: it starts from the session's pages (as far as its tokens
+   * agree) and, when it ends, the session holds its context (SessionRegistry).
+   */
+  session?: KvSession | null;
 }
 
 export class Sequence<P = unknown> {
@@ -49,6 +55,9 @@ export class Sequence<P = unknown> {
   readonly workflowId: string | null;
   readonly agentId: string | null;
   readonly priority: number;
+  readonly session: KvSession | null;
+  /** Tokens taken from the session's pages when the sequence last started (0: none). */
+  sessionTokens = 0;
   status: SequenceStatus = 'waiting';
   finishReason: FinishReason | null = null;
   /** Order of arrival, set by Scheduler.add (lower is older). */
@@ -71,6 +80,8 @@ export class Sequence<P = unknown> {
     this.workflowId = init.workflowId ?? null;
     this.agentId = init.agentId ?? null;
     this.priority = init.priority ?? 0;
+    this.session = init.session ?? null;
+    if (this.session && this.session.salt !== this.kv.salt) throw new Error(`the session's cache salt differs from the sequence's`);
     if (!Number.isInteger(this.priority)) throw new Error(`priority must be an integer, got ${this.priority}`);
     if (this.leader && this.leader.promptIds.join() !== this.promptIds.join()) throw new Error('sharePromptWith: the prompts differ');
   }

@@ -95,6 +95,37 @@ describe('Prompt API polyfill in headless Chromium', () => {
     expect(pageErrors).toEqual([]);
   });
 
+  it('on a WorkerEngine, sessions are engine sessions in the worker: clones take no pages and no prefill, destroy releases them', async () => {
+    const r = await page.evaluate(async () => {
+      // Built at run time: vitest would rewrite an import() written here for Node.
+      const load = new Function('url', 'return import(url)') as (url: string) => Promise<any>;
+      const { createWorkerEngine } = await load('/src/browser/worker-engine.ts');
+      const { createLanguageModel } = await load('/src/prompt-api/index.ts');
+      const worker = new Worker('/workers/engine.worker.ts', { type: 'module' });
+      const engine = await createWorkerEngine({ worker, model: '/models/wg-tolstoy-q8_0.gguf' });
+      const LM = createLanguageModel({ engine, maxResponseTokens: 4 });
+      const base = await LM.create({ samplingMode: 'most-predictable', initialPrompts: [{ role: 'system', content: 'War and Peace. '.repeat(6) }] });
+      const created = await engine.metrics();
+      const clones = await Promise.all([base.clone(), base.clone()]);
+      const cloned = await engine.metrics();
+      await Promise.all(clones.map((c: any) => c.prompt('Pierre')));
+      const prompted = await engine.metrics();
+      for (const s of [base, ...clones]) s.destroy();
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const destroyed = await engine.metrics();
+      await engine.terminate();
+      return { usage: base.contextUsage, created, cloned, prompted, destroyed };
+    });
+    expect(r.created.sessions.open).toBe(1);
+    expect(r.cloned.sessions.open).toBe(3);
+    expect(r.cloned.pagesUsed).toBe(r.created.pagesUsed);
+    expect(r.cloned.steps).toBe(r.created.steps);
+    // Each clone's prompt took the whole context from its session.
+    expect(r.prompted.cachedPromptTokens - r.cloned.cachedPromptTokens).toBeGreaterThanOrEqual(2 * r.usage);
+    expect(r.destroyed.sessions).toMatchObject({ open: 0, pinnedPages: 0 });
+    expect(r.destroyed.pagesUsed).toBe(0);
+  });
+
   it('the demo page panel: one session cloned, the clones streaming side by side', async () => {
     const demo = await session.context.newPage();
     const errors: string[] = [];

@@ -249,27 +249,45 @@ describe('LanguageModel over an in-process Engine', () => {
     clamped.destroy();
   });
 
-  // The prefix cache: clones and later prompts reuse the KV pages create() and append() prefilled,
-  // page by page (pageSize 16).
-  const prefixStats = () => engine.metrics().prefixCache;
-  it('8 clones of one context start without recomputing its full pages (the prefix cache)', async () => {
+  // Engine sessions: clones and later prompts reuse the KV create(), append() and prompt() left pinned.
+  it('8 clones of one context start with no prefill of it: they share its pinned pages (engine sessions)', async () => {
     const context = 'Prince Andrew rode on through the long night toward the village. '.repeat(8);
     const base = await LanguageModel.create({ ...greedy, initialPrompts: [{ role: 'system', content: context }] });
-    const fullPages = Math.floor(base.contextUsage / 16) * 16;
-    const before = prefixStats()!;
+    const cached = () => engine.core!.metrics.snapshot().cachedPromptTokens;
+    const before = cached();
+    const pagesBefore = engine.metrics().pagesUsed;
     const clones = await Promise.all(Array.from({ length: 8 }, () => base.clone()));
+    // A clone computes nothing and takes no page of its own.
+    expect(engine.metrics().pagesUsed).toBe(pagesBefore);
     const texts = await Promise.all(clones.map((c, i) => c.prompt(`Chapter ${i}`)));
-    const after = prefixStats()!;
     expect(texts.every((t) => t.length > 0)).toBe(true);
-    expect(after.hitTokens - before.hitTokens).toBeGreaterThanOrEqual(8 * fullPages);
-    // append() prefilled its context: the next prompt finds every full page of it cached.
+    // Each clone's prompt took the whole context (initial prompts) from its session.
+    expect(cached() - before).toBeGreaterThanOrEqual(8 * base.contextUsage);
+    // append() computed its messages into the session: the next prompt takes all of it.
     await base.append('Natasha danced.');
-    const appendedPages = Math.floor(base.contextUsage / 16) * 16;
-    const beforePrompt = prefixStats()!;
+    const appended = base.contextUsage;
+    const beforePrompt = cached();
     await base.prompt('Pierre');
-    expect(prefixStats()!.hitTokens - beforePrompt.hitTokens).toBeGreaterThanOrEqual(appendedPages);
+    expect(cached() - beforePrompt).toBe(appended);
     base.destroy();
     clones.forEach((c) => c.destroy());
+    await poolIsEmpty();
+  });
+
+  it('on an engine without sessions, calls reuse the context through the prefix cache and pin nothing', async () => {
+    const plain = createLanguageModel({ engine: { chat: engine.chat, tokenize: (r) => engine.tokenize(r) }, maxResponseTokens: 6 });
+    const long = { role: 'system' as const, content: 'War and Peace, the novel by Leo Tolstoy, in many volumes.' };
+    const onSessions = await LanguageModel.create({ ...greedy, initialPrompts: [long] });
+    const s = await plain.create({ ...greedy, initialPrompts: [long] });
+    expect(engine.metrics().sessions.open).toBe(1);
+    const cached = () => engine.core!.metrics.snapshot().cachedPromptTokens;
+    const before = cached();
+    const text = await s.prompt('Prince Andrew looked at');
+    expect(cached()).toBeGreaterThan(before);
+    expect(text).toBe((await onSessions.prompt('Prince Andrew looked at')).slice(0, text.length));
+    expect(engine.metrics().sessions.open).toBe(1);
+    s.destroy();
+    onSessions.destroy();
     await poolIsEmpty();
   });
 
