@@ -579,7 +579,9 @@ export class EngineCore {
     } finally {
       this.committing = false;
     }
-    this.metrics.recordStep(step, performance.now() - start, this.kv.pool);
+    const stepMs = performance.now() - start;
+    this.metrics.recordStep(step, stepMs, this.kv.pool);
+    this.scheduler.stepCost?.observe(step.batch.tokenIds.length, stepMs);
     for (const { seq } of step.seqs) {
       const state = this.states.get(seq.id);
       if (state && seq.cachedTokens !== null) state.timings.cachedTokens = seq.cachedTokens;

@@ -13,6 +13,7 @@ import type { KvManager } from '../kv/kv-manager.js';
 import type { PageHash } from '../kv/page-hash.js';
 import type { Sequence } from './sequence.js';
 import { SessionRegistry } from './session-registry.js';
+import { StepCostModel } from './step-cost.js';
 
 export interface SchedulingPolicy {
   /** Waiting and preempted sequences, highest priority first (a new array). */
@@ -58,6 +59,13 @@ export interface SchedulerOptions {
   /** Run validateBatch on every built Batch (default true; cheap next to a GPU step). */
   validate?: boolean;
   /**
+   * Latency-aware packing (default true): with a step cost learnt from observed steps
+   * (Scheduler.stepCost), a waiting prompt joins a step that already completes another prompt only
+   * if the delay its tokens add to those prompts' first tokens is at most what waiting one step
+   * would cost it. False: prompts fill the token budget in policy order.
+   */
+  latencyPacking?: boolean;
+  /**
    * Called whenever a sequence finishes, whatever the cause: commit (stop, length), abort, or
    * schedule() when the KV pool can never hold the sequence's next token (then schedule() may
    * return null, so this is the one place every finish is seen).
@@ -101,6 +109,8 @@ export class Scheduler {
   readonly maxRunningSeqs: number;
   readonly policy: SchedulingPolicy;
   readonly clock: () => number;
+  /** What a step costs on this device; the engine observes every step it runs (null: packing off). */
+  readonly stepCost: StepCostModel | null;
   private readonly validate: boolean;
   private readonly onFinished: ((seq: Sequence) => void) | undefined;
   /** Contexts kept between requests (sessions), with their pages referenced. */
@@ -121,6 +131,7 @@ export class Scheduler {
     this.policy = options.policy ?? fcfs;
     this.clock = options.clock ?? (() => performance.now());
     this.validate = options.validate ?? true;
+    this.stepCost = options.latencyPacking === false ? null : new StepCostModel();
     this.onFinished = options.onFinished;
     this.sessions = new SessionRegistry(this.kv, options.maxSessionPages ?? Math.floor(this.kv.totalPages / 2));
     for (const [name, v] of [['contextLength', this.contextLength], ['maxBatchTokens', this.maxBatchTokens], ['maxRunningSeqs', this.maxRunningSeqs]] as const) {
@@ -199,12 +210,17 @@ export class Scheduler {
     const preempted: Sequence[] = [];
     const finished: Sequence[] = [];
     const kvOps: PageCopy[] = [];
+    let decodeRows = 0;
+    let promptsCompleted = 0;
 
-    const take = (seq: Sequence, n: number) => {
+    const take = (seq: Sequence, n: number, decode: boolean) => {
       kvOps.push(...this.kv.allocate(seq.kv, n));
-      chosen.push({ seq, numTokens: n, samples: seq.numComputed + n === seq.numTokens });
+      const samples = seq.numComputed + n === seq.numTokens;
+      chosen.push({ seq, numTokens: n, samples });
       scheduled.add(seq);
       budget -= n;
+      if (decode) decodeRows++;
+      else if (samples) promptsCompleted++;
     };
 
     // Running sequences in priority order: decode tokens first, then continuing prefill chunks.
@@ -216,7 +232,7 @@ export class Scheduler {
         if ((seq.numPending === 1) !== (phase === 'decode')) continue;
         const n = Math.min(seq.numPending, budget);
         if (!this.makeRoom(seq, n, scheduled, preempted, finished)) continue;
-        take(seq, n);
+        take(seq, n, phase === 'decode');
       }
     }
 
@@ -224,8 +240,10 @@ export class Scheduler {
     // next page a running sequence is computing waits for it to be cached (SGLang does the same).
     if (!preempted.length) {
       const computing = new Set<PageHash>(this.runningSeqs.flatMap((s) => this.kv.pendingPageHashes(s.kv)));
+      const cost = this.stepCost?.estimate() ?? null;
       for (const seq of this.policy.order(this.waitingSeqs)) {
-        if (budget === 0 || this.runningSeqs.length >= this.maxRunningSeqs) break;
+        const allowed = Math.min(budget, this.promptTokensAllowed(cost, promptsCompleted, decodeRows));
+        if (allowed === 0 || this.runningSeqs.length >= this.maxRunningSeqs) break;
         if (seq.restoring) continue;
         if (this.policy.admits && this.runningSeqs.length && !this.policy.admits(seq)) continue;
         if (this.kv.pagesFor(seq.numTokens) > this.kv.totalPages) {
@@ -234,16 +252,18 @@ export class Scheduler {
           finished.push(seq);
           continue;
         }
-        let n = this.start(seq, budget, computing);
+        let n = this.start(seq, allowed, computing);
         // Idle sessions give their pages back before a waiting request is turned away.
-        while (n === 'full' && this.sessions.unpinLeastRecent()) n = this.start(seq, budget, computing);
+        while (n === 'full' && this.sessions.unpinLeastRecent()) n = this.start(seq, allowed, computing);
         if (n === 'wait') continue;
         if (n === 'full') break;
         this.waitingSeqs.splice(this.waitingSeqs.indexOf(seq), 1);
         this.runningSeqs.push(seq);
         seq.status = 'running';
         this.policy.started?.(seq);
-        take(seq, n);
+        take(seq, n, false);
+        // A chunk the packing rule cut short: the step has all the prompt tokens it should carry.
+        if (n === allowed && allowed < budget + n && seq.numComputed + n < seq.numTokens) break;
         for (const h of this.kv.pendingPageHashes(seq.kv)) computing.add(h);
       }
     }
@@ -299,6 +319,19 @@ export class Scheduler {
     if (this.runningSeqs.length + this.waitingSeqs.length !== this.byId.size) throw new Error('scheduler: queues and id map disagree');
     if (this.runningSeqs.length > this.maxRunningSeqs) throw new Error(`scheduler: ${this.runningSeqs.length} running > maxRunningSeqs ${this.maxRunningSeqs}`);
     this.kv.checkInvariants([...this.runningSeqs.map((s) => s.kv), ...this.sessions.contexts()], true);
+  }
+
+  /**
+   * Latency-aware packing: how many tokens of a waiting prompt the step may still take. A step that
+   * completes k prompts already delays each of their first tokens by perTokenMs per token added;
+   * a prompt left for the next step waits about that step's fixed cost and decode rows. So it may
+   * add n tokens while k × perTokenMs × n ≤ fixedMs + perTokenMs × decodeRows (unlimited when
+   * k = 0 or no cost is known yet). Prompts then batch on a GPU (fixed cost dominant) and go one
+   * per step on a CPU adapter (every token costs).
+   */
+  private promptTokensAllowed(cost: { fixedMs: number; perTokenMs: number } | null, promptsCompleted: number, decodeRows: number): number {
+    if (!cost || promptsCompleted === 0 || cost.perTokenMs === 0) return Infinity;
+    return Math.floor((cost.fixedMs + cost.perTokenMs * decodeRows) / (promptsCompleted * cost.perTokenMs));
   }
 
   /**

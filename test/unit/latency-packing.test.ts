@@ -1,0 +1,87 @@
+import { describe, expect, it } from 'vitest';
+import { HashPrefixCache, KvManager, PagePool } from '../../src/kv/index.js';
+import { Scheduler, Sequence, StepCostModel, type ScheduledStep } from '../../src/scheduler/index.js';
+import { FakeModel, runAlone, VOCAB } from '../helpers/fake-model.js';
+
+const PAGE = 4;
+const prompt = (n: number, base: number) => Array.from({ length: n }, (_, i) => (base * 131 + i * 17) % VOCAB);
+let nextId = 1;
+const seq = (n: number, base: number, maxTokens = 3) => new Sequence({ id: nextId++, promptIds: prompt(n, base), maxTokens });
+
+/** A scheduler whose step cost is learnt from `steps` observations of fixedMs + perTokenMs × tokens. */
+function setup(cost: { fixedMs: number; perTokenMs: number } | null, latencyPacking = true) {
+  const pool = new PagePool(64);
+  const kv = new KvManager(pool, PAGE, new HashPrefixCache(pool, PAGE, 'fake'));
+  const sched = new Scheduler({ kv, contextLength: 128, maxBatchTokens: 256, latencyPacking });
+  if (cost) for (let t = 1; t <= 16; t++) sched.stepCost?.observe(t * 8, cost.fixedMs + cost.perTokenMs * t * 8);
+  const model = new FakeModel(PAGE);
+  const step = (): ScheduledStep | null => {
+    const s = sched.schedule();
+    if (s) sched.commit(s, model.run(s.batch, s.kvOps));
+    sched.checkInvariants();
+    return s;
+  };
+  return { sched, step };
+}
+
+const shape = (s: ScheduledStep) => s.seqs.map((e) => [e.seq.id, e.numTokens, e.samples]);
+
+describe('StepCostModel', () => {
+  it('fits fixed and per-token cost from observed steps, and answers only after enough varied ones', () => {
+    const m = new StepCostModel(16, 4);
+    m.observe(8, 30);
+    m.observe(8, 30);
+    m.observe(8, 30);
+    m.observe(8, 30);
+    expect(m.estimate()).toBeNull(); // one size only: no slope
+    m.observe(40, 94);
+    const e = m.estimate()!;
+    expect(e.fixedMs).toBeCloseTo(14, 6);
+    expect(e.perTokenMs).toBeCloseTo(2, 6);
+    expect(() => new StepCostModel(1)).toThrow(/window/);
+  });
+
+  it('keeps a window and clamps a negative slope to 0', () => {
+    const m = new StepCostModel(4, 2);
+    for (const [t, ms] of [[1, 100], [2, 200], [10, 50], [20, 40], [30, 30], [40, 20]]) m.observe(t, ms);
+    expect(m.estimate()).toEqual({ fixedMs: 35, perTokenMs: 0 });
+  });
+});
+
+describe('Scheduler: latency-aware packing', () => {
+  it('on a device where every token costs (a CPU adapter), puts one waiting prompt per step', () => {
+    const { sched, step } = setup({ fixedMs: 20, perTokenMs: 10 });
+    const [a, b, c] = [seq(12, 1), seq(12, 2), seq(12, 3)];
+    for (const s of [a, b, c]) sched.add(s);
+    // Allowance after one completed prompt and no decode rows: 20 / 10 = 2 tokens: b gets a 2-token chunk, c waits.
+    expect(shape(step()!)).toEqual([[a.id, 12, true], [b.id, 2, false]]);
+    // a decodes (1 row): b's continuation is a running prefill and goes whole; c then may add (20 + 10) / 10 = 3 tokens.
+    expect(shape(step()!)).toEqual([[a.id, 1, true], [b.id, 10, true], [c.id, 3, false]]);
+  });
+
+  it('on a device whose fixed cost dominates (a GPU), batches the waiting prompts as before', () => {
+    const { sched, step } = setup({ fixedMs: 8, perTokenMs: 0.01 });
+    const [a, b, c] = [seq(12, 1), seq(12, 2), seq(12, 3)];
+    for (const s of [a, b, c]) sched.add(s);
+    expect(shape(step()!)).toEqual([[a.id, 12, true], [b.id, 12, true], [c.id, 12, true]]);
+  });
+
+  it('packs to the budget before any step was observed, and when turned off', () => {
+    for (const [cost, on] of [[null, true], [{ fixedMs: 20, perTokenMs: 10 }, false]] as const) {
+      const { sched, step } = setup(cost, on);
+      const [a, b] = [seq(12, 1), seq(12, 2)];
+      for (const s of [a, b]) sched.add(s);
+      expect(shape(step()!)).toEqual([[a.id, 12, true], [b.id, 12, true]]);
+    }
+  });
+
+  it('changes no output, and serves every prompt (the first waiting one always gets a step)', () => {
+    const { sched, step } = setup({ fixedMs: 5, perTokenMs: 10 });
+    const seqs = Array.from({ length: 8 }, (_, i) => seq(6 + i * 5, i + 1, 5));
+    for (const s of seqs) sched.add(s);
+    let steps = 0;
+    while (sched.hasWork && steps++ < 500) step();
+    expect(sched.hasWork).toBe(false);
+    for (const s of seqs) expect(s.generated).toEqual(runAlone([...s.promptIds], 5, 128).generated);
+  });
+});
