@@ -4,4 +4,4 @@ export { KvManager, type KvOwner, type PrefixCacheStats } from './kv-manager.js'
 export { KvContext } from './kv-context.js';
 export { HashPrefixCache, NoPrefixCache, type PrefixCache, type PrefixMatch } from './prefix-cache.js';
 export { PageHasher, fnv1a64, type PageHash } from './page-hash.js';
-export { KvRetention } from './retention.js';
+export { KvRetention, type RetentionRank } from './retention.js';

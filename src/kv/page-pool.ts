@@ -19,6 +19,11 @@ export class PagePool {
   private readonly pins: Int32Array;
   /** Bumped when a cached page is evicted, so a stale pin on a reused page id is recognised. */
   private readonly epochs: Int32Array;
+  /**
+   * Chooses the pinned page to evict once no plain cached page is left (one of `retained`); null
+   * or unset: the oldest. KvRetention sets it to evict what its owner will use latest.
+   */
+  pinnedVictim: ((retained: ReadonlySet<number>) => number | null) | null = null;
 
   constructor(readonly totalPages: number) {
     if (!Number.isInteger(totalPages) || totalPages < 1) throw new Error(`a page pool needs a positive number of pages, got ${totalPages}`);
@@ -135,13 +140,12 @@ export class PagePool {
   }
 
   /**
-   * Frees the least recently released unpinned cached page, or when there is none the oldest
-   * pinned one; returns it and the hash it had, or null if none is cached.
+   * Frees the least recently released unpinned cached page, or when there is none a pinned one
+   * (pinnedVictim's choice, else the oldest); returns it and the hash it had, or null if none is cached.
    */
   evictOldest(): { page: number; hash: PageHash } | null {
-    const first = this.lru.size ? this.lru.values().next() : this.retained.values().next();
-    if (first.done) return null;
-    const page = first.value;
+    const page = this.lru.size ? this.lru.values().next().value : this.pickPinnedVictim();
+    if (page === undefined) return null;
     const hash = this.hashes[page]!;
     this.lru.delete(page);
     this.retained.delete(page);
@@ -150,6 +154,13 @@ export class PagePool {
     this.hashes[page] = null;
     this.free.push(page);
     return { page, hash };
+  }
+
+  private pickPinnedVictim(): number | undefined {
+    if (!this.retained.size) return undefined;
+    const chosen = this.pinnedVictim?.(this.retained) ?? this.retained.values().next().value!;
+    if (!this.retained.has(chosen)) throw new Error(`pinnedVictim chose page ${chosen}, which is not a pinned cached page`);
+    return chosen;
   }
 
   /**

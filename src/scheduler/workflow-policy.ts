@@ -45,7 +45,14 @@ export class WorkflowState {
   active = 0;
   /** Ids of its calls running (holding pages). */
   readonly running = new Set<number>();
+  /** Its calls queued (new or preempted). */
+  readonly waiting = new Set<Sequence>();
+  /** Per agent, its latest context (the tokens of its last call queued or finished). */
+  readonly contexts = new Map<string, readonly number[]>();
   calls = 0;
+  /** Mean time (ms) from a call's finish to its agent's next call, over the gaps seen so far (null: none yet). */
+  meanGapMs: number | null = null;
+  gapsSeen = 0;
   constructor(readonly key: string, readonly named: boolean, public lastActivity: number) {}
 }
 
@@ -59,6 +66,8 @@ export class WorkflowPolicy implements SchedulingPolicy {
   private readonly kv: KvManager;
   private readonly clock: () => number;
   private readonly workflows = new Map<string, WorkflowState>();
+  /** When each (workflow, agent)'s last call finished, while its workflow is open. */
+  private readonly finishedAt = new Map<string, number>();
   /** Called when a named workflow ends (end(), idle timeout), with the key it had. */
   onEnded: ((workflowId: string) => void) | null = null;
 
@@ -74,7 +83,7 @@ export class WorkflowPolicy implements SchedulingPolicy {
     for (const [name, v] of [['starvationMs', this.starvationMs], ['retentionTtlMs', this.retentionTtlMs], ['idleTimeoutMs', this.idleTimeoutMs]] as const) {
       if (!(v >= 0)) throw new Error(`workflow policy: ${name} must be a number of milliseconds >= 0, got ${v}`);
     }
-    this.retention = new KvRetention(options.kv.pool);
+    this.retention = new KvRetention(options.kv.pool, (key) => this.nextUseRank(key));
   }
 
   /** The workflow's state, or undefined when it is not open. */
@@ -115,10 +124,11 @@ export class WorkflowPolicy implements SchedulingPolicy {
   admits(seq: Sequence): boolean {
     if (!this.admission) return true;
     const w = this.workflows.get(keyOf(seq));
-    if (w && (w.running.size > 0 || (w.named && this.retainedPages(w.key.slice(2)) > 0))) return true;
+    if (w && this.isLive(w)) return true;
     if (this.clock() - seq.queuedAt > this.starvationMs) return true;
-    const pool = this.kv.pool;
-    return pool.usedPages + pool.retainedPages + this.kv.pagesFor(seq.numTokens) <= pool.totalPages;
+    const live = [...this.workflows.values()].filter((o) => o !== w && this.isLive(o));
+    const held = live.reduce((n, o) => n + this.footprint(o), 0);
+    return held + this.pagesToStart(w ? [...w.waiting].map((c) => c.tokens) : [seq.tokens]) <= this.kv.pool.totalPages;
   }
 
   pickVictim(running: Sequence[]): Sequence {
@@ -142,18 +152,28 @@ export class WorkflowPolicy implements SchedulingPolicy {
     if (!w) this.workflows.set(key, (w = new WorkflowState(key, seq.workflowId !== null, this.clock())));
     w.active++;
     w.calls++;
+    w.waiting.add(seq);
+    w.contexts.set(seq.agentId ?? `#${seq.id}`, seq.tokens);
     w.lastActivity = this.clock();
+    const last = seq.workflowId === null ? undefined : this.finishedAt.get(retentionKey(key, seq.agentId));
+    if (last !== undefined) {
+      w.gapsSeen++;
+      w.meanGapMs = (w.meanGapMs ?? 0) + (this.clock() - last - (w.meanGapMs ?? 0)) / w.gapsSeen;
+    }
   }
 
   started(seq: Sequence): void {
     const w = this.workflows.get(keyOf(seq));
     w?.running.add(seq.id);
+    w?.waiting.delete(seq);
     // The agent's next call has taken what it shares of its last context: the rest is superseded.
     if (seq.workflowId !== null) this.retention.release(retentionKey(keyOf(seq), seq.agentId));
   }
 
   preempted(seq: Sequence): void {
-    this.workflows.get(keyOf(seq))?.running.delete(seq.id);
+    const w = this.workflows.get(keyOf(seq));
+    w?.running.delete(seq.id);
+    w?.waiting.add(seq);
   }
 
   computed(seq: Sequence, tokens: number): void {
@@ -165,6 +185,7 @@ export class WorkflowPolicy implements SchedulingPolicy {
     const w = this.workflows.get(keyOf(seq));
     if (!w) return;
     w.running.delete(seq.id);
+    w.waiting.delete(seq);
     w.active--;
     w.lastActivity = this.clock();
     if (!w.named) {
@@ -172,6 +193,7 @@ export class WorkflowPolicy implements SchedulingPolicy {
       return;
     }
     // Any finish counts (the engine ends a call on a stop string by aborting it): its pages hold the agent's context.
+    this.finishedAt.set(retentionKey(w.key, seq.agentId), this.clock());
     if (this.retentionTtlMs === 0) return;
     const pages = seq.blockTable.filter((p) => this.kv.pool.hashOf(p) !== null);
     if (pages.length) this.retention.retain(retentionKey(w.key, seq.agentId), pages, this.clock() + this.retentionTtlMs);
@@ -193,21 +215,62 @@ export class WorkflowPolicy implements SchedulingPolicy {
   private close(w: WorkflowState): void {
     const prefix = w.key + '\u0000';
     this.retention.releaseWhere((k) => k.startsWith(prefix));
+    for (const k of [...this.finishedAt.keys()]) if (k.startsWith(prefix)) this.finishedAt.delete(k);
     // Calls still queued keep their state; the workflow reopens with them, service anew.
     this.workflows.delete(w.key);
     if (w.active > 0) {
       const reopened = new WorkflowState(w.key, w.named, this.clock());
       reopened.active = w.active;
       for (const id of w.running) reopened.running.add(id);
+      for (const q of w.waiting) reopened.waiting.add(q);
       this.workflows.set(w.key, reopened);
     }
     if (w.named) this.onEnded?.(w.key.slice(2));
   }
 
+  /**
+   * Pages the calls need to start together: the first call's context, then what each other call
+   * does not share with it in whole pages (the agents of a workflow share its system prompt).
+   */
+  private pagesToStart(contexts: (readonly number[])[]): number {
+    if (!contexts.length) return 0;
+    const [first, ...rest] = contexts;
+    let pages = this.kv.pagesFor(first.length);
+    for (const c of rest) pages += this.kv.pagesFor(c.length) - Math.floor(commonPrefix(first, c) / this.kv.pageSize);
+    return pages;
+  }
+
+  /** A workflow is live while a call of it runs or pages are kept for its agents. */
+  private isLive(w: WorkflowState): boolean {
+    return w.running.size > 0 || (w.named && this.retainedPages(w.key.slice(2)) > 0);
+  }
+
+  /** Pages a live workflow's agents need resident: their latest contexts, the shared head once. */
+  private footprint(w: WorkflowState): number {
+    return this.pagesToStart([...w.contexts.values()]);
+  }
+
   /** The service level of the sequence's workflow (0 for the least served). */
   levelOf(seq: Sequence): number {
+    return this.levelOfService(this.serviceOf(seq));
+  }
+
+  /**
+   * When a retention key's pages will be needed (larger: later), for evicting pins (KVFlow): the
+   * workflow's service level first (a more served workflow's next call waits behind the others),
+   * then when its agent should come back from its tool (its last finish plus the workflow's mean
+   * gap between calls; the most recent finish when no gap is known yet).
+   */
+  private nextUseRank(key: string): number[] {
+    const workflowKey = key.slice(0, key.indexOf('\u0000'));
+    const w = this.workflows.get(workflowKey);
+    const back = (this.finishedAt.get(key) ?? 0) + (w?.meanGapMs ?? 0);
+    return [w ? this.levelOfService(w.service) : 0, back];
+  }
+
+  private levelOfService(service: number): number {
     const q = this.serviceQuantumTokens;
-    return q === 1 ? this.serviceOf(seq) : Math.floor(Math.log2(this.serviceOf(seq) / q + 1));
+    return q === 1 ? service : Math.floor(Math.log2(service / q + 1));
   }
 
   private serviceOf(seq: Sequence): number {
@@ -219,6 +282,12 @@ export class WorkflowPolicy implements SchedulingPolicy {
     if (seq.blockTable.length || seq.numComputed || seq.leader) return 0;
     return this.kv.lookupPrefix(seq.kv).pages.length;
   }
+}
+
+function commonPrefix(a: readonly number[], b: readonly number[]): number {
+  let n = 0;
+  while (n < a.length && n < b.length && a[n] === b[n]) n++;
+  return n;
 }
 
 function named(workflowId: string): string {
