@@ -7,7 +7,7 @@
 // must be the same). Prints, per policy and as ratios: mean and p95 workflow completion time
 // (first call sent to last answer), generated tokens/s, prompt tokens computed (not from the
 // cache), preemptions, TTFT p95.
-// Use: npm run bench:agents [-- --workflows 6 --seed 1 --kv-pages 40]
+// Use: npm run bench:agents [-- --workflows 6 --seed 1 --kv-pages 40 --starvation-ms 10000 --ttl-ms 10000]
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createEngine, type Engine } from '../src/index.js';
@@ -19,12 +19,18 @@ const { values: args } = parseArgs({
     seed: { type: 'string', default: '1' },
     'kv-pages': { type: 'string', default: '40' },
     'burst-gap-ms': { type: 'string', default: '1500' },
+    'starvation-ms': { type: 'string' },
+    'ttl-ms': { type: 'string' },
   },
 });
 const WORKFLOWS = Number(args.workflows);
 const KV_PAGES = Number(args['kv-pages']);
 const BURST_GAP_MS = Number(args['burst-gap-ms']);
 const ANSWER_TOKENS = 6;
+const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
+/** The workflow policy's bounds; scale them with the workload's time scale (on SwiftShader a call queues for tens of seconds). */
+const STARVATION_MS = num(args['starvation-ms']);
+const TTL_MS = num(args['ttl-ms']);
 
 /** mulberry32 */
 function rng(seed: number): () => number {
@@ -176,7 +182,7 @@ let pageBytes = 0;
 }
 let adapterName = '';
 for (const policy of ['fcfs', 'workflow'] as const) {
-  const engine = await createEngine({ model, policy, kvMemoryBytes: pageBytes * KV_PAGES });
+  const engine = await createEngine({ model, policy, kvMemoryBytes: pageBytes * KV_PAGES, starvationMs: STARVATION_MS, retentionTtlMs: TTL_MS });
   try {
     await warmUp(engine);
     results.push([policy, await runWorkload(engine, workflows)]);

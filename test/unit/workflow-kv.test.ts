@@ -1,0 +1,143 @@
+// The workflow policy's use of the KV pool: which kept pages go first under pressure (KVFlow:
+// what runs latest) and admission of a whole new workflow. Fake model, fake clock.
+import { describe, expect, it } from 'vitest';
+import { HashPrefixCache, KvManager, KvRetention, PagePool } from '../../src/kv/index.js';
+import { Scheduler, Sequence, WorkflowPolicy, type ScheduledStep } from '../../src/scheduler/index.js';
+import { FakeModel, VOCAB } from '../helpers/fake-model.js';
+
+const PAGE = 4;
+
+function setup(o: { pages: number; quantum?: number; starvationMs?: number }) {
+  const clock = { now: 0 };
+  const pool = new PagePool(o.pages);
+  const kv = new KvManager(pool, PAGE, new HashPrefixCache(pool, PAGE, 'fake'));
+  const workflow = new WorkflowPolicy({ kv, clock: () => clock.now, serviceQuantumTokens: o.quantum ?? 1, starvationMs: o.starvationMs, retentionTtlMs: 60_000 });
+  const sched = new Scheduler({ kv, contextLength: 256, maxBatchTokens: 64, policy: workflow, clock: () => clock.now });
+  const model = new FakeModel(PAGE);
+  const step = (): ScheduledStep | null => {
+    const s = sched.schedule();
+    if (s) sched.commit(s, model.run(s.batch, s.kvOps));
+    sched.checkInvariants();
+    return s;
+  };
+  const drain = () => {
+    while (sched.hasWork) step();
+  };
+  return { clock, pool, kv, sched, workflow, step, drain };
+}
+
+const tokens = (n: number, base: number) => Array.from({ length: n }, (_, i) => (base * 131 + i * 17) % VOCAB);
+let nextId = 1;
+const call = (promptIds: number[], maxTokens: number, workflowId: string | null, agentId: string | null = null) =>
+  new Sequence({ id: nextId++, promptIds, maxTokens, workflowId, agentId });
+
+describe('workflow policy: which kept pages go first', () => {
+  it('evicts the kept pages of the most served workflow first, though they are the newest', () => {
+    const { sched, pool, workflow, drain } = setup({ pages: 8 });
+    sched.add(call(tokens(8, 1), 1, 'light', 'a')); // 8 tokens of service, 2 pages kept
+    drain();
+    sched.add(call(tokens(16, 2), 1, 'heavy', 'a')); // 16 tokens, 4 pages kept (released after light's)
+    drain();
+    expect([workflow.retainedPages('light'), workflow.retainedPages('heavy')]).toEqual([2, 4]);
+    // A call with no workflow needs 4 pages: 2 free, 2 by eviction. Oldest-first would take light's.
+    sched.add(call(tokens(16, 3), 1, null));
+    drain();
+    expect([workflow.retainedPages('light'), workflow.retainedPages('heavy')]).toEqual([2, 2]);
+    // heavy lost its tail: its next call still finds its first two pages.
+    const next = call(tokens(16, 2), 1, 'heavy', 'a');
+    sched.add(next);
+    drain();
+    expect(next.cachedTokens).toBe(8);
+    expect(pool.retainedPages).toBeGreaterThan(0);
+  });
+
+  it('within a service level, evicts first the agent that finished last (it comes back from its tool last)', () => {
+    const { sched, clock, workflow, drain } = setup({ pages: 10, quantum: 1_000_000 });
+    sched.add(call(tokens(12, 1), 1, 'w', 'early'));
+    drain();
+    clock.now = 100;
+    sched.add(call(tokens(12, 2), 1, 'w', 'late'));
+    drain();
+    expect([workflow.retainedPages('w', 'early'), workflow.retainedPages('w', 'late')]).toEqual([3, 3]);
+    clock.now = 200;
+    sched.add(call(tokens(28, 3), 1, null)); // 7 pages: 4 free, 3 evicted
+    drain();
+    expect([workflow.retainedPages('w', 'early'), workflow.retainedPages('w', 'late')]).toEqual([3, 0]);
+  });
+
+  it('uses the measured gap between calls: whose return is due latest loses first, not whose call finished last', () => {
+    const { sched, clock, workflow, drain } = setup({ pages: 10, quantum: 1_000_000 });
+    // Workflow 'tools' came back 1000 ms after its first call: its mean gap is 1000 ms.
+    const first = call(tokens(8, 1), 1, 'tools', 'a');
+    sched.add(first);
+    drain();
+    clock.now = 1000;
+    sched.add(call([...tokens(8, 1), ...first.generated, 7, 7, 7], 1, 'tools', 'a')); // 12 tokens: 3 pages kept
+    drain();
+    expect(workflow.workflow('tools')!.meanGapMs).toBe(1000);
+    clock.now = 1500;
+    sched.add(call(tokens(12, 5), 1, 'quick', 'a')); // finishes at 1500, no gap known: due now; 'tools' is due at 2000
+    drain();
+    sched.add(call(tokens(28, 6), 1, null)); // 7 pages: 4 free, 3 evicted
+    drain();
+    expect([workflow.retainedPages('tools'), workflow.retainedPages('quick')]).toEqual([0, 3]);
+  });
+
+  it('KvRetention with a rank: a page two keys pin goes only when both rank late; tails before heads', () => {
+    const pool = new PagePool(4);
+    const cache = new HashPrefixCache(pool, PAGE, 'fake');
+    const pages = pool.allocate(4)!;
+    const ids = tokens(16, 1);
+    const hashes: string[] = []; // filled by the cache as it hashes the chain
+    pages.forEach((p, i) => cache.insert(p, ids, '', hashes, i));
+    const ranks: Record<string, number[]> = { soon: [0, 10], later: [0, 20] };
+    const retention = new KvRetention(pool, (key) => ranks[key]);
+    const [head, a, b, c] = pages;
+    retention.retain('soon', [head, a], 100);
+    retention.retain('later', [head, b, c], 100);
+    pool.release(pages);
+    const order: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      const before = pages.filter((p) => pool.state(p) === 'cached');
+      cache.evict(1);
+      order.push(...before.filter((p) => pool.state(p) === 'free'));
+    }
+    expect(order).toEqual([c, b, a, head]);
+    pool.checkInvariants([], true);
+  });
+});
+
+
+
+describe('workflow policy: admission of a whole workflow', () => {
+  it('holds a new workflow when all its agents\' first calls do not fit beside the live workflows, not just one', () => {
+    const { sched, step, drain } = setup({ pages: 16, starvationMs: 1_000_000 });
+    const live = call(tokens(32, 1), 20, 'x', 'a'); // 9 pages while it decodes
+    sched.add(live);
+    step();
+    const [y1, y2] = [call(tokens(16, 2), 1, 'y', 'a'), call(tokens(16, 3), 1, 'y', 'b')];
+    sched.add(y1);
+    sched.add(y2);
+    step();
+    // 9 + 4 fits for one call; 9 + 4 + 4 > 16 for the workflow: both wait.
+    expect([y1.status, y2.status]).toEqual(['waiting', 'waiting']);
+    drain();
+    expect([y1.generated.length, y2.generated.length]).toEqual([1, 1]);
+  });
+
+  it('counts the prompt the agents of the new workflow share once', () => {
+    const { sched, step } = setup({ pages: 16, starvationMs: 1_000_000 });
+    sched.add(call(tokens(32, 1), 20, 'x', 'a'));
+    step();
+    const system = tokens(12, 9);
+    const [y1, y2] = [call([...system, 1, 2, 3, 4], 1, 'y', 'a'), call([...system, 5, 6, 7, 8], 1, 'y', 'b')];
+    sched.add(y1);
+    sched.add(y2);
+    step();
+    // Counted per agent, 9 + 4 + 4 > 16 would hold them; with the 3 shared pages once, 9 + 5 fits.
+    // y1 starts (and finishes: one token); y2 waits a step for the shared pages y1 computes.
+    expect(y1.status).toBe('finished');
+    step();
+    expect(y2.status).toBe('finished');
+  });
+});
