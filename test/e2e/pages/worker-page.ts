@@ -2,7 +2,7 @@
 // functions on window through Playwright).
 import { wrap } from 'comlink';
 import { createWorkerEngine, type WorkerEngine } from '../../../src/browser/index.js';
-import type { EngineHost } from '../../../src/browser/engine-host.js';
+import type { EngineHost, WorkerEngineOptions } from '../../../src/browser/engine-host.js';
 import type { InitProgressReport } from '../../../src/engine/index.js';
 
 const MODEL_URL = new URL('../../../models/wg-tolstoy-q8_0.gguf', import.meta.url).href;
@@ -20,7 +20,7 @@ declare global {
     wg: {
       progress: InitProgressReport[];
       engine: WorkerEngine | null;
-      load(url?: string): Promise<string>;
+      load(url?: string, options?: WorkerEngineOptions): Promise<string>;
       loadError(url: string): Promise<string>;
       cached(): Promise<string[]>;
       chat(content: string, maxTokens: number): Promise<string>;
@@ -35,9 +35,9 @@ declare global {
 window.wg = {
   progress: [],
   engine: null,
-  async load(url = MODEL_URL) {
+  async load(url = MODEL_URL, options = {}) {
     const worker = new Worker(new URL('../../../workers/engine.worker.ts', import.meta.url), { type: 'module' });
-    window.wg.engine = await createWorkerEngine({ worker, model: url, initProgressCallback: (r) => window.wg.progress.push(r) });
+    window.wg.engine = await createWorkerEngine({ ...options, worker, model: url, initProgressCallback: (r) => window.wg.progress.push(r) });
     document.getElementById('status')!.textContent = 'ready';
     return window.wg.engine.modelId ?? '';
   },
