@@ -13,7 +13,7 @@ import type { KvManager } from '../kv/kv-manager.js';
 import type { PageHash } from '../kv/page-hash.js';
 import type { Sequence } from './sequence.js';
 import { SessionRegistry } from './session-registry.js';
-import { StepCostModel } from './step-cost.js';
+import { StepCostModel, type StepCost } from './step-cost.js';
 
 export interface SchedulingPolicy {
   /** Waiting and preempted sequences, highest priority first (a new array). */
@@ -241,8 +241,9 @@ export class Scheduler {
     if (!preempted.length) {
       const computing = new Set<PageHash>(this.runningSeqs.flatMap((s) => this.kv.pendingPageHashes(s.kv)));
       const cost = this.stepCost?.estimate() ?? null;
-      for (const seq of this.policy.order(this.waitingSeqs)) {
-        const allowed = Math.min(budget, this.promptTokensAllowed(cost, promptsCompleted, decodeRows));
+      const ordered = this.policy.order(this.waitingSeqs);
+      for (const [i, seq] of ordered.entries()) {
+        const allowed = Math.min(budget, this.promptTokensAllowed(cost, promptsCompleted, decodeRows, ordered.length - 1 - i));
         if (allowed === 0 || this.runningSeqs.length >= this.maxRunningSeqs) break;
         if (seq.restoring) continue;
         if (this.policy.admits && this.runningSeqs.length && !this.policy.admits(seq)) continue;
@@ -322,16 +323,17 @@ export class Scheduler {
   }
 
   /**
-   * Latency-aware packing: how many tokens of a waiting prompt the step may still take. A step that
-   * completes k prompts already delays each of their first tokens by perTokenMs per token added;
-   * a prompt left for the next step waits about that step's fixed cost and decode rows. So it may
-   * add n tokens while k × perTokenMs × n ≤ fixedMs + perTokenMs × decodeRows (unlimited when
-   * k = 0 or no cost is known yet). Prompts then batch on a GPU (fixed cost dominant) and go one
-   * per step on a CPU adapter (every token costs).
+   * Latency-aware packing: how many tokens of a waiting prompt the step may still take. Each token
+   * added to a step that completes k prompts already delays their first tokens by perTokenMs. A
+   * prompt left for the next step waits for that step's fixed cost and decode rows, and if that
+   * step would not otherwise run, its fixed cost also delays the `behind` prompts queued after it.
+   * So it may add n tokens while k × perTokenMs × n ≤ fixedMs × (1 + behind) + perTokenMs ×
+   * decodeRows (unlimited when k = 0 or no cost is known yet). Prompts batch on a GPU (fixed cost
+   * dominant) and under a long queue; on a CPU adapter with few waiting they go one per step.
    */
-  private promptTokensAllowed(cost: { fixedMs: number; perTokenMs: number } | null, promptsCompleted: number, decodeRows: number): number {
+  private promptTokensAllowed(cost: StepCost | null, promptsCompleted: number, decodeRows: number, behind: number): number {
     if (!cost || promptsCompleted === 0 || cost.perTokenMs === 0) return Infinity;
-    return Math.floor((cost.fixedMs + cost.perTokenMs * decodeRows) / (promptsCompleted * cost.perTokenMs));
+    return Math.floor((cost.fixedMs * (1 + behind) + cost.perTokenMs * decodeRows) / (promptsCompleted * cost.perTokenMs));
   }
 
   /**

@@ -53,10 +53,18 @@ describe('Scheduler: latency-aware packing', () => {
     const { sched, step } = setup({ fixedMs: 20, perTokenMs: 10 });
     const [a, b, c] = [seq(12, 1), seq(12, 2), seq(12, 3)];
     for (const s of [a, b, c]) sched.add(s);
-    // Allowance after one completed prompt and no decode rows: 20 / 10 = 2 tokens: b gets a 2-token chunk, c waits.
-    expect(shape(step()!)).toEqual([[a.id, 12, true], [b.id, 2, false]]);
-    // a decodes (1 row): b's continuation is a running prefill and goes whole; c then may add (20 + 10) / 10 = 3 tokens.
-    expect(shape(step()!)).toEqual([[a.id, 1, true], [b.id, 10, true], [c.id, 3, false]]);
+    // After a completes its prompt, b may add (20 × (1 + 1 prompt behind it)) / 10 = 4 tokens: a partial chunk; c waits.
+    expect(shape(step()!)).toEqual([[a.id, 12, true], [b.id, 4, false]]);
+    // a decodes (1 row); b's continuation is a running prefill and goes whole; c then may add (20 + 10 × 1) / 10 = 3 tokens.
+    expect(shape(step()!)).toEqual([[a.id, 1, true], [b.id, 8, true], [c.id, 3, false]]);
+  });
+
+  it('under a long queue, batches more: a deferred prompt\'s extra step would delay everyone behind it', () => {
+    const { sched, step } = setup({ fixedMs: 20, perTokenMs: 10 });
+    const seqs = Array.from({ length: 10 }, (_, i) => seq(12, i + 1));
+    for (const s of seqs) sched.add(s);
+    // Second: (20 × 9) / 10 = 18 ≥ 12 tokens, joins whole; third: (20 × 8) / (2 × 10) = 8, a partial chunk, then the step is full.
+    expect(shape(step()!)).toEqual([[seqs[0].id, 12, true], [seqs[1].id, 12, true], [seqs[2].id, 8, false]]);
   });
 
   it('on a device whose fixed cost dominates (a GPU), batches the waiting prompts as before', () => {
