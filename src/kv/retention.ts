@@ -41,6 +41,14 @@ export class KvRetention {
     this.records.set(key, record);
   }
 
+  /** Moves the deadline of what `key` holds (false if it holds nothing). */
+  extend(key: string, expiresAt: number): boolean {
+    const record = this.records.get(key);
+    if (!record) return false;
+    record.expiresAt = expiresAt;
+    return true;
+  }
+
   /** Unpins what `key` holds; false if it holds nothing. */
   release(key: string): boolean {
     const record = this.records.get(key);

@@ -1,15 +1,21 @@
 // The `workflow` scheduling policy (Autellix's program-level least attained service, Continuum's
-// KV time-to-live across tool calls). A request belongs to a workflow (metadata.workflow_id; none:
-// its own one-call workflow). A call of a workflow with nothing running or kept starts only when
-// its context fits beside the live workflows' pages (admission). Waiting requests go by priority (lower first), then least service
-// attained by their whole workflow (tokens computed for all its calls so far, in levels that
-// double: Autellix's multi-level queues), then whose prefix is cached (more cached pages first),
-// then arrival; one that has waited longer than the
-// starvation bound goes before all of these. The victim of a preemption is a running request of
-// the workflow with the most service. When a call finishes while its workflow is open, its pages
-// are pinned (KvRetention) for a time-to-live under its (workflow, agent), so the agent's next
-// call after a tool finds them; that call's start releases the pins (what it did not take, the
-// superseded tail, goes back to plain LRU). TTL expiry, end() and an idle timeout release them.
+// KV time-to-live across tool calls, KVFlow's evict-what-runs-latest). A request belongs to a
+// workflow (metadata.workflow_id; none: its own one-call workflow).
+// - Order: priority (lower first), then the service attained by its whole workflow (tokens
+//   computed for all its calls so far, in levels that double: Autellix's multi-level queues), then
+//   whose prefix is cached (more cached pages first), then arrival; a request waiting longer than
+//   the starvation bound goes before all of these.
+// - Admission: a workflow with nothing running or kept starts only when all its queued calls fit
+//   (shared prompt counted once) beside the live workflows' agent contexts (each agent's latest
+//   context, whether resident or not), so a new workflow waits rather than evict them.
+// - Victim of a preemption: a running request of the workflow with the most service.
+// - KV across calls: when a call finishes while its workflow is open, its pages are pinned
+//   (KvRetention) for a time-to-live under its (workflow, agent); the agent's next call arriving
+//   holds them until it starts, however long it queues, and its start releases them (what it did
+//   not take, the superseded tail, goes back to plain LRU). TTL expiry, end() and an idle timeout
+//   release them. Pinned pages go after plain cached ones, and among them the pins of the most
+//   served workflow first, then of the agent expected back from its tool last (its last finish
+//   plus its workflow's mean gap between calls), each context from its tail.
 import type { KvManager } from '../kv/kv-manager.js';
 import { KvRetention } from '../kv/retention.js';
 import type { SchedulingPolicy } from './scheduler.js';
@@ -155,6 +161,8 @@ export class WorkflowPolicy implements SchedulingPolicy {
     w.waiting.add(seq);
     w.contexts.set(seq.agentId ?? `#${seq.id}`, seq.tokens);
     w.lastActivity = this.clock();
+    // The agent is back from its tool: what is kept for it stays until this call starts, however long it queues.
+    if (seq.workflowId !== null) this.retention.extend(retentionKey(key, seq.agentId), Infinity);
     const last = seq.workflowId === null ? undefined : this.finishedAt.get(retentionKey(key, seq.agentId));
     if (last !== undefined) {
       w.gapsSeen++;

@@ -7,11 +7,11 @@ import { FakeModel, VOCAB } from '../helpers/fake-model.js';
 
 const PAGE = 4;
 
-function setup(o: { pages: number; quantum?: number; starvationMs?: number }) {
+function setup(o: { pages: number; quantum?: number; starvationMs?: number; retentionTtlMs?: number }) {
   const clock = { now: 0 };
   const pool = new PagePool(o.pages);
   const kv = new KvManager(pool, PAGE, new HashPrefixCache(pool, PAGE, 'fake'));
-  const workflow = new WorkflowPolicy({ kv, clock: () => clock.now, serviceQuantumTokens: o.quantum ?? 1, starvationMs: o.starvationMs, retentionTtlMs: 60_000 });
+  const workflow = new WorkflowPolicy({ kv, clock: () => clock.now, serviceQuantumTokens: o.quantum ?? 1, starvationMs: o.starvationMs, retentionTtlMs: o.retentionTtlMs ?? 60_000 });
   const sched = new Scheduler({ kv, contextLength: 256, maxBatchTokens: 64, policy: workflow, clock: () => clock.now });
   const model = new FakeModel(PAGE);
   const step = (): ScheduledStep | null => {
@@ -108,6 +108,32 @@ describe('workflow policy: which kept pages go first', () => {
 });
 
 
+
+describe('workflow policy: the time-to-live covers the tool, not the queue', () => {
+  it('keeps an agent\'s pages past the TTL while its next call waits to start', () => {
+    const { sched, clock, pool, workflow, drain } = setup({ pages: 16, retentionTtlMs: 1000 });
+    const history = tokens(16, 1);
+    const first = call(history, 1, 'w', 'a');
+    sched.add(first);
+    drain();
+    expect(workflow.retainedPages('w', 'a')).toBe(4);
+    clock.now = 500; // back from the tool within the TTL; the call then queues long
+    const next = call([...history, ...first.generated, 3, 3, 3], 1, 'w', 'a');
+    sched.add(next);
+    workflow.tick(5000);
+    expect(workflow.retainedPages('w', 'a')).toBe(4);
+    clock.now = 5000;
+    drain();
+    expect(next.cachedTokens).toBe(16);
+    // An agent that does not come back within the TTL loses its pins.
+    const other = call(tokens(8, 2), 1, 'w', 'b');
+    sched.add(other);
+    drain();
+    workflow.tick(clock.now + 1000);
+    expect(workflow.retainedPages('w', 'b')).toBe(0);
+    expect(pool.cachedPages).toBeGreaterThan(0);
+  });
+});
 
 describe('workflow policy: admission of a whole workflow', () => {
   it('holds a new workflow when all its agents\' first calls do not fit beside the live workflows, not just one', () => {
