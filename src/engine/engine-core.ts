@@ -87,6 +87,12 @@ export interface EngineCoreOptions {
   maxBatchTokens?: number;
   /** Most sequences running at once (default 64). */
   maxRunningSeqs?: number;
+  /**
+   * Latency-aware packing of prompts into steps (default true): from the step times it measures,
+   * the scheduler adds a second prompt to a step only when that costs the first prompt's first
+   * token less than waiting a step costs the second (see Scheduler). False: fill the token budget.
+   */
+  latencyPacking?: boolean;
   /** Context length (default and maximum: the model's, and what the KV cache holds). */
   contextLength?: number;
   /**
@@ -283,6 +289,7 @@ export class EngineCore {
       contextLength,
       maxBatchTokens: options.maxBatchTokens,
       maxRunningSeqs: options.maxRunningSeqs,
+      latencyPacking: options.latencyPacking,
       policy: this.workflowPolicy ?? fcfs,
       onFinished: (seq) => (this.committing ? this.finishedInCommit.push(seq) : this.finished(seq)),
       maxSessionPages: options.maxSessionPages,
