@@ -7,7 +7,7 @@
 // must be the same). Prints, per policy and as ratios: mean and p95 workflow completion time
 // (first call sent to last answer), generated tokens/s, prompt tokens computed (not from the
 // cache), preemptions, TTFT p95.
-// Use: npm run bench:agents [-- --workflows 6 --seed 1 --kv-pages 40 --starvation-ms 10000 --ttl-ms 10000]
+// Use: npm run bench:agents [-- --workflows 6 --seed 1 --kv-pages 40 --starvation-ms 10000 --ttl-ms 10000 --first fcfs|workflow]
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createEngine, type Engine } from '../src/index.js';
@@ -21,6 +21,8 @@ const { values: args } = parseArgs({
     'burst-gap-ms': { type: 'string', default: '1500' },
     'starvation-ms': { type: 'string' },
     'ttl-ms': { type: 'string' },
+    /** Which policy runs first (the machine's load drifts; run both orders to see it). */
+    first: { type: 'string', default: 'fcfs' },
   },
 });
 const WORKFLOWS = Number(args.workflows);
@@ -181,7 +183,8 @@ let pageBytes = 0;
   await probe.destroy();
 }
 let adapterName = '';
-for (const policy of ['fcfs', 'workflow'] as const) {
+if (args.first !== 'fcfs' && args.first !== 'workflow') throw new Error(`--first must be fcfs or workflow, got ${args.first}`);
+for (const policy of args.first === 'fcfs' ? (['fcfs', 'workflow'] as const) : (['workflow', 'fcfs'] as const)) {
   const engine = await createEngine({ model, policy, kvMemoryBytes: pageBytes * KV_PAGES, starvationMs: STARVATION_MS, retentionTtlMs: TTL_MS });
   try {
     await warmUp(engine);
@@ -209,7 +212,7 @@ for (const [name, r] of results) {
   const x = row(r);
   console.log(`| ${name} | ${x.mean.toFixed(2)} / ${x.p95.toFixed(2)} | ${x.tps.toFixed(1)} | ${x.computed} (${r.promptTokens}) | ${r.preemptions} | ${x.ttft95.toFixed(0)} | ${r.seconds.toFixed(1)} |`);
 }
-const [f, w] = results.map(([, r]) => row(r));
+const [f, w] = ['fcfs', 'workflow'].map((p) => row(results.find(([name]) => name === p)![1]));
 console.log(`\nworkflow / fcfs: completion mean ${(w.mean / f.mean).toFixed(2)}x, p95 ${(w.p95 / f.p95).toFixed(2)}x, generated tok/s ${(w.tps / f.tps).toFixed(2)}x, ` +
   `prompt tokens computed ${(w.computed / f.computed).toFixed(2)}x, TTFT p95 ${(w.ttft95 / f.ttft95).toFixed(2)}x`);
 const same = results[0][1].calls.every((wf, i) => wf.every((ag, a) => ag.every((c, k) => c.tokens.join() === results[1][1].calls[i][a][k]?.tokens.join())));
