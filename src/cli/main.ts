@@ -14,11 +14,15 @@ commands:
   serve     [--model FILE] [--host H] [--port P] [--kv-memory MB] [--kv-format f16|f32|q8_0|q4_0]
             [--max-batch-tokens N] [--no-prefix-cache] [--policy fcfs|workflow] [--numerics fast|llama.cpp]
             [--context-store DIR [--context-store-mb MB]]
+            [--max-session-pages N] [--max-sessions N] [--session-unpin-after S] [--session-expire-after S]
             the OpenAI API (/v1/chat/completions, /v1/completions, /v1/models, DELETE /v1/workflows/ID),
             /health and /metrics (Prometheus),
             on http://127.0.0.1:8080 by default (--port 0: any free port);
             --context-store keeps KV pages (q8_0) in DIR across restarts: a prompt that continues a
-            stored context restores them instead of prefilling
+            stored context restores them instead of prefilling;
+            sessions (/v1/sessions) pin at most --max-session-pages KV pages (default half the pool),
+            at most --max-sessions are open (256), one idle --session-unpin-after seconds (300) is
+            unpinned, one idle --session-expire-after seconds (3600) is destroyed (0: never)
 
 --model defaults to the small model the repo ships (models/wg-tolstoy-q8_0.gguf).`;
 
@@ -71,4 +75,8 @@ const SERVE_OPTIONS = {
   numerics: { type: 'string' },
   'context-store': { type: 'string' },
   'context-store-mb': { type: 'string' },
+  'max-session-pages': { type: 'string' },
+  'max-sessions': { type: 'string' },
+  'session-unpin-after': { type: 'string' },
+  'session-expire-after': { type: 'string' },
 } as const;

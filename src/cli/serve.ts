@@ -26,7 +26,18 @@ export interface ServeCliOptions {
   'context-store'?: string;
   /** The context store's byte budget in MiB (default 256). */
   'context-store-mb'?: string;
+  /** Most KV pages sessions keep pinned between requests (default: half the pool). */
+  'max-session-pages'?: string;
+  /** Most sessions open at once (default 256). */
+  'max-sessions'?: string;
+  /** Seconds without a request after which a session is unpinned (default 300; 0: never). */
+  'session-unpin-after'?: string;
+  /** Seconds without a request after which a session is destroyed (default 3600; 0: never). */
+  'session-expire-after'?: string;
 }
+
+/** Sessions over HTTP whose clients went away without DELETE: destroyed after an hour without a request. */
+export const SERVE_SESSION_EXPIRE_AFTER_S = 3600;
 
 /** How long requests still running at shutdown get to end (they are aborted first) before their connections are cut. */
 const SHUTDOWN_GRACE_MS = 3000;
@@ -67,7 +78,8 @@ export async function serve(engine: Engine, port: number, host: string, stopSign
   return 0;
 }
 
-function engineOptionsOf(opts: ServeCliOptions): EngineOptions {
+/** The engine options the serve flags ask for (throws a message naming the flag on bad values). */
+export function engineOptionsOf(opts: ServeCliOptions): EngineOptions {
   const options: EngineOptions = { model: opts.model };
   if (opts['kv-memory'] !== undefined) options.kvMemoryBytes = parseNumber(opts['kv-memory'], 'kv-memory', 0, { min: 1 }) * 2 ** 20;
   if (opts['kv-format'] !== undefined) options.kvFormat = parseKvFormat(opts['kv-format']);
@@ -84,7 +96,22 @@ function engineOptionsOf(opts: ServeCliOptions): EngineOptions {
     if (opts.policy !== 'fcfs' && opts.policy !== 'workflow') throw new Error(`--policy must be fcfs or workflow, got ${JSON.stringify(opts.policy)}`);
     options.policy = opts.policy;
   }
+  return { ...options, ...sessionOptionsOf(opts) };
+}
+
+function sessionOptionsOf(opts: ServeCliOptions): Pick<EngineOptions, 'maxSessionPages' | 'maxSessions' | 'sessionUnpinAfterMs' | 'sessionExpireAfterMs'> {
+  const options: Pick<EngineOptions, 'maxSessionPages' | 'maxSessions' | 'sessionUnpinAfterMs' | 'sessionExpireAfterMs'> = {};
+  if (opts['max-session-pages'] !== undefined) options.maxSessionPages = parseNumber(opts['max-session-pages'], 'max-session-pages', 0, { integer: true, min: 0 });
+  if (opts['max-sessions'] !== undefined) options.maxSessions = parseNumber(opts['max-sessions'], 'max-sessions', 0, { integer: true, min: 1 });
+  if (opts['session-unpin-after'] !== undefined) options.sessionUnpinAfterMs = secondsOrNever(opts['session-unpin-after'], 'session-unpin-after');
+  options.sessionExpireAfterMs = secondsOrNever(opts['session-expire-after'] ?? String(SERVE_SESSION_EXPIRE_AFTER_S), 'session-expire-after');
   return options;
+}
+
+/** A flag in seconds as milliseconds, 0 meaning never (Infinity). */
+function secondsOrNever(value: string, name: string): number {
+  const seconds = parseNumber(value, name, 0, { min: 0 });
+  return seconds === 0 ? Infinity : seconds * 1000;
 }
 
 function parseKvFormat(value: string): KvFormat {

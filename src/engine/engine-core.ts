@@ -6,7 +6,7 @@
 import { GpuDeviceLostError } from '../gpu/index.js';
 import { defaultKvMemoryBytes, HashPrefixCache, KvCache } from '../kv/index.js';
 import { ForwardPass, isQuantizedKv, StreamingDecoder, type KvFormat, type Model, type Numerics, type RowLogprobs, type RowSampling } from '../model/index.js';
-import { fcfs, KvManager, Scheduler, Sequence, WorkflowPolicy, type KvSession, type ScheduledStep, type SessionInfo } from '../scheduler/index.js';
+import { fcfs, KvManager, Scheduler, Sequence, SessionLimitError, WorkflowPolicy, type KvSession, type ScheduledStep, type SessionInfo } from '../scheduler/index.js';
 import { AsyncQueue } from './async-queue.js';
 import { ContextTier, type ContextStoreConfig } from './context-tier.js';
 import { ApiError } from './errors.js';
@@ -115,6 +115,18 @@ export interface EngineCoreOptions {
    * full pages stay in the prefix cache (evictable) and its next request recomputes what is gone.
    */
   maxSessionPages?: number;
+  /** Most sessions open at once (default 256); creating or cloning one more fails (HTTP 429, code too_many_sessions). */
+  maxSessions?: number;
+  /**
+   * A session with no request for this long is unpinned (ms, default 300 000 = 5 minutes;
+   * Infinity: never): its pages go to the prefix cache and its next request recomputes what was evicted.
+   */
+  sessionUnpinAfterMs?: number;
+  /**
+   * A session with no request for this long is destroyed (ms, default Infinity: never; `wgserve
+   * serve` sets 1 hour): later requests naming it get session_not_found.
+   */
+  sessionExpireAfterMs?: number;
   /**
    * 'fcfs' (default): oldest request first. 'workflow': priority, then least service attained by
    * the request's workflow, prefix affinity and arrival; KV of a finished call is kept for the
@@ -293,6 +305,9 @@ export class EngineCore {
       policy: this.workflowPolicy ?? fcfs,
       onFinished: (seq) => (this.committing ? this.finishedInCommit.push(seq) : this.finished(seq)),
       maxSessionPages: options.maxSessionPages,
+      maxSessions: options.maxSessions,
+      sessionUnpinAfterMs: options.sessionUnpinAfterMs,
+      sessionExpireAfterMs: options.sessionExpireAfterMs,
     });
     this.watchDevice(model);
   }
@@ -375,13 +390,14 @@ export class EngineCore {
   /** A new, empty session (SubmitOptions.session names it); its requests share `cacheSalt`. */
   createSession(cacheSalt = ''): string {
     this.requireServing();
-    return this.scheduler.sessions.create(cacheSalt).id;
+    return withSessionLimit(() => this.scheduler.sessions.create(cacheSalt).id);
   }
 
   /** A session with the context of `id`, referencing its pages: nothing is computed. */
   cloneSession(id: string): string {
     this.requireServing();
-    return this.scheduler.sessions.clone(this.requireSession(id).id).id;
+    const parent = this.requireSession(id).id;
+    return withSessionLimit(() => this.scheduler.sessions.clone(parent).id);
   }
 
   /** Releases a session's pages; false if there is no such session. Requests under way on it go on (and no longer update it). */
@@ -676,4 +692,14 @@ async function openContextTier(options: EngineCoreOptions, model: Model, kv: KvC
 
 function asError(e: unknown): Error {
   return e instanceof Error ? e : new Error(String(e));
+}
+
+/** `open` as an API error (HTTP 429) when it throws SessionLimitError. */
+function withSessionLimit<T>(open: () => T): T {
+  try {
+    return open();
+  } catch (e) {
+    if (e instanceof SessionLimitError) throw ApiError.tooManySessions(e.limit);
+    throw e;
+  }
 }

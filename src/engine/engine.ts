@@ -78,8 +78,8 @@ export interface EngineMetricsSnapshot extends MetricsSnapshot {
   policy: 'fcfs' | 'workflow';
   /** The context store's records and traffic, or null without one. */
   contextStore?: ContextStoreStats | null;
-  /** Engine sessions open now, the distinct KV pages they pin, and how often one was unpinned to make room. */
-  sessions: { open: number; pinnedPages: number; unpinned: number };
+  /** Engine sessions open now, the distinct KV pages they pin, how often one was unpinned (for room or idle), and how many expired idle. */
+  sessions: { open: number; pinnedPages: number; unpinned: number; expired: number };
 }
 
 /**
@@ -278,7 +278,7 @@ export class Engine {
       ...core.metrics.snapshot(), activeSequences: core.activeCount, pagesUsed: pool.usedPages, pagesFree: pool.freePages, pagesCached: pool.cachedPages,
       pagesRetained: pool.retainedPages, totalPages: pool.totalPages, deviceRecoveries: core.recoveries, policy: core.workflowPolicy ? 'workflow' : 'fcfs',
       contextStore: core.tier?.stats() ?? null,
-      sessions: { open: sessions.size, pinnedPages: sessions.heldPages(), unpinned: sessions.unpinned },
+      sessions: { open: sessions.size, pinnedPages: sessions.heldPages(), unpinned: sessions.unpinned, expired: sessions.expired },
     };
   }
 

@@ -50,6 +50,11 @@ export class ApiError extends Error {
     return new ApiError(`No session "${id}": it was never created, was destroyed, or went with the model`, 404, 'not_found_error', 'session_id', 'session_not_found');
   }
 
+  /** As many sessions are open as the engine allows (maxSessions): HTTP 429. */
+  static tooManySessions(limit: number): ApiError {
+    return new ApiError(`${limit} sessions are open, the most this engine allows (maxSessions): destroy one first`, 429, 'rate_limit_error', null, 'too_many_sessions');
+  }
+
   /** The engine cannot serve (its GPU failed and could not be recovered): HTTP 503. */
   static unavailable(reason: string): ApiError {
     return new ApiError(`The engine cannot serve: ${reason}`, 503, 'engine_unavailable', null, 'engine_failed');

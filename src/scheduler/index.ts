@@ -11,4 +11,4 @@ export {
 export { StepCostModel, type StepCost } from './step-cost.js';
 export { WorkflowPolicy, WorkflowState, WORKFLOW_DEFAULTS, type WorkflowPolicyOptions } from './workflow-policy.js';
 export { KvManager, type KvOwner } from '../kv/kv-manager.js';
-export { SessionRegistry, KvSession, type SessionInfo } from './session-registry.js';
+export { SessionRegistry, KvSession, SessionLimitError, DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_UNPIN_AFTER_MS, type SessionInfo, type SessionLimits } from './session-registry.js';

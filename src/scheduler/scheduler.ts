@@ -73,6 +73,12 @@ export interface SchedulerOptions {
   onFinished?: (seq: Sequence) => void;
   /** Most distinct KV pages sessions keep referenced between requests (default: half the pool). */
   maxSessionPages?: number;
+  /** Most sessions open at once (default 256). */
+  maxSessions?: number;
+  /** A session with no request for this long (ms, by `clock`) is unpinned (default 5 minutes). */
+  sessionUnpinAfterMs?: number;
+  /** A session with no request for this long (ms, by `clock`) is destroyed (default Infinity: never). */
+  sessionExpireAfterMs?: number;
 }
 
 export interface ScheduledSeq {
@@ -133,7 +139,10 @@ export class Scheduler {
     this.validate = options.validate ?? true;
     this.stepCost = options.latencyPacking === false ? null : new StepCostModel();
     this.onFinished = options.onFinished;
-    this.sessions = new SessionRegistry(this.kv, options.maxSessionPages ?? Math.floor(this.kv.totalPages / 2));
+    this.sessions = new SessionRegistry(this.kv, {
+      maxPages: options.maxSessionPages ?? Math.floor(this.kv.totalPages / 2), maxSessions: options.maxSessions,
+      unpinAfterMs: options.sessionUnpinAfterMs, expireAfterMs: options.sessionExpireAfterMs, now: this.clock,
+    });
     for (const [name, v] of [['contextLength', this.contextLength], ['maxBatchTokens', this.maxBatchTokens], ['maxRunningSeqs', this.maxRunningSeqs]] as const) {
       if (!Number.isInteger(v) || v < 1) throw new Error(`scheduler: ${name} must be a positive integer, got ${v}`);
     }
@@ -177,6 +186,7 @@ export class Scheduler {
     seq.queuedAt = this.clock();
     this.byId.set(seq.id, seq);
     this.waitingSeqs.push(seq);
+    if (seq.session) this.sessions.requestQueued(seq.session);
     this.policy.added?.(seq);
   }
 
@@ -204,6 +214,7 @@ export class Scheduler {
   schedule(): ScheduledStep | null {
     if (this.inFlight) throw new Error('scheduler: commit the previous step before scheduling the next');
     this.policy.tick?.(this.clock());
+    this.sessions.sweep();
     let budget = this.maxBatchTokens;
     const chosen: ScheduledSeq[] = [];
     const scheduled = new Set<Sequence>();

@@ -5,12 +5,12 @@ import { describe, expect, it } from 'vitest';
 import { KvManager } from '../../src/kv/kv-manager.js';
 import { PagePool } from '../../src/kv/page-pool.js';
 import { HashPrefixCache } from '../../src/kv/prefix-cache.js';
-import { Scheduler, Sequence, type KvSession, type ScheduledStep } from '../../src/scheduler/index.js';
+import { Scheduler, SessionLimitError, Sequence, type KvSession, type ScheduledStep, type SchedulerOptions } from '../../src/scheduler/index.js';
 import { FakeModel, runAlone, VOCAB } from '../helpers/fake-model.js';
 
 const PS = 4;
 
-function setup(pages: number, options: { maxSessionPages?: number; maxBatchTokens?: number } = {}) {
+function setup(pages: number, options: Omit<SchedulerOptions, 'kv' | 'contextLength'> = {}) {
   const pool = new PagePool(pages);
   const kv = new KvManager(pool, PS, new HashPrefixCache(pool, PS, 'fake'));
   const sched = new Scheduler({ kv, contextLength: 256, ...options });
@@ -196,5 +196,112 @@ describe('sessions in the scheduler', () => {
     expect(first.batch.tokenIds.length).toBe(8 + 9); // one new token per clone, the plain prompt
     t.drainAll();
     runs.forEach((r, i) => expect(r.generated).toEqual(runAlone([...tokens(20), 200 + i], 4, 256).generated));
+  });
+});
+
+describe('session limits (fake clock)', () => {
+  const MIN = 60_000;
+  function limited(options: Omit<SchedulerOptions, 'kv' | 'contextLength' | 'clock'>) {
+    const clock = { now: 0 };
+    return { clock, ...setup(64, { ...options, clock: () => clock.now }) };
+  }
+  const prefill = (t: ReturnType<typeof limited>, session: KvSession, n: number, base = 1) => {
+    t.sched.add(seqOn(session, tokens(n, base), 1));
+    t.drainAll();
+  };
+
+  it('defaults: 256 sessions, unpinned after 5 idle minutes, never destroyed', () => {
+    const t = limited({});
+    expect(t.sched.sessions.maxSessions).toBe(256);
+    expect(t.sched.sessions.unpinAfterMs).toBe(5 * MIN);
+    expect(t.sched.sessions.expireAfterMs).toBe(Infinity);
+  });
+
+  it('a session idle for unpinAfterMs is unpinned at the next step; it stays open and its next request takes what the cache kept', () => {
+    const t = limited({ sessionUnpinAfterMs: 5 * MIN });
+    const idle = t.sched.sessions.create();
+    const busy = t.sched.sessions.create();
+    prefill(t, idle, 12, 1);
+    t.clock.now = 3 * MIN;
+    prefill(t, busy, 12, 2);
+    t.clock.now = 5 * MIN - 1;
+    t.sched.sessions.sweep();
+    expect(idle.pinned && busy.pinned).toBe(true);
+    t.clock.now = 5 * MIN;
+    // The next step (a plain request) checks idleness: `idle` goes, `busy` (used at 3 min) stays.
+    t.sched.add(new Sequence({ id: nextId++, promptIds: tokens(3, 7), maxTokens: 1 }));
+    t.drainAll();
+    expect(idle.pinned).toBe(false);
+    expect(busy.pinned).toBe(true);
+    expect(t.sched.sessions.get(idle.id)).toBe(idle);
+    expect(t.sched.sessions.unpinned).toBe(1);
+    expect(t.pool.cachedPages).toBe(3); // its full pages, evictable now
+    const next = seqOn(idle, [...tokens(12, 1), 9], 2);
+    t.sched.add(next);
+    t.drainAll();
+    expect(next.cachedTokens).toBe(12);
+    expect(next.generated).toEqual(runAlone([...tokens(12, 1), 9], 2, 256).generated);
+    expect(idle.pinned).toBe(true);
+  });
+
+  it('a session idle for expireAfterMs is destroyed (pages released, gone for lookups); one with a request under way never is', () => {
+    const t = limited({ sessionUnpinAfterMs: Infinity, sessionExpireAfterMs: 30 * MIN });
+    const stale = t.sched.sessions.create();
+    const working = t.sched.sessions.create();
+    prefill(t, stale, 12, 1);
+    prefill(t, working, 12, 2);
+    const long = seqOn(working, [...tokens(12, 2), 5], 50);
+    t.sched.add(long);
+    t.step();
+    t.clock.now = 31 * MIN; // the request on `working` has run for 31 minutes: not idle
+    t.step();
+    expect(t.sched.sessions.get(stale.id)).toBeUndefined();
+    expect(t.sched.sessions.get(working.id)).toBe(working);
+    expect(t.sched.sessions.expired).toBe(1);
+    expect(t.sched.sessions.size).toBe(1);
+    t.drainAll();
+    expect(long.generated).toEqual(runAlone([...tokens(12, 2), 5], 50, 256).generated);
+    // Idle from the moment its request ended.
+    t.clock.now = 31 * MIN + 30 * MIN - 1;
+    expect(t.sched.sessions.get(working.id)).toBe(working);
+    t.clock.now = 31 * MIN + 30 * MIN;
+    expect(t.sched.sessions.info(working.id)).toBeUndefined();
+    expect(t.pool.usedPages).toBe(0);
+    t.sched.checkInvariants();
+  });
+
+  it('a clone and a lookup count as use; expiry is checked on lookups even with no steps', () => {
+    const t = limited({ sessionExpireAfterMs: 10 * MIN });
+    const a = t.sched.sessions.create();
+    prefill(t, a, 8);
+    t.clock.now = 9 * MIN;
+    const b = t.sched.sessions.clone(a.id); // a is used by the clone
+    t.clock.now = 18 * MIN;
+    expect(t.sched.sessions.get(a.id)).toBe(a);
+    expect(t.sched.sessions.get(b.id)).toBe(b);
+    t.clock.now = 19 * MIN;
+    expect(t.sched.sessions.get(a.id)).toBeUndefined();
+    expect(t.sched.sessions.get(b.id)).toBeUndefined();
+    expect(t.sched.sessions.expired).toBe(2);
+  });
+
+  it('past maxSessions create and clone throw SessionLimitError; a destroyed or expired session makes room', () => {
+    const t = limited({ maxSessions: 2, sessionExpireAfterMs: 10 * MIN });
+    const a = t.sched.sessions.create();
+    t.sched.sessions.create();
+    expect(() => t.sched.sessions.create()).toThrow(SessionLimitError);
+    expect(() => t.sched.sessions.clone(a.id)).toThrow(/2 sessions are open, the most allowed/);
+    expect(t.sched.sessions.size).toBe(2);
+    t.sched.sessions.destroy(a.id);
+    const c = t.sched.sessions.create();
+    t.clock.now = 10 * MIN;
+    expect(t.sched.sessions.create().id).not.toBe(c.id); // both old ones expired first
+    expect(t.sched.sessions.size).toBe(1);
+  });
+
+  it('rejects limits that make no sense', () => {
+    expect(() => setup(8, { maxSessions: 0 })).toThrow(/maxSessions must be a positive integer/);
+    expect(() => setup(8, { sessionUnpinAfterMs: 0 })).toThrow(/sessionUnpinAfterMs must be a positive number/);
+    expect(() => setup(8, { sessionExpireAfterMs: NaN })).toThrow(/sessionExpireAfterMs/);
   });
 });

@@ -18,7 +18,7 @@ function timings(r: () => number, workflowId: string | null, agentId: string | n
 const SUMMED = ['calls', 'promptTokens', 'cachedTokens', 'generatedTokens', 'preemptions', 'queueMsSum', 'ttftMsSum', 'ttftCount', 'itlMsSum', 'itlCount'] as const;
 
 function snapshotOf(metrics: EngineMetrics): EngineMetricsSnapshot {
-  return { ...metrics.snapshot(), activeSequences: 0, pagesUsed: 3, pagesFree: 10, pagesCached: 3, pagesRetained: 1, totalPages: 16, deviceRecoveries: 0, policy: 'workflow', sessions: { open: 0, pinnedPages: 0, unpinned: 0 } };
+  return { ...metrics.snapshot(), activeSequences: 0, pagesUsed: 3, pagesFree: 10, pagesCached: 3, pagesRetained: 1, totalPages: 16, deviceRecoveries: 0, policy: 'workflow', sessions: { open: 0, pinnedPages: 0, unpinned: 0, expired: 0 } };
 }
 
 describe('metrics per workflow and agent', () => {
