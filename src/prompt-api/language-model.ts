@@ -232,9 +232,10 @@ export class LanguageModelSession extends EventTarget {
         try {
           engineSession = (await sessions.clone(this.#engineSession)).id;
         } catch (e) {
-          throw engineError(e, signal);
+          // At the engine's session limit the clone runs on the prefix cache (its prompts carry the whole history).
+          if (!isSessionLimit(e) || signal.aborted) throw engineError(e, signal);
         }
-        if (signal.aborted) releaseEngineSession(this.#config.engine, engineSession);
+        if (signal.aborted && engineSession) releaseEngineSession(this.#config.engine, engineSession);
         signal.throwIfAborted();
       }
       return new Session(INTERNAL, { config: this.#config, engineSession, turns, usage: this.#usage });
@@ -547,7 +548,8 @@ async function countTokens(engine: PromptApiEngine, messages: ChatMessage[], end
 
 /**
  * An engine session for a new LanguageModel session, its context `messages` computed; null when
- * the engine has no sessions. Released again if `signal` aborts meanwhile.
+ * the engine has no sessions or has as many open as it allows (then reuse is left to the prefix
+ * cache). Released again if `signal` aborts meanwhile.
  */
 async function createEngineSession(engine: PromptApiEngine, messages: ChatMessage[], tools: readonly LanguageModelTool[], signal?: AbortSignal): Promise<string | null> {
   if (!engine.sessions) return null;
@@ -556,6 +558,7 @@ async function createEngineSession(engine: PromptApiEngine, messages: ChatMessag
   try {
     id = (await engine.sessions.create(request, { signal })).id;
   } catch (e) {
+    if (isSessionLimit(e) && !signal?.aborted) return null;
     throw engineError(e, signal);
   }
   if (signal?.aborted) {
@@ -563,6 +566,11 @@ async function createEngineSession(engine: PromptApiEngine, messages: ChatMessag
     throw signal.reason;
   }
   return id;
+}
+
+/** The engine refused a session because maxSessions are open (ApiError code too_many_sessions). */
+function isSessionLimit(e: unknown): boolean {
+  return (e as { code?: unknown } | null)?.code === 'too_many_sessions';
 }
 
 /** Releases an engine session (errors ignored: the engine may be gone already). */

@@ -130,6 +130,32 @@ describe('engine sessions over HTTP (createOpenAiHandler on the shipped model)',
   });
 });
 
+describe('the open-session limit over HTTP (maxSessions 2)', () => {
+  let engine: Engine;
+  beforeAll(async () => {
+    engine = await shippedEngine({ maxSessions: 2 });
+  });
+  afterAll(() => engine?.destroy());
+
+  it('a third session (created or cloned) is refused with 429 too_many_sessions; deleting one makes room', async () => {
+    const handler = createOpenAiHandler(engine);
+    const post = async (path: string, body: unknown = {}) => {
+      const r = await handler(new Request(`http://localhost${path}`, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }));
+      return { status: r.status, body: await r.json() };
+    };
+    const a = await post('/v1/sessions', { messages: [SYSTEM] });
+    expect((await post(`/v1/sessions/${a.body.id}/clone`)).status).toBe(200);
+    for (const refused of [await post('/v1/sessions'), await post(`/v1/sessions/${a.body.id}/clone`)]) {
+      expect(refused.status).toBe(429);
+      expect(refused.body.error).toMatchObject({ type: 'rate_limit_error', code: 'too_many_sessions' });
+      expect(refused.body.error.message).toMatch(/2 sessions are open/);
+    }
+    expect(await engine.sessions.destroy(a.body.id)).toBe(true);
+    expect((await post('/v1/sessions')).status).toBe(200);
+    expect(engine.metrics().sessions).toMatchObject({ open: 2, expired: 0 });
+  });
+});
+
 describe('engine sessions through a GPU device loss', () => {
   it('a lost device unpins the sessions; their next requests compute the context again and answer as before', async () => {
     const engine = await createEngine({ model: SHIPPED_MODEL });

@@ -309,3 +309,29 @@ describe('LanguageModel over an in-process Engine', () => {
     await poolIsEmpty();
   });
 });
+
+describe('LanguageModel at the engine\'s session limit (maxSessions 2)', () => {
+  let engine: Engine;
+  beforeAll(async () => {
+    engine = await shippedEngine({ maxSessions: 2 });
+  });
+  afterAll(() => engine?.destroy());
+
+  it('sessions and clones past the limit run on the prefix cache instead of failing, with the same greedy answers', async () => {
+    const LanguageModel = createLanguageModel({ engine, maxResponseTokens: 8 });
+    const base = await LanguageModel.create({ ...greedy, initialPrompts: [SYSTEM] });
+    const pinned = await base.clone();
+    expect(engine.metrics().sessions.open).toBe(2);
+    const unpinnedClone = await base.clone();
+    const unpinnedNew = await LanguageModel.create({ ...greedy, initialPrompts: [SYSTEM] });
+    expect(engine.metrics().sessions.open).toBe(2);
+    const expected = await pinned.prompt('Pierre');
+    expect(await unpinnedClone.prompt('Pierre')).toBe(expected);
+    expect(await unpinnedNew.prompt('Pierre')).toBe(expected);
+    expect(await unpinnedClone.prompt('Natasha')).toBe(await pinned.prompt('Natasha'));
+    for (const s of [base, pinned, unpinnedClone, unpinnedNew]) s.destroy();
+    await engine.core!.idle();
+    expect(engine.metrics().sessions.open).toBe(0);
+    expect(engine.metrics().pagesUsed).toBe(0);
+  });
+});
