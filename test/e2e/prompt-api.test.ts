@@ -126,20 +126,37 @@ describe('Prompt API polyfill in headless Chromium', () => {
     expect(r.destroyed.pagesUsed).toBe(0);
   });
 
-  it('the demo page panel: one session cloned, the clones streaming side by side', async () => {
+  it('the demo page panel: one session cloned, the clones streaming side by side with no prefill of the shared context', async () => {
     const demo = await session.context.newPage();
     const errors: string[] = [];
     demo.on('pageerror', (e) => errors.push(e.message));
     await demo.goto(`${session.origin}/`);
     await demo.waitForFunction(() => !(document.getElementById('pa-start') as HTMLButtonElement).disabled, null, { timeout: 120_000 });
+    const context = 'Prince Andrew and Pierre talked late into the night about the war, about Natasha, and about the old prince at Bald Hills.';
+    const openings = ['Natasha', 'The old count', 'Pierre said', 'At the ball'];
     await demo.fill('#max-tokens', '12');
-    await demo.fill('#pa-clones', '3');
+    await demo.fill('#pa-context', context);
+    await demo.fill('#pa-prompts', openings.join(' | '));
+    await demo.fill('#pa-clones', '4');
+    await demo.selectOption('#pa-sampling', 'most-predictable');
     await demo.click('#pa-start');
-    await demo.waitForFunction(() => (window as any).demo.promptPanel.state.finished === 3, null, { timeout: 120_000 });
-    const texts: string[] = await demo.evaluate(() => (window as any).demo.promptPanel.state.texts);
-    expect(texts).toHaveLength(3);
-    for (const t of texts) expect(t.length).toBeGreaterThan(0);
-    expect(await demo.locator('#pa-sessions .agent').count()).toBe(3);
+    await demo.waitForFunction(() => (window as any).demo.promptPanel.state.cost !== null, null, { timeout: 120_000 });
+    const state = await demo.evaluate(() => (window as any).demo.promptPanel.state);
+    expect(await demo.locator('#pa-sessions .agent').count()).toBe(4);
+    // Side by side: all four were streaming at once, each in several chunks.
+    expect(state.cost.streamingAtOnce).toBe(4);
+    for (const n of state.chunks) expect(n).toBeGreaterThan(1);
+    // Cloning cost nothing; every clone's prompt took the whole shared context from its session.
+    expect(state.cost).toMatchObject({ cloneSteps: 0, clonePages: 0 });
+    expect(state.cost.contextTokens).toBeGreaterThan(20);
+    expect(state.cost.cachedPromptTokens).toBeGreaterThanOrEqual(4 * state.cost.contextTokens);
+    expect(await demo.textContent('#pa-status')).toMatch(/^4 clones of one \d+-token context, 4 streaming at once: cloning computed nothing and took no page; their prompts took \d+ of \d+ tokens/);
+    // The same greedy text as clones of the same session on the engine in Node.
+    const NodeLM = createLanguageModel({ engine: node, maxResponseTokens: 12 });
+    const base = await NodeLM.create({ samplingMode: 'most-predictable', initialPrompts: [{ role: 'user', content: context }] });
+    const expected = await Promise.all(openings.map(async (o) => (await base.clone()).prompt(o)));
+    base.destroy();
+    expect(state.texts).toEqual(expected);
     await demo.screenshot({ path: `${REPO}/test-results/prompt-api-demo.png`, fullPage: true });
     expect(errors).toEqual([]);
     await demo.close();
