@@ -234,4 +234,15 @@ describe('wgserve errors', () => {
     expect(r.stderr).toContain(`--${flag} must be`);
     expect(r.stdout).toBe('');
   });
+  it.each([
+    ['max-session-pages', '-1'],
+    ['max-sessions', '0'],
+    ['session-unpin-after', 'soon'],
+    ['session-expire-after', '-60'],
+  ])('serve --%s %s is out of range: exit 1 before loading, naming the flag', async (flag, value) => {
+    const r = await wgserve(['serve', '--port', '0', `--${flag}=${value}`]);
+    expectExit(r, 1);
+    expect(r.stderr).toContain(`--${flag} must be`);
+    expect(r.stdout).toBe('');
+  });
 });
