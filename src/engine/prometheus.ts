@@ -76,6 +76,10 @@ export function prometheusText(m: EngineMetricsSnapshot, modelId: string): strin
     [{ ...model, state: 'retained' }, m.pagesRetained], [{ ...model, state: 'free' }, m.pagesFree],
   ]);
   out.family('wgserve_active_sequences', 'gauge', 'Sequences waiting or running.', [[model, m.activeSequences]]);
+  out.family('wgserve_sessions_open', 'gauge', 'Engine sessions open.', [[model, m.sessions.open]]);
+  out.family('wgserve_session_pinned_pages', 'gauge', 'Distinct KV pages the sessions pin.', [[model, m.sessions.pinnedPages]]);
+  out.family('wgserve_sessions_unpinned_total', 'counter', 'Sessions unpinned (for room, or idle past the unpin time).', [[model, m.sessions.unpinned]]);
+  out.family('wgserve_sessions_expired_total', 'counter', 'Sessions destroyed because they were idle past the expiry time.', [[model, m.sessions.expired]]);
   const store = m.contextStore;
   if (store) {
     const c = (name: string, help: string, v: number) => out.family(`wgserve_context_store_${name}`, 'counter', help, [[model, v]]);

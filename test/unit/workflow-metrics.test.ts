@@ -74,7 +74,7 @@ describe('metrics per workflow and agent', () => {
     const odd = 'quote " backslash \\ newline \n end';
     for (let i = 0; i < 39; i++) metrics.recordFinished(timings(r, i % 7 === 0 ? null : `w${i % 6}`, `a${i % 2}`, i));
     metrics.recordFinished(timings(r, 'w"\\', odd, 40));
-    const families = parsePrometheus(prometheusText(snapshotOf(metrics), 'tiny'));
+    const families = parsePrometheus(prometheusText({ ...snapshotOf(metrics), sessions: { open: 2, pinnedPages: 5, unpinned: 3, expired: 1 } }, 'tiny'));
     const s = metrics.snapshot();
     expect(promValue(families, 'wgserve_requests_total', { model: 'tiny' })).toBe(40);
     for (const [agentName, total] of [
@@ -87,6 +87,10 @@ describe('metrics per workflow and agent', () => {
     expect(promSum(families, 'wgserve_agent_time_to_first_token_seconds_sum')).toBeCloseTo(promValue(families, 'wgserve_time_to_first_token_seconds_sum')!, 9);
     expect(promValue(families, 'wgserve_kv_pages', { state: 'retained' })).toBe(1);
     expect(promSum(families, 'wgserve_kv_pages')).toBe(16);
+    expect(promValue(families, 'wgserve_sessions_open', { model: 'tiny' })).toBe(2);
+    expect(promValue(families, 'wgserve_session_pinned_pages', { model: 'tiny' })).toBe(5);
+    expect(promValue(families, 'wgserve_sessions_unpinned_total', { model: 'tiny' })).toBe(3);
+    expect(promValue(families, 'wgserve_sessions_expired_total', { model: 'tiny' })).toBe(1);
     const agents = new Set(families.get('wgserve_agent_calls_total')!.samples.map((x) => x.labels.agent));
     expect(agents.has(odd)).toBe(true);
     expect(new Set(families.get('wgserve_workflow_calls_total')!.samples.map((x) => x.labels.workflow)).has('w"\\')).toBe(true);
