@@ -96,7 +96,7 @@ const ProgressEventClass: typeof ProgressEvent = globalThis.ProgressEvent ?? cla
 
 export class LanguageModelSession extends EventTarget {
   readonly #config: SessionConfig;
-  readonly #engineSession: string | null;
+  #engineSession: string | null;
   #turns: Turn[];
   #usage: number;
   readonly #destruction = new AbortController();
@@ -232,8 +232,10 @@ export class LanguageModelSession extends EventTarget {
         try {
           engineSession = (await sessions.clone(this.#engineSession)).id;
         } catch (e) {
-          // At the engine's session limit the clone runs on the prefix cache (its prompts carry the whole history).
-          if (!isSessionLimit(e) || signal.aborted) throw engineError(e, signal);
+          // At the engine's session limit the clone runs on the prefix cache (its prompts carry the
+          // whole history); so do both when the engine no longer has this session.
+          if (signal.aborted || !(isSessionLimit(e) || isSessionGone(e))) throw engineError(e, signal);
+          if (isSessionGone(e)) this.#forgetEngineSession();
         }
         if (signal.aborted && engineSession) releaseEngineSession(this.#config.engine, engineSession);
         signal.throwIfAborted();
@@ -254,6 +256,27 @@ export class LanguageModelSession extends EventTarget {
       engineSessionReaper.unregister(this);
       releaseEngineSession(this.#config.engine, this.#engineSession);
     }
+  }
+
+  /**
+   * `call` on the engine session (null: none). When the engine no longer has it (it expired
+   * idle, or went with a reload), the session goes on without one and `call` runs again: every
+   * request carries the whole history, so only reuse is lost.
+   */
+  async #onEngineSession<T>(call: (engineSession: string | null) => Promise<T>): Promise<T> {
+    const id = this.#engineSession;
+    try {
+      return await call(id);
+    } catch (e) {
+      if (!id || !isSessionGone(e)) throw e;
+      this.#forgetEngineSession();
+      return call(null);
+    }
+  }
+
+  #forgetEngineSession(): void {
+    engineSessionReaper.unregister(this);
+    this.#engineSession = null;
   }
 
   /** The session's destruction signal with the call's own. */
@@ -296,14 +319,14 @@ export class LanguageModelSession extends EventTarget {
         temperature: c.temperature,
         top_k: c.topK,
         max_tokens: Math.min(c.api.maxResponseTokens ?? Infinity, c.contextWindow - needed),
-        ...(this.#engineSession ? { session_id: this.#engineSession } : {}),
         ...(continuing ? { continue_final_message: true, add_generation_prompt: false } : {}),
         ...(responseFormat ? { response_format: responseFormat } : {}),
         ...(c.tools.length ? { tools: engineTools(c.tools), tool_choice: 'auto' } : {}),
       } as ChatCompletionRequestBase;
       let reply;
       try {
-        reply = await readReply((await c.engine.chat.completions.create(request, { signal })) as AsyncIterable<ChatCompletionChunk>, onChunk);
+        const stream = await this.#onEngineSession((id) => c.engine.chat.completions.create(id ? { ...request, session_id: id } : request, { signal }));
+        reply = await readReply(stream as AsyncIterable<ChatCompletionChunk>, onChunk);
       } catch (e) {
         throw engineError(e, signal);
       }
@@ -330,7 +353,13 @@ export class LanguageModelSession extends EventTarget {
     const turn = turnMessages(canonicalizePrompt(input, this.#usage > 0), null);
     let usage = await this.#makeRoom(turn, false, signal);
     const messages = [...this.#history(), ...turn];
-    if (this.#config.api.prefill !== false) usage = await prefill(this.#config.engine, messages, this.#config.tools, signal, this.#engineSession);
+    if (this.#config.api.prefill !== false) {
+      try {
+        usage = await this.#onEngineSession((id) => prefill(this.#config.engine, messages, this.#config.tools, signal, id));
+      } catch (e) {
+        throw engineError(e, signal);
+      }
+    }
     signal.throwIfAborted();
     this.#turns = [...this.#turns, { messages: turn, initial: false }];
     this.#usage = usage;
@@ -414,7 +443,13 @@ export class LanguageModelSession extends EventTarget {
       }
       const engineSession = await createEngineSession(engine, chat.length && api.prefill !== false ? chat : [], tools, signal);
       try {
-        if (!engineSession && chat.length && api.prefill !== false) await prefill(engine, chat, tools, signal);
+        if (!engineSession && chat.length && api.prefill !== false) {
+          try {
+            await prefill(engine, chat, tools, signal);
+          } catch (e) {
+            throw engineError(e, signal);
+          }
+        }
         progress(1);
         // A listener of the last progress event may abort: let that land before the session exists.
         await new Promise((resolve) => setTimeout(resolve, 0));
@@ -568,6 +603,11 @@ async function createEngineSession(engine: PromptApiEngine, messages: ChatMessag
   return id;
 }
 
+/** The engine does not know the session (it expired, or went with a reload): ApiError code session_not_found. */
+function isSessionGone(e: unknown): boolean {
+  return (e as { code?: unknown } | null)?.code === 'session_not_found';
+}
+
 /** The engine refused a session because maxSessions are open (ApiError code too_many_sessions). */
 function isSessionLimit(e: unknown): boolean {
   return (e as { code?: unknown } | null)?.code === 'too_many_sessions';
@@ -578,18 +618,17 @@ function releaseEngineSession(engine: PromptApiEngine, id: string): void {
   engine.sessions?.destroy(id).catch(() => undefined);
 }
 
-/** Computes the KV of `messages` (max_tokens 0), rendered as prompts will render them, in the engine session if any; returns their tokens. */
+/**
+ * Computes the KV of `messages` (max_tokens 0), rendered as prompts will render them, in the
+ * engine session if any; returns their tokens. Engine errors are thrown as they are.
+ */
 async function prefill(engine: PromptApiEngine, messages: ChatMessage[], tools: readonly LanguageModelTool[], signal?: AbortSignal, session?: string | null): Promise<number> {
-  try {
-    const request = {
-      messages: messages as ChatCompletionMessageParam[], max_tokens: 0, add_generation_prompt: false,
-      ...(tools.length ? { tools: engineTools(tools) } : {}), ...(session ? { session_id: session } : {}),
-    };
-    const r = await engine.chat.completions.create(request, { signal });
-    return r.usage.prompt_tokens;
-  } catch (e) {
-    throw engineError(e, signal);
-  }
+  const request = {
+    messages: messages as ChatCompletionMessageParam[], max_tokens: 0, add_generation_prompt: false,
+    ...(tools.length ? { tools: engineTools(tools) } : {}), ...(session ? { session_id: session } : {}),
+  };
+  const r = await engine.chat.completions.create(request, { signal });
+  return r.usage.prompt_tokens;
 }
 
 /**

@@ -310,7 +310,7 @@ describe('LanguageModel over an in-process Engine', () => {
   });
 });
 
-describe('LanguageModel at the engine\'s session limit (maxSessions 2)', () => {
+describe('LanguageModel when the engine refuses or loses its sessions (maxSessions 2)', () => {
   let engine: Engine;
   beforeAll(async () => {
     engine = await shippedEngine({ maxSessions: 2 });
@@ -332,6 +332,35 @@ describe('LanguageModel at the engine\'s session limit (maxSessions 2)', () => {
     for (const s of [base, pinned, unpinnedClone, unpinnedNew]) s.destroy();
     await engine.core!.idle();
     expect(engine.metrics().sessions.open).toBe(0);
+    expect(engine.metrics().pagesUsed).toBe(0);
+  });
+
+  it('a session whose engine session is gone (expired, or lost with a reload) goes on without it, with the same greedy answers', async () => {
+    const created: string[] = [];
+    const sessions = engine.sessions;
+    const watched = {
+      chat: engine.chat, tokenize: (r: Parameters<Engine['tokenize']>[0]) => engine.tokenize(r),
+      sessions: { ...sessions, create: async (...a: Parameters<typeof sessions.create>) => {
+        const s = await sessions.create(...a);
+        created.push(s.id);
+        return s;
+      } },
+    };
+    const LanguageModel = createLanguageModel({ engine: watched, maxResponseTokens: 8 });
+    const reference = await createLanguageModel({ engine, maxResponseTokens: 8 }).create({ ...greedy, initialPrompts: [SYSTEM] });
+    const s = await LanguageModel.create({ ...greedy, initialPrompts: [SYSTEM] });
+    expect(created).toHaveLength(1);
+    const expected = [await reference.prompt('Pierre'), await reference.prompt('Natasha')];
+    reference.destroy();
+    expect(await engine.sessions.destroy(created[0])).toBe(true); // behind the session's back
+    expect(await s.prompt('Pierre')).toBe(expected[0]);
+    const fork = await s.clone();
+    expect(await fork.prompt('Natasha')).toBe(expected[1]);
+    await s.append('Andrew');
+    expect(engine.metrics().sessions.open).toBe(0);
+    s.destroy();
+    fork.destroy();
+    await engine.core!.idle();
     expect(engine.metrics().pagesUsed).toBe(0);
   });
 });
