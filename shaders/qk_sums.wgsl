@@ -61,15 +61,3 @@ fn qk_lanes_q6_k(bw: u32, xb: u32) -> array<i32, 8> {
   }
   return lanes;
 }
-
-/** The whole block's sum of one Q6_K block (the lanes of qk_lanes_q6_k added, exactly). */
-fn qk_sum_q6_k(bw: u32, xb: u32) -> i32 {
-  var s = 0;
-  for (var e4 = 0u; e4 < 64u; e4++) {
-    s += scale_q6_k(bw, e4 >> 2u) * dot4I8Packed(q6_k_quants(bw, e4), XQ[xb + 1u + e4]);
-  }
-  for (var lane = 0u; lane < 8u; lane++) {
-    s -= q6_k_offset(bw, xb, lane);
-  }
-  return s;
-}
