@@ -10,10 +10,8 @@
 //               [gate (cols) | up (cols)] (one matmul against concatenated weights); out = silu(gate) * up.
 // gather_rows   1 x [*, cols], 2 rows i32 [n / cols], 3 out [n / cols, cols]: out[i] = x[rows[i]].
 //
-// silu is llama.cpp's (ggml_v_silu, x86 AVX2 + FMA): x / (1 + ggml_v_expf(-x)), the division
-// correctly rounded.
-
-#include "exact"
+// silu here is the fast set's, plain f32: x / (1 + exp(-x)). swiglu_llama.wgsl has the llama.cpp
+// set's swiglu and swiglu_fused (llama.cpp's ggml_v_silu arithmetic).
 
 struct Params { n: u32, cols: u32, factor: f32, _p0: u32 }
 
@@ -31,9 +29,7 @@ fn element(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
 }
 
 fn silu(x: f32) -> f32 {
-  let d = 1.0 + ggml_expf4(vec4<f32>(-x)).x;
-  if (x == 0.0) { return 0.0; }
-  return sign(x) * div_rn(abs(x), d);  // d = inf (x < -88.7) gives 0 there
+  return x / (1.0 + exp(-x));  // exp(-x) = inf (x < -88.7) gives -0 there
 }
 
 @compute @workgroup_size(256)

@@ -21,6 +21,7 @@
 #include "matmul_io"
 #include "exact"
 @group(0) @binding(2) var<storage, read> XQ: array<u32>;
+#include "qk_sums"
 
 const XQ_BLOCK_WORDS: u32 = 81u;
 
@@ -30,51 +31,10 @@ fn i32_to_f32(i: i32) -> f32 {
   return f32(i - lo) + f32(lo);
 }
 
-fn scale_min_q4_k(bw: u32, sb: u32) -> vec2<i32> {
-  return vec2<i32>(dq_q4_k_scale_min(bw, sb));
-}
-
 /** (isum, imin) over sub-blocks sb0 .. sb0 + count - 1 of a Q4_K block, as f32. */
 fn sums_q4_k(bw: u32, xb: u32, sb0: u32, count: u32) -> vec2<f32> {
-  var isum = 0;
-  var imin = 0;
-  for (var sb = sb0; sb < sb0 + count; sb++) {
-    let sm = scale_min_q4_k(bw, sb);
-    let chunk = sb >> 1u;
-    let high = sb & 1u;
-    var s = 0;
-    for (var j = 0u; j < 8u; j++) {
-      let q4 = (W[bw + 4u + 8u * chunk + j] >> (4u * high)) & 0x0f0f0f0fu;
-      s += dot4I8Packed(q4, XQ[xb + 1u + 8u * sb + j]);
-    }
-    isum += sm.x * s;
-    imin += sm.y * (bitcast<i32>(XQ[xb + 65u + 2u * sb]) + bitcast<i32>(XQ[xb + 66u + 2u * sb]));
-  }
-  return vec2<f32>(i32_to_f32(isum), i32_to_f32(imin));
-}
-
-fn scale_q6_k(bw: u32, g: u32) -> i32 {
-  return bitcast<i32>(W[bw + 48u + (g >> 2u)] << (24u - 8u * (g & 3u))) >> 24u;
-}
-
-/** The 8 lane sums of one Q6_K block (see the header). */
-fn lanes_q6_k(bw: u32, xb: u32) -> array<i32, 8> {
-  var lanes: array<i32, 8>;
-  for (var e4 = 0u; e4 < 64u; e4++) {
-    let e = 4u * e4;
-    let part = e >> 7u;
-    let quarter = (e >> 5u) & 3u;
-    let l = e & 31u;
-    let ql = (W[bw + 16u * part + 8u * (quarter & 1u) + (l >> 2u)] >> (4u * (quarter >> 1u))) & 0x0f0f0f0fu;
-    let qh = (W[bw + 32u + 8u * part + (l >> 2u)] >> (2u * quarter)) & 0x03030303u;
-    lanes[e4 & 7u] += scale_q6_k(bw, e >> 4u) * dot4I8Packed(ql | (qh << 4u), XQ[xb + 1u + e4]);
-  }
-  for (var lane = 0u; lane < 8u; lane++) {
-    let g = 2u * lane;
-    let bsums = scale_q6_k(bw, g) * bitcast<i32>(XQ[xb + 65u + g]) + scale_q6_k(bw, g + 1u) * bitcast<i32>(XQ[xb + 66u + g]);
-    lanes[lane] -= 32 * bsums;
-  }
-  return lanes;
+  let s = qk_sums_q4_k(bw, xb, sb0, count);
+  return vec2<f32>(i32_to_f32(s.x), i32_to_f32(s.y));
 }
 
 @compute @workgroup_size(64)
@@ -95,7 +55,7 @@ fn rows_qk(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
     let dx = bitcast<f32>(XQ[xb]);
     if (BLOCK_WORDS_{{WTYPE}} == BLOCK_WORDS_q6_k) {
       let d = vec4<f32>(dx * unpack2x16float(W[bw + 52u]).x);
-      let s = lanes_q6_k(bw, xb);
+      let s = qk_lanes_q6_k(bw, xb);
       lo = fma4(d, vec4<f32>(i32_to_f32(s[0]), i32_to_f32(s[1]), i32_to_f32(s[2]), i32_to_f32(s[3])), lo);
       hi = fma4(d, vec4<f32>(i32_to_f32(s[4]), i32_to_f32(s[5]), i32_to_f32(s[6]), i32_to_f32(s[7])), hi);
     } else {

@@ -1,9 +1,9 @@
-// RMSNorm: out[r] = x[r] * scale * weight, scale = 1 / sqrt(mean(x[r]^2) + eps), one workgroup
-// of WG threads per row (256 on a GPU, 8 on a CPU adapter; rows folded into 2D as
-// wid.y * nwg.x + wid.x), sum of squares by a tree reduction in workgroup memory (reduce.wgsl).
-// As llama.cpp's ggml_compute_forward_rms_norm_f32: the f32 squares summed in double (float-float
-// here, so the order does not matter), mean, sqrt and 1 / sqrt each rounded to f32 once, then
-// (x * scale) * weight.
+// RMSNorm of the fast set: out[r] = x[r] * scale * weight, scale = 1 / sqrt(mean(x[r]^2) + eps),
+// in plain f32. One workgroup of WG threads per row (256 on a GPU, 8 on a CPU adapter; rows
+// folded into 2D as wid.y * nwg.x + wid.x): thread t sums the squares of elements t, t + WG, ...
+// in order, then the threads' sums are added in reduce.wgsl's fixed tree. The order depends on
+// the row length and the device only, so a row's result is the same in any batch.
+// (norm_llama.wgsl is the llama.cpp set's, with llama.cpp's double-precision sum.)
 //
 // rms_norm      bindings: 0 Params, 1 x f32 [rows, dim], 2 weight f32 [dim], 3 out f32 [rows, dim]
 // rms_norm_add  bindings: 0 Params, 1 residual f32 [rows, dim] (read_write), 2 delta f32 [rows, dim],
@@ -24,8 +24,8 @@ struct Params { rows: u32, dim: u32, eps: f32, _p0: u32 }
 @group(0) @binding(3) var<storage, read> addWeight: array<f32>;
 @group(0) @binding(4) var<storage, read_write> addOut: array<f32>;
 
-fn inv_rms(sumSq: vec2<f32>) -> f32 {
-  return div_rn(1.0, sqrt_rn(ff_div_rn(sumSq, f32(params.dim)) + params.eps));
+fn inv_rms(sumSq: f32) -> f32 {
+  return 1.0 / sqrt(sumSq / f32(params.dim) + params.eps);
 }
 
 @compute @workgroup_size(WG)
@@ -34,9 +34,9 @@ fn rms_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
   let row = wid.y * nwg.x + wid.x;
   if (row >= params.rows) { return; }
   let base = row * params.dim;
-  var sumSq = vec2<f32>(0.0);
-  for (var i = tid; i < params.dim; i += WG) { sumSq = ff_add(sumSq, vec2<f32>(x[base + i] * x[base + i], 0.0)); }
-  let scale = inv_rms(workgroup_sum_ff(sumSq, tid));
+  var sumSq = 0.0;
+  for (var i = tid; i < params.dim; i += WG) { sumSq += x[base + i] * x[base + i]; }
+  let scale = inv_rms(workgroup_sum(sumSq, tid));
   for (var i = tid; i < params.dim; i += WG) { out[base + i] = x[base + i] * scale * weight[i]; }
 }
 
@@ -46,12 +46,12 @@ fn rms_norm_add(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
   let row = wid.y * nwg.x + wid.x;
   if (row >= params.rows) { return; }
   let base = row * params.dim;
-  var sumSq = vec2<f32>(0.0);
+  var sumSq = 0.0;
   for (var i = tid; i < params.dim; i += WG) {
     let h = residual[base + i] + delta[base + i];
     residual[base + i] = h;
-    sumSq = ff_add(sumSq, vec2<f32>(h * h, 0.0));
+    sumSq += h * h;
   }
-  let scale = inv_rms(workgroup_sum_ff(sumSq, tid));
+  let scale = inv_rms(workgroup_sum(sumSq, tid));
   for (var i = tid; i < params.dim; i += WG) { addOut[base + i] = residual[base + i] * scale * addWeight[i]; }
 }

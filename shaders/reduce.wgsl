@@ -1,9 +1,7 @@
 // Workgroup reductions over f32, shared by one-workgroup-per-row kernels (norm.wgsl,
 // sampling.wgsl). The including shader defines `const WG: u32` (threads per workgroup, a power
 // of 2); every thread calls with its own value and gets the workgroup's result.
-// workgroup_sum_ff sums float-floats.
-
-#include "exact"
+// Plain f32 trees; reduce_ff.wgsl adds float-float sums for the llama.cpp set.
 
 var<workgroup> partialF: array<f32, WG>;
 
@@ -25,16 +23,4 @@ fn workgroup_max(value: f32, tid: u32) -> f32 {
     workgroupBarrier();
   }
   return workgroupUniformLoad(&partialF[0]);
-}
-
-var<workgroup> partialFF: array<vec2<f32>, WG>;
-
-fn workgroup_sum_ff(value: vec2<f32>, tid: u32) -> vec2<f32> {
-  partialFF[tid] = value;
-  workgroupBarrier();
-  for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
-    if (tid < stride) { partialFF[tid] = ff_add(partialFF[tid], partialFF[tid + stride]); }
-    workgroupBarrier();
-  }
-  return workgroupUniformLoad(&partialFF[0]);
 }

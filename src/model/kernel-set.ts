@@ -35,20 +35,25 @@ export interface KernelSet {
   destroy(): void;
 }
 
-/** The kernels both sets share today: per-row or per-element ops whose order no batch changes. */
-abstract class SharedKernels {
+/**
+ * The per-row and per-element kernels, each set with its own arithmetic (plain f32, or
+ * llama.cpp's): their order is per row, so no batch changes it. The KV write is shared.
+ */
+abstract class RowKernels {
+  abstract readonly numerics: Numerics;
+
   constructor(protected readonly rt: GpuRuntime) {}
 
   rmsNorm(x: Binding, weight: Binding, out: Binding, rows: number, dim: number, eps: number): void {
-    rmsNorm(this.rt, x, weight, out, rows, dim, eps);
+    rmsNorm(this.rt, x, weight, out, rows, dim, eps, this.numerics);
   }
 
   rope(args: RopeArgs): void {
-    rope(this.rt, args);
+    rope(this.rt, args, this.numerics);
   }
 
   swiglu(gate: Binding, up: Binding, out: Binding, n: number): void {
-    swiglu(this.rt, gate, up, out, n);
+    swiglu(this.rt, gate, up, out, n, this.numerics);
   }
 
   writeKv(layout: KvLayout, k: Binding, v: Binding, slotMapping: Binding, kCache: Binding, vCache: Binding, tokens: number): void {
@@ -56,7 +61,7 @@ abstract class SharedKernels {
   }
 }
 
-export class FastKernels extends SharedKernels implements KernelSet {
+export class FastKernels extends RowKernels implements KernelSet {
   readonly numerics = 'fast';
 
   /** chunkKeys: the attention chunk, fixed for the model's life (kernels/attention.ts chunkKeysFor). */
@@ -77,7 +82,7 @@ export class FastKernels extends SharedKernels implements KernelSet {
   destroy(): void {}
 }
 
-export class LlamaCppKernels extends SharedKernels implements KernelSet {
+export class LlamaCppKernels extends RowKernels implements KernelSet {
   readonly numerics = 'llama.cpp';
   private readonly places: LlamaRowPlaces;
   private rowPlaces: GPUBuffer | null = null;

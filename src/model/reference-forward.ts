@@ -32,7 +32,8 @@ export interface ReferenceOptions {
    * 'llama.cpp': every matmul input is first rounded to f32, then onto the grid llama.cpp's CPU
    * matmul uses for the weight's type (quantize.ts roundActivations: Q8_0 blocks for Q8_0/Q4_0,
    * Q8_K blocks for Q4_K/Q6_K, f16, bf16; F32 exact), as the GPU's ForwardPass numerics
-   * 'llama.cpp' does. 'fast': as the default kernel set, Q8_0 blocks for Q8_0/Q4_0 weights only.
+   * 'llama.cpp' does. 'fast': as the default kernel set, Q8_0 blocks for Q8_0/Q4_0 weights and
+   * Q8_K blocks for Q4_K/Q6_K, float weights' inputs exact.
    * Default 'exact': float64 inputs as they are.
    */
   activations?: 'llama.cpp' | 'fast' | 'exact';
@@ -77,7 +78,7 @@ export class ReferenceModel {
     // W·x for the weight `name` (`rows` outputs), x rounded as options.activations says.
     const mm = (name: string, x: Float64Array, rows: number): Float64Array => {
       const grid = options.activations === 'llama.cpp' ? this.grids.get(name)
-        : options.activations === 'fast' && this.grids.get(name) === 'q8_0' ? 'q8_0' : null;
+        : options.activations === 'fast' && (this.grids.get(name) === 'q8_0' || this.grids.get(name) === 'q8_k') ? this.grids.get(name) : null;
       return matVec(this.get(name), grid ? Float64Array.from(roundActivations(grid, Float32Array.from(x))) : x, rows);
     };
     for (let l = 0; l < c.layerCount; l++) {

@@ -29,15 +29,32 @@ async function readF32(rt: GpuRuntime, buf: GPUBuffer, n: number): Promise<Float
 
 describe('rmsNorm', () => {
   for (const shape of KERNEL_SHAPES) {
-    it(`equals llama.cpp's arithmetic for 3x8, 5x1000 and 2x4096 rows (${shape.name})`, async () => {
+    it(`llama.cpp set: equals llama.cpp's arithmetic for 3x8, 5x1000 and 2x4096 rows (${shape.name})`, async () => {
       const rt = await getRuntime();
       useShapes(rt, shape.software);
       for (const [rows, dim] of [[3, 8], [5, 1000], [2, 4096]]) {
         const x = randomF32(rows * dim, 1 + dim, 3);
         const w = randomF32(dim, 2 + dim);
         const out = rt.buffers.create('out', x.byteLength);
-        rmsNorm(rt, rt.buffers.createWith('x', x), rt.buffers.createWith('w', w), out, rows, dim, 1e-5);
+        rmsNorm(rt, rt.buffers.createWith('x', x), rt.buffers.createWith('w', w), out, rows, dim, 1e-5, 'llama.cpp');
         expect(maxAbsDiff(await readF32(rt, out, rows * dim), rmsNormReference(x, w, rows, dim, 1e-5)), `${rows}x${dim}`).toBe(0);
+      }
+    });
+
+    it(`fast set: plain f32 within 1e-6 of the reference, and a row's bits the same alone as in a batch (${shape.name})`, async () => {
+      const rt = await getRuntime();
+      useShapes(rt, shape.software);
+      for (const [rows, dim] of [[3, 8], [5, 1000], [2, 4096]]) {
+        const x = randomF32(rows * dim, 1 + dim, 3);
+        const w = randomF32(dim, 2 + dim);
+        const wBuf = rt.buffers.createWith('w', w);
+        const out = rt.buffers.create('out', x.byteLength);
+        rmsNorm(rt, rt.buffers.createWith('x', x), wBuf, out, rows, dim, 1e-5);
+        const batched = await readF32(rt, out, rows * dim);
+        expect(relDiff(batched, rmsNormReference(x, w, rows, dim, 1e-5)), `${rows}x${dim}`).toBeLessThan(1e-6);
+        const last = rt.buffers.create('out.last', dim * 4);
+        rmsNorm(rt, rt.buffers.createWith('x.last', x.subarray((rows - 1) * dim)), wBuf, last, 1, dim, 1e-5);
+        expect(Array.from(await readF32(rt, last, dim))).toEqual(Array.from(batched.subarray((rows - 1) * dim)));
       }
     });
   }
@@ -51,10 +68,14 @@ describe('rmsNorm', () => {
     const w = randomF32(dim, 5);
     const hBuf = rt.buffers.createWith('h', h);
     const out = rt.buffers.create('out', h.byteLength);
-    rmsNormAdd(rt, hBuf, rt.buffers.createWith('delta', delta), rt.buffers.createWith('w', w), out, rows, dim, 1e-6);
+    rmsNormAdd(rt, hBuf, rt.buffers.createWith('delta', delta), rt.buffers.createWith('w', w), out, rows, dim, 1e-6, 'llama.cpp');
     const ref = rmsNormAddReference(h, delta, w, rows, dim, 1e-6);
     expect(maxAbsDiff(await readF32(rt, out, rows * dim), ref.out)).toBe(0);
     expect(maxAbsDiff(await readF32(rt, hBuf, rows * dim), ref.residual)).toBe(0);
+    const fastH = rt.buffers.createWith('h.fast', h);
+    rmsNormAdd(rt, fastH, rt.buffers.createWith('delta', delta), rt.buffers.createWith('w', w), out, rows, dim, 1e-6);
+    expect(relDiff(await readF32(rt, out, rows * dim), ref.out)).toBeLessThan(1e-6);
+    expect(maxAbsDiff(await readF32(rt, fastH, rows * dim), ref.residual)).toBe(0);
   });
 
   it('refuses to normalize in place', async () => {
@@ -81,14 +102,17 @@ describe('rope', () => {
       const positions = Int32Array.from({ length: tokens }, (_, i) => (i === 0 ? c.maxPos - 1 : Math.floor(r() * c.maxPos)));
       const x = randomF32(tokens * c.heads * c.headDim, 11 + c.headDim);
       const factors = c.factors ? Float32Array.from({ length: c.ropeDim / 2 }, () => 1 + r() * 7) : undefined;
-      const xBuf = rt.buffers.createWith('x', x);
       const config = { ropeDim: c.ropeDim, ropeFreqBase: 10000 } as ModelConfig;
       const cosSin = ropeCosSin(config, factors, 0, c.maxPos);
-      rope(rt, {
-        x: xBuf, positions: rt.buffers.createWith('pos', positions), cosSin: rt.buffers.createWith('cosSin', cosSin),
-        tokens, heads: c.heads, headDim: c.headDim, ropeDim: c.ropeDim, mode: c.mode,
-      });
-      const out = await readF32(rt, xBuf, x.length);
+      const run = async (numerics: 'fast' | 'llama.cpp') => {
+        const xBuf = rt.buffers.createWith('x', x);
+        rope(rt, {
+          x: xBuf, positions: rt.buffers.createWith('pos', positions), cosSin: rt.buffers.createWith('cosSin', cosSin),
+          tokens, heads: c.heads, headDim: c.headDim, ropeDim: c.ropeDim, mode: c.mode,
+        }, numerics);
+        return readF32(rt, xBuf, x.length);
+      };
+      const out = await run('llama.cpp');
       const exact = x.slice();
       ropeTableReference({ x: exact, positions, heads: c.heads, headDim: c.headDim, ropeDim: c.ropeDim, mode: c.mode, cosSin });
       expect(maxAbsDiff(out, exact)).toBe(0);
@@ -98,6 +122,8 @@ describe('rope', () => {
       // once per pair in f32, about (pair + 1) * 2^-24 relative, at most ~pos * 2^-24 radians.
       const tol = 1e-6 + 2 * c.maxPos * 2 ** -24;
       expect(maxAbsDiff(out, ref)).toBeLessThan(tol);
+      // The fast set's plain f32 rotation: within an ulp or two of the fused one.
+      expect(maxAbsDiff(await run('fast'), exact)).toBeLessThan(1e-6);
     });
   }
 });
@@ -215,19 +241,26 @@ describe('elementwise', () => {
   it('swiglu over separate gate and up buffers, in llama.cpp\'s arithmetic', async () => {
     const rt = await getRuntime();
     const out = rt.buffers.create('out', a.byteLength);
-    swiglu(rt, rt.buffers.createWith('gate', a), rt.buffers.createWith('up', b), out, n);
+    swiglu(rt, rt.buffers.createWith('gate', a), rt.buffers.createWith('up', b), out, n, 'llama.cpp');
     const gpu = await readF32(rt, out, n);
     expect(maxAbsDiff(gpu, swigluReference(a, b))).toBe(0);
     // ggml_v_expf is within 2 ulp of e^x: SiLU stays within 1e-6 of exact math.
-    expect(relDiff(gpu, a.map((g, i) => (g / (1 + Math.exp(-g))) * b[i]))).toBeLessThan(1e-6);
+    const exactMath = a.map((g, i) => (g / (1 + Math.exp(-g))) * b[i]);
+    expect(relDiff(gpu, exactMath)).toBeLessThan(1e-6);
+    // The fast set's plain f32 x / (1 + exp(-x)): WGSL's exp is within a few ulp.
+    const fastOut = rt.buffers.create('out.fast', a.byteLength);
+    swiglu(rt, rt.buffers.createWith('gate', a), rt.buffers.createWith('up', b), fastOut, n);
+    expect(relDiff(await readF32(rt, fastOut, n), exactMath)).toBeLessThan(1e-5);
   });
 
   it('swiglu over one [gate | up] buffer', async () => {
     const rt = await getRuntime();
     const [rows, ffn] = [5, 100];
     const out = rt.buffers.create('out', rows * ffn * 4);
-    swigluFused(rt, rt.buffers.createWith('gateUp', a), out, rows, ffn);
+    swigluFused(rt, rt.buffers.createWith('gateUp', a), out, rows, ffn, 'llama.cpp');
     expect(maxAbsDiff(await readF32(rt, out, rows * ffn), swigluFusedReference(a, rows, ffn))).toBe(0);
+    swigluFused(rt, rt.buffers.createWith('gateUp', a), out, rows, ffn);
+    expect(relDiff(await readF32(rt, out, rows * ffn), swigluFusedReference(a, rows, ffn))).toBeLessThan(1e-5);
   });
 
   it('adds into a new buffer and in place', async () => {

@@ -15,7 +15,7 @@ import {
   type GpuWeight,
   type MatmulOptions,
 } from '../../src/model/kernels/matmul.js';
-import { embedRef, fmaF32, matmulFloatLlamaRef, matmulQ8Ref, matmulQKRef, matmulRef, type CpuWeight } from '../../src/model/kernels/matmul.reference.js';
+import { embedRef, fmaF32, matmulFloatLlamaRef, matmulQ8Ref, matmulQKGemvRef, matmulQKRef, matmulRef, type CpuWeight } from '../../src/model/kernels/matmul.reference.js';
 import { UnsupportedTensorTypeError, activationGrid, type ActivationGrid } from '../../src/model/quant.js';
 import {
   quantize,
@@ -258,7 +258,7 @@ describe('activations rounded as llama.cpp rounds them (quantize_act.wgsl, quant
     }
   });
 
-  it('the llama.cpp set rounds x onto the weight grid; the fast set multiplies f32 x (float and K-quant weights)', async () => {
+  it('the llama.cpp set rounds x onto the weight grid; the fast set multiplies f32 x (float weights)', async () => {
     const rt = await getRuntime();
     for (const [type, [k, n]] of SHAPES.map(([t, sh]) => [t, sh[sh.length - 1]] as const)) {
       const cpu = randomWeight(type, n, k, 900 + k);
@@ -266,7 +266,8 @@ describe('activations rounded as llama.cpp rounds them (quantize_act.wgsl, quant
       for (const m of [3, 40]) {
         const x = randomF32(m * k, 901 + m);
         const rounded = await runLlama(rt, w, x, m);
-        if (type === GgmlType.Q8_0 || type === GgmlType.Q4_0) continue;  // both sets: int8 activations
+        // Both sets: int8 activations (Q8_0 blocks for Q8_0 / Q4_0, Q8_K blocks for K-quants).
+        if (type === GgmlType.Q8_0 || type === GgmlType.Q4_0 || type === GgmlType.Q4_K || type === GgmlType.Q6_K) continue;
         const fast = await runMatmul(rt, w, x, m);
         expectRowsClose(fast, matmulRef(cpu, x, m, undefined, { activations: 'exact' }), m, `${ggmlTypeName(type)} fast M=${m}`);
         if (activationGrid(type)) expect(maxAbsDiff(rounded, fast), ggmlTypeName(type)).toBeGreaterThan(0);
@@ -460,10 +461,19 @@ describe('Q8_0 / Q4_0 weights: int8 activations and exact integer block sums (ma
 });
 
 describe('fast set: one GEMV kernel for every M, close to the CPU reference and bitwise batch invariant', () => {
-  /** The fast set's reference: f32 x for float and K-quant weights, int8 Q8_0 blocks for Q8_0 / Q4_0. */
-  function fastRef(cpu: CpuWeight, x: Float32Array, m: number, init?: Float32Array): Float32Array {
+  /** The fast set's reference: f32 x for float weights, int8 Q8_0 blocks for Q8_0 / Q4_0, Q8_K blocks for K-quants. */
+  function fastRef(rt: GpuRuntime, cpu: CpuWeight, x: Float32Array, m: number, init?: Float32Array, split = 1): Float32Array {
     if (cpu.type === GgmlType.Q8_0 || cpu.type === GgmlType.Q4_0) return matmulQ8Ref(cpu, x, m, init);
+    if (cpu.type === GgmlType.Q4_K || cpu.type === GgmlType.Q6_K) return matmulQKGemvRef(cpu, x, m, init, split, rt.arithmetic.fusedFma);
     return matmulRef(cpu, x, m, init, { activations: 'exact' });
+  }
+
+  /** K-quant results equal their reference bit for bit (the order is the shader's); others are close. */
+  function expectFast(got: Float32Array, want: Float32Array, type: GgmlType, m: number, what: string): void {
+    if (type !== GgmlType.Q4_K && type !== GgmlType.Q6_K) return expectRowsClose(got, want, m, what);
+    for (let i = 0; i < want.length; i++) {
+      if (!Object.is(got[i], want[i])) expect.fail(`${what}: element ${i}: GPU ${got[i]}, matmulQKGemvRef ${want[i]}`);
+    }
   }
 
   for (const [type, shapes] of SHAPES) {
@@ -474,16 +484,16 @@ describe('fast set: one GEMV kernel for every M, close to the CPU reference and 
         const w = upload(rt, cpu, `w.fast.${ggmlTypeName(type)}`);
         for (const m of MS) {
           const x = randomF32(m * k, m + 7);
-          expectRowsClose(await runMatmul(rt, w, x, m), fastRef(cpu, x, m), m, `M=${m}`);
+          expectFast(await runMatmul(rt, w, x, m, undefined, { gemvSplit: 1 }), fastRef(rt, cpu, x, m), type, m, `M=${m}`);
         }
         for (const m of [3, 40]) {
           const x = randomF32(m * k, m + 9);
           const init = randomF32(m * n, m + 11, 4);
-          expectRowsClose(await runMatmul(rt, w, x, m, init), fastRef(cpu, x, m, init), m, `accumulate M=${m}`);
+          expectFast(await runMatmul(rt, w, x, m, init, { gemvSplit: 1 }), fastRef(rt, cpu, x, m, init), type, m, `accumulate M=${m}`);
         }
         const x5 = randomF32(5 * k, 13);
         for (const gemvSplit of [1, 2, 64] as const) {
-          expectRowsClose(await runMatmul(rt, w, x5, 5, undefined, { gemvSplit }), fastRef(cpu, x5, 5), 5, `M=5 split ${gemvSplit}`);
+          expectFast(await runMatmul(rt, w, x5, 5, undefined, { gemvSplit }), fastRef(rt, cpu, x5, 5, undefined, gemvSplit), type, 5, `M=5 split ${gemvSplit}`);
         }
         rt.buffers.destroy(w.buffer);
       });

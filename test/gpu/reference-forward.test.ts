@@ -30,7 +30,7 @@ const FILE = 'wg-tolstoy-f32.gguf';
 const CASE = 3; // the case where the goldens differ most from exact math
 const N = 32;
 /**
- * The fast set (f32 attention, Q8_0 int8 activations for Q8_0/Q4_0 weights, f32 otherwise) against
+ * The fast set (f32 attention, int8 activations: Q8_0 blocks for Q8_0/Q4_0 weights, Q8_K for Q4_K/Q6_K, f32 otherwise) against
  * float64 math with the same activation rounding and f16 K/V: f32 rounding noise only, which an
  * 8-bit grid may amplify when an activation lands on a rounding boundary.
  */

@@ -34,3 +34,10 @@ export { f32ToF16 as f32ToF16Bits, f16ToF32 as f16BitsToF32 } from '../quant.js'
 export function roundToF16(x: number): number {
   return f16ToF32(f32ToF16(x));
 }
+
+/**
+ * Which kernel set a per-row kernel (RMSNorm, RoPE, SwiGLU) belongs to: 'fast' computes in plain
+ * f32 (batch invariant: per row, in an order no batch changes); 'llama.cpp' reproduces llama.cpp's
+ * x86 arithmetic bit for bit (shaders/*_llama.wgsl).
+ */
+export type KernelNumerics = 'fast' | 'llama.cpp';

@@ -1,10 +1,15 @@
-// Elementwise kernels (shaders/elementwise.wgsl): residual add, scale, SwiGLU, row gather.
+// Elementwise kernels (shaders/elementwise.wgsl): residual add, scale, SwiGLU, row gather; the
+// llama.cpp set's SwiGLU is shaders/swiglu_llama.wgsl.
 import type { Binding, GpuRuntime } from '../../gpu/index.js';
-import { grid, packParams } from './common.js';
+import { grid, packParams, type KernelNumerics } from './common.js';
 
-function run(rt: GpuRuntime, entryPoint: string, n: number, bindings: Binding[], cols = 0, factor = 0): void {
+function run(rt: GpuRuntime, entryPoint: string, n: number, bindings: Binding[], cols = 0, factor = 0, shader = 'elementwise'): void {
   const params = packParams([{ u32: n }, { u32: cols }, { f32: factor }]);
-  rt.dispatch({ shader: 'elementwise', entryPoint }, params, bindings, grid(n, 256));
+  rt.dispatch({ shader, entryPoint }, params, bindings, grid(n, 256));
+}
+
+function swigluShader(numerics: KernelNumerics): string {
+  return numerics === 'fast' ? 'elementwise' : 'swiglu_llama';
 }
 
 /** out = a + b over n f32 values; out may be a (in place). */
@@ -20,13 +25,13 @@ export function scale(rt: GpuRuntime, x: Binding, out: Binding, n: number, facto
 }
 
 /** out = silu(gate) * up over n f32 values, gate and up in separate buffers. */
-export function swiglu(rt: GpuRuntime, gate: Binding, up: Binding, out: Binding, n: number): void {
-  run(rt, 'swiglu', n, [gate, up, out]);
+export function swiglu(rt: GpuRuntime, gate: Binding, up: Binding, out: Binding, n: number, numerics: KernelNumerics = 'fast'): void {
+  run(rt, 'swiglu', n, [gate, up, out], 0, 0, swigluShader(numerics));
 }
 
 /** SwiGLU of a fused projection: gateUp f32 [rows, 2 * ffnDim], each row [gate | up]; out f32 [rows, ffnDim]. */
-export function swigluFused(rt: GpuRuntime, gateUp: Binding, out: Binding, rows: number, ffnDim: number): void {
-  run(rt, 'swiglu_fused', rows * ffnDim, [gateUp, out], ffnDim);
+export function swigluFused(rt: GpuRuntime, gateUp: Binding, out: Binding, rows: number, ffnDim: number, numerics: KernelNumerics = 'fast'): void {
+  run(rt, 'swiglu_fused', rows * ffnDim, [gateUp, out], ffnDim, 0, swigluShader(numerics));
 }
 
 /** out[i] = x[rowIds[i]] for i < count: x f32 [*, dim], rowIds i32 [count] (the sample rows), out f32 [count, dim]. */

@@ -239,6 +239,51 @@ function weightQuants(w: CpuWeight): { q: Int8Array; d: Float32Array } {
 }
 
 /**
+ * Q4_K / Q6_K weights as the fast set's gemv_qk computes them (shaders/matmul_qk_gemv.wgsl): x
+ * quantized to Q8_K blocks; lane l of `split` takes blocks l, l + split, ... with the block's exact
+ * integer sums scaled by fmas (the shader header's formulas), then the lanes are added in
+ * gemv_reduce.wgsl's tree (stride split / 2 down to 1); init added in f32. `fusedFma`: whether the
+ * device's fma() rounds once (GpuRuntime.arithmetic.fusedFma; SwiftShader's rounds twice).
+ */
+export function matmulQKGemvRef(w: CpuWeight, x: Float32Array, m: number, init?: Float32Array, split = 1, fusedFma = true): Float32Array {
+  const fma = fusedFma ? fmaF32 : (a: number, b: number, c: number) => f32(f32(a * b) + c);
+  const nb = w.cols / 256;
+  const blockBytes = w.type === GgmlType.Q4_K ? 144 : 210;
+  const xq = quantizeActivationsQ8K(x.subarray(0, m * w.cols));
+  const view = new DataView(w.bytes.buffer, w.bytes.byteOffset, w.bytes.byteLength);
+  const blocks = Array.from({ length: w.rows * nb }, (_, i) => kBlock(w.type, view, i * blockBytes));
+  const y = new Float32Array(m * w.rows);
+  const lanes = new Float32Array(split);
+  for (let r = 0; r < m; r++) {
+    for (let n = 0; n < w.rows; n++) {
+      lanes.fill(0);
+      for (let b = 0; b < nb; b++) {
+        const wb = blocks[n * nb + b];
+        const xb = r * nb + b;
+        const q8 = xq.q.subarray(xb * 256, (xb + 1) * 256);
+        const bsums = xq.bsums.subarray(xb * 16, (xb + 1) * 16);
+        const dx = xq.d[xb];
+        let isum = 0, imin = 0;
+        for (let e = 0; e < 256; e++) isum += wb.scales[w.type === GgmlType.Q4_K ? e >> 5 : e >> 4] * wb.q[e] * q8[e];
+        if (w.type === GgmlType.Q4_K) {
+          for (let sb = 0; sb < 8; sb++) imin += wb.mins[sb] * (bsums[2 * sb] + bsums[2 * sb + 1]);
+          const withScales = fma(f32(wb.d * dx), f32(isum), lanes[b % split]);
+          lanes[b % split] = fma(-f32(wb.dmin * dx), f32(imin), withScales);
+        } else {
+          for (let g = 0; g < 16; g++) isum -= 32 * wb.scales[g] * bsums[g];
+          lanes[b % split] = fma(f32(wb.d * dx), f32(isum), lanes[b % split]);
+        }
+      }
+      for (let stride = split / 2; stride >= 1; stride /= 2) {
+        for (let l = 0; l < stride; l++) lanes[l] = f32(lanes[l] + lanes[l + stride]);
+      }
+      y[r * w.rows + n] = init ? f32(init[r * w.rows + n] + lanes[0]) : lanes[0];
+    }
+  }
+  return y;
+}
+
+/**
  * Q8_0 / Q4_0 weights as llama.cpp's CPU computes them (ggml_vec_dot_q8_0_q8_0 /
  * ggml_vec_dot_q4_0_q8_0, x86 AVX2): x quantized to Q8_0 blocks (quantizeActivationsQ8_0); per
  * block and lane j < 8 the exact integer sum of elements 4j .. 4j+3, acc[j] = fmaf(d_w * d_x,

@@ -101,14 +101,16 @@ const GEMV_SPLITS = [1, 2, 4, 8, 16, 32, 64] as const;
 export type GemvSplit = (typeof GEMV_SPLITS)[number];
 
 /**
- * Threads sharing one weight row pair in the GEMV kernel. On a GPU: enough that each reads at
- * least 4 vec4s of the row (coalesced reads along K, little reduction for small K). On a
- * software adapter (SwiftShader) workgroup barriers cost far more than uncoalesced reads, so
- * one thread reads the whole row and there is no reduction at all.
+ * Threads sharing one weight row pair in the GEMV kernel. On a GPU: as many as have work along K
+ * (each reads at least 4 vec4s of a float row, or a whole block of a quantized one: coalesced
+ * reads, little reduction for small K). On a software adapter (SwiftShader) workgroup barriers
+ * cost far more than uncoalesced reads, so one thread reads the whole row and there is no
+ * reduction at all.
  */
-export function defaultGemvSplit(rt: GpuRuntime, k4: number): GemvSplit {
+export function defaultGemvSplit(rt: GpuRuntime, w: Pick<GpuWeight, 'type' | 'cols'>): GemvSplit {
   if (rt.softwareShapes) return 1;
-  for (const split of [64, 16, 4] as const) if (k4 >= split * 4) return split;
+  const lanesWithWork = integerPath(w) ? w.cols / 32 : kQuantGemv(w) ? w.cols / 256 : w.cols / 16;
+  for (const split of [64, 16, 4] as const) if (lanesWithWork >= split) return split;
   return 1;
 }
 
@@ -149,6 +151,11 @@ export interface MatmulOptions {
    * LlamaRowPlaces). Default 'batch'.
    */
   rowPlaces?: Binding | 'alone' | 'batch';
+}
+
+/** Q4_K / Q6_K weights: the fast set multiplies int8 Q8_K activations (matmul_qk_gemv.wgsl). */
+function kQuantGemv(w: Pick<GpuWeight, 'type'>): boolean {
+  return w.type === GgmlType.Q4_K || w.type === GgmlType.Q6_K;
 }
 
 /** Q8_0 / Q4_0 weights multiply int8 Q8_0 activations (matmul_q8.wgsl) in both sets. */
@@ -206,13 +213,12 @@ export function planMatmul(rt: GpuRuntime, w: GpuWeight, m: number, opts: Matmul
 
 function planFast(rt: GpuRuntime, w: GpuWeight, m: number, opts: MatmulOptions): MatmulPlan {
   if (opts.path === 'gemm') throw new Error(`${w.name}: the fast kernel set has no separate GEMM path (its GEMV takes any M in row tiles)`);
-  const int = integerPath(w);
   const gemv = gemvPlan(rt, w, m, opts);
+  if (kQuantGemv(w)) return { kernel: { shader: 'matmul_qk_gemv', entryPoint: 'gemv_qk', defines: gemv.defines }, groups: gemv.groups, activations: 'q8_k int' };
+  if (!integerPath(w)) return { kernel: { shader: 'matmul', entryPoint: 'gemv', defines: gemv.defines }, groups: gemv.groups, activations: null };
   // Hardware fma: the exact emulation of the llama.cpp set is compiled out.
-  const kernel = int
-    ? { shader: 'matmul_q8', entryPoint: 'gemv_q8', defines: { ...gemv.defines, REPACK: 'false', FUSED_FMA: 'true' } }
-    : { shader: 'matmul', entryPoint: 'gemv', defines: gemv.defines };
-  return { kernel, groups: gemv.groups, activations: int ? 'q8_0 int' : null };
+  const defines = { ...gemv.defines, REPACK: 'false', FUSED_FMA: 'true' };
+  return { kernel: { shader: 'matmul_q8', entryPoint: 'gemv_q8', defines }, groups: gemv.groups, activations: 'q8_0 int' };
 }
 
 function planLlama(rt: GpuRuntime, w: GpuWeight, m: number, opts: MatmulOptions): MatmulPlan {
@@ -244,7 +250,7 @@ function planLlama(rt: GpuRuntime, w: GpuWeight, m: number, opts: MatmulOptions)
 
 /** GEMV defines and grid: weight row groups folded into (x, y), row tiles of ROWS along z. */
 function gemvPlan(rt: GpuRuntime, w: GpuWeight, m: number, opts: MatmulOptions): { defines: Record<string, string | number>; groups: [number, number, number] } {
-  const split = opts.gemvSplit ?? defaultGemvSplit(rt, w.cols / 4);
+  const split = opts.gemvSplit ?? defaultGemvSplit(rt, w);
   if (!GEMV_SPLITS.includes(split)) throw new Error(`${w.name}: GEMV split ${split} is not one of ${GEMV_SPLITS.join(', ')}`);
   const threads = gemvThreads(rt, split);
   const cols = gemvCols(rt);

@@ -1,6 +1,7 @@
-// Rotary position embedding in place (shaders/rope.wgsl), angles read from a RopeTable.
+// Rotary position embedding in place, angles read from a RopeTable: shaders/rope.wgsl (fast set),
+// rope_llama.wgsl (llama.cpp set).
 import type { Binding, GpuRuntime } from '../../gpu/index.js';
-import { grid, packParams } from './common.js';
+import { grid, packParams, type KernelNumerics } from './common.js';
 
 /** 'norm': llama.cpp NORM mode, adjacent pairs (x[2i], x[2i+1]); 'neox': pairs (x[i], x[i + ropeDim/2]). */
 export type RopeMode = 'norm' | 'neox';
@@ -20,9 +21,9 @@ export interface RopeArgs {
   mode: RopeMode;
 }
 
-export function rope(rt: GpuRuntime, args: RopeArgs): void {
+export function rope(rt: GpuRuntime, args: RopeArgs, numerics: KernelNumerics = 'fast'): void {
   const { tokens, heads, headDim, ropeDim, mode } = args;
   if (ropeDim % 2 !== 0 || ropeDim > headDim || ropeDim <= 0) throw new Error(`rope: ropeDim ${ropeDim} must be even and in 1..${headDim}`);
   const params = packParams([{ u32: tokens }, { u32: heads }, { u32: headDim }, { u32: ropeDim }, { u32: mode === 'neox' ? 1 : 0 }]);
-  rt.dispatch({ shader: 'rope', entryPoint: 'rope' }, params, [args.x, args.positions, args.cosSin], grid((tokens * heads * ropeDim) / 2, 256));
+  rt.dispatch({ shader: numerics === 'fast' ? 'rope' : 'rope_llama', entryPoint: 'rope' }, params, [args.x, args.positions, args.cosSin], grid((tokens * heads * ropeDim) / 2, 256));
 }
