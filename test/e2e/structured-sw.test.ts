@@ -1,10 +1,12 @@
 // Structured output through the Service Worker's OpenAI API (headless Chromium): a Service Worker
 // may not call import(), so it hands XGrammar to the engine from a static import; a JSON-schema
-// answer of the prose model comes back valid.
+// answer of the prose model comes back valid, and the official `openai` client's helpers (bundled
+// into the page, talking to the Service Worker's /v1) get parsed objects and tool calls.
 import { Ajv } from 'ajv';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openBrowserSession, type BrowserSession } from '../helpers/browser.js';
+import { Person, Weather } from './pages/structured-schemas.js';
 
 const PERSON = {
   type: 'object',
@@ -36,5 +38,20 @@ describe('structured output through the Service Worker (headless Chromium)', () 
     expect(r.status, JSON.stringify(r.json)).toBe(200);
     expect(r.json.choices[0].finish_reason).toBe('stop');
     expect(new Ajv().validate(PERSON, JSON.parse(r.json.choices[0].message.content))).toBe(true);
+  });
+
+  it('the openai client\'s helpers in the page: parse with zod, zodFunction tools, a rejected schema, runTools', async () => {
+    const r = await tab.evaluate(() => window.sw.openaiHelpers());
+    for (const p of r.parse) {
+      expect(p.finishReason).toBe('stop');
+      expect(Person.parse(p.parsed)).toEqual(p.parsed);
+    }
+    expect(r.badSchema).toEqual({ isBadRequest: true, param: 'response_format' });
+    expect(r.toolCall.finishReason).toBe('tool_calls');
+    expect(r.toolCall.name).toBe('get_weather');
+    expect(Weather.parse(r.toolCall.parsedArguments)).toEqual(r.toolCall.parsedArguments);
+    expect(r.runTools.seen).toHaveLength(1);
+    expect(Weather.parse(r.runTools.seen[0])).toEqual(r.runTools.seen[0]);
+    expect(r.runTools.toolMessages).toBe(1);
   });
 });
