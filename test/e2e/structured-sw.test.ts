@@ -26,9 +26,10 @@ describe('structured output through the Service Worker (headless Chromium)', () 
   });
   afterAll(() => session?.close());
 
-  it('a json_schema response validates', async () => {
+  /** A person under a JSON schema, through fetch. */
+  async function expectPerson(seed: number): Promise<void> {
     const body = {
-      messages: [{ role: 'user', content: 'Who?' }], temperature: 0.7, seed: 3, max_tokens: 80,
+      messages: [{ role: 'user', content: 'Who?' }], temperature: 0.7, seed, max_tokens: 80,
       response_format: { type: 'json_schema', json_schema: { name: 'person', schema: PERSON } },
     };
     const r = await tab.evaluate(async (b) => {
@@ -38,6 +39,25 @@ describe('structured output through the Service Worker (headless Chromium)', () 
     expect(r.status, JSON.stringify(r.json)).toBe(200);
     expect(r.json.choices[0].finish_reason).toBe('stop');
     expect(new Ajv().validate(PERSON, JSON.parse(r.json.choices[0].message.content))).toBe(true);
+  }
+
+  it('a json_schema response validates', async () => {
+    await expectPerson(3);
+  });
+
+  it('many rejected grammars (each aborts the XGrammar instance that checked it, which is replaced) leave structured output working', async () => {
+    const answers = await tab.evaluate(async (count) => {
+      const out: string[] = [];
+      for (let i = 0; i < count; i++) {
+        const body = { messages: [{ role: 'user', content: 'x' }], max_tokens: 4, response_format: { type: 'grammar', grammar: `root ::= "${i}" |` } };
+        const response = await fetch('/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+        const json = (await response.json()) as { error?: { param?: string; message?: string } };
+        out.push(`${response.status} ${json.error?.param} ${/EBNF parser error/.test(json.error?.message ?? '')}`);
+      }
+      return out;
+    }, 150);
+    expect(new Set(answers)).toEqual(new Set(['400 response_format true']));
+    await expectPerson(5);
   });
 
   it('the openai client\'s helpers in the page: parse with zod, zodFunction tools, a rejected schema, runTools', async () => {

@@ -143,7 +143,7 @@ export class Grammars {
    */
   private async check(spec: GrammarSpec): Promise<GrammarSpec> {
     if (spec.type === 'json_object') return spec;
-    const probe = await (this.probe ??= XGrammar.load());
+    const probe = await (this.probe ??= XGrammar.fresh());
     try {
       return await probe.guard(async (lib) => {
         const checked = spec.type === 'structural_tag' ? { ...spec, tag: JSON.stringify(await compactTag(lib, JSON.parse(spec.tag))) } : spec;
