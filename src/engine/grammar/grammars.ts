@@ -96,6 +96,12 @@ export class Grammars {
   private readonly cache = new Map<string, Promise<CompiledConstraint>>();
   /** Checks untrusted specs first, so the instance that serves never aborts (see xgrammar.ts). */
   private probe: Promise<XGrammar> | null = null;
+  /**
+   * Until the first abort the probe is what XGrammar.load gives (in a browser, the instance that
+   * serves: one abort does not break it); after that, instances of their own (XGrammar.fresh),
+   * so a browser pays for a second wasm instance only once a grammar was rejected.
+   */
+  private probeAborted = false;
 
   private constructor(private readonly xg: XGrammar, private readonly compiler: GrammarCompiler, private readonly info: TokenizerInfo,
     private readonly tokenizer: Tokenizer, readonly vocabSize: number) {}
@@ -143,7 +149,7 @@ export class Grammars {
    */
   private async check(spec: GrammarSpec): Promise<GrammarSpec> {
     if (spec.type === 'json_object') return spec;
-    const probe = await (this.probe ??= XGrammar.fresh());
+    const probe = await (this.probe ??= this.probeAborted ? XGrammar.fresh() : XGrammar.load());
     try {
       return await probe.guard(async (lib) => {
         const checked = spec.type === 'structural_tag' ? { ...spec, tag: JSON.stringify(await compactTag(lib, JSON.parse(spec.tag))) } : spec;
@@ -151,7 +157,10 @@ export class Grammars {
         return checked;
       });
     } catch (e) {
-      if (probe.aborted) this.probe = null;
+      if (probe.aborted) {
+        this.probe = null;
+        this.probeAborted = true;
+      }
       throw e;
     }
   }
