@@ -21,6 +21,7 @@ export {
   CreateMLCEngine,
   ApiError,
   createOpenAiHandler,
+  provideXGrammar,
   type OpenAiHandler,
   type OpenAiHandlerOptions,
   generate,

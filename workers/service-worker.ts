@@ -12,14 +12,16 @@
 // elsewhere): navigator.serviceWorker.register('/sw.js?model=/models/x.gguf', { type: 'module', scope: '/' })
 /// <reference lib="webworker" />
 import * as xgrammar from '@mlc-ai/web-xgrammar';
+import xgrammarSource from '@mlc-ai/web-xgrammar/lib/index.js?raw';
 import { ModelCache, reloadCached } from '../src/browser/model-cache.js';
 import { ApiError, createOpenAiHandler, Engine, provideXGrammar, type OpenAiHandler } from '../src/engine/index.js';
 import type { KvFormat } from '../src/model/index.js';
 
 declare const self: ServiceWorkerGlobalScope;
 
-// A Service Worker may not call import(): XGrammar (structured output) comes in statically.
-provideXGrammar(xgrammar);
+// A Service Worker may not call import(): XGrammar (structured output) comes in statically, with
+// its script's text for the instances that replace one a rejected grammar aborted.
+provideXGrammar(xgrammar, xgrammarSource);
 
 const DEFAULT_MODEL = '/models/wg-tolstoy-q8_0.gguf';
 const params = new URL(self.location.href).searchParams;

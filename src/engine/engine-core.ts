@@ -587,14 +587,19 @@ export class EngineCore {
     }
     const sampled = step.seqs.filter((s) => s.samples).map(({ seq }) => seq);
     const sampling = sampled.map((seq) => this.states.get(seq.id)!.rowSampling());
-    for (const [i, seq] of sampled.entries()) {
+    // The grammars' masks are built on the CPU while the GPU runs the forward pass (a mask that
+    // allows every token stays off the GPU).
+    const constrained = sampled.flatMap((seq, row) => {
       const { constraint, prefillOnly } = this.states.get(seq.id)!.params;
-      if (constraint && !prefillOnly) sampling[i].mask = await constraint.nextMask();
-    }
-    // Reads back logprobs only when a row asks for them.
+      return constraint && !prefillOnly ? [{ row, constraint }] : [];
+    });
+    const fillMasks = async () => {
+      for (const { row, constraint } of constrained) sampling[row].mask = (await constraint.nextMask()) ?? undefined;
+    };
     // The step's copy-on-write page copies, recorded into the submission ahead of its forward pass.
     this.kv.copyPages(step.kvOps);
-    const { ids, logprobs } = await this.forward.sampleWithLogprobs(step.batch, this.kv, sampling);
+    // Reads back logprobs only when a row asks for them.
+    const { ids, logprobs } = await this.forward.sampleWithLogprobs(step.batch, this.kv, sampling, constrained.length ? fillMasks : undefined);
     this.committing = true;
     let appended;
     try {

@@ -171,6 +171,12 @@ export class ForwardPass {
    * belongs to sample row i.
    */
   record(batch: Batch, kv: KvBuffers, sampling?: RowSampling[]): void {
+    this.recordLogits(batch, kv);
+    recordSampling(this.model.rt, this.ws, sampling, batch.sampleRows.length, this.model.config.vocabSize);
+  }
+
+  /** Records the forward pass up to the logits of every sample row. */
+  private recordLogits(batch: Batch, kv: KvBuffers): void {
     const { rt, config: c, weights: w } = this.model;
     validateBatch(batch, kv.layout.pageSize);
     const tokens = batch.tokenIds.length;
@@ -242,22 +248,33 @@ export class ForwardPass {
     // Every sampled row is the one output of its sequence: alone, as in llama.cpp.
     k.matmul(ws.sampledNormed, samples, [{ w: w.output, y: ws.logits }], true);
     inspect('result_output', ws.logits, samples, c.vocabSize);
-    recordSampling(rt, ws, sampling, samples, c.vocabSize);
   }
 
   /** Runs the batch and returns the sampled token of every sample row (only ids are read back). */
-  async sample(batch: Batch, kv: KvBuffers, sampling?: RowSampling[]): Promise<Int32Array> {
-    this.record(batch, kv, sampling);
-    this.model.rt.submit();
+  async sample(batch: Batch, kv: KvBuffers, sampling?: RowSampling[], prepare?: () => Promise<void>): Promise<Int32Array> {
+    const rt = this.model.rt;
+    if (prepare) {
+      // The forward pass goes first in a submission of its own, so the GPU computes the logits
+      // while `prepare` runs on the CPU; the sampling that needs its results is the second one.
+      this.recordLogits(batch, kv);
+      rt.submit();
+      await prepare();
+      recordSampling(rt, this.ws, sampling, batch.sampleRows.length, this.model.config.vocabSize);
+    } else {
+      this.record(batch, kv, sampling);
+    }
+    rt.submit();
     return this.model.rt.buffers.readI32(this.ws.ids, 0, batch.sampleRows.length);
   }
 
   /**
    * Runs the batch and returns the sampled tokens, and for rows whose `logprobs` is set the
    * sampled token's logprob and the most likely alternatives (log_softmax of the raw logits).
+   * With `prepare`, the forward pass is submitted before it runs and the sampling after it, so
+   * CPU work the sampling needs (filling a grammar's masks into `sampling`) overlaps the GPU.
    */
-  async sampleWithLogprobs(batch: Batch, kv: KvBuffers, sampling: RowSampling[]): Promise<{ ids: Int32Array; logprobs: (RowLogprobs | null)[] }> {
-    const ids = await this.sample(batch, kv, sampling);
+  async sampleWithLogprobs(batch: Batch, kv: KvBuffers, sampling: RowSampling[], prepare?: () => Promise<void>): Promise<{ ids: Int32Array; logprobs: (RowLogprobs | null)[] }> {
+    const ids = await this.sample(batch, kv, sampling, prepare);
     const top = mostLogprobs(sampling);
     if (top < 0) return { ids, logprobs: sampling.map(() => null) };
     const words = await this.model.rt.buffers.read(this.ws.logprobs, 0, sampling.length * logprobsRowWords(top) * 4);

@@ -6,16 +6,9 @@
 import OpenAI from 'openai';
 import { zodFunction, zodResponseFormat } from 'openai/helpers/zod';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { z } from 'zod';
+import type { z } from 'zod';
 import { startServer, stopServer, type Server } from '../helpers/server.js';
-
-const Person = z.object({
-  name: z.string().min(1).max(12),
-  age: z.number().int().min(0).max(120),
-  side: z.enum(['French', 'Russian']),
-  alive: z.boolean(),
-});
-const Weather = z.object({ city: z.string().max(16), unit: z.enum(['celsius', 'fahrenheit']), days: z.number().int().min(1).max(7) });
+import { Person, Weather } from './pages/structured-schemas.js';
 
 describe('wgserve serve with the openai client\'s structured-output and tool helpers', () => {
   let server: Server;

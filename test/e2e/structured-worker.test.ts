@@ -42,6 +42,25 @@ describe('structured output in a Web Worker (headless Chromium)', () => {
     expect(pageErrors).toEqual([]);
   });
 
+  it('many rejected grammars (each aborts the XGrammar instance that checked it, made anew from the script\'s text) leave it working', async () => {
+    const messages = await page.evaluate(async (count) => {
+      const out: string[] = [];
+      for (let i = 0; i < count; i++) {
+        const request = { messages: [{ role: 'user' as const, content: 'x' }], max_tokens: 4, response_format: { type: 'grammar' as const, grammar: `root ::= "${i}" |` } };
+        const error = await window.wg.engine!.chat.completions.create(request as never).then(() => null, (e: unknown) => e as { param?: string; message?: string });
+        out.push(`${error?.param} ${/EBNF parser error/.test(error?.message ?? '')}`);
+      }
+      return out;
+    }, 150);
+    expect(new Set(messages)).toEqual(new Set(['response_format true']));
+    const r = await create({
+      messages: [{ role: 'user', content: 'Who?' }], temperature: 0.7, seed: 2, max_tokens: 80,
+      response_format: { type: 'json_schema', json_schema: { name: 'person', schema: PERSON } },
+    });
+    expect(r.choices[0].finish_reason).toBe('stop');
+    expect(new Ajv().validate(PERSON, JSON.parse(r.choices[0].message.content ?? ''))).toBe(true);
+  });
+
   it('a forced tool call comes back as message.tool_calls', async () => {
     const r = await create({
       messages: [{ role: 'user', content: 'Weather?' }], temperature: 0, max_tokens: 200,

@@ -3,7 +3,7 @@
 // one, and a schema or grammar XGrammar rejects is a GrammarError with its reason.
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { Grammars, GrammarError, type Constraint } from '../../src/engine/grammar/index.js';
+import { allowsAll, Grammars, GrammarError, type Constraint } from '../../src/engine/grammar/grammars.js';
 import { Utf8Guard } from '../../src/engine/grammar/utf8-guard.js';
 import { toolGrammar } from '../../src/engine/tools/index.js';
 import { Metadata, parseGgufHeader } from '../../src/model/gguf.js';
@@ -15,7 +15,8 @@ function tokenizerOf(file: string): Tokenizer {
   return Tokenizer.fromMetadata(new Metadata(parseGgufHeader(bytes, file, bytes.byteLength).metadata, file));
 }
 
-const allowed = (mask: Uint32Array, id: number) => ((mask[id >>> 5] >>> (id & 31)) & 1) === 1;
+/** A null mask allows every token. */
+const allowed = (mask: Uint32Array | null, id: number) => !mask || ((mask[id >>> 5] >>> (id & 31)) & 1) === 1;
 
 async function walk(constraint: Constraint, ids: number[]): Promise<void> {
   for (const id of ids) {
@@ -72,6 +73,30 @@ describe.each([
     const open = [...Array(tokenizer.vocabSize).keys()].filter((id) => allowed(first, id)).map((id) => tokenizer.decode([id]));
     expect(open.length).toBeGreaterThan(0);
     for (const text of open) expect(text.trimStart().startsWith('{')).toBe(true);
+    grammars.dispose();
+  });
+});
+
+describe('a mask that allows every token', () => {
+  it('is told apart from one that bans any token of the vocabulary (bits past the vocabulary do not count)', () => {
+    const vocab = 70; // three words, the last one partial
+    const full = new Uint32Array([0xffffffff, 0xffffffff, 0b111111]);
+    expect(allowsAll(full, vocab)).toBe(true);
+    expect(allowsAll(new Uint32Array([0xffffffff, 0xffffffff, 0xffffffff]), vocab)).toBe(true);
+    for (const t of [0, 31, 32, 69]) {
+      const banned = full.slice();
+      banned[t >>> 5] &= ~(1 << (t & 31));
+      expect(allowsAll(banned, vocab), `token ${t}`).toBe(false);
+    }
+    expect(allowsAll(new Uint32Array([0xffffffff, 0xffffffff]), 64)).toBe(true);
+  });
+
+  it('is not what a mask that bans tokens is: such a mask comes back whole, and is counted', async () => {
+    const tokenizer = tokenizerOf('wg-tolstoy-q8_0.gguf');
+    const grammars = await Grammars.create(tokenizer, tokenizer.vocabSize);
+    const constraint = await (await grammars.compile({ type: 'json_object' })).matcher();
+    expect(await constraint.nextMask()).not.toBeNull(); // only '{' may start
+    expect(grammars.stats).toMatchObject({ masks: 1, skipped: 0 });
     grammars.dispose();
   });
 });

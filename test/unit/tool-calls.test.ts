@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { XGrammar } from '../../src/engine/grammar/xgrammar.js';
 import { parseChatRequest } from '../../src/engine/request.js';
-import { parseToolOutput, toolCallFormat, toolGrammar, ToolCallStream, type ToolCallFormat, type ToolDefinition } from '../../src/engine/tools/index.js';
+import { parseToolOutput, toolCallFormat, toolGrammar, ToolCallStream, type ToolCallFormat, type ToolChoice, type ToolDefinition } from '../../src/engine/tools/index.js';
 import { ApiError } from '../../src/engine/errors.js';
 import { Metadata, parseGgufHeader } from '../../src/model/gguf.js';
 import { Tokenizer } from '../../src/model/tokenizer.js';
@@ -71,6 +71,34 @@ const RECORDED: Recorded[] = [
     content: '',
     calls: [{ name: 'get_weather', arguments: { location: 'Berlin' } }],
   },
+  {
+    // Mistral's tokenizer v11 and later (Mistral Small 3.2, Magistral, Devstral): one [TOOL_CALLS] per call.
+    format: 'mistral-args',
+    text: '[TOOL_CALLS]get_weather[ARGS]{"location": "Paris", "unit": "celsius"}',
+    content: '',
+    calls: [{ name: 'get_weather', arguments: { location: 'Paris', unit: 'celsius' } }],
+  },
+  {
+    format: 'mistral-args',
+    text: 'Let me check [both]. [TOOL_CALLS]get_weather[ARGS]{"location": "Rome \\"centro\\" {x}"}[TOOL_CALLS]get_time[ARGS]{"zone": "CET"}',
+    content: 'Let me check [both]. ',
+    calls: [{ name: 'get_weather', arguments: { location: 'Rome "centro" {x}' } }, { name: 'get_time', arguments: { zone: 'CET' } }],
+  },
+  {
+    // With a call id between the name and the arguments.
+    format: 'mistral-args',
+    text: '[TOOL_CALLS]get_time[CALL_ID]a1B2c3D4e[ARGS]{"zone": "UTC"}',
+    content: '',
+    calls: [{ name: 'get_time', arguments: { zone: 'UTC' } }],
+  },
+  {
+    // [TOOL_CALLS] and [ARGS] are control tokens: decoded without special tokens, a name before an object is left.
+    format: 'mistral-args',
+    text: 'get_weather{"location": "Berlin"}get_time{"zone": "CET"}',
+    content: '',
+    calls: [{ name: 'get_weather', arguments: { location: 'Berlin' } }, { name: 'get_time', arguments: { zone: 'CET' } }],
+  },
+  { format: 'mistral-args', text: 'Paris is mild [today], {"a": 1}.', content: 'Paris is mild [today], {"a": 1}.', calls: [] },
   { format: 'hermes', text: 'The weather in Paris is mild.', content: 'The weather in Paris is mild.', calls: [] },
   { format: 'llama3', text: 'I cannot call {tools} now.', content: 'I cannot call {tools} now.', calls: [] },
 ];
@@ -80,6 +108,7 @@ describe('tool-call formats', () => {
     expect(toolCallFormat('{% if tools %}...<tool_call>\\n{{ tool_call | tojson }}</tool_call>{% endif %}')).toBe('hermes');
     expect(toolCallFormat('<|start_header_id|>ipython<|end_header_id|>')).toBe('llama3');
     expect(toolCallFormat('{{ "[TOOL_CALLS]" + tool_calls | tojson }}')).toBe('mistral');
+    expect(toolCallFormat('{{- "[TOOL_CALLS]" + tool.function.name + "[ARGS]" + arguments }}')).toBe('mistral-args');
     expect(toolCallFormat(undefined)).toBe('hermes');
     expect(toolCallFormat('{% for message in messages %}{{ message.content }}{% endfor %}')).toBe('hermes');
   });
@@ -122,17 +151,27 @@ describe('tool-call formats', () => {
     expect(parseToolOutput('hermes', 'Hello <tool_', false).content).toBe('Hello ');
     expect(parseToolOutput('hermes', 'Hello <tool_', true).content).toBe('Hello <tool_');
     expect(parseToolOutput('hermes', 'Hello <tool_box>', false).content).toBe('Hello <tool_box>');
+    expect(parseToolOutput('mistral-args', 'Hello [TOOL_', false).content).toBe('Hello ');
+    expect(parseToolOutput('mistral-args', 'Hello [TOOL_', true).content).toBe('Hello [TOOL_');
+    expect(parseToolOutput('mistral-args', 'Hello [TOOLS]', false).content).toBe('Hello [TOOLS]');
+    expect(parseToolOutput('mistral-args', 'get_weather', false).content).toBe(''); // may be a bare call's name
+    expect(parseToolOutput('mistral-args', 'get weather', false).content).toBe('get weather');
+    expect(parseToolOutput('mistral-args', '[TOOL_CALLS]get_weather[AR', false)).toEqual({ content: '', calls: [{ name: '', arguments: '', complete: false }] });
+    expect(parseToolOutput('mistral-args', '[TOOL_CALLS]get_weather[ARGS]{"location": "Pa', false).calls)
+      .toEqual([{ name: 'get_weather', arguments: '{"location": "Pa', complete: false }]);
+    // Cut off (max_tokens): no call.
+    expect(parseToolOutput('mistral-args', '[TOOL_CALLS]get_weather[ARGS]{"location": "Pa', true).calls).toEqual([]);
   });
 });
 
 describe('the call grammar', () => {
-  it.each(['hermes', 'llama3', 'mistral'] as const)('%s: accepts calls of the tools (one, or several when parallel) and nothing else', async (format) => {
+  it.each(['hermes', 'llama3', 'mistral', 'mistral-args'] as const)('%s: accepts calls of the tools (one, or several when parallel) and nothing else', async (format) => {
     const xg = await XGrammar.load();
     const accepts = async (spec: ReturnType<typeof toolGrammar>, text: string) => {
       const grammar = await xg.guard((lib) => lib.Grammar.fromStructuralTag(spec!.type === 'structural_tag' ? spec!.tag : ''));
       return xg.lib.Testings.isGrammarAcceptString(grammar, text);
     };
-    const one = RECORDED.find((r) => r.format === format && r.calls.length === 1 && r.text.includes(format === 'llama3' ? '"parameters"' : '"arguments"'))!;
+    const one = RECORDED.find((r) => r.format === format && r.calls.length === 1 && r.text.includes({ llama3: '"parameters"', 'mistral-args': '[ARGS]' }[format as string] ?? '"arguments"'))!;
     const text = format === 'mistral' ? `[TOOL_CALLS]${one.text.replace(/^\[TOOL_CALLS\]/, '')}` : one.text;
     const canonical = (r: Recorded) => (format === 'hermes' ? r.text : text);
     expect(await accepts(toolGrammar(format, [WEATHER, TIME], 'required', true), canonical(one))).toBe(true);
@@ -142,6 +181,23 @@ describe('the call grammar', () => {
     expect(await accepts(toolGrammar(format, [WEATHER, TIME], 'auto', true), 'The weather is mild.')).toBe(true);
     expect(await accepts(toolGrammar(format, [WEATHER, TIME], 'auto', true), `Checking. ${canonical(one)}`)).toBe(true);
     expect(toolGrammar(format, [WEATHER], 'none', true)).toBeUndefined();
+  });
+});
+
+describe('the mistral-args call grammar', () => {
+  it('takes several calls, each opened by [TOOL_CALLS], only when parallel', async () => {
+    const xg = await XGrammar.load();
+    const accepts = async (choice: ToolChoice, parallel: boolean, text: string) => {
+      const spec = toolGrammar('mistral-args', [WEATHER, TIME], choice, parallel)!;
+      const grammar = await xg.guard((lib) => lib.Grammar.fromStructuralTag(spec.type === 'structural_tag' ? spec.tag : ''));
+      return xg.lib.Testings.isGrammarAcceptString(grammar, text);
+    };
+    const two = '[TOOL_CALLS]get_weather[ARGS]{"location": "Oslo"}[TOOL_CALLS]get_time[ARGS]{"zone": "CET"}';
+    expect(await accepts('required', true, two)).toBe(true);
+    expect(await accepts('required', false, two)).toBe(false);
+    expect(await accepts('auto', true, `Checking. ${two}`)).toBe(true);
+    expect(await accepts('required', true, '[TOOL_CALLS]get_weather[ARGS]{"zone": "CET"}')).toBe(false); // not its schema
+    expect(await accepts('required', true, 'get_weather[ARGS]{"location": "Oslo"}')).toBe(false);
   });
 });
 

@@ -20,23 +20,41 @@ const MAX_CACHED = 32;
 export interface MaskStats {
   masks: number;
   milliseconds: number;
+  /** Masks that allowed every token, so none was uploaded. */
+  skipped: number;
+}
+
+/** Every bit of tokens 0..vocab-1 is set. */
+export function allowsAll(mask: Uint32Array, vocab: number): boolean {
+  const full = vocab >>> 5;
+  for (let i = 0; i < full; i++) if (mask[i] !== 0xffffffff) return false;
+  const rest = vocab & 31;
+  if (rest === 0) return true;
+  const tail = (1 << rest) - 1;
+  return ((mask[full] ?? 0) & tail) === tail;
 }
 
 /** The grammar state of one sequence: the mask of its next token, and the tokens it took. */
 export class Constraint {
   private disposed = false;
 
-  constructor(private readonly matcher: GrammarMatcher, private readonly utf8: Utf8Guard, private readonly stats: MaskStats) {}
+  constructor(private readonly matcher: GrammarMatcher, private readonly utf8: Utf8Guard, private readonly stats: MaskStats,
+    private readonly vocabSize: number) {}
 
-  /** Bit t of word t >> 5 is set when token t may come next. */
-  async nextMask(): Promise<Uint32Array> {
+  /**
+   * Bit t of word t >> 5 is set when token t may come next; null when every token may (a
+   * structural tag before its trigger), so there is nothing to upload or apply.
+   */
+  async nextMask(): Promise<Uint32Array | null> {
     const start = performance.now();
     const words = await this.matcher.getNextTokenBitmask();
     const mask = new Uint32Array(words.buffer, words.byteOffset, words.length);
     this.utf8.restrict(mask);
+    const free = allowsAll(mask, this.vocabSize);
     this.stats.milliseconds += performance.now() - start;
     this.stats.masks++;
-    return mask;
+    if (free) this.stats.skipped++;
+    return free ? null : mask;
   }
 
   /** Advances by a sampled token; false if the grammar does not allow it (the state is unchanged). */
@@ -64,7 +82,7 @@ export class CompiledConstraint {
 
   async matcher(): Promise<Constraint> {
     const matcher = await this.lib.GrammarMatcher.createGrammarMatcher(this.compiled);
-    return new Constraint(matcher, this.grammars.utf8Guard(), this.grammars.stats);
+    return new Constraint(matcher, this.grammars.utf8Guard(), this.grammars.stats, this.grammars.vocabSize);
   }
 
   /** Drops this handle (matchers made from it keep their own reference in XGrammar). */
@@ -74,13 +92,19 @@ export class CompiledConstraint {
 }
 
 export class Grammars {
-  readonly stats: MaskStats = { masks: 0, milliseconds: 0 };
+  readonly stats: MaskStats = { masks: 0, milliseconds: 0, skipped: 0 };
   private readonly cache = new Map<string, Promise<CompiledConstraint>>();
   /** Checks untrusted specs first, so the instance that serves never aborts (see xgrammar.ts). */
   private probe: Promise<XGrammar> | null = null;
+  /**
+   * Until the first abort the probe is what XGrammar.load gives (in a browser, the instance that
+   * serves: one abort does not break it); after that, instances of their own (XGrammar.fresh),
+   * so a browser pays for a second wasm instance only once a grammar was rejected.
+   */
+  private probeAborted = false;
 
   private constructor(private readonly xg: XGrammar, private readonly compiler: GrammarCompiler, private readonly info: TokenizerInfo,
-    private readonly tokenizer: Tokenizer) {}
+    private readonly tokenizer: Tokenizer, readonly vocabSize: number) {}
 
   /** XGrammar's tokenizer info for `tokenizer`, with logits of `vocabSize` tokens. */
   static async create(tokenizer: Tokenizer, vocabSize: number): Promise<Grammars> {
@@ -88,7 +112,7 @@ export class Grammars {
     const vocab = tokenizer.grammarVocabulary();
     const info = await xg.lib.TokenizerInfo.createTokenizerInfo(vocab.pieces, vocab.vocabType, vocab.prependSpace, vocabSize, tokenizer.eotIds);
     const compiler = await xg.lib.GrammarCompiler.createGrammarCompiler(info);
-    return new Grammars(xg, compiler, info, tokenizer);
+    return new Grammars(xg, compiler, info, tokenizer, vocabSize);
   }
 
   /** Compiles (or finds) the grammar of `spec`; a GrammarError names what XGrammar rejected. */
@@ -125,7 +149,7 @@ export class Grammars {
    */
   private async check(spec: GrammarSpec): Promise<GrammarSpec> {
     if (spec.type === 'json_object') return spec;
-    const probe = await (this.probe ??= XGrammar.load());
+    const probe = await (this.probe ??= this.probeAborted ? XGrammar.fresh() : XGrammar.load());
     try {
       return await probe.guard(async (lib) => {
         const checked = spec.type === 'structural_tag' ? { ...spec, tag: JSON.stringify(await compactTag(lib, JSON.parse(spec.tag))) } : spec;
@@ -133,7 +157,10 @@ export class Grammars {
         return checked;
       });
     } catch (e) {
-      if (probe.aborted) this.probe = null;
+      if (probe.aborted) {
+        this.probe = null;
+        this.probeAborted = true;
+      }
       throw e;
     }
   }

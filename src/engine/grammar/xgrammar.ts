@@ -9,7 +9,9 @@
 // - A grammar it cannot parse makes the C++ side abort(): the JS call throws "Aborted()" after
 //   printing the reason on stderr, and the wasm stack is never unwound, so an instance is
 //   corrupted after a few dozen aborts. The reason is captured from the instance's stderr, and an
-//   instance that aborted is thrown away (Node makes a fresh one per call of `loadXGrammar`).
+//   instance that aborted is thrown away: untrusted grammars are checked on a separate instance
+//   (XGrammar.fresh), made anew after each abort. Node evaluates the script again for each; a
+//   browser evaluates the script's text (a Service Worker passes it to provideXGrammar).
 import type * as XGrammarModule from '@mlc-ai/web-xgrammar';
 
 export type XGrammarLib = typeof XGrammarModule;
@@ -59,6 +61,25 @@ export class XGrammar {
     if (isNode()) return XGrammar.start(evaluateInNode());
     browserInstance ??= XGrammar.start(importBundled());
     return browserInstance;
+  }
+
+  /**
+   * An instance of its own, apart from the one `load` gives in a browser: for checking grammars
+   * that may abort it. In a browser that cannot evaluate XGrammar's script text (no text at hand,
+   * or a Content-Security-Policy without 'unsafe-eval'), it is the bundled copy after all.
+   */
+  static async fresh(): Promise<XGrammar> {
+    if (isNode()) return XGrammar.start(evaluateInNode());
+    const source = await bundledSource();
+    if (source !== null && !evalBlocked) {
+      try {
+        return await XGrammar.start(Promise.resolve(evaluateSource(source)));
+      } catch (e) {
+        if (!(e instanceof EvalError)) throw e;
+        evalBlocked = true;
+      }
+    }
+    return XGrammar.load();
   }
 
   private static async start(loading: Promise<XGrammarLib>): Promise<XGrammar> {
@@ -121,15 +142,39 @@ function quietLoaderWarning(): void {
 }
 
 let browserInstance: Promise<XGrammar> | null = null;
+let evalBlocked = false;
 
 let provided: unknown = null;
+let providedSource: string | null = null;
 
 /**
  * Hands the loader XGrammar's module where `import()` is not allowed: a Service Worker imports
- * `@mlc-ai/web-xgrammar` statically and passes the namespace here (workers/service-worker.ts).
+ * `@mlc-ai/web-xgrammar` statically and passes the namespace here, and the text of its script
+ * (`@mlc-ai/web-xgrammar/lib/index.js?raw`), from which instances that replace aborted ones are
+ * made (workers/service-worker.ts).
  */
-export function provideXGrammar(module: unknown): void {
+export function provideXGrammar(module: unknown, source?: string): void {
   provided = module;
+  providedSource = source ?? providedSource;
+}
+
+/** The text of XGrammar's script: as provided, or the bundler's (Vite's `?raw`) copy; null if neither is at hand. */
+async function bundledSource(): Promise<string | null> {
+  if (providedSource !== null) return providedSource;
+  try {
+    providedSource = (await import('@mlc-ai/web-xgrammar/lib/index.js?raw')).default;
+    return providedSource;
+  } catch {
+    return null; // import() is not allowed here (a Service Worker), or no bundler made the text
+  }
+}
+
+/** Runs XGrammar's UMD script as CommonJS: a new module, so a new wasm instance. */
+function evaluateSource(source: string): XGrammarLib {
+  const module = { exports: {} as XGrammarLib };
+  const run = new Function('exports', 'module', 'define', source) as (exports: object, module: object, define: undefined) => void;
+  run(module.exports, module, undefined);
+  return module.exports;
 }
 
 /** The bundler's copy: its exports when it wrapped the UMD as CommonJS, else the global it set. */

@@ -7,9 +7,11 @@ import type { GrammarSpec } from '../grammar/index.js';
  * hermes: `<tool_call>\n{"name": ..., "arguments": {...}}\n</tool_call>` (Hermes, Qwen 2/2.5/3,
  *         and ChatML models); also the format of templates that know no tools.
  * llama3: `{"name": ..., "parameters": {...}}` (Llama 3.1 / 3.2 / 3.3 JSON tool calling).
- * mistral: `[TOOL_CALLS][{"name": ..., "arguments": {...}}]` (Mistral v0.3 and later).
+ * mistral: `[TOOL_CALLS][{"name": ..., "arguments": {...}}]` (Mistral v0.3 to Small 3, Nemo).
+ * mistral-args: `[TOOL_CALLS]name[ARGS]{...}`, once per call (Mistral's tokenizer v11 and later:
+ *         Mistral Small 3.2, Magistral, Devstral, Ministral 3).
  */
-export type ToolCallFormat = 'hermes' | 'llama3' | 'mistral';
+export type ToolCallFormat = 'hermes' | 'llama3' | 'mistral' | 'mistral-args';
 
 export interface ToolDefinition {
   name: string;
@@ -22,7 +24,7 @@ export type ToolChoice = 'none' | 'auto' | 'required' | { name: string };
 
 export function toolCallFormat(template: string | undefined): ToolCallFormat {
   if (!template) return 'hermes';
-  if (template.includes('[TOOL_CALLS]')) return 'mistral';
+  if (template.includes('[TOOL_CALLS]')) return template.includes('[ARGS]') ? 'mistral-args' : 'mistral';
   if (template.includes('<tool_call>')) return 'hermes';
   if (template.includes('<|python_tag|>') || template.includes('<|start_header_id|>')) return 'llama3';
   return 'hermes';
@@ -44,6 +46,8 @@ export const FORMATS: Readonly<Record<ToolCallFormat, FormatText>> = {
   hermes: { trigger: '<tool_call>', begin: (n) => `<tool_call>\n{"name": ${JSON.stringify(n)}, "arguments": `, end: '}\n</tool_call>', separator: '\n', open: '', close: '' },
   llama3: { trigger: '{"name": ', begin: (n) => `{"name": ${JSON.stringify(n)}, "parameters": `, end: '}', separator: '; ', open: '', close: '' },
   mistral: { trigger: '[TOOL_CALLS]', begin: (n) => `{"name": ${JSON.stringify(n)}, "arguments": `, end: '}', separator: ', ', open: '[TOOL_CALLS][', close: ']' },
+  // Each call opens with [TOOL_CALLS]: the first as the opening, the others as the separator (XGrammar takes no empty separator).
+  'mistral-args': { trigger: '[TOOL_CALLS]', begin: (n) => `${n}[ARGS]`, end: '', separator: '[TOOL_CALLS]', open: '[TOOL_CALLS]', close: '' },
 };
 
 /**
@@ -68,6 +72,8 @@ export function toolGrammar(format: ToolCallFormat, tools: readonly ToolDefiniti
 /** The calls wrapped in the format's open and close text (XGrammar takes them as a tag around the calls, not as a sequence). */
 function sequence(f: FormatText, calls: object): object {
   if (!f.open && !f.close) return calls;
+  // XGrammar rejects a tag with an empty end around separated tags: the opening text alone is a sequence.
+  if (!f.close) return { type: 'sequence', elements: [{ type: 'const_string', value: f.open }, calls] };
   return { type: 'tag', begin: f.open, content: calls, end: f.close };
 }
 

@@ -1,7 +1,8 @@
 // Reads tool calls out of a model's text, whole or as it streams. One scanner serves the three
-// formats: text before the format's trigger is content; after it come JSON objects
+// JSON formats: text before the format's trigger is content; after it come JSON objects
 // {"name": ..., "arguments" | "parameters": {...}} between the format's wrappers
-// (<tool_call> </tool_call>, [TOOL_CALLS] [ , ], ; and <|python_tag|>).
+// (<tool_call> </tool_call>, [TOOL_CALLS] [ , ], ; and <|python_tag|>). Mistral's newer
+// `[TOOL_CALLS]name[ARGS]{...}` has its own scanner (parseArgsCalls).
 import type { ToolCallFormat } from './tool-format.js';
 
 export interface ParsedCall {
@@ -25,7 +26,7 @@ function partialOf(literal: string): string {
 /** The start of `{"name":` (any spacing), at the end of the text. */
 const NAME_START = '\\{\\s*(?:"(?:n(?:a(?:m(?:e(?:"\\s*)?)?)?)?)?)?$';
 
-const TRIGGERS: Readonly<Record<ToolCallFormat, { find: RegExp; partial: RegExp }>> = {
+const TRIGGERS: Readonly<Record<Exclude<ToolCallFormat, 'mistral-args'>, { find: RegExp; partial: RegExp }>> = {
   hermes: { find: /<tool_call>/, partial: new RegExp(partialOf('<tool_call>')) },
   llama3: { find: /<\|python_tag\|>|\{\s*"name"\s*:/, partial: new RegExp(`${partialOf('<|python_tag|>')}|${NAME_START}`) },
   // [TOOL_CALLS] is a control token, absent from text decoded without special tokens: a leading
@@ -37,6 +38,7 @@ const CALL_HEAD = /^\{\s*"name"\s*:\s*("(?:[^"\\]|\\.)*")\s*,\s*"(?:arguments|pa
 
 /** Content and calls of `text`; with `final` false, the last call may be unfinished. */
 export function parseToolOutput(format: ToolCallFormat, text: string, final: boolean): ParsedOutput {
+  if (format === 'mistral-args') return parseArgsCalls(text, final);
   const trigger = TRIGGERS[format];
   const found = trigger.find.exec(text);
   if (!found) return { content: final ? text : text.slice(0, trigger.partial.exec(text)?.index ?? text.length), calls: [] };
@@ -89,6 +91,77 @@ function readCall(text: string, start: number): { call: ParsedCall; complete: bo
   } catch {
     return null;
   }
+}
+
+const ARGS_TRIGGER = '[TOOL_CALLS]';
+const ARGS_PARTIAL = new RegExp(partialOf(ARGS_TRIGGER));
+/** A call's head: its name, Mistral's optional [CALL_ID]id, and [ARGS]. */
+const ARGS_HEAD = /^([A-Za-z0-9_.-]{1,64})(?:\[CALL_ID\][A-Za-z0-9_-]*)?\[ARGS\]/;
+/**
+ * Decoded without special tokens, [TOOL_CALLS] and [ARGS] (control tokens) are gone: an output
+ * that opens with a name right before a JSON object is a call too.
+ */
+const BARE_HEAD = /^\s*([A-Za-z0-9_.-]{1,64})(?=\{)/;
+/** What may still become a bare head: the start of the output, a name so far. */
+const BARE_PARTIAL = /^\s*[A-Za-z0-9_.-]{0,64}$/;
+
+/**
+ * `[TOOL_CALLS]name[ARGS]{...}` once per call (Mistral's tokenizer v11 and later). Text before
+ * the first [TOOL_CALLS] is content; with `final` false, the last call may be unfinished.
+ */
+function parseArgsCalls(text: string, final: boolean): ParsedOutput {
+  let first = text.indexOf(ARGS_TRIGGER);
+  const bare = first === -1 ? BARE_HEAD.exec(text) : null;
+  if (first === -1 && !bare) {
+    const held = final ? -1 : (BARE_PARTIAL.test(text) ? 0 : ARGS_PARTIAL.exec(text)?.index ?? -1);
+    return { content: held === -1 ? text : text.slice(0, held), calls: [] };
+  }
+  if (bare) first = bare.index;
+  const calls: ParsedCall[] = [];
+  let pos = first;
+  let rest = '';
+  for (;;) {
+    const atTrigger = text.startsWith(ARGS_TRIGGER, pos);
+    const start = atTrigger ? pos + ARGS_TRIGGER.length : pos;
+    const head = (atTrigger ? ARGS_HEAD : BARE_HEAD).exec(text.slice(start));
+    if (!head) {
+      const tail = text.slice(pos);
+      // A head still arriving: no call yet (and, at the end, none at all).
+      if (!final && atTrigger && mayBecomeHead(text.slice(start))) {
+        calls.push({ name: '', arguments: '', complete: false });
+        break;
+      }
+      rest = tail;
+      break;
+    }
+    const argsStart = start + head[0].length;
+    const argsEnd = jsonEnd(text, argsStart);
+    if (argsEnd === -1) {
+      if (!final) calls.push({ name: head[1], arguments: text.slice(argsStart), complete: false });
+      break;
+    }
+    calls.push({ name: head[1], arguments: text.slice(argsStart, argsEnd), complete: true });
+    pos = argsEnd;
+    while (pos < text.length && /\s/.test(text[pos])) pos++;
+    if (pos >= text.length) break;
+    // Without special tokens, the next call is bare as well.
+    if (!text.startsWith(ARGS_TRIGGER, pos) && !(bare && BARE_HEAD.test(text.slice(pos)))) {
+      if (!final && ARGS_TRIGGER.startsWith(text.slice(pos))) break; // the next trigger may be arriving
+      rest = text.slice(pos);
+      break;
+    }
+  }
+  return { content: text.slice(0, first) + (final ? rest : ''), calls };
+}
+
+/** `s` is a call head (name, [CALL_ID]id, [ARGS]) cut short. */
+function mayBecomeHead(s: string): boolean {
+  const name = /^[A-Za-z0-9_.-]{0,64}/.exec(s)?.[0] ?? '';
+  let rest = s.slice(name.length);
+  if (!rest || '[ARGS]'.startsWith(rest)) return true;
+  if (!rest.startsWith('[CALL_ID]')) return '[CALL_ID]'.startsWith(rest);
+  rest = rest.slice('[CALL_ID]'.length).replace(/^[A-Za-z0-9_-]*/, '');
+  return '[ARGS]'.startsWith(rest);
 }
 
 /** Index just after the JSON value starting at `start` (an object, array, string or scalar), or -1 if it does not end in `text`. */

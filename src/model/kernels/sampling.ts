@@ -88,9 +88,8 @@ export interface SamplingPlan {
   /** Edit structs (row, token, bias, count, inPrompt), one per (row, token) that bias or penalties touch. */
   edits: Uint32Array;
   editCount: number;
-  /** The masks of the rows that have one, in row order (slot i at words i * maskWords(vocab)). */
-  masks: Uint32Array;
-  maskCount: number;
+  /** The masks of the rows that have one, in row order: mask i goes to slot i (words i * maskWords(vocab)). */
+  masks: Uint32Array[];
   /** Some row has temperature > 0. */
   sampled: boolean;
   /** Some row has temperature > 0 and an active min-p, top-k or top-p. */
@@ -112,16 +111,11 @@ export function planSampling(rows: RowSampling[], vocab: number): SamplingPlan {
     words[o + 3] = e.count;
     words[o + 4] = e.inPrompt ? 1 : 0;
   });
-  const masked = rows.filter((r) => r.mask);
-  const stride = maskWords(vocab);
-  const masks = new Uint32Array(Math.max(1, masked.length) * stride);
-  masked.forEach((r, i) => masks.set(r.mask!, i * stride));
   return {
     rowParams: packRowSampling(rows),
     edits: words,
     editCount: edits.length,
-    masks,
-    maskCount: masked.length,
+    masks: rows.flatMap((r) => (r.mask ? [r.mask] : [])),
     sampled: rows.some((r) => r.temperature > 0),
     filtered: rows.some((r) => r.temperature > 0 && hasFilter(r, vocab)),
     topLogprobs: mostLogprobs(rows),
@@ -220,9 +214,11 @@ export function recordSampling(rt: GpuRuntime, b: SamplingBuffers, rows: RowSamp
     rt.buffers.write(edits, plan.edits);
     applyEdits(rt, b.logits, b.rowParams, edits, plan.editCount, vocab);
   }
-  if (plan.maskCount > 0) {
-    const masks = b.masks(plan.masks.byteLength);
-    rt.buffers.write(masks, plan.masks);
+  if (plan.masks.length > 0) {
+    // Each row's mask is written to its slot as it is (no packed copy of a 16 KiB-per-row array).
+    const rowBytes = maskWords(vocab) * 4;
+    const masks = b.masks(plan.masks.length * rowBytes);
+    plan.masks.forEach((mask, slot) => rt.buffers.write(masks, mask, slot * rowBytes));
     applyMasks(rt, b.logits, b.rowParams, masks, count, vocab);
   }
   if (plan.filtered) filterLogits(rt, b.logits, b.rowParams, count, vocab);

@@ -1,6 +1,9 @@
 // Test page: a tab of the origin using the Service Worker's OpenAI API, with fetch and with the
 // official `openai` client (test/e2e/service-worker.test.ts drives it through Playwright).
 import OpenAI from 'openai';
+import { zodFunction, zodResponseFormat } from 'openai/helpers/zod';
+import type { z } from 'zod';
+import { Person, Weather } from './structured-schemas.js';
 
 interface Streamed {
   text: string;
@@ -8,6 +11,14 @@ interface Streamed {
   /** performance.timeOrigin + now of the first and last content chunk, to see overlap across tabs. */
   firstAt: number;
   lastAt: number;
+}
+
+/** What the `openai` client's structured-output and tool helpers gave, against the Service Worker. */
+export interface OpenAiHelperResults {
+  parse: { finishReason: string; parsed: unknown }[];
+  badSchema: { isBadRequest: boolean; param: string | null };
+  toolCall: { finishReason: string; name: string; parsedArguments: unknown };
+  runTools: { seen: unknown[]; toolMessages: number };
 }
 
 declare global {
@@ -18,6 +29,7 @@ declare global {
       chat(content: string, maxTokens: number): Promise<{ status: number; started: string | null; body: { choices?: { message: { content: string } }[]; error?: unknown } }>;
       stream(content: string, maxTokens: number, loseDeviceAfter?: number): Promise<Streamed & { deviceLost: boolean }>;
       openai(content: string, maxTokens: number): Promise<{ text: string; streamed: string; models: string[] }>;
+      openaiHelpers(): Promise<OpenAiHelperResults>;
     };
   }
 }
@@ -83,6 +95,51 @@ window.sw = {
     for await (const chunk of stream) streamed += chunk.choices[0]?.delta.content ?? '';
     const models = (await client.models.list()).data.map((m) => m.id);
     return { text: whole.choices[0].message.content ?? '', streamed, models };
+  },
+  /**
+   * The client's helpers, run in this page against the Service Worker's /v1: chat.completions.parse
+   * with a zod response format (greedy and sampled) and with zodFunction tools, a schema the
+   * engine rejects, and runTools calling a function. The prose model needs the grammar for each.
+   */
+  async openaiHelpers() {
+    const client = new OpenAI({ baseURL: `${location.origin}/v1`, apiKey: 'none', dangerouslyAllowBrowser: true, maxRetries: 0 });
+    const model = 'wg-tolstoy-q8_0';
+    const parse: OpenAiHelperResults['parse'] = [];
+    for (const [temperature, seed] of [[0, 1], [1, 2]]) {
+      const completion = await client.chat.completions.parse({
+        model, messages: [{ role: 'user', content: 'Who is Pierre?' }], response_format: zodResponseFormat(Person, 'person'), temperature, seed, max_tokens: 120,
+      });
+      parse.push({ finishReason: completion.choices[0].finish_reason, parsed: completion.choices[0].message.parsed });
+    }
+    const error = await client.chat.completions.create({
+      model, messages: [{ role: 'user', content: 'x' }], response_format: { type: 'json_schema', json_schema: { name: 'bad', schema: { type: 5 } as never } },
+    }).then(() => null, (e: unknown) => e);
+    const badSchema = { isBadRequest: error instanceof OpenAI.BadRequestError, param: error instanceof OpenAI.BadRequestError ? (error.param ?? null) : null };
+    // parallel_tool_calls: false, or the prose model goes on adding calls until max_tokens.
+    const withTool = await client.chat.completions.parse({
+      model, messages: [{ role: 'user', content: 'Weather in Moscow?' }], tools: [zodFunction({ name: 'get_weather', parameters: Weather })],
+      tool_choice: 'required', parallel_tool_calls: false, temperature: 0.8, seed: 4, max_tokens: 220,
+    });
+    const call = withTool.choices[0].message.tool_calls?.[0];
+    const toolCall = {
+      finishReason: withTool.choices[0].finish_reason,
+      name: call?.type === 'function' ? call.function.name : '',
+      parsedArguments: call?.type === 'function' ? call.function.parsed_arguments : null,
+    };
+    const seen: unknown[] = [];
+    const runner = client.chat.completions.runTools({
+      model, messages: [{ role: 'user', content: 'Weather in Moscow?' }], max_tokens: 220, temperature: 0,
+      tool_choice: { type: 'function', function: { name: 'get_weather' } },
+      tools: [zodFunction({
+        name: 'get_weather', parameters: Weather,
+        function: (args: z.infer<typeof Weather>) => {
+          seen.push(args);
+          return { temperature: -5 };
+        },
+      })],
+    });
+    await runner.done();
+    return { parse, badSchema, toolCall, runTools: { seen, toolMessages: runner.messages.filter((m) => m.role === 'tool').length } };
   },
 };
 
