@@ -96,6 +96,17 @@ export interface ChatOptions {
   context_window_size?: number;
 }
 
+/** engine.contexts: the context store of the loaded model (see Engine.contexts). */
+export interface ContextsApi {
+  usage(): Promise<ContextStoreStats | null>;
+  list(): Promise<StoredRecord[]>;
+  keep(request: ContextKeepRequest): Promise<KeptContext>;
+  release(id: string): Promise<boolean>;
+  kept(): Promise<KeptContext[]>;
+  delete(keys: string | readonly string[]): Promise<void>;
+  clear(): Promise<void>;
+}
+
 /** A context to keep in the store (engine.contexts.keep): messages (rendered as the next turn will) or a prompt. */
 export type ContextKeepRequest =
   | { model?: string | null; cache_salt?: string | null; messages: ChatCompletionMessageParam[]; tools?: ChatCompletionTool[]; prompt?: undefined }
@@ -146,7 +157,7 @@ export class Engine {
    * the byte budget evicts every other record first, across restarts, until release(id) or a
    * delete of one of its records. kept(): the contexts kept.
    */
-  readonly contexts = {
+  readonly contexts: ContextsApi = {
     usage: async (): Promise<ContextStoreStats | null> => this.loaded?.core.tier?.stats() ?? null,
     list: async (): Promise<StoredRecord[]> => this.requireTier().list(),
     keep: async (request: ContextKeepRequest): Promise<KeptContext> => this.keepContext(request),
