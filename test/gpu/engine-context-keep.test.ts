@@ -8,8 +8,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { prometheusText } from '../../src/engine/index.js';
 import type { Engine, EngineOptions } from '../../src/index.js';
 import { shippedEngine } from '../helpers/engine.js';
+import { parsePrometheus, promValue } from '../helpers/prometheus.js';
 
 const PAGE = 16;
 const MEMORY = 4 * 2 ** 20;
@@ -66,6 +68,9 @@ describe('engine.contexts.keep (directory store)', () => {
     expect(usage.bytes).toBeLessThanOrEqual(budget);
     const listed = await engine.contexts.list();
     expect(listed.filter((r) => r.kept).map((r) => r.key).sort()).toEqual([...kept.keys].sort());
+    const prom = parsePrometheus(prometheusText(engine.metrics(), engine.modelId!));
+    expect(promValue(prom, 'wgserve_context_store_kept_contexts')).toBe(1);
+    expect(promValue(prom, 'wgserve_context_store_kept_bytes')).toBe(listed.filter((r) => r.kept).reduce((n, r) => n + r.bytes, 0));
     await close(engine);
 
     // Restarted: the context (and more) restores its kept pages instead of computing them.
