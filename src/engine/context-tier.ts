@@ -256,16 +256,18 @@ export class ContextTier {
     const renewed = this.store.kept().some((k) => k.id === kept.id);
     await this.store.keep(kept);
     try {
-      const missing = await driver.betweenSteps((model, cache) => this.writeCached(model, cache, ids, salt));
+      let missing = await driver.betweenSteps((model, cache) => this.writeCached(model, cache, ids, salt));
       if (missing) {
         await driver.prefill(ids);
         await this.drain();
-        await driver.betweenSteps((model, cache) => this.writeCached(model, cache, ids, salt));
+        missing = await driver.betweenSteps((model, cache) => this.writeCached(model, cache, ids, salt));
       }
       await this.drain();
       const absent = keys.filter((k) => !this.store.holds(k)).length;
       if (absent) {
-        const why = this.store.usage().writing ? `the byte budget (maxBytes ${this.store.maxBytes}) is too small next to the contexts kept` : 'storage is full';
+        const why = !this.store.usage().writing ? 'storage is full'
+          : missing ? 'GPU memory evicted some of them before they were written (try again)'
+          : `the byte budget (maxBytes ${this.store.maxBytes}) is too small next to the contexts kept`;
         throw new Error(`${absent} of ${keys.length} pages of the context could not be stored: ${why}`);
       }
       return kept;
