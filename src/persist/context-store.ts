@@ -58,6 +58,8 @@ export class ContextStore {
   private readonly index = new Map<string, RecordMeta>();
   private bytes = 0;
   private pending = new Map<string, Uint8Array>();
+  /** Records in the backend transaction under way (indexed once it ends). */
+  private committing = new Map<string, Uint8Array>();
   private flushing: Promise<void> | null = null;
   private writing = true;
   private readonly warn: (w: StoreWarning) => void;
@@ -143,14 +145,14 @@ export class ContextStore {
     this.index.delete(key);
   }
 
-  /** Records queued and not written yet. */
+  /** Records queued or being written, not written yet. */
   get pendingCount(): number {
-    return this.pending.size;
+    return this.pending.size + this.committing.size;
   }
 
   /** Whether a record is stored (or queued) under `key`: cheap, for the prefix walk. */
   has(key: string): boolean {
-    return this.pending.has(key) || this.index.has(key);
+    return this.pending.has(key) || this.committing.has(key) || this.index.has(key);
   }
 
   /**
@@ -158,7 +160,7 @@ export class ContextStore {
    * it). A page already stored is only marked used.
    */
   put(record: PageRecord): void {
-    if (!this.writing || this.pending.has(record.key)) return;
+    if (!this.writing || this.pending.has(record.key) || this.committing.has(record.key)) return;
     if (this.index.has(record.key)) {
       this.markUsed(record.key);
       return;
@@ -203,6 +205,7 @@ export class ContextStore {
       keptBytes -= kept[0][1].length;
       kept = kept.slice(1);
     }
+    this.committing = new Map(kept);
     try {
       await this.backend.commit(kept.map(([key, b]) => ({ key, bytes: b, lastUsed: time })), evict);
     } catch (e) {
@@ -214,6 +217,8 @@ export class ContextStore {
         this.warn({ kind: 'write-failed', message: `writing ${kept.length} records failed: ${(e as Error).message}` });
       }
       return;
+    } finally {
+      this.committing = new Map();
     }
     for (const key of evict) this.forget(key);
     this.metrics.recordsEvicted += evict.length;
@@ -237,7 +242,7 @@ export class ContextStore {
    * it is deleted, with a warning and recordsDropped counted).
    */
   async get(key: string): Promise<PageRecord | null> {
-    const queued = this.pending.get(key);
+    const queued = this.pending.get(key) ?? this.committing.get(key);
     const bytes = queued ?? (await this.backend.read(key));
     if (!bytes) {
       this.forget(key);
