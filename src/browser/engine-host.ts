@@ -2,9 +2,10 @@
 // (comlink calls it). Every value crossing the boundary is structured-cloneable: requests and
 // responses are plain JSON, errors come back as OpenAI error bodies with their status, and
 // streamed chunks are pushed to a callback the page passed in (a comlink proxy).
-import { ApiError, Engine, type ApiErrorBody, type EngineOptions, type InitProgressReport, type EngineMetricsSnapshot } from '../engine/index.js';
+import { ApiError, Engine, type ApiErrorBody, type ContextKeepRequest, type ContextStoreStats, type EngineOptions, type InitProgressReport, type EngineMetricsSnapshot } from '../engine/index.js';
 import type { SessionCreateRequest, SessionObject, TokenizeRequest, TokenizeResponse } from '../engine/protocol.js';
 import type { ModelSource } from '../model/index.js';
+import type { KeptContext, StoredRecord } from '../persist/index.js';
 import { ModelCache, reloadCached, type CachedModel } from './model-cache.js';
 
 export type Outcome<T> = { ok: true; value: T } | { ok: false; status: number; error: ApiErrorBody; retryAfter?: number };
@@ -133,6 +134,35 @@ export class EngineHost {
 
   endWorkflow(workflowId: string): Promise<Outcome<boolean>> {
     return outcome(() => this.engine.workflows.end(workflowId));
+  }
+
+  /** Engine.contexts in the worker (the context store). */
+  contextsUsage(): Promise<Outcome<ContextStoreStats | null>> {
+    return outcome(() => this.engine.contexts.usage());
+  }
+
+  contextsList(): Promise<Outcome<StoredRecord[]>> {
+    return outcome(() => this.engine.contexts.list());
+  }
+
+  contextsKeep(request: ContextKeepRequest): Promise<Outcome<KeptContext>> {
+    return outcome(() => this.engine.contexts.keep(request));
+  }
+
+  contextsRelease(id: string): Promise<Outcome<boolean>> {
+    return outcome(() => this.engine.contexts.release(id));
+  }
+
+  contextsKept(): Promise<Outcome<KeptContext[]>> {
+    return outcome(() => this.engine.contexts.kept());
+  }
+
+  contextsDelete(keys: string | string[]): Promise<Outcome<void>> {
+    return outcome(() => this.engine.contexts.delete(keys));
+  }
+
+  contextsClear(): Promise<Outcome<void>> {
+    return outcome(() => this.engine.contexts.clear());
   }
 
   modelId(): string | null {

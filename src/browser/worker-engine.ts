@@ -5,7 +5,7 @@
 import { proxy, releaseProxy, wrap, type Remote } from 'comlink';
 import { AsyncQueue } from '../engine/async-queue.js';
 import { ApiError } from '../engine/errors.js';
-import type { EngineMetricsSnapshot, InitProgressCallback, InitProgressReport } from '../engine/index.js';
+import type { ContextsApi, EngineMetricsSnapshot, InitProgressCallback, InitProgressReport } from '../engine/index.js';
 import type { ChatCompletionRequestBase, ChatCompletionsApi, CompletionCreateParamsBase, CompletionsApi, ModelList, RequestOptions, SessionsApi, TokenizeRequest, TokenizeResponse } from '../engine/protocol.js';
 import type { ModelSource } from '../model/index.js';
 import type { CreateKind, EngineHost, Outcome, WorkerEngineOptions } from './engine-host.js';
@@ -31,6 +31,16 @@ export class WorkerEngine {
     clone: async (id) => unwrap(await this.host.sessionClone(id)),
     retrieve: async (id) => unwrap(await this.host.sessionRetrieve(id)),
     destroy: async (id) => unwrap(await this.host.sessionDestroy(id)),
+  };
+  /** Engine.contexts in the worker: the context store (usage, list, keep, release, kept, delete, clear). */
+  readonly contexts: ContextsApi = {
+    usage: async () => unwrap(await this.host.contextsUsage()),
+    list: async () => unwrap(await this.host.contextsList()),
+    keep: async (request) => unwrap(await this.host.contextsKeep(request)),
+    release: async (id) => unwrap(await this.host.contextsRelease(id)),
+    kept: async () => unwrap(await this.host.contextsKept()),
+    delete: async (keys) => unwrap(await this.host.contextsDelete(typeof keys === 'string' ? keys : [...keys])),
+    clear: async () => unwrap(await this.host.contextsClear()),
   };
   private readonly host: Remote<EngineHost>;
   private progressCallback: InitProgressCallback | undefined;

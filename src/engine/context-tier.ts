@@ -7,9 +7,11 @@
 // holds, waits (others run) while those records are read and checked; between steps they are
 // uploaded, converted into the live format in free pages and indexed as if computed, so the
 // request takes them from the prefix cache like any cached prefix (counted as cached_tokens).
+// Keeping (keep()): every full page of a context the app names is made sure to be in the store
+// (written from GPU memory, or computed first) and pinned there against the byte budget.
 import type { KvCache, KvContext, KvManager } from '../kv/index.js';
 import { compressKvPages, isQuantizedKv, restoreKvPages, tokenizerFingerprint, type KvFormat, type Model } from '../model/index.js';
-import { ContextStore, DEFAULT_DATABASE, DEFAULT_MAX_BYTES, DirectoryBackend, IndexedDbBackend, type ContextStoreMetrics, type ContextStoreUsage, type PageRecord, type RecordMeta, type StoreBackend, type StoreWarning } from '../persist/index.js';
+import { ContextStore, DEFAULT_DATABASE, DEFAULT_MAX_BYTES, DirectoryBackend, IndexedDbBackend, type ContextStoreMetrics, type ContextStoreUsage, type KeptContext, type PageRecord, type StoredRecord, type StoreBackend, type StoreWarning } from '../persist/index.js';
 import { recordIdentity } from '../persist/record.js';
 import type { Sequence } from '../scheduler/index.js';
 
@@ -52,6 +54,14 @@ export interface ContextStoreStats extends ContextStoreMetrics, ContextStoreUsag
 interface PendingWrite {
   page: number;
   record: Omit<PageRecord, 'k' | 'v'>;
+}
+
+/** What keep() needs of the step loop. */
+export interface KeepDriver {
+  /** Runs `job` between steps (no step half-recorded), on the current model and KV cache. */
+  betweenSteps<T>(job: (model: Model, cache: KvCache) => T): Promise<T>;
+  /** Computes the KV of `ids` under the salt (a prefill-only request); resolves when it is done. */
+  prefill(ids: number[]): Promise<void>;
 }
 
 interface Loaded {
@@ -225,8 +235,69 @@ export class ContextTier {
       pendingWrites: this.queued.length + this.compressingPages + this.store.pendingCount, persisted: this.persisted };
   }
 
-  list(): RecordMeta[] {
+  list(): StoredRecord[] {
     return this.store.list();
+  }
+
+  /**
+   * Keeps the full pages of `tokens` (under `salt`) in the store: pinned first (the budget then
+   * evicts other records for them), the ones the store lacks are written from GPU memory, or,
+   * if GPU memory lacks some too, the context is computed (restoring what the store has) and
+   * written. Resolves once every page is written; throws (and keeps nothing new) if some cannot
+   * be (storage full, or the budget taken by kept contexts). The partial last page is not kept.
+   */
+  async keep(tokens: readonly number[], salt: string, driver: KeepDriver): Promise<KeptContext> {
+    const ps = this.kv.pageSize;
+    const ids = tokens.slice(0, Math.floor(tokens.length / ps) * ps);
+    if (!ids.length) throw new Error(`a context to keep needs at least one full page (${ps} tokens); it has ${tokens.length}`);
+    const keys: string[] = [];
+    this.kv.cache.pageHash(ids, salt, keys, ids.length / ps - 1);
+    const kept: KeptContext = { id: keys.at(-1)!, keys, tokens: ids.length, keptAt: Date.now() };
+    const renewed = this.store.kept().some((k) => k.id === kept.id);
+    await this.store.keep(kept);
+    try {
+      let missing = await driver.betweenSteps((model, cache) => this.writeCached(model, cache, ids, salt));
+      if (missing) {
+        await driver.prefill(ids);
+        await this.drain();
+        missing = await driver.betweenSteps((model, cache) => this.writeCached(model, cache, ids, salt));
+      }
+      await this.drain();
+      const absent = keys.filter((k) => !this.store.holds(k)).length;
+      if (absent) {
+        const why = !this.store.usage().writing ? 'storage is full'
+          : missing ? 'GPU memory evicted some of them before they were written (try again)'
+          : `the byte budget (maxBytes ${this.store.maxBytes}) is too small next to the contexts kept`;
+        throw new Error(`${absent} of ${keys.length} pages of the context could not be stored: ${why}`);
+      }
+      return kept;
+    } catch (e) {
+      if (!renewed) await this.store.release(kept.id).catch(() => {});
+      throw e;
+    }
+  }
+
+  /**
+   * Between steps: records the compression of the full pages of `ids` the store lacks and the
+   * prefix cache holds (as writeIndexed does); returns how many the store lacks and GPU memory too.
+   */
+  private writeCached(model: Model, cache: KvCache, ids: readonly number[], salt: string): number {
+    const ps = this.kv.pageSize;
+    const hashes: string[] = [];
+    const n = ids.length / ps;
+    const pages = this.kv.cache.matchPrefix(ids, salt, hashes, n).pages;
+    this.kv.cache.pageHash(ids, salt, hashes, n - 1);
+    let missing = 0;
+    for (let i = 0; i < n; i++) {
+      if (this.store.has(hashes[i])) continue;
+      if (i >= pages.length) {
+        missing++;
+        continue;
+      }
+      this.queued.push({ page: pages[i], record: { key: hashes[i], parent: i === 0 ? null : hashes[i - 1], tokens: Int32Array.from(ids.slice(i * ps, (i + 1) * ps)) } });
+    }
+    this.writeIndexed(model, cache);
+    return missing;
   }
 
   /** Waits for the compressions in flight (while the KV cache still exists) and the writes behind them. */

@@ -9,6 +9,7 @@ import { ForwardPass, isQuantizedKv, StreamingDecoder, type KvFormat, type Model
 import { fcfs, KvManager, Scheduler, Sequence, SessionLimitError, WorkflowPolicy, type KvSession, type ScheduledStep, type SessionInfo } from '../scheduler/index.js';
 import { AsyncQueue } from './async-queue.js';
 import { ContextTier, type ContextStoreConfig } from './context-tier.js';
+import type { KeptContext } from '../persist/index.js';
 import { ApiError } from './errors.js';
 import type { Constraint } from './grammar/index.js';
 import { EngineMetrics } from './metrics.js';
@@ -236,6 +237,8 @@ export class EngineCore {
   tier: ContextTier | null = null;
   private nextId = 0;
   private loop: Promise<void> | null = null;
+  /** Work that must run between steps (betweenSteps), run by the loop before its next step. */
+  private readonly boundaryJobs: (() => void)[] = [];
   /** Sequences the scheduler finished inside commit(): their last token is delivered first. */
   private committing = false;
   private readonly finishedInCommit: Sequence[] = [];
@@ -422,6 +425,45 @@ export class EngineCore {
     if (this.failure) throw ApiError.unavailable(this.failure.message);
   }
 
+  /**
+   * Keeps the full pages of `tokens` (under `cacheSalt`) in the context store, computing them if
+   * neither the store nor GPU memory has them (ContextTier.keep).
+   */
+  async keepContext(tokens: readonly number[], cacheSalt = ''): Promise<KeptContext> {
+    this.requireServing();
+    if (!this.tier) throw new Error('no context store: the engine was created without the contextStore option');
+    return this.tier.keep(tokens, cacheSalt, {
+      betweenSteps: (job) => this.betweenSteps(() => job(this.model, this.kv)),
+      prefill: async (ids) => {
+        const params: SamplingParams = { maxTokens: 0, temperature: 0, topK: 0, topP: 1, minP: 0, frequencyPenalty: 0, presencePenalty: 0, repetitionPenalty: 1,
+          logitBias: new Map(), seed: 0, stopIds: [], stopStrings: [], prefillOnly: true };
+        for await (const e of this.submit(ids, params, { cacheSalt: cacheSalt || undefined }).events) void e;
+      },
+    });
+  }
+
+  /** Runs `job` where no step is half-recorded: now if the loop is idle, else before its next step. */
+  private betweenSteps<T>(job: () => T): Promise<T> {
+    if (!this.loop) {
+      try {
+        return Promise.resolve(job());
+      } catch (e) {
+        return Promise.reject(asError(e));
+      }
+    }
+    return new Promise<T>((resolve, reject) => this.boundaryJobs.push(() => {
+      try {
+        resolve(job());
+      } catch (e) {
+        reject(asError(e));
+      }
+    }));
+  }
+
+  private runBoundaryJobs(): void {
+    for (const job of this.boundaryJobs.splice(0)) job();
+  }
+
   /** Stops a sequence now and frees its pages; its stream ends with finish reason 'abort'. */
   abort(id: number): void {
     this.scheduler.abort(id);
@@ -455,7 +497,10 @@ export class EngineCore {
 
   private wake(): void {
     if (this.loop) return;
-    this.loop = this.run().finally(() => (this.loop = null));
+    this.loop = this.run().finally(() => {
+      this.loop = null;
+      this.runBoundaryJobs();
+    });
   }
 
   private async run(): Promise<void> {
@@ -465,6 +510,7 @@ export class EngineCore {
           await this.recover(this.lossPending);
           continue;
         }
+        this.runBoundaryJobs();
         if (this.tier?.hasReady) await this.tier.restoreReady(this.model, this.kv);
         const step = this.scheduler.schedule();
         if (step) {

@@ -3,8 +3,9 @@
 // interruptGenerate, ...), so a web-llm app switches by changing its import.
 import { GpuRuntime } from '../gpu/index.js';
 import { isRereadable, Model, type LoadProgress, type ModelSource } from '../model/index.js';
-import type { RecordMeta } from '../persist/index.js';
+import type { KeptContext, StoredRecord } from '../persist/index.js';
 import type { ContextStoreStats } from './context-tier.js';
+import type { ChatCompletionMessageParam, ChatCompletionTool } from './protocol.js';
 import { EngineCore, type EngineCoreOptions, type ModelReopener, type SeqHandle } from './engine-core.js';
 import { ApiError } from './errors.js';
 import { GrammarError, Grammars, type Constraint } from './grammar/index.js';
@@ -95,6 +96,22 @@ export interface ChatOptions {
   context_window_size?: number;
 }
 
+/** engine.contexts: the context store of the loaded model (see Engine.contexts). */
+export interface ContextsApi {
+  usage(): Promise<ContextStoreStats | null>;
+  list(): Promise<StoredRecord[]>;
+  keep(request: ContextKeepRequest): Promise<KeptContext>;
+  release(id: string): Promise<boolean>;
+  kept(): Promise<KeptContext[]>;
+  delete(keys: string | readonly string[]): Promise<void>;
+  clear(): Promise<void>;
+}
+
+/** A context to keep in the store (engine.contexts.keep): messages (rendered as the next turn will) or a prompt. */
+export type ContextKeepRequest =
+  | { model?: string | null; cache_salt?: string | null; messages: ChatCompletionMessageParam[]; tools?: ChatCompletionTool[]; prompt?: undefined }
+  | { model?: string | null; cache_salt?: string | null; prompt: string | number[]; messages?: undefined };
+
 interface Loaded {
   core: EngineCore;
   modelId: string;
@@ -135,10 +152,17 @@ export class Engine {
    * and traffic (null without a store); list(): records, least recently used first; delete(keys):
    * removes records by key (a page hash, as list() names them); clear(): removes every record.
    * Records carry no cache_salt (it is hashed into the keys), so they cannot be listed by salt.
+   * keep(request): the full pages of a context (messages or a prompt, under cache_salt) are
+   * written to the store (computed first if neither the store nor GPU memory has them) and kept:
+   * the byte budget evicts every other record first, across restarts, until release(id) or a
+   * delete of one of its records. kept(): the contexts kept.
    */
-  readonly contexts = {
+  readonly contexts: ContextsApi = {
     usage: async (): Promise<ContextStoreStats | null> => this.loaded?.core.tier?.stats() ?? null,
-    list: async (): Promise<RecordMeta[]> => this.requireTier().list(),
+    list: async (): Promise<StoredRecord[]> => this.requireTier().list(),
+    keep: async (request: ContextKeepRequest): Promise<KeptContext> => this.keepContext(request),
+    release: async (id: string): Promise<boolean> => this.requireTier().store.release(id),
+    kept: async (): Promise<KeptContext[]> => this.requireTier().store.kept(),
     delete: async (keys: string | readonly string[]): Promise<void> => this.requireTier().store.delete(typeof keys === 'string' ? [keys] : [...keys]),
     clear: async (): Promise<void> => this.requireTier().store.clear(),
   };
@@ -298,6 +322,31 @@ export class Engine {
     await loaded.core.close();
     loaded.core.model.destroy();
     (await loaded.grammars?.catch(() => null))?.dispose();
+  }
+
+  private async keepContext(request: ContextKeepRequest): Promise<KeptContext> {
+    const loaded = this.requireLoaded();
+    this.requireTier();
+    const body = asRecord(request);
+    const salt = body.cache_salt;
+    if (salt !== undefined && salt !== null && (typeof salt !== 'string' || salt === '')) throw ApiError.invalid('cache_salt', 'cache_salt must be a non-empty string if provided');
+    if ((body.messages === undefined) === (body.prompt === undefined)) throw ApiError.invalid('messages', 'a context to keep is given by messages or by a prompt (one of them)');
+    let tokens: number[];
+    if (Array.isArray(body.prompt)) {
+      const vocab = loaded.core.model.config.vocabSize;
+      const bad = body.prompt.findIndex((id) => !Number.isInteger(id) || id < 0 || id >= vocab);
+      if (bad >= 0) throw ApiError.invalid('prompt', `prompt[${bad}] is not a token id of this model (0 .. ${vocab - 1})`);
+      tokens = body.prompt as number[];
+    } else if (body.prompt !== undefined && typeof body.prompt !== 'string') {
+      throw ApiError.invalid('prompt', 'prompt must be a string or an array of token ids');
+    } else {
+      // A conversation is kept as its next turn will render it: without a generation prompt.
+      tokens = await tokenizeRequest(body.messages !== undefined ? { add_generation_prompt: false, ...body } : body, this.context(loaded));
+    }
+    const ps = loaded.core.kv.pageSize;
+    if (tokens.length < ps) throw ApiError.invalid(body.messages !== undefined ? 'messages' : 'prompt', `a context to keep needs at least one full KV page (${ps} tokens); this one has ${tokens.length}`);
+    if (tokens.length > loaded.core.contextLength) throw ApiError.invalid(body.messages !== undefined ? 'messages' : 'prompt', `the context has ${tokens.length} tokens; the model's context is ${loaded.core.contextLength}`);
+    return loaded.core.keepContext(tokens, (salt as string | undefined) ?? '');
   }
 
   private requireTier() {

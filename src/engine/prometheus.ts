@@ -96,6 +96,8 @@ export function prometheusText(m: EngineMetricsSnapshot, modelId: string): strin
     out.family('wgserve_context_store_records', 'gauge', 'Records in the context store.', [[model, store.records]]);
     out.family('wgserve_context_store_pending_writes', 'gauge', 'Filled KV pages not in the context store yet (compressing, reading back, writing).', [[model, store.pendingWrites]]);
     out.family('wgserve_context_store_writing', 'gauge', '1 while the context store writes, 0 once storage was full.', [[model, store.writing ? 1 : 0]]);
+    out.family('wgserve_context_store_kept_contexts', 'gauge', 'Contexts kept in the context store (contexts.keep).', [[model, store.keptContexts]]);
+    out.family('wgserve_context_store_kept_bytes', 'gauge', 'Bytes of the kept contexts\' records (not evicted for the budget).', [[model, store.keptBytes]]);
   }
   const flows = m.workflows;
   callFamilies(out, 'workflow', flows.map((w) => [{ workflow: w.workflowId }, w]));

@@ -4,7 +4,8 @@
 // recently used records in that same transaction. get() checks the whole record (decodeRecord)
 // and deletes one that fails, with a warning and a metric: a bad record is never handed out.
 // A full storage (QuotaExceededError, ENOSPC) stops writing; reading and serving go on.
-import { isQuotaError, type RecordMeta, type StoreBackend } from './backend.js';
+// Kept contexts (keep()) pin their records: the budget evicts every other record first.
+import { isQuotaError, type KeptContext, type RecordMeta, type StoreBackend } from './backend.js';
 import { decodeRecord, encodeRecord, RecordError, type PageRecord, type RecordIdentity, type RecordProblem } from './record.js';
 
 export interface ContextStoreOptions {
@@ -38,6 +39,14 @@ export interface ContextStoreUsage {
   bytes: number;
   maxBytes: number;
   writing: boolean;
+  /** Contexts kept (keep()), and the bytes of their records, which the budget does not evict. */
+  keptContexts: number;
+  keptBytes: number;
+}
+
+/** A record as list() gives it: its bookkeeping, and whether a kept context pins it. */
+export interface StoredRecord extends RecordMeta {
+  kept: boolean;
 }
 
 export const DEFAULT_MAX_BYTES = 256 * 2 ** 20;
@@ -49,10 +58,15 @@ export class ContextStore {
   private readonly index = new Map<string, RecordMeta>();
   private bytes = 0;
   private pending = new Map<string, Uint8Array>();
+  /** Records in the backend transaction under way (indexed once it ends). */
+  private committing = new Map<string, Uint8Array>();
   private flushing: Promise<void> | null = null;
   private writing = true;
   private readonly warn: (w: StoreWarning) => void;
   private readonly now: () => number;
+  private readonly keptContexts = new Map<string, KeptContext>();
+  /** Keys of kept contexts' records, with how many kept contexts name each. */
+  private readonly pinned = new Map<string, number>();
 
   private constructor(private readonly backend: StoreBackend, readonly identity: RecordIdentity, options: ContextStoreOptions) {
     this.maxBytes = options.maxBytes ?? DEFAULT_MAX_BYTES;
@@ -65,7 +79,53 @@ export class ContextStore {
     const store = new ContextStore(backend, identity, options);
     const metas = (await backend.list()).sort((a, b) => a.lastUsed - b.lastUsed);
     for (const m of metas) store.remember(m);
+    for (const k of (await backend.listKept?.()) ?? []) store.pin(k);
     return store;
+  }
+
+  private pin(k: KeptContext): void {
+    this.keptContexts.set(k.id, k);
+    for (const key of new Set(k.keys)) this.pinned.set(key, (this.pinned.get(key) ?? 0) + 1);
+  }
+
+  private unpin(id: string): boolean {
+    const k = this.keptContexts.get(id);
+    if (!k) return false;
+    this.keptContexts.delete(id);
+    for (const key of new Set(k.keys)) {
+      const n = (this.pinned.get(key) ?? 0) - 1;
+      if (n > 0) this.pinned.set(key, n);
+      else this.pinned.delete(key);
+    }
+    return true;
+  }
+
+  /**
+   * Keeps a context: its records (written or to be written) are not evicted for the budget until
+   * release(). Stored with the records (the backend's putKept), so it outlives a restart. Keeping
+   * the same context again renews it.
+   */
+  async keep(k: KeptContext): Promise<void> {
+    this.unpin(k.id);
+    this.pin(k);
+    await this.backend.putKept?.(k);
+  }
+
+  /** Ends keeping a context (its records go back to plain LRU); false if it was not kept. */
+  async release(id: string): Promise<boolean> {
+    if (!this.unpin(id)) return false;
+    await this.backend.deleteKept?.([id]);
+    return true;
+  }
+
+  /** Contexts kept, oldest first. */
+  kept(): KeptContext[] {
+    return [...this.keptContexts.values()].sort((a, b) => a.keptAt - b.keptAt);
+  }
+
+  /** Whether a record is written (not only queued) under `key`. */
+  holds(key: string): boolean {
+    return this.index.has(key);
   }
 
   private remember(m: RecordMeta): void {
@@ -85,14 +145,14 @@ export class ContextStore {
     this.index.delete(key);
   }
 
-  /** Records queued and not written yet. */
+  /** Records queued or being written, not written yet. */
   get pendingCount(): number {
-    return this.pending.size;
+    return this.pending.size + this.committing.size;
   }
 
   /** Whether a record is stored (or queued) under `key`: cheap, for the prefix walk. */
   has(key: string): boolean {
-    return this.pending.has(key) || this.index.has(key);
+    return this.pending.has(key) || this.committing.has(key) || this.index.has(key);
   }
 
   /**
@@ -100,7 +160,7 @@ export class ContextStore {
    * it). A page already stored is only marked used.
    */
   put(record: PageRecord): void {
-    if (!this.writing || this.pending.has(record.key)) return;
+    if (!this.writing || this.pending.has(record.key) || this.committing.has(record.key)) return;
     if (this.index.has(record.key)) {
       this.markUsed(record.key);
       return;
@@ -134,6 +194,7 @@ export class ContextStore {
     let bytes = this.bytes;
     for (const key of this.index.keys()) {
       if (bytes + incoming <= this.maxBytes) break;
+      if (this.pinned.has(key)) continue;
       evict.push(key);
       bytes -= this.index.get(key)!.bytes;
     }
@@ -144,6 +205,7 @@ export class ContextStore {
       keptBytes -= kept[0][1].length;
       kept = kept.slice(1);
     }
+    this.committing = new Map(kept);
     try {
       await this.backend.commit(kept.map(([key, b]) => ({ key, bytes: b, lastUsed: time })), evict);
     } catch (e) {
@@ -155,6 +217,8 @@ export class ContextStore {
         this.warn({ kind: 'write-failed', message: `writing ${kept.length} records failed: ${(e as Error).message}` });
       }
       return;
+    } finally {
+      this.committing = new Map();
     }
     for (const key of evict) this.forget(key);
     this.metrics.recordsEvicted += evict.length;
@@ -178,7 +242,7 @@ export class ContextStore {
    * it is deleted, with a warning and recordsDropped counted).
    */
   async get(key: string): Promise<PageRecord | null> {
-    const queued = this.pending.get(key);
+    const queued = this.pending.get(key) ?? this.committing.get(key);
     const bytes = queued ?? (await this.backend.read(key));
     if (!bytes) {
       this.forget(key);
@@ -206,22 +270,29 @@ export class ContextStore {
   }
 
   usage(): ContextStoreUsage {
-    return { records: this.index.size, bytes: this.bytes, maxBytes: this.maxBytes, writing: this.writing };
+    let keptBytes = 0;
+    for (const key of this.pinned.keys()) keptBytes += this.index.get(key)?.bytes ?? 0;
+    return { records: this.index.size, bytes: this.bytes, maxBytes: this.maxBytes, writing: this.writing, keptContexts: this.keptContexts.size, keptBytes };
   }
 
   /** Stored records, least recently used first. */
-  list(): RecordMeta[] {
-    return [...this.index.values()];
+  list(): StoredRecord[] {
+    return [...this.index.values()].map((m) => ({ ...m, kept: this.pinned.has(m.key) }));
   }
 
+  /** Deletes records; kept contexts that held one of them are released (they are no longer whole). */
   async delete(keys: string[]): Promise<void> {
     await this.flush();
     await this.backend.commit([], keys);
     for (const key of keys) this.forget(key);
+    const gone = new Set(keys);
+    for (const k of this.kept()) if (k.keys.some((key) => gone.has(key))) await this.release(k.id);
   }
 
+  /** Deletes every record and releases every kept context. */
   async clear(): Promise<void> {
     await this.delete([...this.index.keys()]);
+    for (const k of this.kept()) await this.release(k.id);
   }
 
   async close(): Promise<void> {

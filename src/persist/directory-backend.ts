@@ -3,9 +3,11 @@
 // commit: a reader sees a whole record or none). The file's mtime is the record's last use.
 // Node-only at run time: node:fs is imported when a store is opened (as src/model/source.ts
 // does), so browser bundles that include the engine never load it.
-import { checkRecordKey, type RecordMeta, type StoreBackend } from './backend.js';
+import { checkKept, checkRecordKey, type KeptContext, type RecordMeta, type StoreBackend } from './backend.js';
 
 const SUFFIX = '.wgkv';
+/** A kept context: <id>.kept, JSON (KeptContext). */
+const KEPT = '.kept';
 
 type Fs = typeof import('node:fs/promises');
 
@@ -29,17 +31,21 @@ export class DirectoryBackend implements StoreBackend {
     return join(this.dir, key + SUFFIX);
   }
 
+  private async writeAtomically(final: string, bytes: Uint8Array | string): Promise<void> {
+    const tmp = `${final}.${process.pid}.${this.tmpCounter++}.tmp`;
+    try {
+      await this.fs.writeFile(tmp, bytes);
+      await this.fs.rename(tmp, final);
+    } catch (e) {
+      await this.fs.unlink(tmp).catch(() => {});
+      throw e;
+    }
+  }
+
   async commit(puts: { key: string; bytes: Uint8Array; lastUsed: number }[], deletes: string[]): Promise<void> {
     for (const p of puts) {
       const final = this.path(p.key);
-      const tmp = `${final}.${process.pid}.${this.tmpCounter++}.tmp`;
-      try {
-        await this.fs.writeFile(tmp, p.bytes);
-        await this.fs.rename(tmp, final);
-      } catch (e) {
-        await this.fs.unlink(tmp).catch(() => {});
-        throw e;
-      }
+      await this.writeAtomically(final, p.bytes);
       const t = new Date(p.lastUsed);
       await this.fs.utimes(final, t, t);
     }
@@ -70,6 +76,35 @@ export class DirectoryBackend implements StoreBackend {
       if (s) out.push({ key, bytes: s.size, lastUsed: s.mtimeMs });
     }
     return out;
+  }
+
+  async listKept(): Promise<KeptContext[]> {
+    const out: KeptContext[] = [];
+    for (const name of await this.fs.readdir(this.dir)) {
+      if (!name.endsWith(KEPT)) continue;
+      const text = await this.fs.readFile(join(this.dir, name), 'utf8').catch(() => null);
+      let value: unknown = null;
+      try {
+        value = text === null ? null : JSON.parse(text);
+      } catch {
+        // A file that is not JSON is not a kept context.
+      }
+      const kept = checkKept(value);
+      if (kept && name === kept.id + KEPT) out.push(kept);
+    }
+    return out;
+  }
+
+  async putKept(kept: KeptContext): Promise<void> {
+    checkRecordKey(kept.id);
+    await this.writeAtomically(join(this.dir, kept.id + KEPT), JSON.stringify(kept));
+  }
+
+  async deleteKept(ids: string[]): Promise<void> {
+    for (const id of ids) {
+      checkRecordKey(id);
+      await this.fs.unlink(join(this.dir, id + KEPT)).catch((e: NodeJS.ErrnoException) => { if (e.code !== 'ENOENT') throw e; });
+    }
   }
 
   close(): void {}

@@ -3,11 +3,12 @@
 // indexed by lastUsed). A transaction is atomic, so a reader in another tab or in the Service
 // Worker sees a whole record with its meta, or neither.
 import { openDB, type DBSchema, type IDBPDatabase } from 'idb';
-import { checkRecordKey, type RecordMeta, type StoreBackend } from './backend.js';
+import { checkKept, checkRecordKey, type KeptContext, type RecordMeta, type StoreBackend } from './backend.js';
 
 interface ContextDb extends DBSchema {
   records: { key: string; value: Uint8Array };
   meta: { key: string; value: RecordMeta; indexes: { lastUsed: number } };
+  kept: { key: string; value: KeptContext };
 }
 
 export const DEFAULT_DATABASE = 'wgserve-contexts';
@@ -18,10 +19,14 @@ export class IndexedDbBackend implements StoreBackend {
   private constructor(private readonly db: IDBPDatabase<ContextDb>) {}
 
   static async open(name = DEFAULT_DATABASE): Promise<IndexedDbBackend> {
-    const db = await openDB<ContextDb>(name, 1, {
-      upgrade(d) {
-        d.createObjectStore('records');
-        d.createObjectStore('meta', { keyPath: 'key' }).createIndex('lastUsed', 'lastUsed');
+    // Version 2 adds 'kept' (contexts an app keeps); records of version 1 databases stay.
+    const db = await openDB<ContextDb>(name, 2, {
+      upgrade(d, oldVersion) {
+        if (oldVersion < 1) {
+          d.createObjectStore('records');
+          d.createObjectStore('meta', { keyPath: 'key' }).createIndex('lastUsed', 'lastUsed');
+        }
+        if (oldVersion < 2) d.createObjectStore('kept', { keyPath: 'id' });
       },
     });
     return new IndexedDbBackend(db);
@@ -57,6 +62,19 @@ export class IndexedDbBackend implements StoreBackend {
 
   list(): Promise<RecordMeta[]> {
     return this.db.getAll('meta');
+  }
+
+  async listKept(): Promise<KeptContext[]> {
+    return (await this.db.getAll('kept')).map(checkKept).filter((k) => k !== null);
+  }
+
+  async putKept(kept: KeptContext): Promise<void> {
+    await this.db.put('kept', kept);
+  }
+
+  async deleteKept(ids: string[]): Promise<void> {
+    const tx = this.db.transaction('kept', 'readwrite');
+    await Promise.all([...ids.map((id) => tx.store.delete(id)), tx.done]);
   }
 
   close(): void {

@@ -1,6 +1,7 @@
 // The context store on IndexedDB in headless Chromium: records survive a reload, a record
 // corrupted in the database is dropped with a warning (never returned), the byte budget evicts
-// least recently used records, and two tabs writing the same store at once leave it whole.
+// least recently used records but not those of a kept context (kept across a reload in the
+// 'kept' object store), and two tabs writing the same store at once leave it whole.
 import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openBrowserSession, type BrowserSession } from '../helpers/browser.js';
@@ -54,6 +55,32 @@ describe('context store on IndexedDB (headless Chromium)', () => {
     await page.evaluate(() => window.st.put(103, 104));
     expect(await page.evaluate(() => window.st.keys())).toEqual(['0000000000000066', '0000000000000064', '0000000000000067']);
     expect(await page.evaluate(() => window.st.usage().bytes)).toBeLessThanOrEqual(3 * one);
+  });
+
+  it('a kept context stays under the budget and across a reload, until released', async () => {
+    await page.evaluate(() => window.st.open());
+    await page.evaluate(() => window.st.clear());
+    const one = await page.evaluate(async () => {
+      await window.st.put(400, 401);
+      return window.st.usage().bytes;
+    });
+    await page.evaluate((max) => window.st.open(max), 4 * one);
+    await page.evaluate(() => window.st.put(300, 303));
+    const id = await page.evaluate(() => window.st.keep(300, 303));
+    await page.evaluate(() => window.st.put(303, 310));
+    const kept = ['000000000000012c', '000000000000012d', '000000000000012e'];
+    expect((await page.evaluate(() => window.st.keys())).sort()).toEqual([...kept, '0000000000000135']);
+    await open(page);
+    await page.evaluate((max) => window.st.open(max), 4 * one);
+    expect(await page.evaluate(() => window.st.kept())).toEqual([id]);
+    await page.evaluate(() => window.st.put(310, 312));
+    expect((await page.evaluate(() => window.st.keys())).sort()).toEqual([...kept, '0000000000000137']);
+    expect(await page.evaluate((i) => window.st.release(i), id)).toBe(true);
+    await page.evaluate(() => window.st.put(312, 315));
+    expect(await page.evaluate(() => window.st.keys())).not.toContain(kept[0]);
+    await open(page);
+    await page.evaluate(() => window.st.open());
+    expect(await page.evaluate(() => window.st.kept())).toEqual([]);
   });
 
   it('two tabs writing at once leave every record whole', async () => {

@@ -3,8 +3,9 @@
 // 4th turn, on a new worker and engine, restores the history from IndexedDB (cached_tokens) and
 // answers with the tokens and logprobs of an uninterrupted run (q8_0 live KV: the stored q8_0
 // bytes are the pages). A record corrupted in IndexedDB is dropped (metric) and the request
-// prefills from there, with the same answer; a tiny quota (CDP) bounds the budget, and storage
-// running out stops the writes while serving goes on.
+// prefills from there, with the same answer. A conversation kept through the worker
+// (contexts.keep) is still kept after a reload and restored. A tiny quota (CDP) bounds the
+// budget, and storage running out stops the writes while serving goes on.
 import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -92,6 +93,17 @@ describe('persisted contexts in the browser (Web Worker, IndexedDB)', () => {
     expect(fourth.logprobs).toEqual(reference[3].logprobs);
   });
 
+  it('keeps a conversation through the worker (contexts.keep): the keep outlives a reload and the next turn restores it', async () => {
+    const kept = await page.evaluate(([m]) => window.ps.keep(m, 'kept'), [history.slice(0, 6)] as const);
+    expect(kept.tokens % PAGE).toBe(0);
+    expect(kept.tokens).toBeGreaterThan(3 * PAGE);
+    await reopen();
+    expect(await page.evaluate(() => window.ps.kept())).toEqual({ ids: [kept.id], records: kept.tokens / PAGE });
+    const fourth = await chat(nextTurn(), 'kept');
+    expect(fourth.cached).toBe(kept.tokens);
+    expect(fourth.tokens).toEqual(reference[3].tokens);
+    expect(fourth.logprobs).toEqual(reference[3].logprobs);
+  });
 });
 
 describe('persisted contexts in the browser: a full origin', () => {

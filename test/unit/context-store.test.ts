@@ -187,6 +187,30 @@ describe('context store, directory backend', () => {
     expect(warnings).toEqual([]);
   });
 
+  it('counts records in a commit under way as pending, and finds them meanwhile', async () => {
+    const backend = new CountingBackend(await DirectoryBackend.open(dir));
+    let open: () => void = () => {};
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    const commit = backend.commit.bind(backend);
+    backend.commit = async (puts, deletes) => {
+      await gate;
+      return commit(puts, deletes);
+    };
+    const store = await ContextStore.open(backend, IDENTITY);
+    const rec = page(keyOf(7), 7);
+    store.put(rec);
+    // Let the write start: the record has left the queue and is in the backend's transaction.
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(store.pendingCount).toBe(1);
+    expect(store.has(rec.key)).toBe(true);
+    expect(await store.get(rec.key)).toEqual(rec);
+    open();
+    await store.flush();
+    expect(store.pendingCount).toBe(0);
+    expect(store.usage().records).toBe(1);
+    await store.close();
+  });
+
   it('drops a truncated, a corrupt, a foreign and an old-version record: deleted, warned, counted, never returned', async () => {
     const store = await open();
     for (let i = 0; i < 5; i++) store.put(page(keyOf(i), i));

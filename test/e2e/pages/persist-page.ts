@@ -1,6 +1,6 @@
 // Test page: the engine in a Web Worker with its default context store (IndexedDB), driven by
 // test/e2e/persist.test.ts: chat turns, waiting for pages to be written, corrupting records in
-// the database as a broken disk or a bug would.
+// the database as a broken disk or a bug would, keeping a conversation (engine.contexts.keep).
 import { openDB } from 'idb';
 import { createWorkerEngine, type WorkerEngine } from '../../../src/browser/index.js';
 import type { EngineMetricsSnapshot } from '../../../src/engine/index.js';
@@ -33,6 +33,10 @@ declare global {
       /** Flips a byte in the PAGE chunk of every record whose token ids are `tokens` (v2 records: ids after the hashes in META); returns how many. */
       corruptRecordsOf(tokens: number[]): Promise<number>;
       estimate(): Promise<StorageEstimate>;
+      /** engine.contexts.keep of a conversation; returns its id and tokens. */
+      keep(messages: Message[], salt?: string): Promise<{ id: string; tokens: number }>;
+      /** Ids of the contexts kept, and how many records list() flags as kept. */
+      kept(): Promise<{ ids: string[]; records: number }>;
     };
   }
 }
@@ -67,6 +71,14 @@ window.ps = {
     return (await window.ps.engine!.tokenize({ messages })).tokens;
   },
   estimate: () => navigator.storage.estimate(),
+  async keep(messages, salt) {
+    const k = await window.ps.engine!.contexts.keep({ messages, cache_salt: salt });
+    return { id: k.id, tokens: k.tokens };
+  },
+  async kept() {
+    const e = window.ps.engine!;
+    return { ids: (await e.contexts.kept()).map((k) => k.id), records: (await e.contexts.list()).filter((r) => r.kept).length };
+  },
   async corruptRecordsOf(tokens) {
     const db = await openDB('wgserve-contexts');
     let count = 0;

@@ -50,6 +50,10 @@ declare global {
       warnings(): string[];
       metrics(): Record<string, number>;
       clear(): Promise<void>;
+      /** Keeps pages [from, to) as one context; returns its id. */
+      keep(from: number, to: number): Promise<string>;
+      release(id: string): Promise<boolean>;
+      kept(): string[];
     };
   }
 }
@@ -86,5 +90,12 @@ window.st = {
   async clear() {
     await store!.clear();
   },
+  async keep(from, to) {
+    const keys = Array.from({ length: to - from }, (_, i) => keyOf(from + i));
+    await store!.keep({ id: keys.at(-1)!, keys, tokens: 16 * keys.length, keptAt: Date.now() });
+    return keys.at(-1)!;
+  },
+  release: (id) => store!.release(id),
+  kept: () => store!.kept().map((k) => k.id),
 };
 document.getElementById('status')!.textContent = 'ready';
