@@ -13,20 +13,10 @@
 // silu here is the fast set's, plain f32: x / (1 + exp(-x)). swiglu_llama.wgsl has the llama.cpp
 // set's swiglu and swiglu_fused (llama.cpp's ggml_v_silu arithmetic).
 
-struct Params { n: u32, cols: u32, factor: f32, _p0: u32 }
-
-@group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+#include "elementwise_io"
 
 @group(0) @binding(1) var<storage, read_write> aInPlace: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out2: array<f32>;
 @group(0) @binding(2) var<storage, read> rowIds: array<i32>;
-
-fn element(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-  return (wid.y * nwg.x + wid.x) * 256u + lid;
-}
 
 fn silu(x: f32) -> f32 {
   return x / (1.0 + exp(-x));  // exp(-x) = inf (x < -88.7) gives -0 there
@@ -56,19 +46,7 @@ fn scale_inplace(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
   if (i < params.n) { aInPlace[i] *= params.factor; }
 }
 
-@compute @workgroup_size(256)
-fn swiglu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = element(wid, nwg, lid);
-  if (i < params.n) { out[i] = silu(a[i]) * b[i]; }
-}
-
-@compute @workgroup_size(256)
-fn swiglu_fused(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = element(wid, nwg, lid);
-  if (i >= params.n) { return; }
-  let gate = (i / params.cols) * 2u * params.cols + i % params.cols;
-  out2[i] = silu(a[gate]) * a[gate + params.cols];
-}
+#include "swiglu_entries"
 
 @compute @workgroup_size(256)
 fn gather_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {

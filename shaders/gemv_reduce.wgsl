@@ -1,6 +1,7 @@
-// Shared by the GEMV kernels (matmul.wgsl, matmul_q8.wgsl): the thread layout, and the reduction
-// of each thread's partial sums into the outputs. The including shader defines
-// `fn store_y(m: u32, n: u32, v: f32)` and a `gemv_accumulate(n0, m0, lane) -> GemvSums`.
+// Shared by the GEMV kernels (matmul.wgsl, matmul_q8.wgsl, matmul_qk_gemv.wgsl): the thread
+// layout, the reduction of each thread's partial sums into the outputs, and the entry point
+// `gemv`. The including shader defines `fn store_y(m: u32, n: u32, v: f32)` and, anywhere in the
+// module, `fn gemv_accumulate(n0: u32, m0: u32, lane: u32) -> GemvSums`.
 // Defines: ROWS (x rows held in registers per row tile), SPLIT (threads sharing a weight-row
 // pair's K), GEMV_THREADS (threads per workgroup, a multiple of SPLIT), GEMV_COLS (weight rows per
 // thread group).
@@ -65,4 +66,16 @@ fn gemv_store(n0: u32, m0: u32, s: u32, v: f32) {
   if (m < params.m && n < params.n) {
     store_y(m, n, v);
   }
+}
+
+@compute @workgroup_size(GEMV_THREADS)
+fn gemv(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) tid: u32,
+) {
+  let lane = tid % SPLIT;
+  let n0 = gemv_first_row(wid, nwg, tid);
+  let m0 = wid.z * ROWS;
+  gemv_finish(n0, m0, lane, tid, gemv_accumulate(n0, m0, lane));
 }

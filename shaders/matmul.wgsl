@@ -52,17 +52,6 @@ fn gemv_accumulate(n0: u32, m0: u32, lane: u32) -> GemvSums {
   return acc;
 }
 
-@compute @workgroup_size(GEMV_THREADS)
-fn gemv(
-  @builtin(workgroup_id) wid: vec3<u32>,
-  @builtin(num_workgroups) nwg: vec3<u32>,
-  @builtin(local_invocation_index) tid: u32,
-) {
-  let lane = tid % SPLIT;
-  let n0 = gemv_first_row(wid, nwg, tid);
-  let m0 = wid.z * ROWS;
-  gemv_finish(n0, m0, lane, tid, gemv_accumulate(n0, m0, lane));
-}
 
 
 // ---------------------------------------------------------------------------------------- gemm

@@ -10,7 +10,7 @@
 // f32 d then 8 words of packed quants; row m, block b at block m * K / 32 + b), 3 Y: array<f32>.
 // Defines: WTYPE, ROWS (gemv; 1 for gemm), SPLIT (gemv; 1 for gemm), REPACK (see below).
 //
-// gemv_q8: as matmul.wgsl's gemv, a group of SPLIT threads owns GEMV_COLS weight rows, each thread
+// gemv: as matmul.wgsl's gemv, a group of SPLIT threads owns GEMV_COLS weight rows, each thread
 //   takes blocks lane, lane + SPLIT, ... With SPLIT == 1 every output is accumulated in llama.cpp's
 //   order exactly; with SPLIT > 1 each thread's 8 lanes are summed as above and the threads'
 //   partials then added in a tree (the order differs from llama.cpp's by float rounding only).
@@ -133,17 +133,6 @@ fn gemv_accumulate(n0: u32, m0: u32, lane: u32) -> GemvSums {
 }
 
 
-@compute @workgroup_size(GEMV_THREADS)
-fn gemv_q8(
-  @builtin(workgroup_id) wid: vec3<u32>,
-  @builtin(num_workgroups) nwg: vec3<u32>,
-  @builtin(local_invocation_index) tid: u32,
-) {
-  let lane = tid % SPLIT;
-  let n0 = gemv_first_row(wid, nwg, tid);
-  let m0 = wid.z * ROWS;
-  gemv_finish(n0, m0, lane, tid, gemv_accumulate(n0, m0, lane));
-}
 
 // ---------------------------------------------------------------------------------------- gemm
 

@@ -6,7 +6,7 @@
 // row m, block b at block m * K / 256 + b), 3 Y: array<f32>.
 // Defines: WTYPE, ROWS, SPLIT, GEMV_THREADS, GEMV_COLS (gemv_reduce.wgsl).
 //
-// gemv_qk: a group of SPLIT threads owns GEMV_COLS weight rows; thread lane l takes 256-blocks
+// gemv: a group of SPLIT threads owns GEMV_COLS weight rows; thread lane l takes 256-blocks
 //   l, l + SPLIT, ... in order. Per block the integer sums are exact (qk_sums.wgsl; each weight
 //   sub-block is unpacked once and multiplied with every row of the tile), then
 //     q4_k  acc = fma(-(dmin_w * d_x), f32(imin), fma(d_w * d_x, f32(isum), acc))
@@ -111,14 +111,3 @@ fn gemv_accumulate(n0: u32, m0: u32, lane: u32) -> GemvSums {
   return acc;
 }
 
-@compute @workgroup_size(GEMV_THREADS)
-fn gemv_qk(
-  @builtin(workgroup_id) wid: vec3<u32>,
-  @builtin(num_workgroups) nwg: vec3<u32>,
-  @builtin(local_invocation_index) tid: u32,
-) {
-  let lane = tid % SPLIT;
-  let n0 = gemv_first_row(wid, nwg, tid);
-  let m0 = wid.z * ROWS;
-  gemv_finish(n0, m0, lane, tid, gemv_accumulate(n0, m0, lane));
-}

@@ -4,25 +4,12 @@
 // in order, then the threads' sums are added in reduce.wgsl's fixed tree. The order depends on
 // the row length and the device only, so a row's result is the same in any batch.
 // (norm_llama.wgsl is the llama.cpp set's, with llama.cpp's double-precision sum.)
-//
-// rms_norm      bindings: 0 Params, 1 x f32 [rows, dim], 2 weight f32 [dim], 3 out f32 [rows, dim]
-// rms_norm_add  bindings: 0 Params, 1 residual f32 [rows, dim] (read_write), 2 delta f32 [rows, dim],
-//               3 weight, 4 out. Fused residual add: residual += delta, then out = rmsnorm(residual).
+// Params and bindings: norm_io.wgsl.
 
 const WG: u32 = {{WG}}u;
 #include "reduce"
 
-struct Params { rows: u32, dim: u32, eps: f32, _p0: u32 }
-
-@group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> weight: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
-
-@group(0) @binding(1) var<storage, read_write> residual: array<f32>;
-@group(0) @binding(2) var<storage, read> delta: array<f32>;
-@group(0) @binding(3) var<storage, read> addWeight: array<f32>;
-@group(0) @binding(4) var<storage, read_write> addOut: array<f32>;
+#include "norm_io"
 
 fn inv_rms(sumSq: f32) -> f32 {
   return 1.0 / sqrt(sumSq / f32(params.dim) + params.eps);
@@ -31,8 +18,8 @@ fn inv_rms(sumSq: f32) -> f32 {
 @compute @workgroup_size(WG)
 fn rms_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) tid: u32) {
-  let row = wid.y * nwg.x + wid.x;
-  if (row >= params.rows) { return; }
+  let row = norm_row(wid, nwg);
+  if (row == params.rows) { return; }
   let base = row * params.dim;
   var sumSq = 0.0;
   for (var i = tid; i < params.dim; i += WG) { sumSq += x[base + i] * x[base + i]; }
@@ -43,8 +30,8 @@ fn rms_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
 @compute @workgroup_size(WG)
 fn rms_norm_add(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) tid: u32) {
-  let row = wid.y * nwg.x + wid.x;
-  if (row >= params.rows) { return; }
+  let row = norm_row(wid, nwg);
+  if (row == params.rows) { return; }
   let base = row * params.dim;
   var sumSq = 0.0;
   for (var i = tid; i < params.dim; i += WG) {

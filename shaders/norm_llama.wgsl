@@ -4,26 +4,13 @@
 // As llama.cpp's ggml_compute_forward_rms_norm_f32: the f32 squares summed in double (float-float
 // here, so the order does not matter), mean, sqrt and 1 / sqrt each rounded to f32 once, then
 // (x * scale) * weight.
-//
-// rms_norm      bindings: 0 Params, 1 x f32 [rows, dim], 2 weight f32 [dim], 3 out f32 [rows, dim]
-// rms_norm_add  bindings: 0 Params, 1 residual f32 [rows, dim] (read_write), 2 delta f32 [rows, dim],
-//               3 weight, 4 out. Fused residual add: residual += delta, then out = rmsnorm(residual).
+// Params and bindings: norm_io.wgsl.
 
 const WG: u32 = {{WG}}u;
 #include "reduce"
 #include "reduce_ff"
 
-struct Params { rows: u32, dim: u32, eps: f32, _p0: u32 }
-
-@group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> weight: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
-
-@group(0) @binding(1) var<storage, read_write> residual: array<f32>;
-@group(0) @binding(2) var<storage, read> delta: array<f32>;
-@group(0) @binding(3) var<storage, read> addWeight: array<f32>;
-@group(0) @binding(4) var<storage, read_write> addOut: array<f32>;
+#include "norm_io"
 
 fn inv_rms(sumSq: vec2<f32>) -> f32 {
   return div_rn(1.0, sqrt_rn(ff_div_rn(sumSq, f32(params.dim)) + params.eps));
@@ -32,8 +19,8 @@ fn inv_rms(sumSq: vec2<f32>) -> f32 {
 @compute @workgroup_size(WG)
 fn rms_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) tid: u32) {
-  let row = wid.y * nwg.x + wid.x;
-  if (row >= params.rows) { return; }
+  let row = norm_row(wid, nwg);
+  if (row == params.rows) { return; }
   let base = row * params.dim;
   var sumSq = vec2<f32>(0.0);
   for (var i = tid; i < params.dim; i += WG) { sumSq = ff_add(sumSq, vec2<f32>(x[base + i] * x[base + i], 0.0)); }
@@ -44,8 +31,8 @@ fn rms_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
 @compute @workgroup_size(WG)
 fn rms_norm_add(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) tid: u32) {
-  let row = wid.y * nwg.x + wid.x;
-  if (row >= params.rows) { return; }
+  let row = norm_row(wid, nwg);
+  if (row == params.rows) { return; }
   let base = row * params.dim;
   var sumSq = vec2<f32>(0.0);
   for (var i = tid; i < params.dim; i += WG) {

@@ -1,5 +1,5 @@
 // Exact integer sums of Q4_K / Q6_K weight blocks against Q8_K activation blocks, shared by the
-// llama.cpp set's rows_qk (matmul_qk.wgsl) and the fast set's gemv_qk (matmul_qk_gemv.wgsl).
+// llama.cpp set's rows_qk (matmul_qk.wgsl) and the fast set's GEMV (matmul_qk_gemv.wgsl).
 // The including shader declares W: array<u32> (dequant.wgsl layout) and XQ: array<u32>
 // (quantize_act.wgsl quant_q8_k layout, 81 words per 256-block: f32 d, 64 words of packed int8
 // quants, 16 i32 bsums of 16 elements each). Integer sums are exact in i32 (|sum| < 2^31 for

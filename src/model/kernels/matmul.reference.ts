@@ -239,7 +239,7 @@ function weightQuants(w: CpuWeight): { q: Int8Array; d: Float32Array } {
 }
 
 /**
- * Q4_K / Q6_K weights as the fast set's gemv_qk computes them (shaders/matmul_qk_gemv.wgsl): x
+ * Q4_K / Q6_K weights as the fast set's GEMV computes them (shaders/matmul_qk_gemv.wgsl): x
  * quantized to Q8_K blocks; lane l of `split` takes blocks l, l + split, ... with the block's exact
  * integer sums scaled by fmas (the shader header's formulas), then the lanes are added in
  * gemv_reduce.wgsl's tree (stride split / 2 down to 1); init added in f32. `fusedFma`: whether the

@@ -214,11 +214,11 @@ export function planMatmul(rt: GpuRuntime, w: GpuWeight, m: number, opts: Matmul
 function planFast(rt: GpuRuntime, w: GpuWeight, m: number, opts: MatmulOptions): MatmulPlan {
   if (opts.path === 'gemm') throw new Error(`${w.name}: the fast kernel set has no separate GEMM path (its GEMV takes any M in row tiles)`);
   const gemv = gemvPlan(rt, w, m, opts);
-  if (kQuantGemv(w)) return { kernel: { shader: 'matmul_qk_gemv', entryPoint: 'gemv_qk', defines: gemv.defines }, groups: gemv.groups, activations: 'q8_k int' };
+  if (kQuantGemv(w)) return { kernel: { shader: 'matmul_qk_gemv', entryPoint: 'gemv', defines: gemv.defines }, groups: gemv.groups, activations: 'q8_k int' };
   if (!integerPath(w)) return { kernel: { shader: 'matmul', entryPoint: 'gemv', defines: gemv.defines }, groups: gemv.groups, activations: null };
   // Hardware fma: the exact emulation of the llama.cpp set is compiled out.
   const defines = { ...gemv.defines, REPACK: 'false', FUSED_FMA: 'true' };
-  return { kernel: { shader: 'matmul_q8', entryPoint: 'gemv_q8', defines }, groups: gemv.groups, activations: 'q8_0 int' };
+  return { kernel: { shader: 'matmul_q8', entryPoint: 'gemv', defines }, groups: gemv.groups, activations: 'q8_0 int' };
 }
 
 function planLlama(rt: GpuRuntime, w: GpuWeight, m: number, opts: MatmulOptions): MatmulPlan {
@@ -243,7 +243,7 @@ function planLlama(rt: GpuRuntime, w: GpuWeight, m: number, opts: MatmulOptions)
   if (m > GEMV_MAX_ROWS) throw new Error(`${w.name}: the GEMV path takes at most ${GEMV_MAX_ROWS} rows, not ${m}`);
   const gemv = gemvPlan(rt, w, m, opts);
   const kernel = int
-    ? { shader: 'matmul_q8', entryPoint: 'gemv_q8', defines: { ...gemv.defines, REPACK: repacked(w) } }
+    ? { shader: 'matmul_q8', entryPoint: 'gemv', defines: { ...gemv.defines, REPACK: repacked(w) } }
     : { shader: 'matmul', entryPoint: 'gemv', defines: gemv.defines };
   return { kernel, groups: gemv.groups, activations };
 }
