@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { defineConfig } from 'vite';
+import { xgrammarScript } from './tools/vite-xgrammar-script.js';
 
 // The WGSL sources are embedded into src/gpu/shaders.generated.ts before every dev server or build.
 execFileSync(process.execPath, ['scripts/gen-shaders.mjs']);
@@ -8,6 +9,8 @@ export default defineConfig(({ command }) => ({
   // Where the demo page finds the Service Worker: the built sw.js beside it, or the dev server's source.
   define: { __SERVICE_WORKER__: JSON.stringify(command === 'build' ? 'sw.js' : '/workers/service-worker.ts') },
   // The shipped model (models/*.gguf) is served as a static file next to the page.
+  // XGrammar's script as one file of its own, xgrammar.js, for the SW and the worker (tools/vite-xgrammar-script.ts).
+  plugins: [xgrammarScript()],
   publicDir: false,
   // Relative URLs in the built site, so dist/site works from any folder of any static host.
   base: './',
@@ -25,5 +28,5 @@ export default defineConfig(({ command }) => ({
       output: { entryFileNames: (chunk) => (chunk.name === 'sw' ? 'sw.js' : 'assets/[name]-[hash].js') },
     },
   },
-  worker: { format: 'es' },
+  worker: { format: 'es', plugins: () => [xgrammarScript()] },
 }));

@@ -21,6 +21,7 @@ export {
   CreateMLCEngine,
   ApiError,
   createOpenAiHandler,
+  locateXGrammarScript,
   provideXGrammar,
   type OpenAiHandler,
   type OpenAiHandlerOptions,

@@ -12,16 +12,19 @@
 // elsewhere): navigator.serviceWorker.register('/sw.js?model=/models/x.gguf', { type: 'module', scope: '/' })
 /// <reference lib="webworker" />
 import * as xgrammar from '@mlc-ai/web-xgrammar';
-import xgrammarSource from '@mlc-ai/web-xgrammar/lib/index.js?raw';
+import xgrammarScriptUrl from 'virtual:wgserve/xgrammar-script';
 import { ModelCache, reloadCached } from '../src/browser/model-cache.js';
-import { ApiError, createOpenAiHandler, Engine, provideXGrammar, type OpenAiHandler } from '../src/engine/index.js';
+import { ApiError, createOpenAiHandler, Engine, locateXGrammarScript, provideXGrammar, type OpenAiHandler } from '../src/engine/index.js';
 import type { KvFormat } from '../src/model/index.js';
 
 declare const self: ServiceWorkerGlobalScope;
 
-// A Service Worker may not call import(): XGrammar (structured output) comes in statically, with
-// its script's text for the instances that replace one a rejected grammar aborted.
-provideXGrammar(xgrammar, xgrammarSource);
+// A Service Worker may not call import(): XGrammar (structured output) comes in statically. The
+// instances that replace one a rejected grammar aborted are made from its script, xgrammar.js
+// beside this one, fetched (same origin) when the first is needed.
+provideXGrammar(xgrammar);
+const xgrammarScript = xgrammarScriptUrl();
+if (xgrammarScript) locateXGrammarScript(xgrammarScript);
 
 const DEFAULT_MODEL = '/models/wg-tolstoy-q8_0.gguf';
 const params = new URL(self.location.href).searchParams;

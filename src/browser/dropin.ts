@@ -32,10 +32,21 @@ export interface DropInEngineOptions extends WorkerEngineOptions {
   initProgressCallback?: InitProgressCallback;
 }
 
+/**
+ * XGrammar's script, beside this one (dist/xgrammar.js): the worker fetches it only when a rejected
+ * grammar needs a fresh XGrammar instance. Read while this script runs (currentScript).
+ */
+const XGRAMMAR_SCRIPT = scriptSibling('xgrammar.js');
+
+function scriptSibling(name: string): string | undefined {
+  const src = (document.currentScript as HTMLScriptElement | null)?.src;
+  return src ? new URL(name, src).href : undefined;
+}
+
 /** Starts an engine in a new worker; relative model URLs resolve against the page. */
 function createEngine(options: DropInEngineOptions = {}): Promise<WorkerEngine> {
   const model = typeof options.model === 'string' ? new URL(options.model, document.baseURI).href : options.model;
-  return createWorkerEngine({ ...options, model, worker: new EngineWorker() });
+  return createWorkerEngine({ xgrammarScript: XGRAMMAR_SCRIPT, ...options, model, worker: new EngineWorker() });
 }
 
 export interface WgserveGlobal {
@@ -81,6 +92,7 @@ function installDropInPromptApi(script: HTMLScriptElement, promptApi: string, re
   const defaults: EngineDefaults = {
     model: () => (promptApi ? new URL(promptApi, document.baseURI).href : new URL('../models/wg-tolstoy-q8_0.gguf', script.src).href),
     worker: () => new EngineWorker(),
+    engineOptions: { xgrammarScript: XGRAMMAR_SCRIPT },
   };
   const loadEngine = ready && ((onProgress: (fraction: number) => void) => {
     const forward = (e: Event) => onProgress((e as CustomEvent<{ progress: number }>).detail.progress);

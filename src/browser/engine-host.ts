@@ -2,7 +2,7 @@
 // (comlink calls it). Every value crossing the boundary is structured-cloneable: requests and
 // responses are plain JSON, errors come back as OpenAI error bodies with their status, and
 // streamed chunks are pushed to a callback the page passed in (a comlink proxy).
-import { ApiError, Engine, type ApiErrorBody, type ContextKeepRequest, type ContextStoreStats, type EngineOptions, type InitProgressReport, type EngineMetricsSnapshot } from '../engine/index.js';
+import { ApiError, Engine, locateXGrammarScript, type ApiErrorBody, type ContextKeepRequest, type ContextStoreStats, type EngineOptions, type InitProgressReport, type EngineMetricsSnapshot } from '../engine/index.js';
 import type { SessionCreateRequest, SessionObject, TokenizeRequest, TokenizeResponse } from '../engine/protocol.js';
 import type { ModelSource } from '../model/index.js';
 import type { KeptContext, StoredRecord } from '../persist/index.js';
@@ -14,6 +14,11 @@ export type Outcome<T> = { ok: true; value: T } | { ok: false; status: number; e
 export interface WorkerEngineOptions extends Omit<EngineOptions, 'runtime' | 'signal' | 'initProgressCallback' | 'model'> {
   /** Keep models loaded from a URL in Cache Storage (default true where the context has it). */
   cacheModels?: boolean;
+  /**
+   * The URL of XGrammar's script (the builds' xgrammar.js), fetched once a rejected grammar needs
+   * a fresh XGrammar instance (default: xgrammar.js beside the worker's script, where it has one).
+   */
+  xgrammarScript?: string;
 }
 
 export type CreateKind = 'chat' | 'text';
@@ -29,7 +34,8 @@ export class EngineHost {
     let delivered: unknown = undefined;
     return outcome(async () => {
       if (onProgress) this.engine.setInitProgressCallback((r) => void (delivered = onProgress(r)));
-      const { cacheModels, ...engineOptions } = options;
+      const { cacheModels, xgrammarScript, ...engineOptions } = options;
+      if (xgrammarScript) locateXGrammarScript(new URL(xgrammarScript, self.location.href));
       const url = typeof model === 'string' || model instanceof URL ? new URL(String(model), self.location.href).href : null;
       if (!url || cacheModels === false || !ModelCache.available) {
         await this.engine.reload(model, engineOptions);

@@ -7,5 +7,5 @@ export { prometheusText } from './prometheus.js';
 export { generate, type GenerateRequest, type GenerateResult, type GenerateOptions } from './generate.js';
 export type * from './protocol.js';
 export { createOpenAiHandler, type OpenAiHandler, type OpenAiHandlerOptions } from './http.js';
-export { provideXGrammar } from './grammar/index.js';
+export { locateXGrammarScript, provideXGrammar } from './grammar/index.js';
 export { type ContextStoreConfig, type ContextStoreStats } from './context-tier.js';

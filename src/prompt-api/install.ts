@@ -3,6 +3,7 @@
 // Worker on the first create(), loading the app's model (default: the shipped model). Where the
 // default model and worker come from depends on the build (ES module or drop-in script), so the
 // entry passes them in.
+import type { WorkerEngineOptions } from '../browser/engine-host.js';
 import { createWorkerEngine } from '../browser/worker-engine.js';
 import type { ModelSource } from '../model/index.js';
 import { lazyEngine, loadedEngine, type EngineProvider, type PromptApiEngine } from './backend.js';
@@ -25,6 +26,8 @@ export interface InstallPromptApiOptions extends PromptApiOptions {
 export interface EngineDefaults {
   model: () => ModelSource;
   worker: () => Worker;
+  /** Options for the worker's engine (the drop-in's: where XGrammar's script is). */
+  engineOptions?: WorkerEngineOptions;
 }
 
 /** The LanguageModel class for these options, without installing it. */
@@ -65,7 +68,7 @@ function workerLoader(model: ModelSource | undefined, worker: Worker | (() => Wo
     const w = typeof worker === 'function' ? worker() : worker ?? defaults.worker();
     const m = model ?? defaults.model();
     const source = typeof m === 'string' && typeof document !== 'undefined' ? new URL(m, document.baseURI).href : m;
-    return createWorkerEngine({ worker: w, model: source, initProgressCallback: (r) => onProgress(r.progress) });
+    return createWorkerEngine({ ...defaults.engineOptions, worker: w, model: source, initProgressCallback: (r) => onProgress(r.progress) });
   };
 }
 

@@ -1,2 +1,2 @@
 export { Grammars, Constraint, CompiledConstraint, GrammarError, type GrammarSpec, type MaskStats } from './grammars.js';
-export { provideXGrammar } from './xgrammar.js';
+export { locateXGrammarScript, provideXGrammar } from './xgrammar.js';

@@ -11,7 +11,8 @@
 //   corrupted after a few dozen aborts. The reason is captured from the instance's stderr, and an
 //   instance that aborted is thrown away: untrusted grammars are checked on a separate instance
 //   (XGrammar.fresh), made anew after each abort. Node evaluates the script again for each; a
-//   browser evaluates the script's text (a Service Worker passes it to provideXGrammar).
+//   browser evaluates the script's text, fetched on the first abort from the URL given to
+//   locateXGrammarScript (the builds ship the script as xgrammar.js; the workers locate it).
 import type * as XGrammarModule from '@mlc-ai/web-xgrammar';
 
 export type XGrammarLib = typeof XGrammarModule;
@@ -65,18 +66,20 @@ export class XGrammar {
 
   /**
    * An instance of its own, apart from the one `load` gives in a browser: for checking grammars
-   * that may abort it. In a browser that cannot evaluate XGrammar's script text (no text at hand,
-   * or a Content-Security-Policy without 'unsafe-eval'), it is the bundled copy after all.
+   * that may abort it. A browser evaluates XGrammar's script, fetched once from where
+   * locateXGrammarScript says; where it cannot (not located, the fetch failed, or a
+   * Content-Security-Policy without 'unsafe-eval'), it is the bundled copy after all.
    */
   static async fresh(): Promise<XGrammar> {
     if (isNode()) return XGrammar.start(evaluateInNode());
-    const source = await bundledSource();
-    if (source !== null && !evalBlocked) {
+    const source = evalBlocked ? null : await scriptSource();
+    if (source !== null) {
       try {
         return await XGrammar.start(Promise.resolve(evaluateSource(source)));
       } catch (e) {
         if (!(e instanceof EvalError)) throw e;
         evalBlocked = true;
+        console.warn(`wgserve: XGrammar's script cannot be evaluated here (${e.message}): ${SHARED_INSTANCE}`);
       }
     }
     return XGrammar.load();
@@ -145,27 +148,51 @@ let browserInstance: Promise<XGrammar> | null = null;
 let evalBlocked = false;
 
 let provided: unknown = null;
-let providedSource: string | null = null;
+let scriptUrl: string | null = null;
+/** XGrammar's script, fetched once (or null: not located, or the fetch failed). */
+let scriptText: Promise<string | null> | null = null;
 
 /**
  * Hands the loader XGrammar's module where `import()` is not allowed: a Service Worker imports
- * `@mlc-ai/web-xgrammar` statically and passes the namespace here, and the text of its script
- * (`@mlc-ai/web-xgrammar/lib/index.js?raw`), from which instances that replace aborted ones are
- * made (workers/service-worker.ts).
+ * `@mlc-ai/web-xgrammar` statically and passes the namespace here (workers/service-worker.ts).
  */
-export function provideXGrammar(module: unknown, source?: string): void {
+export function provideXGrammar(module: unknown): void {
   provided = module;
-  providedSource = source ?? providedSource;
 }
 
-/** The text of XGrammar's script: as provided, or the bundler's (Vite's `?raw`) copy; null if neither is at hand. */
-async function bundledSource(): Promise<string | null> {
-  if (providedSource !== null) return providedSource;
+/**
+ * Where a browser finds XGrammar's script (a copy of `@mlc-ai/web-xgrammar/lib/index.js`; the
+ * builds ship it as `xgrammar.js`), from which instances that replace aborted ones are made. It
+ * is fetched when the first one is needed, not before.
+ */
+export function locateXGrammarScript(url: string | URL): void {
+  const href = String(url);
+  if (href === scriptUrl) return;
+  scriptUrl = href;
+  scriptText = null;
+}
+
+/** The text of XGrammar's script, fetched from where it was located; null (with a warning) if it cannot be had. */
+function scriptSource(): Promise<string | null> {
+  scriptText ??= fetchScript(scriptUrl);
+  return scriptText;
+}
+
+/** What a browser does without fresh instances. */
+const SHARED_INSTANCE = 'grammars are checked on the instance that serves, which a few dozen rejected grammars leave unusable';
+
+async function fetchScript(url: string | null): Promise<string | null> {
+  if (url === null) {
+    console.warn(`wgserve: XGrammar's script was not located (locateXGrammarScript): ${SHARED_INSTANCE}`);
+    return null;
+  }
   try {
-    providedSource = (await import('@mlc-ai/web-xgrammar/lib/index.js?raw')).default;
-    return providedSource;
-  } catch {
-    return null; // import() is not allowed here (a Service Worker), or no bundler made the text
+    const response = await fetch(url);
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    return await response.text();
+  } catch (e) {
+    console.warn(`wgserve: could not fetch XGrammar's script from ${url} (${(e as Error).message}): ${SHARED_INSTANCE}`);
+    return null;
   }
 }
 
