@@ -37,7 +37,7 @@ export function xgrammarScript(): Plugin {
     load(id) {
       if (id !== RESOLVED) return null;
       const url = serving
-        ? `new URL(${JSON.stringify(DEV_PATH)}, import.meta.url).href`
+        ? `new URL(${JSON.stringify(DEV_PATH)}, self.location.href).href` // not import.meta.url: Vite would rewrite that pattern
         : `import.meta.ROLLUP_FILE_URL_${this.emitFile({ type: 'asset', fileName: FILE_NAME, source: readFileSync(scriptPath()) })}`;
       return `export default function xgrammarScriptUrl() {\n  try { return ${url}; } catch { return null; }\n}\n`;
     },

@@ -43,10 +43,11 @@ function scriptSibling(name: string): string | undefined {
   return src ? new URL(name, src).href : undefined;
 }
 
-/** Starts an engine in a new worker; relative model URLs resolve against the page. */
+/** Starts an engine in a new worker; relative model (and xgrammarScript) URLs resolve against the page. */
 function createEngine(options: DropInEngineOptions = {}): Promise<WorkerEngine> {
   const model = typeof options.model === 'string' ? new URL(options.model, document.baseURI).href : options.model;
-  return createWorkerEngine({ xgrammarScript: XGRAMMAR_SCRIPT, ...options, model, worker: new EngineWorker() });
+  const xgrammarScript = options.xgrammarScript ? new URL(options.xgrammarScript, document.baseURI).href : XGRAMMAR_SCRIPT;
+  return createWorkerEngine({ ...options, model, xgrammarScript, worker: new EngineWorker() });
 }
 
 export interface WgserveGlobal {

@@ -15,8 +15,9 @@ export interface WorkerEngineOptions extends Omit<EngineOptions, 'runtime' | 'si
   /** Keep models loaded from a URL in Cache Storage (default true where the context has it). */
   cacheModels?: boolean;
   /**
-   * The URL of XGrammar's script (the builds' xgrammar.js), fetched once a rejected grammar needs
-   * a fresh XGrammar instance (default: xgrammar.js beside the worker's script, where it has one).
+   * The URL of XGrammar's script (the builds' xgrammar.js; absolute, or relative to the worker's
+   * script), fetched once a rejected grammar needs a fresh XGrammar instance (default: xgrammar.js
+   * beside the worker's script, where it has one).
    */
   xgrammarScript?: string;
 }
@@ -35,7 +36,7 @@ export class EngineHost {
     return outcome(async () => {
       if (onProgress) this.engine.setInitProgressCallback((r) => void (delivered = onProgress(r)));
       const { cacheModels, xgrammarScript, ...engineOptions } = options;
-      if (xgrammarScript) locateXGrammarScript(new URL(xgrammarScript, self.location.href));
+      if (xgrammarScript) locateXGrammarScript(xgrammarScript);
       const url = typeof model === 'string' || model instanceof URL ? new URL(String(model), self.location.href).href : null;
       if (!url || cacheModels === false || !ModelCache.available) {
         await this.engine.reload(model, engineOptions);
