@@ -2,6 +2,7 @@
 // here by a plain static file server. It loads the shipped model (and a model picked as a file),
 // runs several agents at once, each streaming text into its panel, and its live charts fill. It
 // registers the Service Worker (sw.js), so another tab of the origin gets the OpenAI API at /v1.
+import { Ajv } from 'ajv';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -60,6 +61,31 @@ describe('demo page (built static site) in headless Chromium', () => {
       } finally {
         await node.destroy();
       }
+    } finally {
+      await other.close();
+    }
+  });
+
+  it('the built Service Worker replaces aborted XGrammar instances from xgrammar.js beside it: 150 rejected grammars, then a schema answer', async () => {
+    const other = await page.context().newPage();
+    try {
+      await other.goto(`${site.url}/index.html`);
+      await other.waitForFunction(() => !!navigator.serviceWorker.controller, null, { timeout: 30_000 });
+      const schema = { type: 'object', properties: { name: { type: 'string', minLength: 1, maxLength: 12 } }, required: ['name'], additionalProperties: false };
+      const r = await other.evaluate(async ({ count, schema }) => {
+        const post = (body: object) => fetch('/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+        const rejected = new Set<string>();
+        for (let i = 0; i < count; i++) {
+          const response = await post({ messages: [{ role: 'user', content: 'x' }], max_tokens: 4, response_format: { type: 'grammar', grammar: `root ::= "${i}" |` } });
+          rejected.add(`${response.status} ${((await response.json()) as { error?: { param?: string } }).error?.param}`);
+        }
+        const response = await post({ messages: [{ role: 'user', content: 'Who?' }], temperature: 0.7, seed: 1, max_tokens: 40, response_format: { type: 'json_schema', json_schema: { name: 'n', schema } } });
+        const json = (await response.json()) as { choices: { finish_reason: string; message: { content: string } }[] };
+        return { rejected: [...rejected], finishReason: json.choices[0].finish_reason, content: json.choices[0].message.content };
+      }, { count: 150, schema });
+      expect(r.rejected).toEqual(['400 response_format']);
+      expect(r.finishReason).toBe('stop');
+      expect(new Ajv().validate(schema, JSON.parse(r.content))).toBe(true);
     } finally {
       await other.close();
     }
