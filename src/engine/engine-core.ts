@@ -312,7 +312,19 @@ export class EngineCore {
       sessionUnpinAfterMs: options.sessionUnpinAfterMs,
       sessionExpireAfterMs: options.sessionExpireAfterMs,
     });
+    this.reserveStepBuffers(this.currentForward);
     this.watchDevice(model);
+  }
+
+  /** Sizes the forward pass's buffers for the largest step the scheduler can make: no step allocates GPU memory after. */
+  private reserveStepBuffers(forward: ForwardPass): void {
+    const s = this.scheduler;
+    forward.reserve({
+      tokens: Math.max(s.maxBatchTokens, s.maxRunningSeqs),
+      seqs: s.maxRunningSeqs,
+      contextLength: this.contextLength,
+      pageSize: this.currentKv.pageSize,
+    });
   }
 
   /** The model; a new one (same file, new device) after a recovery. */
@@ -580,6 +592,7 @@ export class EngineCore {
       const kv = await KvCache.reallocate(model.rt, old.kv);
       this.currentForward = new ForwardPass(model, { numerics: old.forward.numerics });
       this.currentKv = kv;
+      this.reserveStepBuffers(this.currentForward);
       this.currentModel = model;
       this.lossPending = null;
       this.recoveries++;

@@ -76,6 +76,11 @@ export class BatchBuffers {
     w(this.sampleRows, b.sampleRows);
   }
 
+  /** Grows the buffers now to hold a batch of these sizes (ForwardPass.reserve). */
+  reserve(tokens: number, seqs: number, blocks: number, samples: number): void {
+    this.ensure(tokens, seqs, blocks, samples);
+  }
+
   destroy(): void {
     for (const buf of this.all()) this.release(buf);
   }

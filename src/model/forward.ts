@@ -166,6 +166,22 @@ export class ForwardPass {
   }
 
   /**
+   * Sizes every buffer a step needs for the largest step the caller will run: `tokens` rows,
+   * `seqs` sequences (each sampling at most one row), contexts up to `contextLength` in pages of
+   * `pageSize`. Steps within these bounds then allocate no GPU memory, whatever their shape, so
+   * memory is flat under any load (a serving engine calls it once, at load).
+   */
+  reserve(limits: { tokens: number; seqs: number; contextLength: number; pageSize: number }): void {
+    const { rt, config: c } = this.model;
+    const { tokens, seqs, contextLength, pageSize } = limits;
+    this.ws.ensure(tokens, seqs);
+    reserveActivationScratch(rt, tokens * Math.max(c.embeddingDim, c.ffnDim) * 4);
+    this.attentionWs.reserve(attentionPartials(seqs, c.headCount, contextLength, this.chunkKeys), c.headDim);
+    this.ropeTable.cover(contextLength - 1);
+    this.batchBuffers.reserve(tokens, seqs, seqs * Math.ceil(contextLength / pageSize), seqs);
+  }
+
+  /**
    * Records the whole forward pass and the sampling of one token per sample row; nothing is
    * submitted yet. Without sampling parameters every row is greedy; with them, `sampling[i]`
    * belongs to sample row i.
