@@ -80,6 +80,13 @@ function kBlock(type: GgmlType, v: DataView, at: number): KBlock {
   return { q, scales, mins: new Int32Array(0), d: f16ToF32(v.getUint16(at + 208, true)), dmin: 0 };
 }
 
+/** Every block of a Q4_K / Q6_K weight, row by row (row n, block b at n * cols / 256 + b). */
+function kBlocks(w: CpuWeight): KBlock[] {
+  const blockBytes = w.type === GgmlType.Q4_K ? 144 : 210;
+  const view = new DataView(w.bytes.buffer, w.bytes.byteOffset, w.bytes.byteLength);
+  return Array.from({ length: (w.rows * w.cols) / 256 }, (_, i) => kBlock(w.type, view, i * blockBytes));
+}
+
 /**
  * Q4_K (a multiple of 8 rows) and Q6_K weights as llama.cpp's x86 AVX2 build computes them
  * against Q8_K activations (the reference of matmul_qk.wgsl, whose header has the formulas).
@@ -88,10 +95,8 @@ function kBlock(type: GgmlType, v: DataView, at: number): KBlock {
 export function matmulQKRef(w: CpuWeight, x: Float32Array, m: number, init?: Float32Array,
   place: (r: number) => [number, number] = (r) => [r, m]): Float32Array {
   const nb = w.cols / 256;
-  const blockBytes = w.type === GgmlType.Q4_K ? 144 : 210;
   const xq = quantizeActivationsQ8K(x.subarray(0, m * w.cols));
-  const view = new DataView(w.bytes.buffer, w.bytes.byteOffset, w.bytes.byteLength);
-  const blocks = Array.from({ length: w.rows * nb }, (_, i) => kBlock(w.type, view, i * blockBytes));
+  const blocks = kBlocks(w);
   const y = new Float32Array(m * w.rows);
   for (let r = 0; r < m; r++) {
     for (let n = 0; n < w.rows; n++) {
@@ -248,10 +253,8 @@ function weightQuants(w: CpuWeight): { q: Int8Array; d: Float32Array } {
 export function matmulQKGemvRef(w: CpuWeight, x: Float32Array, m: number, init?: Float32Array, split = 1, fusedFma = true): Float32Array {
   const fma = fusedFma ? fmaF32 : (a: number, b: number, c: number) => f32(f32(a * b) + c);
   const nb = w.cols / 256;
-  const blockBytes = w.type === GgmlType.Q4_K ? 144 : 210;
   const xq = quantizeActivationsQ8K(x.subarray(0, m * w.cols));
-  const view = new DataView(w.bytes.buffer, w.bytes.byteOffset, w.bytes.byteLength);
-  const blocks = Array.from({ length: w.rows * nb }, (_, i) => kBlock(w.type, view, i * blockBytes));
+  const blocks = kBlocks(w);
   const y = new Float32Array(m * w.rows);
   const lanes = new Float32Array(split);
   for (let r = 0; r < m; r++) {
