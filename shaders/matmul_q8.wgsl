@@ -8,12 +8,16 @@
 // Bindings: 0 uniform Params (as matmul.wgsl), 1 W: array<u32> (dequant.wgsl layout of {{WTYPE}},
 // q8_0 or q4_0), 2 XQ: array<u32> (quantize_act.wgsl quant_q8_0 layout: 9 words per block,
 // f32 d then 8 words of packed quants; row m, block b at block m * K / 32 + b), 3 Y: array<f32>.
-// Defines: WTYPE, ROWS (gemv; 1 for gemm), SPLIT (gemv; 1 for gemm), REPACK (see below).
+// Defines: WTYPE, ROWS (gemv; 1 otherwise), SPLIT (lanes per output), LOG_SPLIT, REPACK and
+// ONE_SUM (see below), FUSED_FMA (exact.wgsl).
 //
 // gemv: as matmul.wgsl's gemv, a group of SPLIT threads owns GEMV_COLS weight rows, each thread
 //   takes blocks lane, lane + SPLIT, ... With SPLIT == 1 every output is accumulated in llama.cpp's
 //   order exactly; with SPLIT > 1 each thread's 8 lanes are summed as above and the threads'
 //   partials then added in a tree (the order differs from llama.cpp's by float rounding only).
+//   The fast set (ONE_SUM): one integer sum and one hardware fma per block, lanes in the tree.
+// gemm_lanes_q8 (the fast set's prompt rows on a GPU): the ONE_SUM order through workgroup tiles,
+//   lane by lane (lane_tree.wgsl): the GEMV's bits.
 // gemm_q8: 64x64 output tiles, one 32-block of K per step through workgroup memory, 256 threads
 //   each computing 4x4 outputs with 8 lane accumulators apiece (llama.cpp's order exactly).
 //   Grid: (ceil(N / 64), ceil(M / 64)).
@@ -90,7 +94,20 @@ fn hsum8(lo: vec4<f32>, hi: vec4<f32>) -> f32 {
 
 #include "gemv_reduce"
 
+// ONE_SUM (the fast set): one exact int sum per block and one fma per block into a single
+// accumulator per output, acc = fma(d_w * d_x, f32(isum), acc): what REPACK computes, without its 8
+// vec4 lanes per output in registers. The tiled GEMM below shares this order.
+const ONE_SUM: bool = {{ONE_SUM}};
+
+/** The exact integer sum of one block pair. */
+fn block_sum(w: array<u32, 8>, x: array<u32, 8>) -> i32 {
+  var s = 0;
+  for (var j = 0u; j < 8u; j++) { s += dot4I8Packed(w[j], x[j]); }
+  return s;
+}
+
 fn gemv_accumulate(n0: u32, m0: u32, lane: u32) -> GemvSums {
+  if (ONE_SUM) { return gemv_accumulate_one_sum(n0, m0, lane); }
   let nb = params.k4 / 8u;
   var rowWord: array<u32, GEMV_COLS>;
   for (var c = 0u; c < GEMV_COLS; c++) {
@@ -133,6 +150,122 @@ fn gemv_accumulate(n0: u32, m0: u32, lane: u32) -> GemvSums {
 }
 
 
+
+/** Block b of weight row n: its scale and packed quants. */
+fn w_block(rowWord: u32, b: u32) -> WBlock {
+  let bw = rowWord + b * BLOCK_WORDS_{{WTYPE}};
+  var q: array<u32, 8>;
+  for (var j = 0u; j < 8u; j++) { q[j] = wq(bw, j); }
+  return WBlock(w_scale(bw), q);
+}
+
+struct WBlock { d: f32, q: array<u32, 8> }
+
+fn gemv_accumulate_one_sum(n0: u32, m0: u32, lane: u32) -> GemvSums {
+  let nb = params.k4 / 8u;
+  var rowWord: array<u32, GEMV_COLS>;
+  for (var c = 0u; c < GEMV_COLS; c++) {
+    rowWord[c] = min(n0 + c, params.n - 1u) * params.wordsPerRow;
+  }
+  var acc: GemvSums;
+  for (var b = lane; b < nb; b += SPLIT) {
+    var w: array<WBlock, GEMV_COLS>;
+    for (var c = 0u; c < GEMV_COLS; c++) { w[c] = w_block(rowWord[c], b); }
+    for (var r = 0u; r < ROWS; r++) {
+      let xb = (gemv_x_row(m0, r) * nb + b) * XQ_BLOCK_WORDS;
+      let dx = bitcast<f32>(XQ[xb]);
+      var x: array<u32, 8>;
+      for (var j = 0u; j < 8u; j++) { x[j] = XQ[xb + 1u + j]; }
+      for (var c = 0u; c < GEMV_COLS; c++) {
+        acc[c][r] = fma(w[c].d * dx, f32(block_sum(w[c].q, x)), acc[c][r]);
+      }
+    }
+  }
+  return acc;
+}
+
+// ------------------------------------------------------------------------------- gemm_lanes_q8
+
+// The fast set's GEMM for prompt rows (ONE_SUM order): 32 x rows by 64 weight rows per
+// workgroup; for each lane in turn (lane_tree.wgsl) its blocks go through workgroup memory
+// STEP_BLOCKS at a time. 256 threads in a 16x16 grid; thread (tx, ty) computes rows
+// m0 + ty + 16 i (i < 2), weight rows n0 + tx + 16 j (j < 4). Grid: (ceil(N / 64), ceil(M / 32)).
+const LANE_TM: u32 = 32u;
+const LANE_TN: u32 = 64u;
+const LANE_OUTS: u32 = 8u;
+const STEP_BLOCKS: u32 = 2u;
+// Staged block: word 0 the scale (f32 bits), words 1..8 the packed quants; 9 words (odd: rows
+// of a warp fall in different banks).
+const STAGED_WORDS: u32 = 9u;
+
+#include "lane_tree"
+
+var<workgroup> laneX: array<u32, LANE_TM * STEP_BLOCKS * STAGED_WORDS>;
+var<workgroup> laneW: array<u32, LANE_TN * STEP_BLOCKS * STAGED_WORDS>;
+
+fn stage_lane_blocks(m0: u32, n0: u32, lane: u32, first: u32, nb: u32, tid: u32) {
+  for (var e = tid; e < (LANE_TM + LANE_TN) * STEP_BLOCKS * STAGED_WORDS; e += 256u) {
+    let slot = e / STAGED_WORDS;     // row * STEP_BLOCKS + s
+    let word = e % STAGED_WORDS;
+    let row = slot / STEP_BLOCKS;
+    let b = lane + (first + slot % STEP_BLOCKS) * SPLIT;
+    if (row < LANE_TM) {
+      var v = 0u;
+      if (b < nb && m0 + row < params.m) { v = XQ[((m0 + row) * nb + b) * XQ_BLOCK_WORDS + word]; }
+      laneX[e] = v;
+    } else {
+      let n = n0 + row - LANE_TM;
+      var v = 0u;
+      if (b < nb && n < params.n) {
+        let bw = n * params.wordsPerRow + b * BLOCK_WORDS_{{WTYPE}};
+        if (word == 0u) { v = bitcast<u32>(w_scale(bw)); } else { v = wq(bw, word - 1u); }
+      }
+      laneW[e - LANE_TM * STEP_BLOCKS * STAGED_WORDS] = v;
+    }
+  }
+}
+
+@compute @workgroup_size(16, 16)
+fn gemm_lanes_q8(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(local_invocation_id) lid: vec3<u32>,
+  @builtin(local_invocation_index) tid: u32,
+) {
+  let n0 = wid.x * LANE_TN;
+  let m0 = wid.y * LANE_TM;
+  let nb = params.k4 / 8u;
+  var slots: LaneSlots;
+  for (var t = 0u; t < SPLIT; t++) {
+    let lane = lane_of_pass(t);
+    let laneBlocks = (nb + SPLIT - 1u - lane) / SPLIT;
+    var acc = array<f32, LANE_OUTS>();
+    for (var first = 0u; first < laneBlocks; first += STEP_BLOCKS) {
+      stage_lane_blocks(m0, n0, lane, first, nb, tid);
+      workgroupBarrier();
+      for (var s = 0u; s < min(STEP_BLOCKS, laneBlocks - first); s++) {
+        for (var i = 0u; i < 2u; i++) {
+          let xb = ((lid.y + 16u * i) * STEP_BLOCKS + s) * STAGED_WORDS;
+          let dx = bitcast<f32>(laneX[xb]);
+          var x: array<u32, 8>;
+          for (var j = 0u; j < 8u; j++) { x[j] = laneX[xb + 1u + j]; }
+          for (var j = 0u; j < 4u; j++) {
+            let wb = ((lid.x + 16u * j) * STEP_BLOCKS + s) * STAGED_WORDS;
+            var w: array<u32, 8>;
+            for (var q = 0u; q < 8u; q++) { w[q] = laneW[wb + 1u + q]; }
+            acc[4u * i + j] = fma(bitcast<f32>(laneW[wb]) * dx, f32(block_sum(w, x)), acc[4u * i + j]);
+          }
+        }
+      }
+      workgroupBarrier();
+    }
+    for (var o = 0u; o < LANE_OUTS; o++) { merge_lane(&slots, o, t, acc[o]); }
+  }
+  for (var o = 0u; o < LANE_OUTS; o++) {
+    let m = m0 + lid.y + 16u * (o / 4u);
+    let n = n0 + lid.x + 16u * (o % 4u);
+    if (m < params.m && n < params.n) { store_y(m, n, slots[o][LOG_SPLIT]); }
+  }
+}
 
 // ---------------------------------------------------------------------------------------- gemm
 

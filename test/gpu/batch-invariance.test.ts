@@ -11,7 +11,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { Batch } from '../../src/model/index.js';
 import { loadShared, type LoadedModel } from '../helpers/model.js';
 import { golden, GOLDEN_MODELS } from '../helpers/shared.js';
-import { rng } from '../helpers/gpu.js';
+import { getRuntime, rng, useShapes } from '../helpers/gpu.js';
 
 /** A sequence being fed: its tokens, its pages, and how many are in the KV cache. */
 interface Feed {
@@ -120,12 +120,21 @@ async function checkVariant(m: LoadedModel, tokens: number[], want: Float32Array
   return checked;
 }
 
-describe.each(GOLDEN_MODELS)('%s: logits are bitwise batch invariant (fast kernel set)', (file) => {
+// On SwiftShader the fast set runs its CPU-adapter shapes, where prompt rows take the row-tiled
+// GEMV. The GPU shapes (prompt rows through the tiled GEMM, split GEMV lanes) are checked too, on
+// one model per matmul family: float weights and Q8_0 / Q4_0.
+const CASES = [
+  ...GOLDEN_MODELS.map((file) => ({ file, shapes: 'CPU-adapter' as const })),
+  ...['wg-llama-spm-f16.gguf', 'wg-llama-spm-q4_0.gguf'].map((file) => ({ file, shapes: 'GPU' as const })),
+];
+
+describe.each(CASES)('$file, $shapes shapes: logits are bitwise batch invariant (fast kernel set)', ({ file, shapes }) => {
   let m: LoadedModel;
   afterAll(() => m?.close());
 
   it('alone, chunked 1 / 3 / 16 / whole, beside 1 to 15 other sequences', async () => {
     m = await loadShared(file, 1024);
+    useShapes(await getRuntime(), shapes === 'CPU-adapter');
     expect(m.forward.numerics).toBe('fast');
     const c = golden(file).cases[0];
     const tokens = [...c.prompt_tokens, ...c.greedy_tokens.slice(0, 12)];

@@ -15,7 +15,7 @@ import {
   type GpuWeight,
   type MatmulOptions,
 } from '../../src/model/kernels/matmul.js';
-import { embedRef, fmaF32, matmulFloatLlamaRef, matmulQ8Ref, matmulQKGemvRef, matmulQKRef, matmulRef, type CpuWeight } from '../../src/model/kernels/matmul.reference.js';
+import { embedRef, fmaF32, matmulFloatLlamaRef, matmulQ8GemvRef, matmulQ8Ref, matmulQKGemvRef, matmulQKRef, matmulRef, type CpuWeight } from '../../src/model/kernels/matmul.reference.js';
 import { UnsupportedTensorTypeError, activationGrid, type ActivationGrid } from '../../src/model/quant.js';
 import {
   quantize,
@@ -460,19 +460,19 @@ describe('Q8_0 / Q4_0 weights: int8 activations and exact integer block sums (ma
   }
 });
 
-describe('fast set: one GEMV kernel for every M, close to the CPU reference and bitwise batch invariant', () => {
+describe('fast set: GEMV for decode rows, tiled GEMM in the same order for prompt rows, bitwise batch invariant', () => {
   /** The fast set's reference: f32 x for float weights, int8 Q8_0 blocks for Q8_0 / Q4_0, Q8_K blocks for K-quants. */
   function fastRef(rt: GpuRuntime, cpu: CpuWeight, x: Float32Array, m: number, init?: Float32Array, split = 1): Float32Array {
-    if (cpu.type === GgmlType.Q8_0 || cpu.type === GgmlType.Q4_0) return matmulQ8Ref(cpu, x, m, init);
+    if (cpu.type === GgmlType.Q8_0 || cpu.type === GgmlType.Q4_0) return matmulQ8GemvRef(cpu, x, m, init, split, rt.arithmetic.fusedFma);
     if (cpu.type === GgmlType.Q4_K || cpu.type === GgmlType.Q6_K) return matmulQKGemvRef(cpu, x, m, init, split, rt.arithmetic.fusedFma);
     return matmulRef(cpu, x, m, init, { activations: 'exact' });
   }
 
-  /** K-quant results equal their reference bit for bit (the order is the shader's); others are close. */
+  /** Quantized results equal their reference bit for bit (the order is the shader's); float ones are close. */
   function expectFast(got: Float32Array, want: Float32Array, type: GgmlType, m: number, what: string): void {
-    if (type !== GgmlType.Q4_K && type !== GgmlType.Q6_K) return expectRowsClose(got, want, m, what);
+    if (type === GgmlType.F32 || type === GgmlType.F16 || type === GgmlType.BF16) return expectRowsClose(got, want, m, what);
     for (let i = 0; i < want.length; i++) {
-      if (!Object.is(got[i], want[i])) expect.fail(`${what}: element ${i}: GPU ${got[i]}, matmulQKGemvRef ${want[i]}`);
+      if (!Object.is(got[i], want[i])) expect.fail(`${what}: element ${i}: GPU ${got[i]}, reference ${want[i]}`);
     }
   }
 
@@ -491,9 +491,11 @@ describe('fast set: one GEMV kernel for every M, close to the CPU reference and 
           const init = randomF32(m * n, m + 11, 4);
           expectFast(await runMatmul(rt, w, x, m, init, { gemvSplit: 1 }), fastRef(rt, cpu, x, m, init), type, m, `accumulate M=${m}`);
         }
-        const x5 = randomF32(5 * k, 13);
-        for (const gemvSplit of [1, 2, 64] as const) {
-          expectFast(await runMatmul(rt, w, x5, 5, undefined, { gemvSplit }), fastRef(rt, cpu, x5, 5, undefined, gemvSplit), type, 5, `M=5 split ${gemvSplit}`);
+        for (const m of [5, 40]) {
+          const x = randomF32(m * k, 13 + m);
+          for (const gemvSplit of [1, 2, 64] as const) {
+            expectFast(await runMatmul(rt, w, x, m, undefined, { gemvSplit }), fastRef(rt, cpu, x, m, undefined, gemvSplit), type, m, `M=${m} split ${gemvSplit}`);
+          }
         }
         rt.buffers.destroy(w.buffer);
       });
@@ -526,11 +528,25 @@ describe('fast set: one GEMV kernel for every M, close to the CPU reference and 
     });
   });
 
-  it('refuses a forced GEMM path, which the fast set does not have', async () => {
+  it('the tiled GEMM computes the GEMV\'s bits for any M and split (forced paths); K-quants have no GEMM yet', async () => {
     const rt = await getRuntime();
-    const w = upload(rt, randomWeight(GgmlType.F32, 8, 8, 1), 'w.nogemm');
-    await expect(runMatmul(rt, w, randomF32(64, 2), 8, undefined, { path: 'gemm' })).rejects.toThrow(/no separate GEMM/);
-    rt.buffers.destroy(w.buffer);
+    for (const [type, k, n] of [[GgmlType.F16, 260, 67], [GgmlType.Q8_0, 96, 130], [GgmlType.Q4_0, 160, 67]] as const) {
+      const w = upload(rt, randomWeight(type, n, k, 5 + k), `w.lanes.${ggmlTypeName(type)}`);
+      for (const m of [1, 3, 33]) {
+        const x = randomF32(m * k, 17 + m);
+        for (const gemvSplit of [1, 2, 4, 8, 16, 32, 64] as const) {
+          const gemv = await runMatmul(rt, w, x, m, undefined, { gemvSplit, path: 'gemv' });
+          const gemm = await runMatmul(rt, w, x, m, undefined, { gemvSplit, path: 'gemm' });
+          for (let i = 0; i < gemv.length; i++) {
+            if (!Object.is(gemm[i], gemv[i])) expect.fail(`${ggmlTypeName(type)} M=${m} split ${gemvSplit}: element ${i}: GEMM ${gemm[i]}, GEMV ${gemv[i]}`);
+          }
+        }
+      }
+      rt.buffers.destroy(w.buffer);
+    }
+    const wk = upload(rt, randomWeight(GgmlType.Q4_K, 8, 256, 1), 'w.nogemm');
+    await expect(runMatmul(rt, wk, randomF32(8 * 256, 2), 8, undefined, { path: 'gemm' })).rejects.toThrow(/no tiled GEMM for Q4_K/);
+    rt.buffers.destroy(wk.buffer);
   });
 });
 

@@ -277,13 +277,46 @@ export function matmulQKGemvRef(w: CpuWeight, x: Float32Array, m: number, init?:
           lanes[b % split] = fma(f32(wb.d * dx), f32(isum), lanes[b % split]);
         }
       }
-      for (let stride = split / 2; stride >= 1; stride /= 2) {
-        for (let l = 0; l < stride; l++) lanes[l] = f32(lanes[l] + lanes[l + stride]);
-      }
-      y[r * w.rows + n] = init ? f32(init[r * w.rows + n] + lanes[0]) : lanes[0];
+      y[r * w.rows + n] = treeSum(lanes, init ? init[r * w.rows + n] : undefined);
     }
   }
   return y;
+}
+
+/**
+ * Q8_0 / Q4_0 weights as the fast set computes them (matmul_q8.wgsl ONE_SUM, its GEMV and tiled
+ * GEMM alike): x quantized to Q8_0 blocks; lane l of `split` takes blocks l, l + split, ..., each
+ * block's exact integer sum scaled by one fma, acc = fma(d_w * d_x, isum, acc); the lanes added in
+ * gemv_reduce.wgsl's tree; init added in f32. `fusedFma` as matmulQKGemvRef.
+ */
+export function matmulQ8GemvRef(w: CpuWeight, x: Float32Array, m: number, init?: Float32Array, split = 1, fusedFma = true): Float32Array {
+  const fma = fusedFma ? fmaF32 : (a: number, b: number, c: number) => f32(f32(a * b) + c);
+  const nb = w.cols / 32;
+  const xq = quantizeActivationsQ8_0(x.subarray(0, m * w.cols));
+  const wq = weightQuants(w);
+  const y = new Float32Array(m * w.rows);
+  const lanes = new Float32Array(split);
+  for (let r = 0; r < m; r++) {
+    for (let n = 0; n < w.rows; n++) {
+      lanes.fill(0);
+      for (let b = 0; b < nb; b++) {
+        const xb = r * nb + b, wb = n * nb + b;
+        let isum = 0;
+        for (let i = 0; i < 32; i++) isum += wq.q[wb * 32 + i] * xq.q[xb * 32 + i];
+        lanes[b % split] = fma(f32(wq.d[wb] * xq.d[xb]), isum, lanes[b % split]);
+      }
+      y[r * w.rows + n] = treeSum(lanes, init ? init[r * w.rows + n] : undefined);
+    }
+  }
+  return y;
+}
+
+/** gemv_reduce.wgsl's tree over the lanes (stride split / 2 down to 1), then init added in f32. */
+function treeSum(lanes: Float32Array, init?: number): number {
+  for (let stride = lanes.length / 2; stride >= 1; stride /= 2) {
+    for (let l = 0; l < stride; l++) lanes[l] = f32(lanes[l] + lanes[l + stride]);
+  }
+  return init === undefined ? lanes[0] : f32(init + lanes[0]);
 }
 
 /**

@@ -1,6 +1,6 @@
 // Matmul against GGUF weights kept quantized in GPU memory: y[m, n] (+)= sum_k x[m, k] W[n, k].
-// Small batches (decode) take the GEMV kernel, which reads each weight block once for all
-// rows; larger ones the tiled GEMM kernel. See shaders/matmul.wgsl.
+// Decode rows take the GEMV kernel, which reads each weight block once for all rows; prompt
+// rows a tiled GEMM kernel (in the fast set: in the GEMV's order). See shaders/matmul.wgsl.
 //
 // Activations are first rounded the way llama.cpp's CPU matmul rounds them for the weight's type
 // (Q8_0 blocks for Q8_0/Q4_0, Q8_K blocks for Q4_K/Q6_K, f16 for F16, bf16 for BF16; F32 exact),
@@ -31,7 +31,7 @@ export interface GpuWeight {
   buffer: GPUBuffer;
 }
 
-/** Batches of up to this many rows take the GEMV kernel; larger ones the tiled GEMM. */
+/** Batches of up to this many rows take the GEMV kernel; larger ones the tiled GEMM (fast set: on a GPU). */
 export const GEMV_MAX_ROWS = 16;
 /**
  * Threads per GEMV workgroup (GEMV_THREADS in gemv_reduce.wgsl): 64 on a GPU; on a CPU adapter
@@ -50,6 +50,9 @@ function gemvCols(rt: GpuRuntime): number {
   return rt.softwareShapes ? 8 : 2;
 }
 const GEMM_TILE = 64; // TILE in matmul.wgsl
+/** Output tile of the fast set's GEMM (LANE_TM x rows by LANE_TN weight rows in matmul.wgsl, matmul_q8.wgsl). */
+const LANE_GEMM_TM = 32;
+const LANE_GEMM_TN = 64;
 const MAX_GROUPS_PER_DIM = 65535;
 
 const WGSL_TYPES: Partial<Record<GgmlType, string>> = {
@@ -120,11 +123,11 @@ function gemvRows(m: number): number {
 }
 
 /**
- * The two kernel sets (docs/DESIGN.md, Kernels). 'fast' (default): every M takes the GEMV kernel
- * in row tiles, reading each weight block once per tile for all its rows, with each output
- * reduced in one order that no batch shape changes (batch invariant); Q8_0 / Q4_0 weights
- * multiply int8 Q8_0 activations (integer block sums, hardware fma), other types f32
- * activations. 'llama.cpp': llama.cpp's x86 CPU arithmetic bit for bit (activations rounded onto
+ * The two kernel sets (docs/DESIGN.md, Kernel sets). 'fast' (default): each output reduced in
+ * one order that no batch shape changes (batch invariant), by the GEMV in row tiles (decode rows:
+ * each weight block read once per tile for all its rows) or, for prompt rows on a GPU, the tiled
+ * GEMM in the same order (lane_tree.wgsl); Q8_0 / Q4_0 weights multiply int8 Q8_0 activations
+ * (one integer sum and one hardware fma per block), K-quants int8 Q8_K ones, float types f32. 'llama.cpp': llama.cpp's x86 CPU arithmetic bit for bit (activations rounded onto
  * the weight type's grid, its kernel per call chosen from rowPlaces), for parity tests.
  */
 export type MatmulNumerics = 'fast' | 'llama.cpp';
@@ -135,8 +138,9 @@ export interface MatmulOptions {
   /** The kernel set; default 'fast'. */
   numerics?: MatmulNumerics;
   /**
-   * llama.cpp set: force a path instead of choosing by m (tests, benchmarks). GEMV needs
-   * m <= GEMV_MAX_ROWS there. The fast set has the GEMV path only.
+   * Force a path instead of choosing by m and device (tests, benchmarks). In the llama.cpp set
+   * GEMV needs m <= GEMV_MAX_ROWS; in the fast set both paths take any m and give the same bits,
+   * and Q4_K / Q6_K weights have the GEMV only.
    */
   path?: 'gemv' | 'gemm';
   /** GEMV threads per weight row pair (tests, benchmarks); default defaultGemvSplit. */
@@ -174,7 +178,7 @@ function repacked(w: Pick<GpuWeight, 'type' | 'rows'>): string {
 
 /** Defines of the kernels that do not use the GEMV layout (GEMM, rows_llama): one x row, no split. */
 function flatDefines(w: GpuWeight): Record<string, string | number> {
-  return { WTYPE: wgslWeightType(w), ROWS: 1, SPLIT: 1, GEMV_THREADS: 64, GEMV_COLS: 2 };
+  return { WTYPE: wgslWeightType(w), ROWS: 1, SPLIT: 1, GEMV_THREADS: 64, GEMV_COLS: 2, LOG_SPLIT: 0, ONE_SUM: 'false' };
 }
 
 /**
@@ -212,13 +216,22 @@ export function planMatmul(rt: GpuRuntime, w: GpuWeight, m: number, opts: Matmul
 }
 
 function planFast(rt: GpuRuntime, w: GpuWeight, m: number, opts: MatmulOptions): MatmulPlan {
-  if (opts.path === 'gemm') throw new Error(`${w.name}: the fast kernel set has no separate GEMM path (its GEMV takes any M in row tiles)`);
   const gemv = gemvPlan(rt, w, m, opts);
+  const path = opts.path ?? (m > GEMV_MAX_ROWS && !kQuantGemv(w) && !rt.softwareShapes ? 'gemm' : 'gemv');
+  if (path === 'gemm' && kQuantGemv(w)) throw new Error(`${w.name}: the fast kernel set has no tiled GEMM for ${ggmlTypeName(w.type)} weights yet (its GEMV takes any M in row tiles)`);
   if (kQuantGemv(w)) return { kernel: { shader: 'matmul_qk_gemv', entryPoint: 'gemv', defines: gemv.defines }, groups: gemv.groups, activations: 'q8_k int' };
-  if (!integerPath(w)) return { kernel: { shader: 'matmul', entryPoint: 'gemv', defines: gemv.defines }, groups: gemv.groups, activations: null };
-  // Hardware fma: the exact emulation of the llama.cpp set is compiled out.
-  const defines = { ...gemv.defines, REPACK: 'false', FUSED_FMA: 'true' };
-  return { kernel: { shader: 'matmul_q8', entryPoint: 'gemv', defines }, groups: gemv.groups, activations: 'q8_0 int' };
+  const int = integerPath(w);
+  // Hardware fma, one integer sum per block: the exact emulation of the llama.cpp set is compiled out.
+  const defines = int ? { ...gemv.defines, REPACK: 'false', FUSED_FMA: 'true', ONE_SUM: 'true' } : gemv.defines;
+  const shader = int ? 'matmul_q8' : 'matmul';
+  const activations = int ? 'q8_0 int' : null;
+  if (path === 'gemv') return { kernel: { shader, entryPoint: 'gemv', defines }, groups: gemv.groups, activations };
+  const split = Number(defines.SPLIT);
+  return {
+    kernel: { shader, entryPoint: int ? 'gemm_lanes_q8' : 'gemm_lanes', defines: { ...defines, ROWS: 1, LOG_SPLIT: Math.log2(split) } },
+    groups: [Math.ceil(w.rows / LANE_GEMM_TN), Math.ceil(m / LANE_GEMM_TM), 1],
+    activations,
+  };
 }
 
 function planLlama(rt: GpuRuntime, w: GpuWeight, m: number, opts: MatmulOptions): MatmulPlan {
@@ -243,7 +256,7 @@ function planLlama(rt: GpuRuntime, w: GpuWeight, m: number, opts: MatmulOptions)
   if (m > GEMV_MAX_ROWS) throw new Error(`${w.name}: the GEMV path takes at most ${GEMV_MAX_ROWS} rows, not ${m}`);
   const gemv = gemvPlan(rt, w, m, opts);
   const kernel = int
-    ? { shader: 'matmul_q8', entryPoint: 'gemv', defines: { ...gemv.defines, REPACK: repacked(w) } }
+    ? { shader: 'matmul_q8', entryPoint: 'gemv', defines: { ...gemv.defines, REPACK: repacked(w), ONE_SUM: 'false' } }
     : { shader: 'matmul', entryPoint: 'gemv', defines: gemv.defines };
   return { kernel, groups: gemv.groups, activations };
 }
@@ -255,7 +268,7 @@ function gemvPlan(rt: GpuRuntime, w: GpuWeight, m: number, opts: MatmulOptions):
   const threads = gemvThreads(rt, split);
   const cols = gemvCols(rt);
   const rows = gemvRows(m);
-  const defines = { WTYPE: wgslWeightType(w), ROWS: rows, SPLIT: split, GEMV_THREADS: threads, GEMV_COLS: cols };
+  const defines = { WTYPE: wgslWeightType(w), ROWS: rows, SPLIT: split, GEMV_THREADS: threads, GEMV_COLS: cols, LOG_SPLIT: Math.log2(split) };
   const [x, y] = grid2d(Math.ceil(w.rows / ((threads / split) * cols)), opts.maxGroupsPerDim);
   return { defines, groups: [x, y, Math.ceil(m / rows)] };
 }
