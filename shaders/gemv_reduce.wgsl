@@ -19,9 +19,12 @@ const GEMV_GROUPS: u32 = GEMV_THREADS / SPLIT;   // thread groups per workgroup
 const ROWS: u32 = {{ROWS}}u;
 const GEMV_SUMS: u32 = GEMV_COLS * ROWS;
 
-// partials[s * GEMV_THREADS + thread], s = col * ROWS + row
-// (a single element when SPLIT == 1: no reduction, and nothing to zero-initialize)
-var<workgroup> partials: array<f32, GEMV_SUMS * select(GEMV_THREADS, 1u, SPLIT == 1u)>;
+// The reduction runs in rounds of PARTIAL_SUMS outputs, so its workgroup memory stays within 8 KB
+// whatever ROWS, GEMV_COLS and GEMV_THREADS are: partials[i * GEMV_THREADS + thread] holds output
+// s = round * PARTIAL_SUMS + i (s = col * ROWS + row). A single element when SPLIT == 1: no
+// reduction, and nothing to zero-initialize.
+const PARTIAL_SUMS: u32 = max(1u, min(GEMV_SUMS, 2048u / GEMV_THREADS));
+var<workgroup> partials: array<f32, PARTIAL_SUMS * select(GEMV_THREADS, 1u, SPLIT == 1u)>;
 
 alias GemvSums = array<array<f32, ROWS>, GEMV_COLS>;
 
@@ -43,20 +46,24 @@ fn gemv_finish(n0: u32, m0: u32, lane: u32, tid: u32, acc: GemvSums) {
     }
     return;
   }
-  for (var s = 0u; s < GEMV_SUMS; s++) {
-    partials[s * GEMV_THREADS + tid] = acc[s / ROWS][s % ROWS];
-  }
-  for (var stride = SPLIT / 2u; stride > 0u; stride >>= 1u) {
-    workgroupBarrier();
-    if (lane < stride) {
-      for (var s = 0u; s < GEMV_SUMS; s++) {
-        partials[s * GEMV_THREADS + tid] += partials[s * GEMV_THREADS + tid + stride];
+  for (var s0 = 0u; s0 < GEMV_SUMS; s0 += PARTIAL_SUMS) {
+    let count = min(PARTIAL_SUMS, GEMV_SUMS - s0);
+    if (s0 > 0u) { workgroupBarrier(); } // the previous round's reads are done
+    for (var i = 0u; i < count; i++) {
+      partials[i * GEMV_THREADS + tid] = acc[(s0 + i) / ROWS][(s0 + i) % ROWS];
+    }
+    for (var stride = SPLIT / 2u; stride > 0u; stride >>= 1u) {
+      workgroupBarrier();
+      if (lane < stride) {
+        for (var i = 0u; i < count; i++) {
+          partials[i * GEMV_THREADS + tid] += partials[i * GEMV_THREADS + tid + stride];
+        }
       }
     }
-  }
-  workgroupBarrier();
-  for (var s = lane; s < GEMV_SUMS; s += SPLIT) {
-    gemv_store(n0, m0, s, partials[s * GEMV_THREADS + tid - lane]);
+    workgroupBarrier();
+    for (var i = lane; i < count; i += SPLIT) {
+      gemv_store(n0, m0, s0 + i, partials[i * GEMV_THREADS + tid - lane]);
+    }
   }
 }
 

@@ -21,6 +21,10 @@
 #include "matmul_io"
 #include "exact"
 @group(0) @binding(2) var<storage, read> XQ: array<u32>;
+fn xq_word(i: u32) -> u32 {
+  return XQ[i];
+}
+
 #include "qk_sums"
 
 const XQ_BLOCK_WORDS: u32 = 81u;

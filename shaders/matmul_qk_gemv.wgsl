@@ -17,6 +17,18 @@
 
 #include "matmul_io"
 @group(0) @binding(2) var<storage, read> XQ: array<u32>;
+
+// QK_STAGED (the gemm_lanes_qk pipeline): x blocks come from workgroup memory, where the tile's
+// LANE_TM rows of the current block are staged (row i at word i * XQ_BLOCK_WORDS).
+const QK_STAGED: bool = {{QK_STAGED}};
+const LANE_TM: u32 = 32u;
+var<workgroup> laneX: array<u32, select(1u, LANE_TM * 81u, QK_STAGED)>;
+
+fn xq_word(i: u32) -> u32 {
+  if (QK_STAGED) { return laneX[i]; }
+  return XQ[i];
+}
+
 #include "qk_sums"
 
 const XQ_BLOCK_WORDS: u32 = 81u;
@@ -26,8 +38,12 @@ const IS_Q6_K: bool = BLOCK_WORDS_{{WTYPE}} == BLOCK_WORDS_q6_k;
 
 alias RowInts = array<i32, ROWS>;
 
-/** Words of the Q8_K block of x row r of the tile at m0, block b of nb. */
+/**
+ * First word of the Q8_K block of x row r of the tile at m0, block b of nb. Staged (gemm_lanes_qk):
+ * m0 is the thread's first row in the tile and its rows are 16 apart, in laneX.
+ */
 fn xq_block(m0: u32, r: u32, b: u32, nb: u32) -> u32 {
+  if (QK_STAGED) { return (m0 + 16u * r) * XQ_BLOCK_WORDS; }
   return (gemv_x_row(m0, r) * nb + b) * XQ_BLOCK_WORDS;
 }
 
@@ -46,15 +62,15 @@ fn add_block_q4_k(bw: u32, m0: u32, b: u32, nb: u32, accIn: array<f32, ROWS>) ->
       let xb = xq_block(m0, r, b, nb);
       var s = 0;
       for (var j = 0u; j < 8u; j++) {
-        s += dot4I8Packed(q4[j], XQ[xb + 1u + 8u * sb + j]);
+        s += dot4I8Packed(q4[j], xq_word(xb + 1u + 8u * sb + j));
       }
       isum[r] += sm.x * s;
-      imin[r] += sm.y * (bitcast<i32>(XQ[xb + 65u + 2u * sb]) + bitcast<i32>(XQ[xb + 66u + 2u * sb]));
+      imin[r] += sm.y * (bitcast<i32>(xq_word(xb + 65u + 2u * sb)) + bitcast<i32>(xq_word(xb + 66u + 2u * sb)));
     }
   }
   let dm = unpack2x16float(W[bw]);
   for (var r = 0u; r < ROWS; r++) {
-    let dx = bitcast<f32>(XQ[xq_block(m0, r, b, nb)]);
+    let dx = bitcast<f32>(xq_word(xq_block(m0, r, b, nb)));
     acc[r] = fma(-(dm.y * dx), f32(imin[r]), fma(dm.x * dx, f32(isum[r]), acc[r]));
   }
   return acc;
@@ -74,7 +90,7 @@ fn add_block_q6_k(bw: u32, m0: u32, b: u32, nb: u32, accIn: array<f32, ROWS>) ->
       let xb = xq_block(m0, r, b, nb);
       var s = 0;
       for (var j = 0u; j < 4u; j++) {
-        s += dot4I8Packed(q6[j], XQ[xb + 1u + 4u * g + j]);
+        s += dot4I8Packed(q6[j], xq_word(xb + 1u + 4u * g + j));
       }
       isum[r] += scale * s;
     }
@@ -86,7 +102,7 @@ fn add_block_q6_k(bw: u32, m0: u32, b: u32, nb: u32, accIn: array<f32, ROWS>) ->
     for (var lane = 0u; lane < 8u; lane++) {
       offset += q6_k_offset(bw, xb, lane);
     }
-    acc[r] = fma(d * bitcast<f32>(XQ[xb]), f32(isum[r] - offset), acc[r]);
+    acc[r] = fma(d * bitcast<f32>(xq_word(xb)), f32(isum[r] - offset), acc[r]);
   }
   return acc;
 }
@@ -111,3 +127,60 @@ fn gemv_accumulate(n0: u32, m0: u32, lane: u32) -> GemvSums {
   return acc;
 }
 
+
+// ------------------------------------------------------------------------------- gemm_lanes_qk
+
+// The fast set's GEMM for prompt rows of Q4_K / Q6_K weights (pipeline with QK_STAGED, ROWS = 2):
+// 32 x rows by 64 weight rows per workgroup. For each lane in turn (lane_tree.wgsl), block by
+// block, the tile's 32 x blocks are staged in workgroup memory and each thread adds the block to
+// its 2 x rows (ty, ty + 16) by 4 weight rows (tx + 16 j) with the GEMV's own add_block: the
+// GEMV's bits. Weight blocks are read from global memory (the 16 threads of a column share them
+// through the cache). Grid: (ceil(N / 64), ceil(M / 32)).
+const LANE_TN: u32 = 64u;
+const LANE_OUTS: u32 = 8u;
+
+#include "lane_tree"
+
+fn stage_qk_blocks(m0: u32, b: u32, nb: u32, tid: u32) {
+  for (var e = tid; e < LANE_TM * XQ_BLOCK_WORDS; e += 256u) {
+    let row = e / XQ_BLOCK_WORDS;
+    var v = 0u;
+    if (m0 + row < params.m) { v = XQ[((m0 + row) * nb + b) * XQ_BLOCK_WORDS + e % XQ_BLOCK_WORDS]; }
+    laneX[e] = v;
+  }
+}
+
+@compute @workgroup_size(16, 16)
+fn gemm_lanes_qk(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(local_invocation_id) lid: vec3<u32>,
+  @builtin(local_invocation_index) tid: u32,
+) {
+  let n0 = wid.x * LANE_TN;
+  let m0 = wid.y * LANE_TM;
+  let nb = params.k4 / 64u;
+  var slots: LaneSlots;
+  for (var t = 0u; t < SPLIT; t++) {
+    let lane = lane_of_pass(t);
+    var acc = array<array<f32, ROWS>, 4>();
+    for (var b = lane; b < nb; b += SPLIT) {
+      stage_qk_blocks(m0, b, nb, tid);
+      workgroupBarrier();
+      for (var j = 0u; j < 4u; j++) {
+        let bw = min(n0 + lid.x + 16u * j, params.n - 1u) * params.wordsPerRow + b * BLOCK_WORDS_{{WTYPE}};
+        if (IS_Q6_K) {
+          acc[j] = add_block_q6_k(bw, lid.y, b, nb, acc[j]);
+        } else {
+          acc[j] = add_block_q4_k(bw, lid.y, b, nb, acc[j]);
+        }
+      }
+      workgroupBarrier();
+    }
+    for (var o = 0u; o < LANE_OUTS; o++) { merge_lane(&slots, o, t, acc[o / 2u][o % 2u]); }
+  }
+  for (var o = 0u; o < LANE_OUTS; o++) {
+    let m = m0 + lid.y + 16u * (o % 2u);
+    let n = n0 + lid.x + 16u * (o / 2u);
+    if (m < params.m && n < params.n) { store_y(m, n, slots[o][LOG_SPLIT]); }
+  }
+}

@@ -1,7 +1,7 @@
 // Exact integer sums of Q4_K / Q6_K weight blocks against Q8_K activation blocks, shared by the
 // llama.cpp set's rows_qk (matmul_qk.wgsl) and the fast set's GEMV (matmul_qk_gemv.wgsl).
-// The including shader declares W: array<u32> (dequant.wgsl layout) and XQ: array<u32>
-// (quantize_act.wgsl quant_q8_k layout, 81 words per 256-block: f32 d, 64 words of packed int8
+// The including shader declares W: array<u32> (dequant.wgsl layout) and defines
+// `fn xq_word(i: u32) -> u32`, word i of the activations (quantize_act.wgsl quant_q8_k layout, 81 words per 256-block: f32 d, 64 words of packed int8
 // quants, 16 i32 bsums of 16 elements each). Integer sums are exact in i32 (|sum| < 2^31 for
 // any block), so their order is free; only the float accumulation over blocks has an order.
 
@@ -20,10 +20,10 @@ fn qk_sums_q4_k(bw: u32, xb: u32, sb0: u32, count: u32) -> vec2<i32> {
     var s = 0;
     for (var j = 0u; j < 8u; j++) {
       let q4 = (W[bw + 4u + 8u * chunk + j] >> (4u * high)) & 0x0f0f0f0fu;
-      s += dot4I8Packed(q4, XQ[xb + 1u + 8u * sb + j]);
+      s += dot4I8Packed(q4, xq_word(xb + 1u + 8u * sb + j));
     }
     isum += sm.x * s;
-    imin += sm.y * (bitcast<i32>(XQ[xb + 65u + 2u * sb]) + bitcast<i32>(XQ[xb + 66u + 2u * sb]));
+    imin += sm.y * (bitcast<i32>(xq_word(xb + 65u + 2u * sb)) + bitcast<i32>(xq_word(xb + 66u + 2u * sb)));
   }
   return vec2<i32>(isum, imin);
 }
@@ -47,14 +47,14 @@ fn q6_k_quants(bw: u32, e4: u32) -> u32 {
 /** The 32 * scale-weighted bsums of groups 2 lane and 2 lane + 1 (the -32 offset of Q6_K's quants). */
 fn q6_k_offset(bw: u32, xb: u32, lane: u32) -> i32 {
   let g = 2u * lane;
-  return 32 * (scale_q6_k(bw, g) * bitcast<i32>(XQ[xb + 65u + g]) + scale_q6_k(bw, g + 1u) * bitcast<i32>(XQ[xb + 66u + g]));
+  return 32 * (scale_q6_k(bw, g) * bitcast<i32>(xq_word(xb + 65u + g)) + scale_q6_k(bw, g + 1u) * bitcast<i32>(xq_word(xb + 66u + g)));
 }
 
 /** The 8 lane sums of one Q6_K block: lane L takes elements 32 c + 4 L .. +3 of every 32-chunk c. */
 fn qk_lanes_q6_k(bw: u32, xb: u32) -> array<i32, 8> {
   var lanes: array<i32, 8>;
   for (var e4 = 0u; e4 < 64u; e4++) {
-    lanes[e4 & 7u] += scale_q6_k(bw, e4 >> 2u) * dot4I8Packed(q6_k_quants(bw, e4), XQ[xb + 1u + e4]);
+    lanes[e4 & 7u] += scale_q6_k(bw, e4 >> 2u) * dot4I8Packed(q6_k_quants(bw, e4), xq_word(xb + 1u + e4));
   }
   for (var lane = 0u; lane < 8u; lane++) {
     lanes[lane] -= q6_k_offset(bw, xb, lane);

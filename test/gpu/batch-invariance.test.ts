@@ -122,10 +122,10 @@ async function checkVariant(m: LoadedModel, tokens: number[], want: Float32Array
 
 // On SwiftShader the fast set runs its CPU-adapter shapes, where prompt rows take the row-tiled
 // GEMV. The GPU shapes (prompt rows through the tiled GEMM, split GEMV lanes) are checked too, on
-// one model per matmul family: float weights and Q8_0 / Q4_0.
+// one model per matmul family: float weights, Q8_0 / Q4_0, and Q4_K / Q6_K.
 const CASES = [
   ...GOLDEN_MODELS.map((file) => ({ file, shapes: 'CPU-adapter' as const })),
-  ...['wg-llama-spm-f16.gguf', 'wg-llama-spm-q4_0.gguf'].map((file) => ({ file, shapes: 'GPU' as const })),
+  ...['wg-llama-spm-f16.gguf', 'wg-llama-spm-q4_0.gguf', 'wg-llama-spm-q4_k_m.gguf'].map((file) => ({ file, shapes: 'GPU' as const })),
 ];
 
 describe.each(CASES)('$file, $shapes shapes: logits are bitwise batch invariant (fast kernel set)', ({ file, shapes }) => {

@@ -140,7 +140,7 @@ export interface MatmulOptions {
   /**
    * Force a path instead of choosing by m and device (tests, benchmarks). In the llama.cpp set
    * GEMV needs m <= GEMV_MAX_ROWS; in the fast set both paths take any m and give the same bits,
-   * and Q4_K / Q6_K weights have the GEMV only.
+   * each on its own kernels.
    */
   path?: 'gemv' | 'gemm';
   /** GEMV threads per weight row pair (tests, benchmarks); default defaultGemvSplit. */
@@ -217,21 +217,21 @@ export function planMatmul(rt: GpuRuntime, w: GpuWeight, m: number, opts: Matmul
 
 function planFast(rt: GpuRuntime, w: GpuWeight, m: number, opts: MatmulOptions): MatmulPlan {
   const gemv = gemvPlan(rt, w, m, opts);
-  const path = opts.path ?? (m > GEMV_MAX_ROWS && !kQuantGemv(w) && !rt.softwareShapes ? 'gemm' : 'gemv');
-  if (path === 'gemm' && kQuantGemv(w)) throw new Error(`${w.name}: the fast kernel set has no tiled GEMM for ${ggmlTypeName(w.type)} weights yet (its GEMV takes any M in row tiles)`);
-  if (kQuantGemv(w)) return { kernel: { shader: 'matmul_qk_gemv', entryPoint: 'gemv', defines: gemv.defines }, groups: gemv.groups, activations: 'q8_k int' };
+  const path = opts.path ?? (m > GEMV_MAX_ROWS && !rt.softwareShapes ? 'gemm' : 'gemv');
+  const gemmGroups: [number, number, number] = [Math.ceil(w.rows / LANE_GEMM_TN), Math.ceil(m / LANE_GEMM_TM), 1];
+  if (kQuantGemv(w)) {
+    const defines = { ...gemv.defines, QK_STAGED: String(path === 'gemm') };
+    if (path === 'gemv') return { kernel: { shader: 'matmul_qk_gemv', entryPoint: 'gemv', defines }, groups: gemv.groups, activations: 'q8_k int' };
+    // ROWS: x rows per GEMM thread (matmul_qk_gemv.wgsl gemm_lanes_qk).
+    return { kernel: { shader: 'matmul_qk_gemv', entryPoint: 'gemm_lanes_qk', defines: { ...defines, ROWS: 2 } }, groups: gemmGroups, activations: 'q8_k int' };
+  }
   const int = integerPath(w);
   // Hardware fma, one integer sum per block: the exact emulation of the llama.cpp set is compiled out.
   const defines = int ? { ...gemv.defines, REPACK: 'false', FUSED_FMA: 'true', ONE_SUM: 'true' } : gemv.defines;
   const shader = int ? 'matmul_q8' : 'matmul';
   const activations = int ? 'q8_0 int' : null;
   if (path === 'gemv') return { kernel: { shader, entryPoint: 'gemv', defines }, groups: gemv.groups, activations };
-  const split = Number(defines.SPLIT);
-  return {
-    kernel: { shader, entryPoint: int ? 'gemm_lanes_q8' : 'gemm_lanes', defines: { ...defines, ROWS: 1, LOG_SPLIT: Math.log2(split) } },
-    groups: [Math.ceil(w.rows / LANE_GEMM_TN), Math.ceil(m / LANE_GEMM_TM), 1],
-    activations,
-  };
+  return { kernel: { shader, entryPoint: int ? 'gemm_lanes_q8' : 'gemm_lanes', defines: { ...defines, ROWS: 1 } }, groups: gemmGroups, activations };
 }
 
 function planLlama(rt: GpuRuntime, w: GpuWeight, m: number, opts: MatmulOptions): MatmulPlan {
