@@ -85,7 +85,7 @@ for (const type of TYPES) {
     }
     const s64 = await time(() => matmul(rt, w, x, y, 64, opts), 1, 3);
     line(`${numerics} ${name} m=64`, `${N}x${K}`, (bytes / s64 / 1e9).toFixed(2), ratio(bytes + 64 * (K + N) * 4, s64), `${((2 * 64 * N * K) / s64 / 1e9).toFixed(2)} GFLOP/s`);
-    if (numerics === 'fast' && type !== GgmlType.Q4_K && type !== GgmlType.Q6_K) {
+    if (numerics === 'fast') {
       // The fast set's two paths over the same prompt rows, in the same order (bitwise equal).
       const gemv = await time(() => matmul(rt, w, x, y, 64, { ...opts, path: 'gemv' }), 1, 3);
       const gemm = await time(() => matmul(rt, w, x, y, 64, { ...opts, path: 'gemm' }), 1, 3);

@@ -1,10 +1,11 @@
 // Shared by the GEMV kernels (matmul.wgsl, matmul_q8.wgsl, matmul_qk_gemv.wgsl): the thread
-// layout, the reduction of each thread's partial sums into the outputs, and the entry point
-// `gemv`. The including shader defines `fn store_y(m: u32, n: u32, v: f32)` and, anywhere in the
+// layout, the reduction of each thread's partial sums into the outputs, and (from
+// gemv_tree_{{GEMV_TREE}}.wgsl: shared or subgroups) the entry point `gemv`. The including shader defines `fn store_y(m: u32, n: u32, v: f32)` and, anywhere in the
 // module, `fn gemv_accumulate(n0: u32, m0: u32, lane: u32) -> GemvSums`.
 // Defines: ROWS (x rows held in registers per row tile), SPLIT (threads sharing a weight-row
 // pair's K), GEMV_THREADS (threads per workgroup, a multiple of SPLIT), GEMV_COLS (weight rows per
-// thread group).
+// thread group), GEMV_TREE (shared: the tree in workgroup memory; subgroups: the same additions
+// as a subgroup butterfly where the subgroups allow it, see gemv_tree_subgroups.wgsl).
 //
 // Row tiles: workgroup z takes x rows m0 = z * ROWS .. m0 + ROWS - 1, so one kernel serves any M
 // (decode rows and prompt rows alike). Every output is reduced in one order that depends on K,
@@ -39,7 +40,7 @@ fn gemv_x_row(m0: u32, r: u32) -> u32 {
 }
 
 /** Sums the SPLIT threads' partials of each output in workgroup memory and stores them. */
-fn gemv_finish(n0: u32, m0: u32, lane: u32, tid: u32, acc: GemvSums) {
+fn gemv_finish_shared(n0: u32, m0: u32, lane: u32, tid: u32, acc: GemvSums) {
   if (SPLIT == 1u) {
     for (var s = 0u; s < GEMV_SUMS; s++) {
       gemv_store(n0, m0, s, acc[s / ROWS][s % ROWS]);
@@ -75,14 +76,4 @@ fn gemv_store(n0: u32, m0: u32, s: u32, v: f32) {
   }
 }
 
-@compute @workgroup_size(GEMV_THREADS)
-fn gemv(
-  @builtin(workgroup_id) wid: vec3<u32>,
-  @builtin(num_workgroups) nwg: vec3<u32>,
-  @builtin(local_invocation_index) tid: u32,
-) {
-  let lane = tid % SPLIT;
-  let n0 = gemv_first_row(wid, nwg, tid);
-  let m0 = wid.z * ROWS;
-  gemv_finish(n0, m0, lane, tid, gemv_accumulate(n0, m0, lane));
-}
+#include "gemv_tree_{{GEMV_TREE}}"

@@ -143,6 +143,11 @@ export interface MatmulOptions {
    * each on its own kernels.
    */
   path?: 'gemv' | 'gemm';
+  /**
+   * How GEMV lanes are added (tests, benchmarks): 'subgroups' (default where the device has the
+   * feature) or 'shared' (workgroup memory). The same additions, so the same bits.
+   */
+  gemvTree?: 'shared' | 'subgroups';
   /** GEMV threads per weight row pair (tests, benchmarks); default defaultGemvSplit. */
   gemvSplit?: GemvSplit;
   /** Fold the GEMV grid into 2D above this many workgroups (default and maximum 65535; tests). */
@@ -178,7 +183,7 @@ function repacked(w: Pick<GpuWeight, 'type' | 'rows'>): string {
 
 /** Defines of the kernels that do not use the GEMV layout (GEMM, rows_llama): one x row, no split. */
 function flatDefines(w: GpuWeight): Record<string, string | number> {
-  return { WTYPE: wgslWeightType(w), ROWS: 1, SPLIT: 1, GEMV_THREADS: 64, GEMV_COLS: 2, LOG_SPLIT: 0, ONE_SUM: 'false' };
+  return { WTYPE: wgslWeightType(w), ROWS: 1, SPLIT: 1, GEMV_THREADS: 64, GEMV_COLS: 2, LOG_SPLIT: 0, ONE_SUM: 'false', GEMV_TREE: 'shared' };
 }
 
 /**
@@ -268,7 +273,9 @@ function gemvPlan(rt: GpuRuntime, w: GpuWeight, m: number, opts: MatmulOptions):
   const threads = gemvThreads(rt, split);
   const cols = gemvCols(rt);
   const rows = gemvRows(m);
-  const defines = { WTYPE: wgslWeightType(w), ROWS: rows, SPLIT: split, GEMV_THREADS: threads, GEMV_COLS: cols, LOG_SPLIT: Math.log2(split) };
+  const tree = opts.gemvTree ?? (rt.gpu.features.subgroups ? 'subgroups' : 'shared');
+  if (tree === 'subgroups' && !rt.gpu.features.subgroups) throw new Error(`${w.name}: the subgroup GEMV tree needs the device's subgroups feature`);
+  const defines = { WTYPE: wgslWeightType(w), ROWS: rows, SPLIT: split, GEMV_THREADS: threads, GEMV_COLS: cols, LOG_SPLIT: Math.log2(split), GEMV_TREE: tree };
   const [x, y] = grid2d(Math.ceil(w.rows / ((threads / split) * cols)), opts.maxGroupsPerDim);
   return { defines, groups: [x, y, Math.ceil(m / rows)] };
 }
