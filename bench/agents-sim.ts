@@ -5,7 +5,8 @@
 // costs of wg-tolstoy-q8_0 on SwiftShader (2 cores): ~20-25 ms a step plus ~8-10 ms a token
 // (--step-ms 20 --token-ms 8); on a GPU the fixed part dominates (a few ms, ~0.01 ms a token). The answers
 // are a hash of each sequence's tokens (a stand-in model: the same under both policies).
-// Use: npx tsx bench/agents-sim.ts [-- --workflows 6 --seed 1 --kv-pages 40 --step-ms 20 --token-ms 1 --ttl-ms 10000 --starvation-ms 10000 --packing on|off]
+// Use: npx tsx bench/agents-sim.ts [-- --workflows 6 --seed 1 --kv-pages 40 --step-ms 20 --token-ms 1 --ttl-ms 10000
+//   --starvation-ms N (default adaptive) --starvation-factor 8 --starvation-floor-ms 10000 --quantum 256 --packing on|off]
 import { parseArgs } from 'node:util';
 import { HashPrefixCache, KvManager, PagePool } from '../src/kv/index.js';
 import { fcfs, Scheduler, Sequence, WorkflowPolicy, type SchedulingPolicy } from '../src/scheduler/index.js';
@@ -21,6 +22,9 @@ const { values: args } = parseArgs({
     'ttl-ms': { type: 'string' },
     'starvation-ms': { type: 'string' },
     quantum: { type: 'string' },
+    'starvation-factor': { type: 'string' },
+    'starvation-floor-ms': { type: 'string' },
+
     packing: { type: 'string', default: 'on' },
   },
 });
@@ -68,7 +72,7 @@ function plan(seed: number): WorkflowPlan[] {
   }));
 }
 
-interface Result { completionMs: number[]; ttftMs: number[]; generated: number; prompt: number; cached: number; preemptions: number; seconds: number; answers: string[] }
+interface Result { completionMs: number[]; ttftMs: number[]; generated: number; prompt: number; cached: number; preemptions: number; seconds: number; answers: string[]; note?: string }
 
 function simulate(workflows: WorkflowPlan[], which: 'fcfs' | 'workflow'): Result {
   let now = 0;
@@ -76,7 +80,8 @@ function simulate(workflows: WorkflowPlan[], which: 'fcfs' | 'workflow'): Result
   const pool = new PagePool(KV_PAGES);
   const kv = new KvManager(pool, PAGE, new HashPrefixCache(pool, PAGE, 'sim'));
   const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
-  const wp = new WorkflowPolicy({ kv, clock, retentionTtlMs: num(args['ttl-ms']), starvationMs: num(args['starvation-ms']), serviceQuantumTokens: num(args.quantum) });
+  const wp = new WorkflowPolicy({ kv, clock, retentionTtlMs: num(args['ttl-ms']), starvationMs: num(args['starvation-ms']), serviceQuantumTokens: num(args.quantum),
+    adaptiveStarvation: { factor: num(args['starvation-factor']), floorMs: num(args['starvation-floor-ms']) } });
   const policy: SchedulingPolicy = which === 'fcfs' ? fcfs : wp;
   const sched = new Scheduler({ kv, contextLength: 256, policy, clock, latencyPacking: args.packing !== 'off' });
   // Pending calls: [time, start the call].
@@ -143,6 +148,7 @@ function simulate(workflows: WorkflowPlan[], which: 'fcfs' | 'workflow'): Result
   }
   out.seconds = now / 1000;
   out.answers.sort();
+  if (which === 'workflow') out.note = `${wp.starvedStarts} calls started past the starvation bound; bound at the end ${(wp.starvationBoundMs() / 1000).toFixed(1)} s (${wp.starvation.adaptive ? 'adaptive' : 'fixed'}; mean queue time of the last ${wp.starvation.window} starts ${(wp.starvation.meanWaitMs / 1000).toFixed(1)} s)`;
   return out;
 }
 
@@ -161,4 +167,5 @@ for (const [p, r] of runs) {
 }
 const [f, w] = runs.map(([, r]) => row(r));
 console.log(`\nworkflow / fcfs: completion mean ${(w.mean / f.mean).toFixed(2)}x, p95 ${(w.p95 / f.p95).toFixed(2)}x, generated tok/s ${(w.tps / f.tps).toFixed(2)}x, prompt tokens computed ${(w.computed / f.computed).toFixed(2)}x, TTFT p95 ${(w.ttft / f.ttft).toFixed(2)}x`);
+console.log(runs[1][1].note);
 console.log(`every answer the same under both policies: ${runs[0][1].answers.join() === runs[1][1].answers.join() ? 'yes' : 'NO'}`);

@@ -134,8 +134,11 @@ export interface EngineCoreOptions {
    * agent's next call (docs/DESIGN.md, Scheduler).
    */
   policy?: 'fcfs' | 'workflow';
-  /** workflow policy: a request waiting longer than this runs next (ms, default 10 000). */
-  starvationMs?: number;
+  /**
+   * workflow policy: a request waiting longer than this runs next. Default 'adaptive': 4 times the
+   * mean queue time of the last 64 calls started, within 10 s .. 10 min; a number: fixed (ms).
+   */
+  starvationMs?: number | 'adaptive';
   /** workflow policy: how long a finished call's pages stay pinned for the agent's next call (ms, default 10 000). */
   retentionTtlMs?: number;
   /** workflow policy: service levels double from this many tokens (default 256; 1: exact least attained service). */

@@ -20,13 +20,20 @@ import type { KvManager } from '../kv/kv-manager.js';
 import { KvRetention } from '../kv/retention.js';
 import type { SchedulingPolicy } from './scheduler.js';
 import type { Sequence } from './sequence.js';
+import { StarvationBound, type AdaptiveStarvationOptions } from './starvation-bound.js';
 
 export interface WorkflowPolicyOptions {
   kv: KvManager;
   /** Milliseconds; the scheduler's clock (pass the same one). */
   clock?: () => number;
-  /** A request waiting longer than this (ms) runs next whatever its workflow's service (default 10 000). */
-  starvationMs?: number;
+  /**
+   * A request waiting longer than this (ms) runs next whatever its workflow's service. Default
+   * 'adaptive': 4 times the mean queue time of the last 64 calls started, at least 10 s, at most
+   * 10 minutes (StarvationBound); a number is a fixed bound.
+   */
+  starvationMs?: number | 'adaptive';
+  /** Tuning of the adaptive starvation bound (factor, floorMs, capMs, window). */
+  adaptiveStarvation?: AdaptiveStarvationOptions;
   /** How long a finished call's pages stay pinned for the agent's next call (ms, default 10 000). */
   retentionTtlMs?: number;
   /** A workflow with no call queued or running for this long is ended (ms, default 60 000). */
@@ -41,7 +48,7 @@ export interface WorkflowPolicyOptions {
   serviceQuantumTokens?: number;
 }
 
-export const WORKFLOW_DEFAULTS = { starvationMs: 10_000, retentionTtlMs: 10_000, idleTimeoutMs: 60_000, serviceQuantumTokens: 256 } as const;
+export const WORKFLOW_DEFAULTS = { starvationMs: 'adaptive', retentionTtlMs: 10_000, idleTimeoutMs: 60_000, serviceQuantumTokens: 256 } as const;
 
 /** What the policy knows of one workflow. */
 export class WorkflowState {
@@ -64,7 +71,8 @@ export class WorkflowState {
 
 export class WorkflowPolicy implements SchedulingPolicy {
   readonly retention: KvRetention;
-  readonly starvationMs: number;
+  /** The starvation bound (fixed or following the measured queue times). */
+  readonly starvation: StarvationBound;
   readonly retentionTtlMs: number;
   readonly idleTimeoutMs: number;
   readonly serviceQuantumTokens: number;
@@ -74,19 +82,25 @@ export class WorkflowPolicy implements SchedulingPolicy {
   private readonly workflows = new Map<string, WorkflowState>();
   /** When each (workflow, agent)'s last call finished, while its workflow is open. */
   private readonly finishedAt = new Map<string, number>();
+  /** Calls that have started at least once (a restart after preemption is not a queue time). */
+  private readonly startedOnce = new WeakSet<Sequence>();
+  /** Calls that started past the starvation bound (whatever their rank). */
+  starvedStarts = 0;
   /** Called when a named workflow ends (end(), idle timeout), with the key it had. */
   onEnded: ((workflowId: string) => void) | null = null;
 
   constructor(options: WorkflowPolicyOptions) {
     this.kv = options.kv;
     this.clock = options.clock ?? (() => performance.now());
-    this.starvationMs = options.starvationMs ?? WORKFLOW_DEFAULTS.starvationMs;
+    const starvationMs = options.starvationMs ?? WORKFLOW_DEFAULTS.starvationMs;
+    if (starvationMs !== 'adaptive' && typeof starvationMs !== 'number') throw new Error(`workflow policy: starvationMs must be a number of milliseconds or 'adaptive', got ${JSON.stringify(starvationMs)}`);
+    this.starvation = new StarvationBound(starvationMs === 'adaptive' ? null : starvationMs, options.adaptiveStarvation);
     this.retentionTtlMs = options.retentionTtlMs ?? WORKFLOW_DEFAULTS.retentionTtlMs;
     this.idleTimeoutMs = options.idleTimeoutMs ?? WORKFLOW_DEFAULTS.idleTimeoutMs;
     this.serviceQuantumTokens = options.serviceQuantumTokens ?? WORKFLOW_DEFAULTS.serviceQuantumTokens;
     this.admission = options.admission ?? true;
     if (!(this.serviceQuantumTokens >= 1)) throw new Error(`workflow policy: serviceQuantumTokens must be >= 1, got ${this.serviceQuantumTokens}`);
-    for (const [name, v] of [['starvationMs', this.starvationMs], ['retentionTtlMs', this.retentionTtlMs], ['idleTimeoutMs', this.idleTimeoutMs]] as const) {
+    for (const [name, v] of [['retentionTtlMs', this.retentionTtlMs], ['idleTimeoutMs', this.idleTimeoutMs]] as const) {
       if (!(v >= 0)) throw new Error(`workflow policy: ${name} must be a number of milliseconds >= 0, got ${v}`);
     }
     this.retention = new KvRetention(options.kv.pool, (key) => this.nextUseRank(key));
@@ -112,7 +126,8 @@ export class WorkflowPolicy implements SchedulingPolicy {
       if (n === undefined) cached.set(s, (n = this.cachedPrefixPages(s)));
       return n;
     };
-    const starved = (s: Sequence) => now - s.queuedAt > this.starvationMs;
+    const bound = this.starvationBoundMs();
+    const starved = (s: Sequence) => now - s.queuedAt > bound;
     return [...waiting].sort((a, b) => {
       const sa = starved(a);
       if (sa !== starved(b)) return sa ? -1 : 1;
@@ -131,7 +146,7 @@ export class WorkflowPolicy implements SchedulingPolicy {
     if (!this.admission) return true;
     const w = this.workflows.get(keyOf(seq));
     if (w && this.isLive(w)) return true;
-    if (this.clock() - seq.queuedAt > this.starvationMs) return true;
+    if (this.clock() - seq.queuedAt > this.starvationBoundMs()) return true;
     const live = [...this.workflows.values()].filter((o) => o !== w && this.isLive(o));
     const held = live.reduce((n, o) => n + this.footprint(o), 0);
     return held + this.pagesToStart(w ? [...w.waiting].map((c) => c.tokens) : [seq.tokens]) <= this.kv.pool.totalPages;
@@ -171,6 +186,12 @@ export class WorkflowPolicy implements SchedulingPolicy {
   }
 
   started(seq: Sequence): void {
+    if (!this.startedOnce.has(seq)) {
+      const waited = this.clock() - seq.queuedAt;
+      if (waited > this.starvationBoundMs()) this.starvedStarts++;
+      this.startedOnce.add(seq);
+      this.starvation.observe(waited);
+    }
     const w = this.workflows.get(keyOf(seq));
     w?.running.add(seq.id);
     w?.waiting.delete(seq);
@@ -256,6 +277,17 @@ export class WorkflowPolicy implements SchedulingPolicy {
   /** Pages a live workflow's agents need resident: their latest contexts, the shared head once. */
   private footprint(w: WorkflowState): number {
     return this.pagesToStart([...w.contexts.values()]);
+  }
+
+  /** The starvation bound now (ms), counting the waits of the calls still queued for their first start. */
+  starvationBoundMs(): number {
+    if (!this.starvation.adaptive) return this.starvation.currentMs();
+    const now = this.clock();
+    const queued: number[] = [];
+    for (const w of this.workflows.values()) {
+      for (const s of w.waiting) if (!this.startedOnce.has(s)) queued.push(now - s.queuedAt);
+    }
+    return this.starvation.currentMs(queued);
   }
 
   /** The service level of the sequence's workflow (0 for the least served). */

@@ -1,39 +1,15 @@
 // The workflow policy's use of the KV pool: which kept pages go first under pressure (KVFlow:
 // what runs latest) and admission of a whole new workflow. Fake model, fake clock.
 import { describe, expect, it } from 'vitest';
-import { HashPrefixCache, KvManager, KvRetention, PagePool } from '../../src/kv/index.js';
-import { Scheduler, Sequence, WorkflowPolicy, type ScheduledStep } from '../../src/scheduler/index.js';
-import { FakeModel, VOCAB } from '../helpers/fake-model.js';
+import { HashPrefixCache, KvRetention, PagePool } from '../../src/kv/index.js';
+import { call, fakeScheduler, PAGE, tokens } from '../helpers/fake-scheduler.js';
 
-const PAGE = 4;
 
-function setup(o: { pages: number; quantum?: number; starvationMs?: number; retentionTtlMs?: number }) {
-  const clock = { now: 0 };
-  const pool = new PagePool(o.pages);
-  const kv = new KvManager(pool, PAGE, new HashPrefixCache(pool, PAGE, 'fake'));
-  const workflow = new WorkflowPolicy({ kv, clock: () => clock.now, serviceQuantumTokens: o.quantum ?? 1, starvationMs: o.starvationMs, retentionTtlMs: o.retentionTtlMs ?? 60_000 });
-  const sched = new Scheduler({ kv, contextLength: 256, maxBatchTokens: 64, policy: workflow, clock: () => clock.now });
-  const model = new FakeModel(PAGE);
-  const step = (): ScheduledStep | null => {
-    const s = sched.schedule();
-    if (s) sched.commit(s, model.run(s.batch, s.kvOps));
-    sched.checkInvariants();
-    return s;
-  };
-  const drain = () => {
-    while (sched.hasWork) step();
-  };
-  return { clock, pool, kv, sched, workflow, step, drain };
-}
 
-const tokens = (n: number, base: number) => Array.from({ length: n }, (_, i) => (base * 131 + i * 17) % VOCAB);
-let nextId = 1;
-const call = (promptIds: number[], maxTokens: number, workflowId: string | null, agentId: string | null = null) =>
-  new Sequence({ id: nextId++, promptIds, maxTokens, workflowId, agentId });
 
 describe('workflow policy: which kept pages go first', () => {
   it('evicts the kept pages of the most served workflow first, though they are the newest', () => {
-    const { sched, pool, workflow, drain } = setup({ pages: 8 });
+    const { sched, pool, workflow, drain } = fakeScheduler({ pages: 8 });
     sched.add(call(tokens(8, 1), 1, 'light', 'a')); // 8 tokens of service, 2 pages kept
     drain();
     sched.add(call(tokens(16, 2), 1, 'heavy', 'a')); // 16 tokens, 4 pages kept (released after light's)
@@ -52,7 +28,7 @@ describe('workflow policy: which kept pages go first', () => {
   });
 
   it('within a service level, evicts first the agent that finished last (it comes back from its tool last)', () => {
-    const { sched, clock, workflow, drain } = setup({ pages: 10, quantum: 1_000_000 });
+    const { sched, clock, workflow, drain } = fakeScheduler({ pages: 10, workflow: { serviceQuantumTokens: 1_000_000 } });
     sched.add(call(tokens(12, 1), 1, 'w', 'early'));
     drain();
     clock.now = 100;
@@ -66,7 +42,7 @@ describe('workflow policy: which kept pages go first', () => {
   });
 
   it('uses the measured gap between calls: whose return is due latest loses first, not whose call finished last', () => {
-    const { sched, clock, workflow, drain } = setup({ pages: 10, quantum: 1_000_000 });
+    const { sched, clock, workflow, drain } = fakeScheduler({ pages: 10, workflow: { serviceQuantumTokens: 1_000_000 } });
     // Workflow 'tools' came back 1000 ms after its first call: its mean gap is 1000 ms.
     const first = call(tokens(8, 1), 1, 'tools', 'a');
     sched.add(first);
@@ -111,7 +87,7 @@ describe('workflow policy: which kept pages go first', () => {
 
 describe('workflow policy: the time-to-live covers the tool, not the queue', () => {
   it('keeps an agent\'s pages past the TTL while its next call waits to start', () => {
-    const { sched, clock, pool, workflow, drain } = setup({ pages: 16, retentionTtlMs: 1000 });
+    const { sched, clock, pool, workflow, drain } = fakeScheduler({ pages: 16, workflow: { retentionTtlMs: 1000 } });
     const history = tokens(16, 1);
     const first = call(history, 1, 'w', 'a');
     sched.add(first);
@@ -137,7 +113,7 @@ describe('workflow policy: the time-to-live covers the tool, not the queue', () 
 
 describe('workflow policy: admission of a whole workflow', () => {
   it('holds a new workflow when all its agents\' first calls do not fit beside the live workflows, not just one', () => {
-    const { sched, step, drain } = setup({ pages: 16, starvationMs: 1_000_000 });
+    const { sched, step, drain } = fakeScheduler({ pages: 16, workflow: { starvationMs: 1_000_000 } });
     const live = call(tokens(32, 1), 20, 'x', 'a'); // 9 pages while it decodes
     sched.add(live);
     step();
@@ -152,7 +128,7 @@ describe('workflow policy: admission of a whole workflow', () => {
   });
 
   it('counts the prompt the agents of the new workflow share once', () => {
-    const { sched, step } = setup({ pages: 16, starvationMs: 1_000_000 });
+    const { sched, step } = fakeScheduler({ pages: 16, workflow: { starvationMs: 1_000_000 } });
     sched.add(call(tokens(32, 1), 20, 'x', 'a'));
     step();
     const system = tokens(12, 9);
