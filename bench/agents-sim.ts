@@ -10,6 +10,7 @@
 import { parseArgs } from 'node:util';
 import { HashPrefixCache, KvManager, PagePool } from '../src/kv/index.js';
 import { fcfs, Scheduler, Sequence, WorkflowPolicy, type SchedulingPolicy } from '../src/scheduler/index.js';
+import { printPolicyComparison, rng, starvationNote } from './stats.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -37,16 +38,6 @@ const PAGE = 16;
 const ANSWER_TOKENS = 6;
 const VOCAB = 32000;
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function nextToken(history: readonly number[]): number {
   let h = 2166136261;
@@ -148,24 +139,14 @@ function simulate(workflows: WorkflowPlan[], which: 'fcfs' | 'workflow'): Result
   }
   out.seconds = now / 1000;
   out.answers.sort();
-  if (which === 'workflow') out.note = `${wp.starvedStarts} calls started past the starvation bound; bound at the end ${(wp.starvationBoundMs() / 1000).toFixed(1)} s (${wp.starvation.adaptive ? 'adaptive' : 'fixed'}; mean queue time of the last ${wp.starvation.window} starts ${(wp.starvation.meanWaitMs / 1000).toFixed(1)} s)`;
+  if (which === 'workflow') out.note = starvationNote(wp);
   return out;
 }
 
-const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))];
-const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 const workflows = plan(Number(args.seed));
 const runs = (['fcfs', 'workflow'] as const).map((p) => [p, simulate(workflows, p)] as const);
 const agents = workflows.reduce((n, w) => n + w.agents.length, 0);
 console.log(`\nsimulated: ${WORKFLOWS} workflows, ${agents} agents, ${runs[0][1].ttftMs.length} calls, seed ${args.seed}, KV ${KV_PAGES} pages of ${PAGE}, step ${STEP_MS} ms + ${TOKEN_MS} ms/token\n`);
-console.log('| policy | completion mean / p95 s | generated tok/s | prompt tokens computed (of total) | preemptions | TTFT p95 ms | total s |');
-console.log('|---|---|---|---|---|---|---|');
-const row = (r: Result) => ({ mean: mean(r.completionMs) / 1000, p95: pct(r.completionMs, 95) / 1000, tps: r.generated / r.seconds, computed: r.prompt - r.cached, ttft: pct(r.ttftMs, 95) });
-for (const [p, r] of runs) {
-  const x = row(r);
-  console.log(`| ${p} | ${x.mean.toFixed(2)} / ${x.p95.toFixed(2)} | ${x.tps.toFixed(1)} | ${x.computed} (${r.prompt}) | ${r.preemptions} | ${x.ttft.toFixed(0)} | ${r.seconds.toFixed(1)} |`);
-}
-const [f, w] = runs.map(([, r]) => row(r));
-console.log(`\nworkflow / fcfs: completion mean ${(w.mean / f.mean).toFixed(2)}x, p95 ${(w.p95 / f.p95).toFixed(2)}x, generated tok/s ${(w.tps / f.tps).toFixed(2)}x, prompt tokens computed ${(w.computed / f.computed).toFixed(2)}x, TTFT p95 ${(w.ttft / f.ttft).toFixed(2)}x`);
+printPolicyComparison(runs.map(([p, r]) => [p, { ...r, promptTokens: r.prompt, cachedTokens: r.cached }] as const));
 console.log(runs[1][1].note);
 console.log(`every answer the same under both policies: ${runs[0][1].answers.join() === runs[1][1].answers.join() ? 'yes' : 'NO'}`);
