@@ -63,7 +63,9 @@ function plan(seed: number): WorkflowPlan[] {
   }));
 }
 
-interface Result { completionMs: number[]; ttftMs: number[]; generated: number; prompt: number; cached: number; preemptions: number; seconds: number; answers: string[]; note?: string }
+interface Result { completionMs: number[]; ttftMs: number[]; generated: number; prompt: number; cached: number; preemptions: number; seconds: number; answers: string[]; note?: string;
+  /** Where the simulated time went (s): steps' fixed cost, prompt tokens, decode tokens, idle (every agent in a tool). */
+  time: { fixed: number; prompt: number; decode: number; idle: number; steps: number } }
 
 function simulate(workflows: WorkflowPlan[], which: 'fcfs' | 'workflow'): Result {
   let now = 0;
@@ -78,7 +80,7 @@ function simulate(workflows: WorkflowPlan[], which: 'fcfs' | 'workflow'): Result
   // Pending calls: [time, start the call].
   const events: { at: number; run: () => void }[] = [];
   const info = new Map<Sequence, { sent: number; first: number; done: (s: Sequence) => void }>();
-  const out: Result = { completionMs: [], ttftMs: [], generated: 0, prompt: 0, cached: 0, preemptions: 0, seconds: 0, answers: [] };
+  const out: Result = { completionMs: [], ttftMs: [], generated: 0, prompt: 0, cached: 0, preemptions: 0, seconds: 0, answers: [], time: { fixed: 0, prompt: 0, decode: 0, idle: 0, steps: 0 } };
   let nextId = 0;
   for (const w of workflows) {
     let agentsLeft = w.agents.length;
@@ -115,11 +117,17 @@ function simulate(workflows: WorkflowPlan[], which: 'fcfs' | 'workflow'): Result
     if (!step) {
       if (!events.length && !sched.hasWork) break;
       if (!events.length) throw new Error('stuck');
+      out.time.idle += Math.max(0, events[0].at - now) / 1000;
       now = Math.max(now, events[0].at);
       continue;
     }
     const tokens = step.seqs.reduce((n, s) => n + s.numTokens, 0);
     now += STEP_MS + TOKEN_MS * tokens;
+    const decodeTokens = step.seqs.filter((e) => e.numTokens === 1 && e.seq.numComputed >= e.seq.numPromptTokens).length;
+    out.time.steps++;
+    out.time.fixed += STEP_MS / 1000;
+    out.time.decode += (TOKEN_MS * decodeTokens) / 1000;
+    out.time.prompt += (TOKEN_MS * (tokens - decodeTokens)) / 1000;
     sched.stepCost?.observe(tokens, STEP_MS + TOKEN_MS * tokens); // as the engine does after each step
     const sampled = step.seqs.filter((s) => s.samples).map(({ seq, numTokens }) => nextToken(seq.tokens.slice(0, seq.numComputed + numTokens)));
     const result = sched.commit(step, sampled);
@@ -148,5 +156,9 @@ const runs = (['fcfs', 'workflow'] as const).map((p) => [p, simulate(workflows, 
 const agents = workflows.reduce((n, w) => n + w.agents.length, 0);
 console.log(`\nsimulated: ${WORKFLOWS} workflows, ${agents} agents, ${runs[0][1].ttftMs.length} calls, seed ${args.seed}, KV ${KV_PAGES} pages of ${PAGE}, step ${STEP_MS} ms + ${TOKEN_MS} ms/token\n`);
 printPolicyComparison(runs.map(([p, r]) => [p, { ...r, promptTokens: r.prompt, cachedTokens: r.cached }] as const));
+for (const [p, r] of runs) {
+  const t = r.time;
+  console.log(`${p}: ${t.steps} steps; time ${r.seconds.toFixed(1)} s = fixed ${t.fixed.toFixed(1)} + prompt tokens ${t.prompt.toFixed(1)} + decode tokens ${t.decode.toFixed(1)} + idle ${t.idle.toFixed(1)} s`);
+}
 console.log(runs[1][1].note);
 console.log(`every answer the same under both policies: ${runs[0][1].answers.join() === runs[1][1].answers.join() ? 'yes' : 'NO'}`);

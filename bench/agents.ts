@@ -7,7 +7,7 @@
 // must be the same). Prints, per policy and as ratios: mean and p95 workflow completion time
 // (first call sent to last answer), generated tokens/s, prompt tokens computed (not from the
 // cache), preemptions, TTFT p95.
-// Use: npm run bench:agents [-- --workflows 6 --seed 1 --kv-pages 40 --starvation-ms 10000 --ttl-ms 10000 --first fcfs|workflow]
+// Use: npm run bench:agents [-- --workflows 6 --seed 1 --kv-pages 40 --starvation-ms N --ttl-ms 10000 --quantum 256 --first fcfs|workflow]
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createEngine, type Engine } from '../src/index.js';
@@ -22,6 +22,7 @@ const { values: args } = parseArgs({
     'burst-gap-ms': { type: 'string', default: '1500' },
     'starvation-ms': { type: 'string' },
     'ttl-ms': { type: 'string' },
+    quantum: { type: 'string' },
     /** Which policy runs first (the machine's load drifts; run both orders to see it). */
     first: { type: 'string', default: 'fcfs' },
   },
@@ -168,7 +169,7 @@ let adapterName = '';
 let note = '';
 if (args.first !== 'fcfs' && args.first !== 'workflow') throw new Error(`--first must be fcfs or workflow, got ${args.first}`);
 for (const policy of args.first === 'fcfs' ? (['fcfs', 'workflow'] as const) : (['workflow', 'fcfs'] as const)) {
-  const engine = await createEngine({ model, policy, kvMemoryBytes: pageBytes * KV_PAGES, starvationMs: STARVATION_MS, retentionTtlMs: TTL_MS });
+  const engine = await createEngine({ model, policy, kvMemoryBytes: pageBytes * KV_PAGES, starvationMs: STARVATION_MS, retentionTtlMs: TTL_MS, serviceQuantumTokens: num(args.quantum) });
   try {
     await warmUp(engine);
     results.push([policy, await runWorkload(engine, workflows)]);
