@@ -8,7 +8,7 @@
 // costs --step-ms + --token-ms per token, as bench/agents-sim.ts; the answers are a hash of the
 // tokens); --engine gpu: the shipped model on the WebGPU adapter (greedy).
 // Use: npx tsx bench/agents-trace.ts --trace PATH [--skip 0 --limit 200 --time-scale 1 --kv-pages 80
-//   --context 256 --engine sim|gpu --step-ms 20 --token-ms 8 --first fcfs|workflow --starvation-ms N --ttl-ms N]
+//   --context 256 --multi --engine sim|gpu --step-ms 20 --token-ms 8 --first fcfs|workflow --starvation-ms N --ttl-ms N]
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { HashPrefixCache, KvManager, PagePool } from '../src/kv/index.js';
@@ -32,6 +32,8 @@ const { values: args } = parseArgs({
     first: { type: 'string', default: 'fcfs' },
     'starvation-ms': { type: 'string' },
     'ttl-ms': { type: 'string' },
+    /** Keep only the calls of workflows with more than one call in the slice. */
+    multi: { type: 'boolean', default: false },
   },
 });
 if (!args.trace) throw new Error('--trace PATH is required (a Mooncake-format .jsonl trace; not in this repository)');
@@ -176,7 +178,7 @@ if (args.engine === 'gpu') {
   pageBytes = probe.core!.kv.bytes / probe.core!.kv.pool.totalPages;
   await probe.destroy();
 }
-const slice = sliceTrace(records, { skip: Number(args.skip), limit: Number(args.limit), timeScale: Number(args['time-scale']), pageSize: PAGE, vocab, contextLength });
+const slice = sliceTrace(records, { skip: Number(args.skip), limit: Number(args.limit), timeScale: Number(args['time-scale']), pageSize: PAGE, vocab, contextLength, multiOnly: args.multi });
 const { calls } = slice;
 if (!calls.length) throw new Error('no call of the slice fits the context');
 const order = args.first === 'fcfs' ? (['fcfs', 'workflow'] as const) : (['workflow', 'fcfs'] as const);
@@ -191,7 +193,7 @@ const agents = new Set(calls.map((c) => `${c.workflowId}/${c.agentId}`)).size;
 const promptMean = calls.reduce((n, c) => n + c.promptIds.length, 0) / calls.length;
 const span = calls[calls.length - 1].atMs / 1000;
 console.log(`\ntrace ${args.trace}: requests ${args.skip}..${Number(args.skip) + Number(args.limit) - 1}, ${calls.length} calls replayed (${slice.tooLong} longer than the context ${contextLength} left out), ` +
-  `${workflowCount} workflows (${multi} with more than one call), ${agents} agents; leading blocks shared by every request: ${slice.commonBlocks}; ` +
+  `${args.multi ? 'only workflows with more than one call: ' : ''}${workflowCount} workflows (${multi} with more than one call), ${agents} agents; leading blocks shared by every request: ${slice.commonBlocks}; ` +
   `mean prompt ${promptMean.toFixed(0)} tokens; arrivals over ${span.toFixed(1)} s (time scale ${args['time-scale']}); KV ${KV_PAGES} pages of ${PAGE}; ` +
   (args.engine === 'sim' ? `simulated, step ${args['step-ms']} ms + ${args['token-ms']} ms/token\n` : 'wg-tolstoy-q8_0 on the WebGPU adapter\n'));
 printPolicyComparison(runs);

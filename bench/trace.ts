@@ -117,9 +117,10 @@ function blockTokens(id: number, pageSize: number, vocab: number): number[] {
 /**
  * Calls `skip` .. `skip + limit` of the trace, scaled (see the header), with their arrival times
  * relative to the first one times `timeScale`; calls whose prompt and output do not fit
- * `contextLength` are left out (counted).
+ * `contextLength` are left out (counted); with `multiOnly`, so are the calls of workflows that
+ * have only one call left in the slice.
  */
-export function sliceTrace(records: readonly TraceRecord[], o: { skip: number; limit: number; timeScale: number; pageSize: number; vocab: number; contextLength: number }): TraceSlice {
+export function sliceTrace(records: readonly TraceRecord[], o: { skip: number; limit: number; timeScale: number; pageSize: number; vocab: number; contextLength: number; multiOnly?: boolean }): TraceSlice {
   const ids = inferIdentities(records);
   const chosen = records.slice(o.skip, o.skip + o.limit);
   const t0 = chosen.length ? chosen[0].timestamp : 0;
@@ -140,5 +141,10 @@ export function sliceTrace(records: readonly TraceRecord[], o: { skip: number; l
     }
     calls.push({ index, atMs: (r.timestamp - t0) * o.timeScale, promptIds, maxTokens, workflowId: ids.workflow[index], agentId: ids.agent[index] });
   });
-  return { calls, tooLong, commonBlocks: ids.commonBlocks };
+  if (!o.multiOnly) return { calls, tooLong, commonBlocks: ids.commonBlocks };
+  const count = new Map<string, number>();
+  for (const c of calls) count.set(c.workflowId, (count.get(c.workflowId) ?? 0) + 1);
+  const multi = calls.filter((c) => count.get(c.workflowId)! > 1);
+  const t1 = multi.length ? multi[0].atMs : 0;
+  return { calls: multi.map((c) => ({ ...c, atMs: c.atMs - t1 })), tooLong, commonBlocks: ids.commonBlocks };
 }
