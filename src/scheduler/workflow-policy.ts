@@ -4,7 +4,7 @@
 // - Order: priority (lower first), then the service attained by its whole workflow (tokens
 //   computed for all its calls so far, in levels that double: Autellix's multi-level queues), then
 //   whose prefix is cached (more cached pages first), then arrival; a request waiting longer than
-//   the starvation bound goes before all of these.
+//   the starvation bound (adaptive by default: StarvationBound) goes before all of these.
 // - Admission: a workflow with nothing running or kept starts only when all its queued calls fit
 //   (shared prompt counted once) beside the live workflows' agent contexts (each agent's latest
 //   context, whether resident or not), so a new workflow waits rather than evict them.
@@ -28,8 +28,8 @@ export interface WorkflowPolicyOptions {
   clock?: () => number;
   /**
    * A request waiting longer than this (ms) runs next whatever its workflow's service. Default
-   * 'adaptive': 4 times the mean queue time of the last 64 calls started, at least 10 s, at most
-   * 10 minutes (StarvationBound); a number is a fixed bound.
+   * 'adaptive': 8 times the mean queue time of the last 64 calls started and of the calls still
+   * queued, at least 10 s, at most 10 minutes (StarvationBound); a number is a fixed bound.
    */
   starvationMs?: number | 'adaptive';
   /** Tuning of the adaptive starvation bound (factor, floorMs, capMs, window). */
