@@ -15,7 +15,7 @@ import { HashPrefixCache, KvManager, PagePool } from '../src/kv/index.js';
 import { fcfs, Scheduler, Sequence, WorkflowPolicy, type SchedulingPolicy } from '../src/scheduler/index.js';
 import { createEngine } from '../src/index.js';
 import type { SamplingParams } from '../src/engine/index.js';
-import { printPolicyComparison, starvationNote, type WorkflowRun } from './stats.js';
+import { printPolicyComparison, starvationNote, stepNote, type WorkflowRun } from './stats.js';
 import { readTrace, sliceTrace, type TraceCall } from './trace.js';
 
 const { values: args } = parseArgs({
@@ -160,7 +160,7 @@ async function onGpu(calls: readonly TraceCall[], which: 'fcfs' | 'workflow', pa
     run.seconds = (performance.now() - start) / 1000;
     const m = engine.metrics();
     Object.assign(run, { generated: m.generatedTokens, promptTokens: m.promptTokens, cachedTokens: m.cachedPromptTokens, preemptions: m.preemptions });
-    if (core.workflowPolicy) run.note = starvationNote(core.workflowPolicy);
+    run.note = stepNote(which, m.steps, core.scheduler.stepCost?.estimate()) + (core.workflowPolicy ? `\n${starvationNote(core.workflowPolicy)}` : '');
     return run;
   } finally {
     await engine.destroy();
@@ -197,5 +197,5 @@ console.log(`\ntrace ${args.trace}: requests ${args.skip}..${Number(args.skip) +
   `mean prompt ${promptMean.toFixed(0)} tokens; arrivals over ${span.toFixed(1)} s (time scale ${args['time-scale']}); KV ${KV_PAGES} pages of ${PAGE}; ` +
   (args.engine === 'sim' ? `simulated, step ${args['step-ms']} ms + ${args['token-ms']} ms/token\n` : 'wg-tolstoy-q8_0 on the WebGPU adapter\n'));
 printPolicyComparison(runs);
-console.log(runs.find(([p]) => p === 'workflow')![1].note);
+for (const [p, r] of runs) if (r.note && (args.engine === 'gpu' || p === 'workflow')) console.log(r.note);
 console.log(`every answer the same under both policies: ${runs[0][1].answers.join('|') === runs[1][1].answers.join('|') ? 'yes' : 'NO'}`);

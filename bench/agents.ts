@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createEngine, type Engine } from '../src/index.js';
 import type { SamplingParams } from '../src/engine/index.js';
-import { printPolicyComparison, rng, starvationNote } from './stats.js';
+import { printPolicyComparison, rng, starvationNote, stepNote } from './stats.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -167,6 +167,7 @@ let pageBytes = 0;
 }
 let adapterName = '';
 let note = '';
+const steps: string[] = [];
 if (args.first !== 'fcfs' && args.first !== 'workflow') throw new Error(`--first must be fcfs or workflow, got ${args.first}`);
 for (const policy of args.first === 'fcfs' ? (['fcfs', 'workflow'] as const) : (['workflow', 'fcfs'] as const)) {
   const engine = await createEngine({ model, policy, kvMemoryBytes: pageBytes * KV_PAGES, starvationMs: STARVATION_MS, retentionTtlMs: TTL_MS, serviceQuantumTokens: num(args.quantum) });
@@ -174,6 +175,7 @@ for (const policy of args.first === 'fcfs' ? (['fcfs', 'workflow'] as const) : (
     await warmUp(engine);
     results.push([policy, await runWorkload(engine, workflows)]);
     if (engine.core!.workflowPolicy) note = starvationNote(engine.core!.workflowPolicy);
+    steps.push(stepNote(policy, engine.metrics().steps, engine.core!.scheduler.stepCost?.estimate()));
     const a = engine.model!.rt.gpu.adapter;
     adapterName = `${a.vendor} ${a.architecture} ${a.description}`;
   } finally {
@@ -185,6 +187,7 @@ const agents = workflows.reduce((n, w) => n + w.agents.length, 0);
 const calls = results[0][1].calls.flat(2).length;
 console.log(`\n${WORKFLOWS} workflows, ${agents} agents, ${calls} calls (greedy, ${ANSWER_TOKENS} tokens each), seed ${args.seed}, KV pool ${KV_PAGES} pages, wg-tolstoy-q8_0, ${adapterName}\n`);
 printPolicyComparison(results.map(([name, r]) => [name, { ...r, ttftMs: r.calls.flat(2).map((c) => c.ttftMs) }] as const));
+console.log(steps.join('\n'));
 console.log(note);
 const same = results[0][1].calls.every((wf, i) => wf.every((ag, a) => ag.every((c, k) => c.tokens.join() === results[1][1].calls[i][a][k]?.tokens.join())));
 console.log(`every answer the same under both policies: ${same ? 'yes' : 'NO'}`);

@@ -1,6 +1,6 @@
 // Statistics and tables the bench scripts share: percentiles, means, a seeded generator, and the
 // fcfs-vs-workflow comparison the agentic benches print (bench:agents, agents-sim, agents-trace).
-import type { WorkflowPolicy } from '../src/scheduler/index.js';
+import type { StepCost, WorkflowPolicy } from '../src/scheduler/index.js';
 
 /** The p-th percentile (nearest rank, p in 0..100) of `values`; NaN when empty. */
 export function percentile(values: readonly number[], p: number): number {
@@ -62,4 +62,9 @@ export function printPolicyComparison(runs: readonly (readonly [string, Workflow
 export function starvationNote(p: WorkflowPolicy): string {
   return `${p.starvedStarts} calls started past the starvation bound; bound at the end ${(p.starvationBoundMs() / 1000).toFixed(1)} s ` +
     `(${p.starvation.adaptive ? 'adaptive' : 'fixed'}; mean queue time of the last ${p.starvation.window} starts ${(p.starvation.meanWaitMs / 1000).toFixed(1)} s)`;
+}
+
+/** The steps a run took and the step cost the engine fitted (fixed + per token) at its end. */
+export function stepNote(policy: string, steps: number, cost: StepCost | null | undefined): string {
+  return `${policy}: ${steps} steps; fitted step cost ${cost ? `${cost.fixedMs.toFixed(1)} ms + ${cost.perTokenMs.toFixed(2)} ms/token` : 'none'}`;
 }

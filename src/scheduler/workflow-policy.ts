@@ -19,6 +19,7 @@
 import type { KvManager } from '../kv/kv-manager.js';
 import { KvRetention } from '../kv/retention.js';
 import type { SchedulingPolicy } from './scheduler.js';
+import type { StepCost } from './step-cost.js';
 import type { Sequence } from './sequence.js';
 import { StarvationBound, type AdaptiveStarvationOptions } from './starvation-bound.js';
 
@@ -41,12 +42,23 @@ export interface WorkflowPolicyOptions {
   /** Hold calls of new workflows while the pool cannot hold them beside the live ones (default true). */
   admission?: boolean;
   /**
+   * Hold a call of a live workflow while starting it would evict pages kept for other agents'
+   * next calls (it waits for free or plain cached pages; never past the starvation bound).
+   * 'auto' (default): only on a device where recomputing a page costs more than
+   * KEPT_PAGE_HOLD_RATIO steps' fixed cost (a CPU adapter: prompt tokens are the time); on a GPU a
+   * step's fixed cost dominates and the call joins the batch.
+   */
+  holdForKeptPages?: boolean | 'auto';
+  /**
    * Service levels (Autellix's multi-level queues): workflows rank by level, level k holding
    * service from quantum * (2^k - 1) up to quantum * (2^(k+1) - 1) tokens; within a level, cached
    * prefix and arrival decide (default 256 tokens; 1: every token counts, plain least attained service).
    */
   serviceQuantumTokens?: number;
 }
+
+/** holdForKeptPages 'auto': hold when pageSize × perTokenMs ≥ this × fixedMs (bench/agents-sim.ts: 8 ms/token against 20 ms a step holds). */
+export const KEPT_PAGE_HOLD_RATIO = 4;
 
 export const WORKFLOW_DEFAULTS = { starvationMs: 'adaptive', retentionTtlMs: 10_000, idleTimeoutMs: 60_000, serviceQuantumTokens: 256 } as const;
 
@@ -77,6 +89,7 @@ export class WorkflowPolicy implements SchedulingPolicy {
   readonly idleTimeoutMs: number;
   readonly serviceQuantumTokens: number;
   readonly admission: boolean;
+  readonly holdForKeptPages: boolean | 'auto';
   private readonly kv: KvManager;
   private readonly clock: () => number;
   private readonly workflows = new Map<string, WorkflowState>();
@@ -99,6 +112,7 @@ export class WorkflowPolicy implements SchedulingPolicy {
     this.idleTimeoutMs = options.idleTimeoutMs ?? WORKFLOW_DEFAULTS.idleTimeoutMs;
     this.serviceQuantumTokens = options.serviceQuantumTokens ?? WORKFLOW_DEFAULTS.serviceQuantumTokens;
     this.admission = options.admission ?? true;
+    this.holdForKeptPages = options.holdForKeptPages ?? 'auto';
     if (!(this.serviceQuantumTokens >= 1)) throw new Error(`workflow policy: serviceQuantumTokens must be >= 1, got ${this.serviceQuantumTokens}`);
     for (const [name, v] of [['retentionTtlMs', this.retentionTtlMs], ['idleTimeoutMs', this.idleTimeoutMs]] as const) {
       if (!(v >= 0)) throw new Error(`workflow policy: ${name} must be a number of milliseconds >= 0, got ${v}`);
@@ -142,14 +156,27 @@ export class WorkflowPolicy implements SchedulingPolicy {
    * workflow waits rather than evict the contexts of those already under way. Starved calls,
    * calls of live workflows and, with admission off, every call start.
    */
-  admits(seq: Sequence): boolean {
+  admits(seq: Sequence, cost: StepCost | null = null): boolean {
     if (!this.admission) return true;
-    const w = this.workflows.get(keyOf(seq));
-    if (w && this.isLive(w)) return true;
     if (this.clock() - seq.queuedAt > this.starvationBoundMs()) return true;
+    const w = this.workflows.get(keyOf(seq));
+    if (w && this.isLive(w)) return !this.holdsForKeptPages(cost) || this.fitsBesideKeptPages(seq);
     const live = [...this.workflows.values()].filter((o) => o !== w && this.isLive(o));
     const held = live.reduce((n, o) => n + this.footprint(o), 0);
     return held + this.pagesToStart(w ? [...w.waiting].map((c) => c.tokens) : [seq.tokens]) <= this.kv.pool.totalPages;
+  }
+
+  /** Whether calls of live workflows wait rather than evict kept pages, on this device. */
+  private holdsForKeptPages(cost: StepCost | null): boolean {
+    if (this.holdForKeptPages !== 'auto') return this.holdForKeptPages;
+    return cost !== null && this.kv.pageSize * cost.perTokenMs >= KEPT_PAGE_HOLD_RATIO * cost.fixedMs;
+  }
+
+  /** Whether the pages the call must compute fit in free and plain cached pages (no kept page evicted). */
+  private fitsBesideKeptPages(seq: Sequence): boolean {
+    const need = this.kv.pagesFor(seq.numTokens + 1) - this.cachedPrefixPages(seq);
+    const pool = this.kv.pool;
+    return need <= pool.freePages + pool.cachedPages - pool.retainedPages;
   }
 
   pickVictim(running: Sequence[]): Sequence {

@@ -2,6 +2,8 @@
 // what runs latest) and admission of a whole new workflow. Fake model, fake clock.
 import { describe, expect, it } from 'vitest';
 import { HashPrefixCache, KvRetention, PagePool } from '../../src/kv/index.js';
+import { KEPT_PAGE_HOLD_RATIO } from '../../src/scheduler/index.js';
+import { runAlone } from '../helpers/fake-model.js';
 import { call, fakeScheduler, PAGE, tokens } from '../helpers/fake-scheduler.js';
 
 
@@ -141,5 +143,49 @@ describe('workflow policy: admission of a whole workflow', () => {
     expect(y1.status).toBe('finished');
     step();
     expect(y2.status).toBe('finished');
+  });
+});
+
+describe('workflow policy: a call of a live workflow waits rather than evict kept pages, where recomputation is the cost', () => {
+  const CPU = { fixedMs: 20, perTokenMs: 8 }; // SwiftShader's cost
+  const GPU = { fixedMs: 8, perTokenMs: 0.01 };
+
+  function pressed(holdForKeptPages?: boolean | 'auto') {
+    const env = fakeScheduler({ pages: 12, workflow: { starvationMs: 1_000_000, holdForKeptPages } });
+    env.sched.add(call(tokens(16, 1), 1, 'w', 'a'));
+    env.drain(); // 4 pages kept for agent a
+    const running = call(tokens(20, 2), 12, 'w', 'b');
+    env.sched.add(running);
+    env.step(); // b holds 5 pages; 3 free
+    const next = call(tokens(12, 3), 1, 'w', 'c'); // needs 4 pages: 3 free, 1 of a's kept ones
+    env.sched.add(next);
+    return { ...env, running, next };
+  }
+
+  it('decides by the device\'s step cost (auto), or as told', () => {
+    const { workflow, next, pool } = pressed();
+    expect(pool.retainedPages).toBe(4);
+    expect(pool.freePages).toBe(3);
+    // Recomputing a page of PAGE (4) tokens at 8 ms a token: 32 ms, under KEPT_PAGE_HOLD_RATIO (4) × 20 ms a step: it starts.
+    expect(PAGE * CPU.perTokenMs).toBeLessThan(KEPT_PAGE_HOLD_RATIO * CPU.fixedMs);
+    expect(workflow.admits(next, CPU)).toBe(true);
+    // At 2 ms a step, 32 ms of recomputation is worth 16 steps of waiting: it waits (16-token pages at SwiftShader's 20 ms + 8 ms/token: 128 ms ≥ 80 ms, the same).
+    expect(workflow.admits(next, { fixedMs: 2, perTokenMs: 8 })).toBe(false);
+    expect(workflow.admits(next, GPU)).toBe(true);
+    expect(workflow.admits(next, null)).toBe(true); // no cost learnt yet
+    expect(pressed(true).workflow.admits(next, GPU)).toBe(false);
+    expect(pressed(false).workflow.admits(next, { fixedMs: 2, perTokenMs: 8 })).toBe(true);
+  });
+
+  it('the held call starts once pages are free without evicting, and generates the same tokens', () => {
+    const { sched, pool, workflow, step, drain, running, next } = pressed(true);
+    step();
+    expect(next.status).toBe('waiting');
+    expect(workflow.retainedPages('w', 'a')).toBe(4);
+    expect(pool.retainedPages).toBe(4);
+    drain();
+    expect(running.generated.length).toBe(12);
+    expect(next.generated).toEqual(runAlone(tokens(12, 3), 1, 256).generated);
+    expect(sched.hasWork).toBe(false);
   });
 });
