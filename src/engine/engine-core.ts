@@ -145,6 +145,12 @@ export interface EngineCoreOptions {
   serviceQuantumTokens?: number;
   /** workflow policy: hold calls of new workflows while their context does not fit beside the live ones (default true). */
   workflowAdmission?: boolean;
+  /**
+   * workflow policy: a call of a live workflow waits for free pages rather than evict pages kept for
+   * other agents' next calls. 'auto' (default): only where recomputing a page costs more than 4
+   * steps' fixed cost (a CPU adapter such as SwiftShader), judged from the measured step cost.
+   */
+  workflowHoldForKeptPages?: boolean | 'auto';
   /** workflow policy: a workflow with no call for this long ends (ms, default 60 000). */
   workflowIdleTimeoutMs?: number;
   /** Workflows with their own entries in the metrics (default 32); older ones are aggregated. */
@@ -295,7 +301,7 @@ export class EngineCore {
     if (policy !== 'fcfs' && policy !== 'workflow') throw new Error(`policy must be 'fcfs' or 'workflow', got ${JSON.stringify(policy)}`);
     this.workflowPolicy = policy === 'workflow' ? new WorkflowPolicy({
       kv: this.kvManager, starvationMs: options.starvationMs, retentionTtlMs: options.retentionTtlMs, idleTimeoutMs: options.workflowIdleTimeoutMs,
-      serviceQuantumTokens: options.serviceQuantumTokens, admission: options.workflowAdmission,
+      serviceQuantumTokens: options.serviceQuantumTokens, admission: options.workflowAdmission, holdForKeptPages: options.workflowHoldForKeptPages,
     }) : null;
     if (this.workflowPolicy) {
       this.workflowPolicy.onEnded = (id) => this.metrics.workflows.end(id);
