@@ -6,7 +6,7 @@
 // (--step-ms 20 --token-ms 8); on a GPU the fixed part dominates (a few ms, ~0.01 ms a token). The answers
 // are a hash of each sequence's tokens (a stand-in model: the same under both policies).
 // Use: npx tsx bench/agents-sim.ts [-- --workflows 6 --seed 1 --kv-pages 40 --step-ms 20 --token-ms 1 --ttl-ms 10000
-//   --starvation-ms N (default adaptive) --starvation-factor 8 --starvation-floor-ms 10000 --quantum 256 --packing on|off]
+//   --starvation-ms N (default adaptive) --starvation-factor 8 --starvation-floor-ms 10000 --quantum 256 --packing on|off --hold auto|on|off]
 import { parseArgs } from 'node:util';
 import { HashPrefixCache, KvManager, PagePool } from '../src/kv/index.js';
 import { fcfs, Scheduler, Sequence, WorkflowPolicy, type SchedulingPolicy } from '../src/scheduler/index.js';
@@ -27,6 +27,8 @@ const { values: args } = parseArgs({
     'starvation-floor-ms': { type: 'string' },
 
     packing: { type: 'string', default: 'on' },
+    /** holdForKeptPages: auto (default), on, off. */
+    hold: { type: 'string', default: 'auto' },
   },
 });
 const WORKFLOWS = Number(args.workflows);
@@ -74,6 +76,7 @@ function simulate(workflows: WorkflowPlan[], which: 'fcfs' | 'workflow'): Result
   const kv = new KvManager(pool, PAGE, new HashPrefixCache(pool, PAGE, 'sim'));
   const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
   const wp = new WorkflowPolicy({ kv, clock, retentionTtlMs: num(args['ttl-ms']), starvationMs: num(args['starvation-ms']), serviceQuantumTokens: num(args.quantum),
+    holdForKeptPages: args.hold === 'auto' ? 'auto' : args.hold === 'on',
     adaptiveStarvation: { factor: num(args['starvation-factor']), floorMs: num(args['starvation-floor-ms']) } });
   const policy: SchedulingPolicy = which === 'fcfs' ? fcfs : wp;
   const sched = new Scheduler({ kv, contextLength: 256, policy, clock, latencyPacking: args.packing !== 'off' });
