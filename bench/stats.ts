@@ -11,17 +11,8 @@ export function percentile(values: readonly number[], p: number): number {
 
 export const mean = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
 
-/** mulberry32: a seeded generator of numbers in [0, 1). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32, the tests' seeded generator (the same sequences in benches and tests). */
+export { rng } from '../test/helpers/random.js';
 
 /** One policy's run of an agentic workload. */
 export interface WorkflowRun {
