@@ -7,7 +7,9 @@
 //   the starvation bound (adaptive by default: StarvationBound) goes before all of these.
 // - Admission: a workflow with nothing running or kept starts only when all its queued calls fit
 //   (shared prompt counted once) beside the live workflows' agent contexts (each agent's latest
-//   context, whether resident or not), so a new workflow waits rather than evict them.
+//   context, whether resident or not), so a new workflow waits rather than evict them. Where
+//   recomputing a page costs more than a few steps (holdForKeptPages, judged from the step cost),
+//   a call of a live workflow likewise waits for free pages rather than evict its siblings' pins.
 // - Victim of a preemption: a running request of the workflow with the most service.
 // - KV across calls: when a call finishes while its workflow is open, its pages are pinned
 //   (KvRetention) for a time-to-live under its (workflow, agent); the agent's next call arriving
