@@ -5,10 +5,12 @@
 // costs of wg-tolstoy-q8_0 on SwiftShader (2 cores): ~20-25 ms a step plus ~8-10 ms a token
 // (--step-ms 20 --token-ms 8); on a GPU the fixed part dominates (a few ms, ~0.01 ms a token). The answers
 // are a hash of each sequence's tokens (a stand-in model: the same under both policies).
-// Use: npx tsx bench/agents-sim.ts [-- --workflows 6 --seed 1 --kv-pages 40 --step-ms 20 --token-ms 1 --ttl-ms 10000 --starvation-ms 10000 --packing on|off]
+// Use: npx tsx bench/agents-sim.ts [-- --workflows 6 --seed 1 --kv-pages 40 --step-ms 20 --token-ms 1 --ttl-ms 10000
+//   --starvation-ms N (default adaptive) --starvation-factor 8 --starvation-floor-ms 10000 --quantum 256 --packing on|off --hold auto|on|off]
 import { parseArgs } from 'node:util';
 import { HashPrefixCache, KvManager, PagePool } from '../src/kv/index.js';
 import { fcfs, Scheduler, Sequence, WorkflowPolicy, type SchedulingPolicy } from '../src/scheduler/index.js';
+import { printPolicyComparison, rng, starvationNote } from './stats.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -21,7 +23,12 @@ const { values: args } = parseArgs({
     'ttl-ms': { type: 'string' },
     'starvation-ms': { type: 'string' },
     quantum: { type: 'string' },
+    'starvation-factor': { type: 'string' },
+    'starvation-floor-ms': { type: 'string' },
+
     packing: { type: 'string', default: 'on' },
+    /** holdForKeptPages: auto (default), on, off. */
+    hold: { type: 'string', default: 'auto' },
   },
 });
 const WORKFLOWS = Number(args.workflows);
@@ -33,16 +40,6 @@ const PAGE = 16;
 const ANSWER_TOKENS = 6;
 const VOCAB = 32000;
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function nextToken(history: readonly number[]): number {
   let h = 2166136261;
@@ -68,7 +65,9 @@ function plan(seed: number): WorkflowPlan[] {
   }));
 }
 
-interface Result { completionMs: number[]; ttftMs: number[]; generated: number; prompt: number; cached: number; preemptions: number; seconds: number; answers: string[] }
+interface Result { completionMs: number[]; ttftMs: number[]; generated: number; prompt: number; cached: number; preemptions: number; seconds: number; answers: string[]; note?: string;
+  /** Where the simulated time went (s): steps' fixed cost, prompt tokens, decode tokens, idle (every agent in a tool). */
+  time: { fixed: number; prompt: number; decode: number; idle: number; steps: number } }
 
 function simulate(workflows: WorkflowPlan[], which: 'fcfs' | 'workflow'): Result {
   let now = 0;
@@ -76,13 +75,15 @@ function simulate(workflows: WorkflowPlan[], which: 'fcfs' | 'workflow'): Result
   const pool = new PagePool(KV_PAGES);
   const kv = new KvManager(pool, PAGE, new HashPrefixCache(pool, PAGE, 'sim'));
   const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
-  const wp = new WorkflowPolicy({ kv, clock, retentionTtlMs: num(args['ttl-ms']), starvationMs: num(args['starvation-ms']), serviceQuantumTokens: num(args.quantum) });
+  const wp = new WorkflowPolicy({ kv, clock, retentionTtlMs: num(args['ttl-ms']), starvationMs: num(args['starvation-ms']), serviceQuantumTokens: num(args.quantum),
+    holdForKeptPages: args.hold === 'auto' ? 'auto' : args.hold === 'on',
+    adaptiveStarvation: { factor: num(args['starvation-factor']), floorMs: num(args['starvation-floor-ms']) } });
   const policy: SchedulingPolicy = which === 'fcfs' ? fcfs : wp;
   const sched = new Scheduler({ kv, contextLength: 256, policy, clock, latencyPacking: args.packing !== 'off' });
   // Pending calls: [time, start the call].
   const events: { at: number; run: () => void }[] = [];
   const info = new Map<Sequence, { sent: number; first: number; done: (s: Sequence) => void }>();
-  const out: Result = { completionMs: [], ttftMs: [], generated: 0, prompt: 0, cached: 0, preemptions: 0, seconds: 0, answers: [] };
+  const out: Result = { completionMs: [], ttftMs: [], generated: 0, prompt: 0, cached: 0, preemptions: 0, seconds: 0, answers: [], time: { fixed: 0, prompt: 0, decode: 0, idle: 0, steps: 0 } };
   let nextId = 0;
   for (const w of workflows) {
     let agentsLeft = w.agents.length;
@@ -119,11 +120,17 @@ function simulate(workflows: WorkflowPlan[], which: 'fcfs' | 'workflow'): Result
     if (!step) {
       if (!events.length && !sched.hasWork) break;
       if (!events.length) throw new Error('stuck');
+      out.time.idle += Math.max(0, events[0].at - now) / 1000;
       now = Math.max(now, events[0].at);
       continue;
     }
     const tokens = step.seqs.reduce((n, s) => n + s.numTokens, 0);
     now += STEP_MS + TOKEN_MS * tokens;
+    const decodeTokens = step.seqs.filter((e) => e.numTokens === 1 && e.seq.numComputed >= e.seq.numPromptTokens).length;
+    out.time.steps++;
+    out.time.fixed += STEP_MS / 1000;
+    out.time.decode += (TOKEN_MS * decodeTokens) / 1000;
+    out.time.prompt += (TOKEN_MS * (tokens - decodeTokens)) / 1000;
     sched.stepCost?.observe(tokens, STEP_MS + TOKEN_MS * tokens); // as the engine does after each step
     const sampled = step.seqs.filter((s) => s.samples).map(({ seq, numTokens }) => nextToken(seq.tokens.slice(0, seq.numComputed + numTokens)));
     const result = sched.commit(step, sampled);
@@ -143,22 +150,18 @@ function simulate(workflows: WorkflowPlan[], which: 'fcfs' | 'workflow'): Result
   }
   out.seconds = now / 1000;
   out.answers.sort();
+  if (which === 'workflow') out.note = starvationNote(wp);
   return out;
 }
 
-const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))];
-const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 const workflows = plan(Number(args.seed));
 const runs = (['fcfs', 'workflow'] as const).map((p) => [p, simulate(workflows, p)] as const);
 const agents = workflows.reduce((n, w) => n + w.agents.length, 0);
 console.log(`\nsimulated: ${WORKFLOWS} workflows, ${agents} agents, ${runs[0][1].ttftMs.length} calls, seed ${args.seed}, KV ${KV_PAGES} pages of ${PAGE}, step ${STEP_MS} ms + ${TOKEN_MS} ms/token\n`);
-console.log('| policy | completion mean / p95 s | generated tok/s | prompt tokens computed (of total) | preemptions | TTFT p95 ms | total s |');
-console.log('|---|---|---|---|---|---|---|');
-const row = (r: Result) => ({ mean: mean(r.completionMs) / 1000, p95: pct(r.completionMs, 95) / 1000, tps: r.generated / r.seconds, computed: r.prompt - r.cached, ttft: pct(r.ttftMs, 95) });
+printPolicyComparison(runs.map(([p, r]) => [p, { ...r, promptTokens: r.prompt, cachedTokens: r.cached }] as const));
 for (const [p, r] of runs) {
-  const x = row(r);
-  console.log(`| ${p} | ${x.mean.toFixed(2)} / ${x.p95.toFixed(2)} | ${x.tps.toFixed(1)} | ${x.computed} (${r.prompt}) | ${r.preemptions} | ${x.ttft.toFixed(0)} | ${r.seconds.toFixed(1)} |`);
+  const t = r.time;
+  console.log(`${p}: ${t.steps} steps; time ${r.seconds.toFixed(1)} s = fixed ${t.fixed.toFixed(1)} + prompt tokens ${t.prompt.toFixed(1)} + decode tokens ${t.decode.toFixed(1)} + idle ${t.idle.toFixed(1)} s`);
 }
-const [f, w] = runs.map(([, r]) => row(r));
-console.log(`\nworkflow / fcfs: completion mean ${(w.mean / f.mean).toFixed(2)}x, p95 ${(w.p95 / f.p95).toFixed(2)}x, generated tok/s ${(w.tps / f.tps).toFixed(2)}x, prompt tokens computed ${(w.computed / f.computed).toFixed(2)}x, TTFT p95 ${(w.ttft / f.ttft).toFixed(2)}x`);
+console.log(runs[1][1].note);
 console.log(`every answer the same under both policies: ${runs[0][1].answers.join() === runs[1][1].answers.join() ? 'yes' : 'NO'}`);

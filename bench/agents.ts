@@ -7,11 +7,12 @@
 // must be the same). Prints, per policy and as ratios: mean and p95 workflow completion time
 // (first call sent to last answer), generated tokens/s, prompt tokens computed (not from the
 // cache), preemptions, TTFT p95.
-// Use: npm run bench:agents [-- --workflows 6 --seed 1 --kv-pages 40 --starvation-ms 10000 --ttl-ms 10000 --first fcfs|workflow]
+// Use: npm run bench:agents [-- --workflows 6 --seed 1 --kv-pages 40 --starvation-ms N --ttl-ms 10000 --quantum 256 --first fcfs|workflow]
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createEngine, type Engine } from '../src/index.js';
 import type { SamplingParams } from '../src/engine/index.js';
+import { printPolicyComparison, rng, starvationNote, stepNote } from './stats.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -21,6 +22,7 @@ const { values: args } = parseArgs({
     'burst-gap-ms': { type: 'string', default: '1500' },
     'starvation-ms': { type: 'string' },
     'ttl-ms': { type: 'string' },
+    quantum: { type: 'string' },
     /** Which policy runs first (the machine's load drifts; run both orders to see it). */
     first: { type: 'string', default: 'fcfs' },
   },
@@ -33,18 +35,6 @@ const num = (v: string | undefined) => (v === undefined ? undefined : Number(v))
 /** The workflow policy's bounds; scale them with the workload's time scale (on SwiftShader a call queues for tens of seconds). */
 const STARVATION_MS = num(args['starvation-ms']);
 const TTL_MS = num(args['ttl-ms']);
-
-/** mulberry32 */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const TASKS = ['the retreat from Moscow', 'the ball at the Rostovs', 'the battle of Borodino', 'Pierre in captivity', 'the hunt at Otradnoe', 'the council at Fili', 'Natasha at the opera', 'the death of Prince Andrew'];
 const NAMES = ['Pierre', 'Natasha', 'Andrew', 'Mary', 'Rostov', 'Sonya', 'Kutuzov', 'Denisov'];
@@ -156,13 +146,6 @@ async function runWorkload(engine: Engine, workflows: WorkflowPlan[]): Promise<R
   };
 }
 
-function percentile(values: number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
-}
-
-const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-
 /** Compiles every pipeline with text the workload never uses, then clears the stats. */
 async function warmUp(engine: Engine): Promise<void> {
   const core = engine.core!;
@@ -183,12 +166,16 @@ let pageBytes = 0;
   await probe.destroy();
 }
 let adapterName = '';
+let note = '';
+const steps: string[] = [];
 if (args.first !== 'fcfs' && args.first !== 'workflow') throw new Error(`--first must be fcfs or workflow, got ${args.first}`);
 for (const policy of args.first === 'fcfs' ? (['fcfs', 'workflow'] as const) : (['workflow', 'fcfs'] as const)) {
-  const engine = await createEngine({ model, policy, kvMemoryBytes: pageBytes * KV_PAGES, starvationMs: STARVATION_MS, retentionTtlMs: TTL_MS });
+  const engine = await createEngine({ model, policy, kvMemoryBytes: pageBytes * KV_PAGES, starvationMs: STARVATION_MS, retentionTtlMs: TTL_MS, serviceQuantumTokens: num(args.quantum) });
   try {
     await warmUp(engine);
     results.push([policy, await runWorkload(engine, workflows)]);
+    if (engine.core!.workflowPolicy) note = starvationNote(engine.core!.workflowPolicy);
+    steps.push(stepNote(policy, engine.metrics().steps, engine.core!.scheduler.stepCost?.estimate()));
     const a = engine.model!.rt.gpu.adapter;
     adapterName = `${a.vendor} ${a.architecture} ${a.description}`;
   } finally {
@@ -199,21 +186,8 @@ for (const policy of args.first === 'fcfs' ? (['fcfs', 'workflow'] as const) : (
 const agents = workflows.reduce((n, w) => n + w.agents.length, 0);
 const calls = results[0][1].calls.flat(2).length;
 console.log(`\n${WORKFLOWS} workflows, ${agents} agents, ${calls} calls (greedy, ${ANSWER_TOKENS} tokens each), seed ${args.seed}, KV pool ${KV_PAGES} pages, wg-tolstoy-q8_0, ${adapterName}\n`);
-console.log('| policy | workflow completion mean / p95 s | generated tok/s | prompt tokens computed (of total) | preemptions | TTFT p95 ms | total s |');
-console.log('|---|---|---|---|---|---|---|');
-const row = (r: RunResult) => ({
-  mean: mean(r.completionMs) / 1000,
-  p95: percentile(r.completionMs, 95) / 1000,
-  tps: r.generated / r.seconds,
-  computed: r.promptTokens - r.cachedTokens,
-  ttft95: percentile(r.calls.flat(2).map((c) => c.ttftMs), 95),
-});
-for (const [name, r] of results) {
-  const x = row(r);
-  console.log(`| ${name} | ${x.mean.toFixed(2)} / ${x.p95.toFixed(2)} | ${x.tps.toFixed(1)} | ${x.computed} (${r.promptTokens}) | ${r.preemptions} | ${x.ttft95.toFixed(0)} | ${r.seconds.toFixed(1)} |`);
-}
-const [f, w] = ['fcfs', 'workflow'].map((p) => row(results.find(([name]) => name === p)![1]));
-console.log(`\nworkflow / fcfs: completion mean ${(w.mean / f.mean).toFixed(2)}x, p95 ${(w.p95 / f.p95).toFixed(2)}x, generated tok/s ${(w.tps / f.tps).toFixed(2)}x, ` +
-  `prompt tokens computed ${(w.computed / f.computed).toFixed(2)}x, TTFT p95 ${(w.ttft95 / f.ttft95).toFixed(2)}x`);
+printPolicyComparison(results.map(([name, r]) => [name, { ...r, ttftMs: r.calls.flat(2).map((c) => c.ttftMs) }] as const));
+console.log(steps.join('\n'));
+console.log(note);
 const same = results[0][1].calls.every((wf, i) => wf.every((ag, a) => ag.every((c, k) => c.tokens.join() === results[1][1].calls[i][a][k]?.tokens.join())));
 console.log(`every answer the same under both policies: ${same ? 'yes' : 'NO'}`);

@@ -5,6 +5,7 @@
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createEngine, type ChatCompletionRequestStreaming, type Engine } from '../src/index.js';
+import { percentile } from './stats.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -77,11 +78,6 @@ async function measure(engine: Engine, concurrent: boolean): Promise<Summary> {
     itl: traces.flatMap((t) => t.tokenTimes.slice(1).map((x, k) => x - t.tokenTimes[k])),
     peakPages: Math.max(...steps.map((s) => s.pagesUsed)),
   };
-}
-
-function percentile(values: number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
 const model = args.model ?? fileURLToPath(new URL('../models/wg-tolstoy-q8_0.gguf', import.meta.url));

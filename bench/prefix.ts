@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util';
 import { createEngine, type Engine } from '../src/index.js';
 import type { SamplingParams, SeqHandle } from '../src/engine/index.js';
 import type { Numerics } from '../src/model/index.js';
+import { percentile } from './stats.js';
 
 const { values: args } = parseArgs({
   options: { agents: { type: 'string', default: '8' }, turns: { type: 'string', default: '6' }, numerics: { type: 'string' } },
@@ -81,11 +82,6 @@ async function runWorkload(engine: Engine): Promise<RunResult> {
   const start = performance.now();
   const turns = await Promise.all(Array.from({ length: AGENTS }, (_, a) => agent(a)));
   return { seconds: (performance.now() - start) / 1000, turns };
-}
-
-function percentile(values: number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
 const GREEDY: SamplingParams = {

@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createEngine, type Engine } from '../src/index.js';
 import type { SamplingParams } from '../src/engine/index.js';
+import { percentile } from './stats.js';
 
 const { values: args } = parseArgs({ options: { agents: { type: 'string', default: '8' }, turns: { type: 'string', default: '4' } } });
 const AGENTS = Number(args.agents);
@@ -58,11 +59,6 @@ async function run(engine: Engine, sessions: boolean): Promise<{ seconds: number
   const turns = await Promise.all(Array.from({ length: AGENTS }, (_, a) => agent(a)));
   if (parent) core.destroySession(parent);
   return { seconds: (performance.now() - start) / 1000, turns, contextComputed };
-}
-
-function percentile(values: number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
 /** Compiles every pipeline with text the workload never uses. */

@@ -134,14 +134,23 @@ export interface EngineCoreOptions {
    * agent's next call (docs/DESIGN.md, Scheduler).
    */
   policy?: 'fcfs' | 'workflow';
-  /** workflow policy: a request waiting longer than this runs next (ms, default 10 000). */
-  starvationMs?: number;
+  /**
+   * workflow policy: a request waiting longer than this runs next. Default 'adaptive': 4 times the
+   * mean queue time of the last 64 calls started, within 10 s .. 10 min; a number: fixed (ms).
+   */
+  starvationMs?: number | 'adaptive';
   /** workflow policy: how long a finished call's pages stay pinned for the agent's next call (ms, default 10 000). */
   retentionTtlMs?: number;
   /** workflow policy: service levels double from this many tokens (default 256; 1: exact least attained service). */
   serviceQuantumTokens?: number;
   /** workflow policy: hold calls of new workflows while their context does not fit beside the live ones (default true). */
   workflowAdmission?: boolean;
+  /**
+   * workflow policy: a call of a live workflow waits for free pages rather than evict pages kept for
+   * other agents' next calls. 'auto' (default): only where recomputing a page costs more than 4
+   * steps' fixed cost (a CPU adapter such as SwiftShader), judged from the measured step cost.
+   */
+  workflowHoldForKeptPages?: boolean | 'auto';
   /** workflow policy: a workflow with no call for this long ends (ms, default 60 000). */
   workflowIdleTimeoutMs?: number;
   /** Workflows with their own entries in the metrics (default 32); older ones are aggregated. */
@@ -292,7 +301,7 @@ export class EngineCore {
     if (policy !== 'fcfs' && policy !== 'workflow') throw new Error(`policy must be 'fcfs' or 'workflow', got ${JSON.stringify(policy)}`);
     this.workflowPolicy = policy === 'workflow' ? new WorkflowPolicy({
       kv: this.kvManager, starvationMs: options.starvationMs, retentionTtlMs: options.retentionTtlMs, idleTimeoutMs: options.workflowIdleTimeoutMs,
-      serviceQuantumTokens: options.serviceQuantumTokens, admission: options.workflowAdmission,
+      serviceQuantumTokens: options.serviceQuantumTokens, admission: options.workflowAdmission, holdForKeptPages: options.workflowHoldForKeptPages,
     }) : null;
     if (this.workflowPolicy) {
       this.workflowPolicy.onEnded = (id) => this.metrics.workflows.end(id);

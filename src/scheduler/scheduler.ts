@@ -22,9 +22,9 @@ export interface SchedulingPolicy {
   pickVictim(running: Sequence[]): Sequence;
   /**
    * Whether a waiting sequence may start now (default: yes). Asked only while some sequence runs,
-   * so a refusal never leaves the engine idle.
+   * so a refusal never leaves the engine idle. `cost`: the device's step cost as learnt so far (null: not yet).
    */
-  admits?(seq: Sequence): boolean;
+  admits?(seq: Sequence, cost: StepCost | null): boolean;
   /** At the start of every schedule(), with the scheduler's clock. */
   tick?(now: number): void;
   /** A sequence was queued (Scheduler.add). */
@@ -257,7 +257,7 @@ export class Scheduler {
         const allowed = Math.min(budget, this.promptTokensAllowed(cost, promptsCompleted, decodeRows, ordered.length - 1 - i));
         if (allowed === 0 || this.runningSeqs.length >= this.maxRunningSeqs) break;
         if (seq.restoring) continue;
-        if (this.policy.admits && this.runningSeqs.length && !this.policy.admits(seq)) continue;
+        if (this.policy.admits && this.runningSeqs.length && !this.policy.admits(seq, cost)) continue;
         if (this.kv.pagesFor(seq.numTokens) > this.kv.totalPages) {
           // Preempted with more tokens than the whole pool holds: it can never be recomputed.
           this.finish(seq, 'length');

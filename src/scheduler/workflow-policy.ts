@@ -4,10 +4,12 @@
 // - Order: priority (lower first), then the service attained by its whole workflow (tokens
 //   computed for all its calls so far, in levels that double: Autellix's multi-level queues), then
 //   whose prefix is cached (more cached pages first), then arrival; a request waiting longer than
-//   the starvation bound goes before all of these.
+//   the starvation bound (adaptive by default: StarvationBound) goes before all of these.
 // - Admission: a workflow with nothing running or kept starts only when all its queued calls fit
 //   (shared prompt counted once) beside the live workflows' agent contexts (each agent's latest
-//   context, whether resident or not), so a new workflow waits rather than evict them.
+//   context, whether resident or not), so a new workflow waits rather than evict them. Where
+//   recomputing a page costs more than a few steps (holdForKeptPages, judged from the step cost),
+//   a call of a live workflow likewise waits for free pages rather than evict its siblings' pins.
 // - Victim of a preemption: a running request of the workflow with the most service.
 // - KV across calls: when a call finishes while its workflow is open, its pages are pinned
 //   (KvRetention) for a time-to-live under its (workflow, agent); the agent's next call arriving
@@ -19,20 +21,36 @@
 import type { KvManager } from '../kv/kv-manager.js';
 import { KvRetention } from '../kv/retention.js';
 import type { SchedulingPolicy } from './scheduler.js';
+import type { StepCost } from './step-cost.js';
 import type { Sequence } from './sequence.js';
+import { StarvationBound, type AdaptiveStarvationOptions } from './starvation-bound.js';
 
 export interface WorkflowPolicyOptions {
   kv: KvManager;
   /** Milliseconds; the scheduler's clock (pass the same one). */
   clock?: () => number;
-  /** A request waiting longer than this (ms) runs next whatever its workflow's service (default 10 000). */
-  starvationMs?: number;
+  /**
+   * A request waiting longer than this (ms) runs next whatever its workflow's service. Default
+   * 'adaptive': 8 times the mean queue time of the last 64 calls started and of the calls still
+   * queued, at least 10 s, at most 10 minutes (StarvationBound); a number is a fixed bound.
+   */
+  starvationMs?: number | 'adaptive';
+  /** Tuning of the adaptive starvation bound (factor, floorMs, capMs, window). */
+  adaptiveStarvation?: AdaptiveStarvationOptions;
   /** How long a finished call's pages stay pinned for the agent's next call (ms, default 10 000). */
   retentionTtlMs?: number;
   /** A workflow with no call queued or running for this long is ended (ms, default 60 000). */
   idleTimeoutMs?: number;
   /** Hold calls of new workflows while the pool cannot hold them beside the live ones (default true). */
   admission?: boolean;
+  /**
+   * Hold a call of a live workflow while starting it would evict pages kept for other agents'
+   * next calls (it waits for free or plain cached pages; never past the starvation bound).
+   * 'auto' (default): only on a device where recomputing a page costs more than
+   * KEPT_PAGE_HOLD_RATIO steps' fixed cost (a CPU adapter: prompt tokens are the time); on a GPU a
+   * step's fixed cost dominates and the call joins the batch.
+   */
+  holdForKeptPages?: boolean | 'auto';
   /**
    * Service levels (Autellix's multi-level queues): workflows rank by level, level k holding
    * service from quantum * (2^k - 1) up to quantum * (2^(k+1) - 1) tokens; within a level, cached
@@ -41,7 +59,10 @@ export interface WorkflowPolicyOptions {
   serviceQuantumTokens?: number;
 }
 
-export const WORKFLOW_DEFAULTS = { starvationMs: 10_000, retentionTtlMs: 10_000, idleTimeoutMs: 60_000, serviceQuantumTokens: 256 } as const;
+/** holdForKeptPages 'auto': hold when pageSize × perTokenMs ≥ this × fixedMs (bench/agents-sim.ts: 8 ms/token against 20 ms a step holds). */
+export const KEPT_PAGE_HOLD_RATIO = 4;
+
+export const WORKFLOW_DEFAULTS = { starvationMs: 'adaptive', retentionTtlMs: 10_000, idleTimeoutMs: 60_000, serviceQuantumTokens: 256 } as const;
 
 /** What the policy knows of one workflow. */
 export class WorkflowState {
@@ -64,29 +85,38 @@ export class WorkflowState {
 
 export class WorkflowPolicy implements SchedulingPolicy {
   readonly retention: KvRetention;
-  readonly starvationMs: number;
+  /** The starvation bound (fixed or following the measured queue times). */
+  readonly starvation: StarvationBound;
   readonly retentionTtlMs: number;
   readonly idleTimeoutMs: number;
   readonly serviceQuantumTokens: number;
   readonly admission: boolean;
+  readonly holdForKeptPages: boolean | 'auto';
   private readonly kv: KvManager;
   private readonly clock: () => number;
   private readonly workflows = new Map<string, WorkflowState>();
   /** When each (workflow, agent)'s last call finished, while its workflow is open. */
   private readonly finishedAt = new Map<string, number>();
+  /** Calls that have started at least once (a restart after preemption is not a queue time). */
+  private readonly startedOnce = new WeakSet<Sequence>();
+  /** Calls that started past the starvation bound (whatever their rank). */
+  starvedStarts = 0;
   /** Called when a named workflow ends (end(), idle timeout), with the key it had. */
   onEnded: ((workflowId: string) => void) | null = null;
 
   constructor(options: WorkflowPolicyOptions) {
     this.kv = options.kv;
     this.clock = options.clock ?? (() => performance.now());
-    this.starvationMs = options.starvationMs ?? WORKFLOW_DEFAULTS.starvationMs;
+    const starvationMs = options.starvationMs ?? WORKFLOW_DEFAULTS.starvationMs;
+    if (starvationMs !== 'adaptive' && typeof starvationMs !== 'number') throw new Error(`workflow policy: starvationMs must be a number of milliseconds or 'adaptive', got ${JSON.stringify(starvationMs)}`);
+    this.starvation = new StarvationBound(starvationMs === 'adaptive' ? null : starvationMs, options.adaptiveStarvation);
     this.retentionTtlMs = options.retentionTtlMs ?? WORKFLOW_DEFAULTS.retentionTtlMs;
     this.idleTimeoutMs = options.idleTimeoutMs ?? WORKFLOW_DEFAULTS.idleTimeoutMs;
     this.serviceQuantumTokens = options.serviceQuantumTokens ?? WORKFLOW_DEFAULTS.serviceQuantumTokens;
     this.admission = options.admission ?? true;
+    this.holdForKeptPages = options.holdForKeptPages ?? 'auto';
     if (!(this.serviceQuantumTokens >= 1)) throw new Error(`workflow policy: serviceQuantumTokens must be >= 1, got ${this.serviceQuantumTokens}`);
-    for (const [name, v] of [['starvationMs', this.starvationMs], ['retentionTtlMs', this.retentionTtlMs], ['idleTimeoutMs', this.idleTimeoutMs]] as const) {
+    for (const [name, v] of [['retentionTtlMs', this.retentionTtlMs], ['idleTimeoutMs', this.idleTimeoutMs]] as const) {
       if (!(v >= 0)) throw new Error(`workflow policy: ${name} must be a number of milliseconds >= 0, got ${v}`);
     }
     this.retention = new KvRetention(options.kv.pool, (key) => this.nextUseRank(key));
@@ -112,7 +142,8 @@ export class WorkflowPolicy implements SchedulingPolicy {
       if (n === undefined) cached.set(s, (n = this.cachedPrefixPages(s)));
       return n;
     };
-    const starved = (s: Sequence) => now - s.queuedAt > this.starvationMs;
+    const bound = this.starvationBoundMs();
+    const starved = (s: Sequence) => now - s.queuedAt > bound;
     return [...waiting].sort((a, b) => {
       const sa = starved(a);
       if (sa !== starved(b)) return sa ? -1 : 1;
@@ -127,14 +158,27 @@ export class WorkflowPolicy implements SchedulingPolicy {
    * workflow waits rather than evict the contexts of those already under way. Starved calls,
    * calls of live workflows and, with admission off, every call start.
    */
-  admits(seq: Sequence): boolean {
+  admits(seq: Sequence, cost: StepCost | null = null): boolean {
     if (!this.admission) return true;
+    if (this.clock() - seq.queuedAt > this.starvationBoundMs()) return true;
     const w = this.workflows.get(keyOf(seq));
-    if (w && this.isLive(w)) return true;
-    if (this.clock() - seq.queuedAt > this.starvationMs) return true;
+    if (w && this.isLive(w)) return !this.holdsForKeptPages(cost) || this.fitsBesideKeptPages(seq);
     const live = [...this.workflows.values()].filter((o) => o !== w && this.isLive(o));
     const held = live.reduce((n, o) => n + this.footprint(o), 0);
     return held + this.pagesToStart(w ? [...w.waiting].map((c) => c.tokens) : [seq.tokens]) <= this.kv.pool.totalPages;
+  }
+
+  /** Whether calls of live workflows wait rather than evict kept pages, on this device. */
+  private holdsForKeptPages(cost: StepCost | null): boolean {
+    if (this.holdForKeptPages !== 'auto') return this.holdForKeptPages;
+    return cost !== null && this.kv.pageSize * cost.perTokenMs >= KEPT_PAGE_HOLD_RATIO * cost.fixedMs;
+  }
+
+  /** Whether the pages the call must compute fit in free and plain cached pages (no kept page evicted). */
+  private fitsBesideKeptPages(seq: Sequence): boolean {
+    const need = this.kv.pagesFor(seq.numTokens + 1) - this.cachedPrefixPages(seq);
+    const pool = this.kv.pool;
+    return need <= pool.freePages + pool.cachedPages - pool.retainedPages;
   }
 
   pickVictim(running: Sequence[]): Sequence {
@@ -171,6 +215,12 @@ export class WorkflowPolicy implements SchedulingPolicy {
   }
 
   started(seq: Sequence): void {
+    if (!this.startedOnce.has(seq)) {
+      const waited = this.clock() - seq.queuedAt;
+      if (waited > this.starvationBoundMs()) this.starvedStarts++;
+      this.startedOnce.add(seq);
+      this.starvation.observe(waited);
+    }
     const w = this.workflows.get(keyOf(seq));
     w?.running.add(seq.id);
     w?.waiting.delete(seq);
@@ -256,6 +306,17 @@ export class WorkflowPolicy implements SchedulingPolicy {
   /** Pages a live workflow's agents need resident: their latest contexts, the shared head once. */
   private footprint(w: WorkflowState): number {
     return this.pagesToStart([...w.contexts.values()]);
+  }
+
+  /** The starvation bound now (ms), counting the waits of the calls still queued for their first start. */
+  starvationBoundMs(): number {
+    if (!this.starvation.adaptive) return this.starvation.currentMs();
+    const now = this.clock();
+    const queued: number[] = [];
+    for (const w of this.workflows.values()) {
+      for (const s of w.waiting) if (!this.startedOnce.has(s)) queued.push(now - s.queuedAt);
+    }
+    return this.starvation.currentMs(queued);
   }
 
   /** The service level of the sequence's workflow (0 for the least served). */

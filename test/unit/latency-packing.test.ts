@@ -1,26 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { HashPrefixCache, KvManager, PagePool } from '../../src/kv/index.js';
-import { Scheduler, Sequence, StepCostModel, type ScheduledStep } from '../../src/scheduler/index.js';
-import { FakeModel, runAlone, VOCAB } from '../helpers/fake-model.js';
+import { StepCostModel, type ScheduledStep } from '../../src/scheduler/index.js';
+import { runAlone } from '../helpers/fake-model.js';
+import { call, fakeScheduler, tokens } from '../helpers/fake-scheduler.js';
 
-const PAGE = 4;
-const prompt = (n: number, base: number) => Array.from({ length: n }, (_, i) => (base * 131 + i * 17) % VOCAB);
-let nextId = 1;
-const seq = (n: number, base: number, maxTokens = 3) => new Sequence({ id: nextId++, promptIds: prompt(n, base), maxTokens });
+const seq = (n: number, base: number, maxTokens = 3) => call(tokens(n, base), maxTokens);
 
-/** A scheduler whose step cost is learnt from `steps` observations of fixedMs + perTokenMs × tokens. */
+/** A fcfs scheduler whose step cost is learnt from 16 observations of fixedMs + perTokenMs × tokens. */
 function setup(cost: { fixedMs: number; perTokenMs: number } | null, latencyPacking = true) {
-  const pool = new PagePool(64);
-  const kv = new KvManager(pool, PAGE, new HashPrefixCache(pool, PAGE, 'fake'));
-  const sched = new Scheduler({ kv, contextLength: 128, maxBatchTokens: 256, latencyPacking });
+  const { sched, step } = fakeScheduler({ pages: 64, policy: 'none', contextLength: 128, maxBatchTokens: 256, latencyPacking });
   if (cost) for (let t = 1; t <= 16; t++) sched.stepCost?.observe(t * 8, cost.fixedMs + cost.perTokenMs * t * 8);
-  const model = new FakeModel(PAGE);
-  const step = (): ScheduledStep | null => {
-    const s = sched.schedule();
-    if (s) sched.commit(s, model.run(s.batch, s.kvOps));
-    sched.checkInvariants();
-    return s;
-  };
   return { sched, step };
 }
 

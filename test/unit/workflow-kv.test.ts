@@ -1,39 +1,17 @@
 // The workflow policy's use of the KV pool: which kept pages go first under pressure (KVFlow:
 // what runs latest) and admission of a whole new workflow. Fake model, fake clock.
 import { describe, expect, it } from 'vitest';
-import { HashPrefixCache, KvManager, KvRetention, PagePool } from '../../src/kv/index.js';
-import { Scheduler, Sequence, WorkflowPolicy, type ScheduledStep } from '../../src/scheduler/index.js';
-import { FakeModel, VOCAB } from '../helpers/fake-model.js';
+import { HashPrefixCache, KvRetention, PagePool } from '../../src/kv/index.js';
+import { KEPT_PAGE_HOLD_RATIO } from '../../src/scheduler/index.js';
+import { runAlone } from '../helpers/fake-model.js';
+import { call, fakeScheduler, PAGE, tokens } from '../helpers/fake-scheduler.js';
 
-const PAGE = 4;
 
-function setup(o: { pages: number; quantum?: number; starvationMs?: number; retentionTtlMs?: number }) {
-  const clock = { now: 0 };
-  const pool = new PagePool(o.pages);
-  const kv = new KvManager(pool, PAGE, new HashPrefixCache(pool, PAGE, 'fake'));
-  const workflow = new WorkflowPolicy({ kv, clock: () => clock.now, serviceQuantumTokens: o.quantum ?? 1, starvationMs: o.starvationMs, retentionTtlMs: o.retentionTtlMs ?? 60_000 });
-  const sched = new Scheduler({ kv, contextLength: 256, maxBatchTokens: 64, policy: workflow, clock: () => clock.now });
-  const model = new FakeModel(PAGE);
-  const step = (): ScheduledStep | null => {
-    const s = sched.schedule();
-    if (s) sched.commit(s, model.run(s.batch, s.kvOps));
-    sched.checkInvariants();
-    return s;
-  };
-  const drain = () => {
-    while (sched.hasWork) step();
-  };
-  return { clock, pool, kv, sched, workflow, step, drain };
-}
 
-const tokens = (n: number, base: number) => Array.from({ length: n }, (_, i) => (base * 131 + i * 17) % VOCAB);
-let nextId = 1;
-const call = (promptIds: number[], maxTokens: number, workflowId: string | null, agentId: string | null = null) =>
-  new Sequence({ id: nextId++, promptIds, maxTokens, workflowId, agentId });
 
 describe('workflow policy: which kept pages go first', () => {
   it('evicts the kept pages of the most served workflow first, though they are the newest', () => {
-    const { sched, pool, workflow, drain } = setup({ pages: 8 });
+    const { sched, pool, workflow, drain } = fakeScheduler({ pages: 8 });
     sched.add(call(tokens(8, 1), 1, 'light', 'a')); // 8 tokens of service, 2 pages kept
     drain();
     sched.add(call(tokens(16, 2), 1, 'heavy', 'a')); // 16 tokens, 4 pages kept (released after light's)
@@ -52,7 +30,7 @@ describe('workflow policy: which kept pages go first', () => {
   });
 
   it('within a service level, evicts first the agent that finished last (it comes back from its tool last)', () => {
-    const { sched, clock, workflow, drain } = setup({ pages: 10, quantum: 1_000_000 });
+    const { sched, clock, workflow, drain } = fakeScheduler({ pages: 10, workflow: { serviceQuantumTokens: 1_000_000 } });
     sched.add(call(tokens(12, 1), 1, 'w', 'early'));
     drain();
     clock.now = 100;
@@ -66,7 +44,7 @@ describe('workflow policy: which kept pages go first', () => {
   });
 
   it('uses the measured gap between calls: whose return is due latest loses first, not whose call finished last', () => {
-    const { sched, clock, workflow, drain } = setup({ pages: 10, quantum: 1_000_000 });
+    const { sched, clock, workflow, drain } = fakeScheduler({ pages: 10, workflow: { serviceQuantumTokens: 1_000_000 } });
     // Workflow 'tools' came back 1000 ms after its first call: its mean gap is 1000 ms.
     const first = call(tokens(8, 1), 1, 'tools', 'a');
     sched.add(first);
@@ -111,7 +89,7 @@ describe('workflow policy: which kept pages go first', () => {
 
 describe('workflow policy: the time-to-live covers the tool, not the queue', () => {
   it('keeps an agent\'s pages past the TTL while its next call waits to start', () => {
-    const { sched, clock, pool, workflow, drain } = setup({ pages: 16, retentionTtlMs: 1000 });
+    const { sched, clock, pool, workflow, drain } = fakeScheduler({ pages: 16, workflow: { retentionTtlMs: 1000 } });
     const history = tokens(16, 1);
     const first = call(history, 1, 'w', 'a');
     sched.add(first);
@@ -137,7 +115,7 @@ describe('workflow policy: the time-to-live covers the tool, not the queue', () 
 
 describe('workflow policy: admission of a whole workflow', () => {
   it('holds a new workflow when all its agents\' first calls do not fit beside the live workflows, not just one', () => {
-    const { sched, step, drain } = setup({ pages: 16, starvationMs: 1_000_000 });
+    const { sched, step, drain } = fakeScheduler({ pages: 16, workflow: { starvationMs: 1_000_000 } });
     const live = call(tokens(32, 1), 20, 'x', 'a'); // 9 pages while it decodes
     sched.add(live);
     step();
@@ -152,7 +130,7 @@ describe('workflow policy: admission of a whole workflow', () => {
   });
 
   it('counts the prompt the agents of the new workflow share once', () => {
-    const { sched, step } = setup({ pages: 16, starvationMs: 1_000_000 });
+    const { sched, step } = fakeScheduler({ pages: 16, workflow: { starvationMs: 1_000_000 } });
     sched.add(call(tokens(32, 1), 20, 'x', 'a'));
     step();
     const system = tokens(12, 9);
@@ -165,5 +143,49 @@ describe('workflow policy: admission of a whole workflow', () => {
     expect(y1.status).toBe('finished');
     step();
     expect(y2.status).toBe('finished');
+  });
+});
+
+describe('workflow policy: a call of a live workflow waits rather than evict kept pages, where recomputation is the cost', () => {
+  const CPU = { fixedMs: 20, perTokenMs: 8 }; // SwiftShader's cost
+  const GPU = { fixedMs: 8, perTokenMs: 0.01 };
+
+  function pressed(holdForKeptPages?: boolean | 'auto') {
+    const env = fakeScheduler({ pages: 12, workflow: { starvationMs: 1_000_000, holdForKeptPages } });
+    env.sched.add(call(tokens(16, 1), 1, 'w', 'a'));
+    env.drain(); // 4 pages kept for agent a
+    const running = call(tokens(20, 2), 12, 'w', 'b');
+    env.sched.add(running);
+    env.step(); // b holds 5 pages; 3 free
+    const next = call(tokens(12, 3), 1, 'w', 'c'); // needs 4 pages: 3 free, 1 of a's kept ones
+    env.sched.add(next);
+    return { ...env, running, next };
+  }
+
+  it('decides by the device\'s step cost (auto), or as told', () => {
+    const { workflow, next, pool } = pressed();
+    expect(pool.retainedPages).toBe(4);
+    expect(pool.freePages).toBe(3);
+    // Recomputing a page of PAGE (4) tokens at 8 ms a token: 32 ms, under KEPT_PAGE_HOLD_RATIO (4) × 20 ms a step: it starts.
+    expect(PAGE * CPU.perTokenMs).toBeLessThan(KEPT_PAGE_HOLD_RATIO * CPU.fixedMs);
+    expect(workflow.admits(next, CPU)).toBe(true);
+    // At 2 ms a step, 32 ms of recomputation is worth 16 steps of waiting: it waits (16-token pages at SwiftShader's 20 ms + 8 ms/token: 128 ms ≥ 80 ms, the same).
+    expect(workflow.admits(next, { fixedMs: 2, perTokenMs: 8 })).toBe(false);
+    expect(workflow.admits(next, GPU)).toBe(true);
+    expect(workflow.admits(next, null)).toBe(true); // no cost learnt yet
+    expect(pressed(true).workflow.admits(next, GPU)).toBe(false);
+    expect(pressed(false).workflow.admits(next, { fixedMs: 2, perTokenMs: 8 })).toBe(true);
+  });
+
+  it('the held call starts once pages are free without evicting, and generates the same tokens', () => {
+    const { sched, pool, workflow, step, drain, running, next } = pressed(true);
+    step();
+    expect(next.status).toBe('waiting');
+    expect(workflow.retainedPages('w', 'a')).toBe(4);
+    expect(pool.retainedPages).toBe(4);
+    drain();
+    expect(running.generated.length).toBe(12);
+    expect(next.generated).toEqual(runAlone(tokens(12, 3), 1, 256).generated);
+    expect(sched.hasWork).toBe(false);
   });
 });

@@ -1,41 +1,16 @@
 import { describe, expect, it } from 'vitest';
-import { HashPrefixCache, KvManager, KvRetention, PagePool } from '../../src/kv/index.js';
-import { Scheduler, Sequence, WorkflowPolicy, fcfs, type ScheduledStep, type SchedulingPolicy } from '../../src/scheduler/index.js';
-import { FakeModel, runAlone, VOCAB } from '../helpers/fake-model.js';
+import { HashPrefixCache, KvRetention, PagePool } from '../../src/kv/index.js';
+import { Sequence, fcfs } from '../../src/scheduler/index.js';
+import { runAlone } from '../helpers/fake-model.js';
+import { call, fakeScheduler, PAGE, tokens } from '../helpers/fake-scheduler.js';
 import { rng } from '../helpers/random.js';
 
-const PAGE = 4;
 
-/** A scheduler over a fake model with the prefix cache, a fake clock and the workflow policy (or fcfs). */
-function setup(o: { pages: number; maxBatchTokens?: number; policy?: 'workflow' | 'fcfs'; starvationMs?: number; retentionTtlMs?: number; idleTimeoutMs?: number; maxRunningSeqs?: number; quantum?: number; admission?: boolean }) {
-  const clock = { now: 0 };
-  const pool = new PagePool(o.pages);
-  const kv = new KvManager(pool, PAGE, new HashPrefixCache(pool, PAGE, 'fake'));
-  const workflow = new WorkflowPolicy({ kv, clock: () => clock.now, starvationMs: o.starvationMs, retentionTtlMs: o.retentionTtlMs, idleTimeoutMs: o.idleTimeoutMs,
-    serviceQuantumTokens: o.quantum ?? 1, admission: o.admission });
-  const policy: SchedulingPolicy = o.policy === 'fcfs' ? fcfs : workflow;
-  const sched = new Scheduler({ kv, contextLength: 256, maxBatchTokens: o.maxBatchTokens ?? 64, maxRunningSeqs: o.maxRunningSeqs, policy, clock: () => clock.now });
-  const model = new FakeModel(PAGE);
-  const step = (): ScheduledStep | null => {
-    const s = sched.schedule();
-    if (s) sched.commit(s, model.run(s.batch, s.kvOps));
-    sched.checkInvariants();
-    return s;
-  };
-  const drain = () => {
-    while (sched.hasWork) step();
-  };
-  return { clock, pool, kv, sched, workflow, model, step, drain };
-}
 
-const tokens = (n: number, base: number) => Array.from({ length: n }, (_, i) => (base * 131 + i * 17) % VOCAB);
-let nextId = 1;
-const call = (promptIds: number[], maxTokens: number, workflowId: string | null, agentId: string | null = null, priority = 0) =>
-  new Sequence({ id: nextId++, promptIds, maxTokens, workflowId, agentId, priority });
 
 describe('workflow policy: order', () => {
   it('runs the workflow with the least attained service first, then by arrival', () => {
-    const { sched, workflow, drain } = setup({ pages: 64 });
+    const { sched, workflow, drain } = fakeScheduler({ pages: 64 });
     sched.add(call(tokens(20, 1), 4, 'big'));
     drain();
     expect(workflow.workflow('big')!.service).toBe(20 + 3); // 20 prompt tokens, then 3 decode tokens (the 4th is sampled, never computed)
@@ -50,7 +25,7 @@ describe('workflow policy: order', () => {
   });
 
   it('ranks by service level (doubling from the quantum); within a level the cached prefix, then arrival', () => {
-    const { sched, workflow, drain } = setup({ pages: 64, quantum: 16 });
+    const { sched, workflow, drain } = fakeScheduler({ pages: 64, workflow: { serviceQuantumTokens: 16 } });
     const shared = tokens(12, 7);
     sched.add(call([...shared, 1], 1, 'mid')); // 13 tokens computed: level 0 (< 16)
     sched.add(call(tokens(40, 2), 1, 'heavy')); // 40: level 1 (16 .. 47)
@@ -64,7 +39,7 @@ describe('workflow policy: order', () => {
   });
 
   it('puts a lower priority value first, whatever the service', () => {
-    const { sched, workflow, drain } = setup({ pages: 64 });
+    const { sched, workflow, drain } = fakeScheduler({ pages: 64 });
     sched.add(call(tokens(20, 1), 4, 'big'));
     drain();
     const urgent = call(tokens(8, 2), 2, 'big', null, -1);
@@ -75,7 +50,7 @@ describe('workflow policy: order', () => {
   });
 
   it('serves a request that waited past the starvation bound next', () => {
-    const { sched, workflow, clock, drain } = setup({ pages: 64, starvationMs: 1000 });
+    const { sched, workflow, clock, drain } = fakeScheduler({ pages: 64, workflow: { starvationMs: 1000 } });
     sched.add(call(tokens(20, 1), 4, 'big'));
     drain();
     const old = call(tokens(8, 2), 2, 'big');
@@ -90,7 +65,7 @@ describe('workflow policy: order', () => {
   });
 
   it('among equal ranks, starts the request whose prefix is cached first', () => {
-    const { sched, workflow, drain } = setup({ pages: 64 });
+    const { sched, workflow, drain } = fakeScheduler({ pages: 64 });
     const shared = tokens(12, 7);
     sched.add(call([...shared, 1, 2], 2, null));
     drain();
@@ -105,7 +80,7 @@ describe('workflow policy: order', () => {
 describe('workflow policy: admission', () => {
   for (const admission of [true, false]) {
     it(`${admission ? 'holds' : 'with admission off, does not hold'} a new workflow whose context does not fit beside the live ones${admission ? ', until the starvation bound' : ''}`, () => {
-      const { sched, pool, clock, step, drain } = setup({ pages: 12, starvationMs: 1000, admission });
+      const { sched, pool, clock, step, drain } = fakeScheduler({ pages: 12, workflow: { starvationMs: 1000, admission } });
       sched.add(call(tokens(16, 1), 2, 'a', 'x'));
       drain();
       expect(pool.retainedPages).toBe(4);
@@ -130,7 +105,7 @@ describe('workflow policy: admission', () => {
   }
 
   it('starts a held call when nothing runs (never idle)', () => {
-    const { sched, pool, drain } = setup({ pages: 6 });
+    const { sched, pool, drain } = fakeScheduler({ pages: 6 });
     sched.add(call(tokens(16, 1), 2, 'a'));
     drain();
     expect(pool.retainedPages).toBe(4);
@@ -144,7 +119,7 @@ describe('workflow policy: admission', () => {
 describe('workflow policy: preemption', () => {
   it('preempts a call of the workflow with the most attained service', () => {
     // 8 pages of 4 tokens; three calls of 8-token prompts each need 3 pages once they decode past 12 tokens.
-    const { sched, workflow, step } = setup({ pages: 8, maxBatchTokens: 64 });
+    const { sched, workflow, step } = fakeScheduler({ pages: 8, maxBatchTokens: 64 });
     const a = call(tokens(8, 1), 12, 'heavy');
     const b = call(tokens(8, 2), 12, 'light');
     const c = call(tokens(8, 3), 12, 'heavy');
@@ -158,7 +133,7 @@ describe('workflow policy: preemption', () => {
   });
 
   it('picks the victim by service, then the newest call', () => {
-    const { sched, workflow, drain } = setup({ pages: 64 });
+    const { sched, workflow, drain } = fakeScheduler({ pages: 64 });
     sched.add(call(tokens(20, 1), 2, 'served'));
     drain();
     const x = call(tokens(4, 2), 2, 'fresh');
@@ -172,7 +147,7 @@ describe('workflow policy: preemption', () => {
 
 describe('workflow policy: KV kept across calls', () => {
   it('pins a finished call\'s pages for the TTL: plain cached pages are evicted first', () => {
-    const { sched, pool, clock, workflow, drain, kv } = setup({ pages: 12, retentionTtlMs: 5000 });
+    const { sched, pool, clock, workflow, drain, kv } = fakeScheduler({ pages: 12, workflow: { retentionTtlMs: 5000 } });
     const history = tokens(16, 1);
     const first = call(history, 2, 'w', 'planner');
     sched.add(first);
@@ -202,7 +177,7 @@ describe('workflow policy: KV kept across calls', () => {
   });
 
   it('demotes the superseded tail when the agent\'s next call extends its context', () => {
-    const { sched, pool, model, drain } = setup({ pages: 32, retentionTtlMs: 5000 });
+    const { sched, pool, model, drain } = fakeScheduler({ pages: 32, workflow: { retentionTtlMs: 5000 } });
     const history = tokens(16, 1);
     sched.add(call(history, 9, 'w', 'coder'));
     drain();
@@ -221,7 +196,7 @@ describe('workflow policy: KV kept across calls', () => {
   });
 
   it('pins of other agents survive; end() and the idle timeout release them', () => {
-    const { sched, pool, clock, workflow, drain } = setup({ pages: 32, retentionTtlMs: 60_000, idleTimeoutMs: 10_000 });
+    const { sched, pool, clock, workflow, drain } = fakeScheduler({ pages: 32, workflow: { retentionTtlMs: 60_000, idleTimeoutMs: 10_000 } });
     sched.add(call(tokens(8, 1), 1, 'w', 'a'));
     sched.add(call(tokens(8, 2), 1, 'w', 'b'));
     sched.add(call(tokens(8, 3), 1, 'v', 'a'));
@@ -242,7 +217,7 @@ describe('workflow policy: KV kept across calls', () => {
   });
 
   it('keeps the pages of a call aborted mid-decode (a stop string), but not of a call without a workflow', () => {
-    const { sched, pool, step, drain } = setup({ pages: 32 });
+    const { sched, pool, step, drain } = fakeScheduler({ pages: 32 });
     const named = call(tokens(12, 1), 20, 'w', 'a');
     const anonymous = call(tokens(12, 2), 20, null);
     sched.add(named);
@@ -292,7 +267,7 @@ describe('workflow policy: outputs', () => {
       arriveAtStep: Math.floor(r() * 40),
     }));
     const outputs = (policy: 'fcfs' | 'workflow') => {
-      const { sched, step, clock } = setup({ pages: 14, maxBatchTokens: 16, policy, starvationMs: 50 });
+      const { sched, step, clock } = fakeScheduler({ pages: 14, maxBatchTokens: 16, policy, workflow: { starvationMs: 50 } });
       const seqs = workload.map((w, i) => new Sequence({ id: 10_000 + i, promptIds: w.prompt, maxTokens: w.maxTokens, workflowId: w.workflow, agentId: w.agent, priority: w.priority }));
       let preemptions = 0;
       for (let t = 0; sched.hasWork || t <= 40; t++) {
