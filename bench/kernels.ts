@@ -3,7 +3,7 @@
 // over 1, 8 and 16 rows for every weight type (weights read once: on a GPU the 16-row time should
 // stay near the 1-row time), both kernel sets side by side, and decode tokens/s of the shipped
 // model and of a Q4_K_M model under both sets.
-// Use: npm run bench            (prints a markdown table; see bench/RESULTS.md)
+// Use: npm run bench [-- --only matmul|attention|models]   (prints a markdown table; see bench/RESULTS.md)
 import { fileURLToPath } from 'node:url';
 import { generate } from '../src/engine/generate.js';
 import { GpuRuntime } from '../src/gpu/index.js';
@@ -17,6 +17,9 @@ import { kvBufferBytes, writeKv, type KvLayout } from '../src/model/kernels/kv.j
 import { quantize, randomKQuant } from '../src/model/quantize.js';
 
 const rt = await GpuRuntime.create({ log: (l) => console.error(l) });
+const only = process.argv[process.argv.indexOf('--only') + 1];
+/** Whether a section runs: all of them unless --only names one. */
+const section = (name: string) => !process.argv.includes('--only') || only === name;
 const rows: string[][] = [];
 const line = (...cells: (string | number)[]) => rows.push(cells.map(String));
 
@@ -70,7 +73,7 @@ const ratio = (bytes: number, s: number) => (bytes / s / copyBw).toFixed(2);
 const N = 2048;
 const K = 2048;
 const TYPES = [GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_K, GgmlType.Q6_K];
-for (const type of TYPES) {
+for (const type of section('matmul') ? TYPES : []) {
   const { w, bytes } = weight(type, N, K);
   const x = rt.buffers.createWith('bench.x', randomF32(64 * K, 3));
   const y = rt.buffers.create('bench.y', 64 * N * 4);
@@ -96,7 +99,7 @@ for (const type of TYPES) {
 }
 
 // ---- paged attention: decode (one token per sequence, long context) ----
-{
+if (section('attention')) {
   const heads = 8;
   const layout: KvLayout = { numPages: 512, pageSize: 16, numKvHeads: 2, headDim: 64, format: 'f16' };
   const seqs = 8;
@@ -136,7 +139,7 @@ const MODEL_FILES = [
   fileURLToPath(new URL('../models/wg-tolstoy-q8_0.gguf', import.meta.url)),
   `${SHARED}/models/wg-llama-spm-q4_k_m.gguf`,
 ];
-for (const file of MODEL_FILES) {
+for (const file of section('models') ? MODEL_FILES : []) {
   const model = await Model.load(rt, file);
   const label = file.split('/').pop()!.replace('.gguf', '');
   for (const numerics of ['fast', 'llama.cpp'] as Numerics[]) {
