@@ -74,9 +74,6 @@ fn gemv_accumulate(n0: u32, m0: u32, lane: u32) -> GemvSums {
 // summed in the GEMV's order (lane_tree.wgsl): for each lane in turn, the lane's chunks go through
 // workgroup memory STEP_CHUNKS at a time. 256 threads in a 16x16 grid; thread (tx, ty) computes
 // rows m0 + ty + 16 i (i < 2), weight rows n0 + tx + 16 j (j < 4). Grid: (ceil(N / 64), ceil(M / 32)).
-const LANE_TM: u32 = 32u;
-const LANE_TN: u32 = 64u;
-const LANE_OUTS: u32 = 8u;
 const STEP_CHUNKS: u32 = 2u;
 const STEP_V4: u32 = STEP_CHUNKS * CHUNK_V4;
 const STAGE_STRIDE: u32 = STEP_V4 + 1u; // padded rows: threads of a warp read different banks
@@ -138,13 +135,9 @@ fn gemm_lanes(
       }
       workgroupBarrier();
     }
-    for (var o = 0u; o < LANE_OUTS; o++) { merge_lane(&slots, o, t, acc[o]); }
+    merge_lanes(&slots, t, acc);
   }
-  for (var o = 0u; o < LANE_OUTS; o++) {
-    let m = m0 + lid.y + 16u * (o / 4u);
-    let n = n0 + lid.x + 16u * (o % 4u);
-    if (m < params.m && n < params.n) { store_y(m, n, slots[o][LOG_SPLIT]); }
-  }
+  store_lanes(m0, n0, lid, slots);
 }
 
 // ---------------------------------------------------------------------------------------- gemm

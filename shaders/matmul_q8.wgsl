@@ -190,9 +190,6 @@ fn gemv_accumulate_one_sum(n0: u32, m0: u32, lane: u32) -> GemvSums {
 // workgroup; for each lane in turn (lane_tree.wgsl) its blocks go through workgroup memory
 // STEP_BLOCKS at a time. 256 threads in a 16x16 grid; thread (tx, ty) computes rows
 // m0 + ty + 16 i (i < 2), weight rows n0 + tx + 16 j (j < 4). Grid: (ceil(N / 64), ceil(M / 32)).
-const LANE_TM: u32 = 32u;
-const LANE_TN: u32 = 64u;
-const LANE_OUTS: u32 = 8u;
 const STEP_BLOCKS: u32 = 2u;
 // Staged block: word 0 the scale (f32 bits), words 1..8 the packed quants; 9 words (odd: rows
 // of a warp fall in different banks).
@@ -258,13 +255,9 @@ fn gemm_lanes_q8(
       }
       workgroupBarrier();
     }
-    for (var o = 0u; o < LANE_OUTS; o++) { merge_lane(&slots, o, t, acc[o]); }
+    merge_lanes(&slots, t, acc);
   }
-  for (var o = 0u; o < LANE_OUTS; o++) {
-    let m = m0 + lid.y + 16u * (o / 4u);
-    let n = n0 + lid.x + 16u * (o % 4u);
-    if (m < params.m && n < params.n) { store_y(m, n, slots[o][LOG_SPLIT]); }
-  }
+  store_lanes(m0, n0, lid, slots);
 }
 
 // ---------------------------------------------------------------------------------------- gemm

@@ -21,7 +21,6 @@
 // QK_STAGED (the gemm_lanes_qk pipeline): x blocks come from workgroup memory, where the tile's
 // LANE_TM rows of the current block are staged (row i at word i * XQ_BLOCK_WORDS).
 const QK_STAGED: bool = {{QK_STAGED}};
-const LANE_TM: u32 = 32u;
 var<workgroup> laneX: array<u32, select(1u, LANE_TM * 81u, QK_STAGED)>;
 
 fn xq_word(i: u32) -> u32 {
@@ -136,9 +135,6 @@ fn gemv_accumulate(n0: u32, m0: u32, lane: u32) -> GemvSums {
 // its 2 x rows (ty, ty + 16) by 4 weight rows (tx + 16 j) with the GEMV's own add_block: the
 // GEMV's bits. Weight blocks are read from global memory (the 16 threads of a column share them
 // through the cache). Grid: (ceil(N / 64), ceil(M / 32)).
-const LANE_TN: u32 = 64u;
-const LANE_OUTS: u32 = 8u;
-
 #include "lane_tree"
 
 fn stage_qk_blocks(m0: u32, b: u32, nb: u32, tid: u32) {
@@ -176,11 +172,9 @@ fn gemm_lanes_qk(
       }
       workgroupBarrier();
     }
-    for (var o = 0u; o < LANE_OUTS; o++) { merge_lane(&slots, o, t, acc[o / 2u][o % 2u]); }
+    var partials: array<f32, LANE_OUTS>;
+    for (var o = 0u; o < LANE_OUTS; o++) { partials[o] = acc[o % 4u][o / 4u]; } // acc[j][i]: output 4 i + j
+    merge_lanes(&slots, t, partials);
   }
-  for (var o = 0u; o < LANE_OUTS; o++) {
-    let m = m0 + lid.y + 16u * (o % 2u);
-    let n = n0 + lid.x + 16u * (o / 2u);
-    if (m < params.m && n < params.n) { store_y(m, n, slots[o][LOG_SPLIT]); }
-  }
+  store_lanes(m0, n0, lid, slots);
 }

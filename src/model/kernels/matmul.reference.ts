@@ -243,80 +243,77 @@ function weightQuants(w: CpuWeight): { q: Int8Array; d: Float32Array } {
   return { q, d };
 }
 
+/** fma(a, b, c) as the device computes it: rounded once, or (SwiftShader) the product rounded first. */
+function deviceFma(fusedFma: boolean): (a: number, b: number, c: number) => number {
+  return fusedFma ? fmaF32 : (a, b, c) => f32(f32(a * b) + c);
+}
+
 /**
- * Q4_K / Q6_K weights as the fast set's GEMV computes them (shaders/matmul_qk_gemv.wgsl): x
- * quantized to Q8_K blocks; lane l of `split` takes blocks l, l + split, ... with the block's exact
- * integer sums scaled by fmas (the shader header's formulas), then the lanes are added in
- * gemv_reduce.wgsl's tree (stride split / 2 down to 1); init added in f32. `fusedFma`: whether the
- * device's fma() rounds once (GpuRuntime.arithmetic.fusedFma; SwiftShader's rounds twice).
+ * The fast set's order for quantized weights (its GEMV and tiled GEMM alike): lane l of `split`
+ * adds blocks l, l + split, ... in order, `addBlock(acc, r, n, b)` giving the lane's new value;
+ * then the lanes are added in gemv_reduce.wgsl's tree (stride split / 2 down to 1), and init in f32.
+ */
+function laneOrderRef(m: number, rows: number, nb: number, split: number, init: Float32Array | undefined,
+  addBlock: (acc: number, r: number, n: number, b: number) => number): Float32Array {
+  const y = new Float32Array(m * rows);
+  const lanes = new Float32Array(split);
+  for (let r = 0; r < m; r++) {
+    for (let n = 0; n < rows; n++) {
+      lanes.fill(0);
+      for (let b = 0; b < nb; b++) lanes[b % split] = addBlock(lanes[b % split], r, n, b);
+      for (let stride = split / 2; stride >= 1; stride /= 2) {
+        for (let l = 0; l < stride; l++) lanes[l] = f32(lanes[l] + lanes[l + stride]);
+      }
+      y[r * rows + n] = init ? f32(init[r * rows + n] + lanes[0]) : lanes[0];
+    }
+  }
+  return y;
+}
+
+/**
+ * Q4_K / Q6_K weights as the fast set computes them (shaders/matmul_qk_gemv.wgsl): x quantized to
+ * Q8_K blocks, each block's exact integer sums scaled by fmas (the shader header's formulas), in
+ * laneOrderRef's order. `fusedFma`: whether the device's fma() rounds once
+ * (GpuRuntime.arithmetic.fusedFma; SwiftShader's rounds twice).
  */
 export function matmulQKGemvRef(w: CpuWeight, x: Float32Array, m: number, init?: Float32Array, split = 1, fusedFma = true): Float32Array {
-  const fma = fusedFma ? fmaF32 : (a: number, b: number, c: number) => f32(f32(a * b) + c);
+  const fma = deviceFma(fusedFma);
   const nb = w.cols / 256;
   const xq = quantizeActivationsQ8K(x.subarray(0, m * w.cols));
   const blocks = kBlocks(w);
-  const y = new Float32Array(m * w.rows);
-  const lanes = new Float32Array(split);
-  for (let r = 0; r < m; r++) {
-    for (let n = 0; n < w.rows; n++) {
-      lanes.fill(0);
-      for (let b = 0; b < nb; b++) {
-        const wb = blocks[n * nb + b];
-        const xb = r * nb + b;
-        const q8 = xq.q.subarray(xb * 256, (xb + 1) * 256);
-        const bsums = xq.bsums.subarray(xb * 16, (xb + 1) * 16);
-        const dx = xq.d[xb];
-        let isum = 0, imin = 0;
-        for (let e = 0; e < 256; e++) isum += wb.scales[w.type === GgmlType.Q4_K ? e >> 5 : e >> 4] * wb.q[e] * q8[e];
-        if (w.type === GgmlType.Q4_K) {
-          for (let sb = 0; sb < 8; sb++) imin += wb.mins[sb] * (bsums[2 * sb] + bsums[2 * sb + 1]);
-          const withScales = fma(f32(wb.d * dx), f32(isum), lanes[b % split]);
-          lanes[b % split] = fma(-f32(wb.dmin * dx), f32(imin), withScales);
-        } else {
-          for (let g = 0; g < 16; g++) isum -= 32 * wb.scales[g] * bsums[g];
-          lanes[b % split] = fma(f32(wb.d * dx), f32(isum), lanes[b % split]);
-        }
-      }
-      y[r * w.rows + n] = treeSum(lanes, init ? init[r * w.rows + n] : undefined);
+  return laneOrderRef(m, w.rows, nb, split, init, (acc, r, n, b) => {
+    const wb = blocks[n * nb + b];
+    const xb = r * nb + b;
+    const q8 = xq.q.subarray(xb * 256, (xb + 1) * 256);
+    const bsums = xq.bsums.subarray(xb * 16, (xb + 1) * 16);
+    const dx = xq.d[xb];
+    let isum = 0, imin = 0;
+    for (let e = 0; e < 256; e++) isum += wb.scales[w.type === GgmlType.Q4_K ? e >> 5 : e >> 4] * wb.q[e] * q8[e];
+    if (w.type === GgmlType.Q4_K) {
+      for (let sb = 0; sb < 8; sb++) imin += wb.mins[sb] * (bsums[2 * sb] + bsums[2 * sb + 1]);
+      return fma(-f32(wb.dmin * dx), f32(imin), fma(f32(wb.d * dx), f32(isum), acc));
     }
-  }
-  return y;
+    for (let g = 0; g < 16; g++) isum -= 32 * wb.scales[g] * bsums[g];
+    return fma(f32(wb.d * dx), f32(isum), acc);
+  });
 }
 
 /**
- * Q8_0 / Q4_0 weights as the fast set computes them (matmul_q8.wgsl ONE_SUM, its GEMV and tiled
- * GEMM alike): x quantized to Q8_0 blocks; lane l of `split` takes blocks l, l + split, ..., each
- * block's exact integer sum scaled by one fma, acc = fma(d_w * d_x, isum, acc); the lanes added in
- * gemv_reduce.wgsl's tree; init added in f32. `fusedFma` as matmulQKGemvRef.
+ * Q8_0 / Q4_0 weights as the fast set computes them (matmul_q8.wgsl ONE_SUM): x quantized to Q8_0
+ * blocks, each block's exact integer sum scaled by one fma, acc = fma(d_w * d_x, isum, acc), in
+ * laneOrderRef's order. `fusedFma` as matmulQKGemvRef.
  */
 export function matmulQ8GemvRef(w: CpuWeight, x: Float32Array, m: number, init?: Float32Array, split = 1, fusedFma = true): Float32Array {
-  const fma = fusedFma ? fmaF32 : (a: number, b: number, c: number) => f32(f32(a * b) + c);
+  const fma = deviceFma(fusedFma);
   const nb = w.cols / 32;
   const xq = quantizeActivationsQ8_0(x.subarray(0, m * w.cols));
   const wq = weightQuants(w);
-  const y = new Float32Array(m * w.rows);
-  const lanes = new Float32Array(split);
-  for (let r = 0; r < m; r++) {
-    for (let n = 0; n < w.rows; n++) {
-      lanes.fill(0);
-      for (let b = 0; b < nb; b++) {
-        const xb = r * nb + b, wb = n * nb + b;
-        let isum = 0;
-        for (let i = 0; i < 32; i++) isum += wq.q[wb * 32 + i] * xq.q[xb * 32 + i];
-        lanes[b % split] = fma(f32(wq.d[wb] * xq.d[xb]), isum, lanes[b % split]);
-      }
-      y[r * w.rows + n] = treeSum(lanes, init ? init[r * w.rows + n] : undefined);
-    }
-  }
-  return y;
-}
-
-/** gemv_reduce.wgsl's tree over the lanes (stride split / 2 down to 1), then init added in f32. */
-function treeSum(lanes: Float32Array, init?: number): number {
-  for (let stride = lanes.length / 2; stride >= 1; stride /= 2) {
-    for (let l = 0; l < stride; l++) lanes[l] = f32(lanes[l] + lanes[l + stride]);
-  }
-  return init === undefined ? lanes[0] : f32(init + lanes[0]);
+  return laneOrderRef(m, w.rows, nb, split, init, (acc, r, n, b) => {
+    const xb = r * nb + b, wb = n * nb + b;
+    let isum = 0;
+    for (let i = 0; i < 32; i++) isum += wq.q[wb * 32 + i] * xq.q[xb * 32 + i];
+    return fma(f32(wq.d[wb] * xq.d[xb]), isum, acc);
+  });
 }
 
 /**
