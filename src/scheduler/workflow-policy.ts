@@ -12,10 +12,11 @@
 //   a call of a live workflow likewise waits for free pages rather than evict its siblings' pins.
 // - Victim of a preemption: a running request of the workflow with the most service.
 // - KV across calls: when a call finishes while its workflow is open, its pages are pinned
-//   (KvRetention) for a time-to-live under its (workflow, agent); the agent's next call arriving
+//   (KvRetention) for a time-to-live under its (workflow, agent) (adaptive by default: RetentionTtl,
+//   from the measured gaps between a call's finish and its agent's next call); the agent's next call arriving
 //   holds them until it starts, however long it queues, and its start releases them (what it did
 //   not take, the superseded tail, goes back to plain LRU). TTL expiry, end() and an idle timeout
-//   release them. Pinned pages go after plain cached ones, and among them the pins of the most
+//   release them (the default idle timeout never ends a workflow before its pins lapse). Pinned pages go after plain cached ones, and among them the pins of the most
 //   served workflow first, then of the agent expected back from its tool last (its last finish
 //   plus its workflow's mean gap between calls), each context from its tail.
 import type { KvManager } from '../kv/kv-manager.js';
@@ -24,6 +25,7 @@ import type { SchedulingPolicy } from './scheduler.js';
 import type { StepCost } from './step-cost.js';
 import type { Sequence } from './sequence.js';
 import { StarvationBound, type AdaptiveStarvationOptions } from './starvation-bound.js';
+import { RetentionTtl, type AdaptiveTtlOptions, type GapWindow, type TtlSource } from './retention-ttl.js';
 
 export interface WorkflowPolicyOptions {
   kv: KvManager;
@@ -37,9 +39,20 @@ export interface WorkflowPolicyOptions {
   starvationMs?: number | 'adaptive';
   /** Tuning of the adaptive starvation bound (factor, floorMs, capMs, window). */
   adaptiveStarvation?: AdaptiveStarvationOptions;
-  /** How long a finished call's pages stay pinned for the agent's next call (ms, default 10 000). */
-  retentionTtlMs?: number;
-  /** A workflow with no call queued or running for this long is ended (ms, default 60 000). */
+  /**
+   * How long a finished call's pages stay pinned for the agent's next call. Default 'adaptive':
+   * 1.5 times the 90th percentile of the last 64 measured gaps from a call's finish to its agent's
+   * next call (the workflow's own once it has 3, else all workflows'), within 1 s .. 10 minutes,
+   * 10 s before 3 gaps are known (RetentionTtl); a number is a fixed TTL (ms; 0: nothing kept).
+   */
+  retentionTtlMs?: number | 'adaptive';
+  /** Tuning of the adaptive TTL (percentile, margin, floorMs, capMs, window, minGaps, fallbackMs). */
+  adaptiveRetention?: AdaptiveTtlOptions;
+  /**
+   * A workflow with no call queued or running for this long is ended (ms). Default 60 000, and
+   * never before the pins of its last finished call lapse (so an adaptive TTL above a minute
+   * holds); a number given here is kept as given, even below the TTL.
+   */
   idleTimeoutMs?: number;
   /** Hold calls of new workflows while the pool cannot hold them beside the live ones (default true). */
   admission?: boolean;
@@ -62,7 +75,7 @@ export interface WorkflowPolicyOptions {
 /** holdForKeptPages 'auto': hold when pageSize × perTokenMs ≥ this × fixedMs (bench/agents-sim.ts: 8 ms/token against 20 ms a step holds). */
 export const KEPT_PAGE_HOLD_RATIO = 4;
 
-export const WORKFLOW_DEFAULTS = { starvationMs: 'adaptive', retentionTtlMs: 10_000, idleTimeoutMs: 60_000, serviceQuantumTokens: 256 } as const;
+export const WORKFLOW_DEFAULTS = { starvationMs: 'adaptive', retentionTtlMs: 'adaptive', idleTimeoutMs: 60_000, serviceQuantumTokens: 256 } as const;
 
 /** What the policy knows of one workflow. */
 export class WorkflowState {
@@ -80,15 +93,20 @@ export class WorkflowState {
   /** Mean time (ms) from a call's finish to its agent's next call, over the gaps seen so far (null: none yet). */
   meanGapMs: number | null = null;
   gapsSeen = 0;
-  constructor(readonly key: string, readonly named: boolean, public lastActivity: number) {}
+  /** When the pins of its latest finished call lapse (0: none granted). */
+  keptUntil = 0;
+  constructor(readonly key: string, readonly named: boolean, public lastActivity: number, readonly gaps: GapWindow) {}
 }
 
 export class WorkflowPolicy implements SchedulingPolicy {
   readonly retention: KvRetention;
   /** The starvation bound (fixed or following the measured queue times). */
   readonly starvation: StarvationBound;
-  readonly retentionTtlMs: number;
+  /** The retention TTL (fixed or following the measured gaps between calls). */
+  readonly ttl: RetentionTtl;
   readonly idleTimeoutMs: number;
+  /** Whether the idle timeout is the default (then it waits for a workflow's pins to lapse). */
+  private readonly idleTimeoutGiven: boolean;
   readonly serviceQuantumTokens: number;
   readonly admission: boolean;
   readonly holdForKeptPages: boolean | 'auto';
@@ -110,15 +128,16 @@ export class WorkflowPolicy implements SchedulingPolicy {
     const starvationMs = options.starvationMs ?? WORKFLOW_DEFAULTS.starvationMs;
     if (starvationMs !== 'adaptive' && typeof starvationMs !== 'number') throw new Error(`workflow policy: starvationMs must be a number of milliseconds or 'adaptive', got ${JSON.stringify(starvationMs)}`);
     this.starvation = new StarvationBound(starvationMs === 'adaptive' ? null : starvationMs, options.adaptiveStarvation);
-    this.retentionTtlMs = options.retentionTtlMs ?? WORKFLOW_DEFAULTS.retentionTtlMs;
+    const retentionTtlMs = options.retentionTtlMs ?? WORKFLOW_DEFAULTS.retentionTtlMs;
+    if (retentionTtlMs !== 'adaptive' && typeof retentionTtlMs !== 'number') throw new Error(`workflow policy: retentionTtlMs must be a number of milliseconds or 'adaptive', got ${JSON.stringify(retentionTtlMs)}`);
+    this.ttl = new RetentionTtl(retentionTtlMs === 'adaptive' ? null : retentionTtlMs, options.adaptiveRetention);
+    this.idleTimeoutGiven = options.idleTimeoutMs !== undefined;
     this.idleTimeoutMs = options.idleTimeoutMs ?? WORKFLOW_DEFAULTS.idleTimeoutMs;
     this.serviceQuantumTokens = options.serviceQuantumTokens ?? WORKFLOW_DEFAULTS.serviceQuantumTokens;
     this.admission = options.admission ?? true;
     this.holdForKeptPages = options.holdForKeptPages ?? 'auto';
     if (!(this.serviceQuantumTokens >= 1)) throw new Error(`workflow policy: serviceQuantumTokens must be >= 1, got ${this.serviceQuantumTokens}`);
-    for (const [name, v] of [['retentionTtlMs', this.retentionTtlMs], ['idleTimeoutMs', this.idleTimeoutMs]] as const) {
-      if (!(v >= 0)) throw new Error(`workflow policy: ${name} must be a number of milliseconds >= 0, got ${v}`);
-    }
+    if (!(this.idleTimeoutMs >= 0)) throw new Error(`workflow policy: idleTimeoutMs must be a number of milliseconds >= 0, got ${this.idleTimeoutMs}`);
     this.retention = new KvRetention(options.kv.pool, (key) => this.nextUseRank(key));
   }
 
@@ -192,14 +211,14 @@ export class WorkflowPolicy implements SchedulingPolicy {
   tick(now: number): void {
     this.retention.expire(now);
     for (const w of [...this.workflows.values()]) {
-      if (w.active === 0 && now - w.lastActivity >= this.idleTimeoutMs) this.close(w);
+      if (w.active === 0 && now - w.lastActivity >= this.idleTimeoutMs && (this.idleTimeoutGiven || now >= w.keptUntil)) this.close(w);
     }
   }
 
   added(seq: Sequence): void {
     const key = keyOf(seq);
     let w = this.workflows.get(key);
-    if (!w) this.workflows.set(key, (w = new WorkflowState(key, seq.workflowId !== null, this.clock())));
+    if (!w) this.workflows.set(key, (w = this.newWorkflow(key, seq.workflowId !== null)));
     w.active++;
     w.calls++;
     w.waiting.add(seq);
@@ -209,8 +228,10 @@ export class WorkflowPolicy implements SchedulingPolicy {
     if (seq.workflowId !== null) this.retention.extend(retentionKey(key, seq.agentId), Infinity);
     const last = seq.workflowId === null ? undefined : this.finishedAt.get(retentionKey(key, seq.agentId));
     if (last !== undefined) {
+      const gap = this.clock() - last;
       w.gapsSeen++;
-      w.meanGapMs = (w.meanGapMs ?? 0) + (this.clock() - last - (w.meanGapMs ?? 0)) / w.gapsSeen;
+      w.meanGapMs = (w.meanGapMs ?? 0) + (gap - (w.meanGapMs ?? 0)) / w.gapsSeen;
+      this.ttl.observe(gap, w.gaps);
     }
   }
 
@@ -252,9 +273,32 @@ export class WorkflowPolicy implements SchedulingPolicy {
     }
     // Any finish counts (the engine ends a call on a stop string by aborting it): its pages hold the agent's context.
     this.finishedAt.set(retentionKey(w.key, seq.agentId), this.clock());
-    if (this.retentionTtlMs === 0) return;
+    const ttlMs = this.ttl.currentMs(w.gaps);
+    if (ttlMs === 0) return;
     const pages = seq.blockTable.filter((p) => this.kv.pool.hashOf(p) !== null);
-    if (pages.length) this.retention.retain(retentionKey(w.key, seq.agentId), pages, this.clock() + this.retentionTtlMs);
+    if (!pages.length) return;
+    w.keptUntil = Math.max(w.keptUntil, this.clock() + ttlMs);
+    this.retention.retain(retentionKey(w.key, seq.agentId), pages, this.clock() + ttlMs);
+  }
+
+  /**
+   * The TTL (ms) a call of the workflow finishing now gets (no id, or a workflow not open: the
+   * TTL from every workflow's gaps), and which gaps it follows.
+   */
+  retentionTtlMs(workflowId?: string): number {
+    return this.ttl.currentMs(this.gapsOf(workflowId));
+  }
+
+  retentionTtlSource(workflowId?: string): TtlSource {
+    return this.ttl.source(this.gapsOf(workflowId));
+  }
+
+  private gapsOf(workflowId: string | undefined): GapWindow | undefined {
+    return workflowId === undefined ? undefined : this.workflows.get(named(workflowId))?.gaps;
+  }
+
+  private newWorkflow(key: string, isNamed: boolean): WorkflowState {
+    return new WorkflowState(key, isNamed, this.clock(), this.ttl.newWindow());
   }
 
   /** Ends a workflow: its pins go back to plain LRU and its service is forgotten. False if it was not open. */
@@ -277,7 +321,7 @@ export class WorkflowPolicy implements SchedulingPolicy {
     // Calls still queued keep their state; the workflow reopens with them, service anew.
     this.workflows.delete(w.key);
     if (w.active > 0) {
-      const reopened = new WorkflowState(w.key, w.named, this.clock());
+      const reopened = this.newWorkflow(w.key, w.named);
       reopened.active = w.active;
       for (const id of w.running) reopened.running.add(id);
       for (const q of w.waiting) reopened.waiting.add(q);
