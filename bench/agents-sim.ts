@@ -5,12 +5,12 @@
 // costs of wg-tolstoy-q8_0 on SwiftShader (2 cores): ~20-25 ms a step plus ~8-10 ms a token
 // (--step-ms 20 --token-ms 8); on a GPU the fixed part dominates (a few ms, ~0.01 ms a token). The answers
 // are a hash of each sequence's tokens (a stand-in model: the same under both policies).
-// Use: npx tsx bench/agents-sim.ts [-- --workflows 6 --seed 1 --kv-pages 40 --step-ms 20 --token-ms 1 --ttl-ms 10000
+// Use: npx tsx bench/agents-sim.ts [-- --workflows 6 --seed 1 --kv-pages 40 --step-ms 20 --token-ms 1 --ttl-ms N|adaptive (default adaptive)
 //   --starvation-ms N (default adaptive) --starvation-factor 8 --starvation-floor-ms 10000 --quantum 256 --packing on|off --hold auto|on|off]
 import { parseArgs } from 'node:util';
 import { HashPrefixCache, KvManager, PagePool } from '../src/kv/index.js';
 import { fcfs, Scheduler, Sequence, WorkflowPolicy, type SchedulingPolicy } from '../src/scheduler/index.js';
-import { printPolicyComparison, rng, starvationNote } from './stats.js';
+import { printPolicyComparison, retentionNote, rng, starvationNote } from './stats.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -75,7 +75,7 @@ function simulate(workflows: WorkflowPlan[], which: 'fcfs' | 'workflow'): Result
   const pool = new PagePool(KV_PAGES);
   const kv = new KvManager(pool, PAGE, new HashPrefixCache(pool, PAGE, 'sim'));
   const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
-  const wp = new WorkflowPolicy({ kv, clock, retentionTtlMs: num(args['ttl-ms']), starvationMs: num(args['starvation-ms']), serviceQuantumTokens: num(args.quantum),
+  const wp = new WorkflowPolicy({ kv, clock, retentionTtlMs: args['ttl-ms'] === 'adaptive' ? 'adaptive' : num(args['ttl-ms']), starvationMs: num(args['starvation-ms']), serviceQuantumTokens: num(args.quantum),
     holdForKeptPages: args.hold === 'auto' ? 'auto' : args.hold === 'on',
     adaptiveStarvation: { factor: num(args['starvation-factor']), floorMs: num(args['starvation-floor-ms']) } });
   const policy: SchedulingPolicy = which === 'fcfs' ? fcfs : wp;
@@ -150,7 +150,7 @@ function simulate(workflows: WorkflowPlan[], which: 'fcfs' | 'workflow'): Result
   }
   out.seconds = now / 1000;
   out.answers.sort();
-  if (which === 'workflow') out.note = starvationNote(wp);
+  if (which === 'workflow') out.note = `${starvationNote(wp)}\n${retentionNote(wp)}`;
   return out;
 }
 
