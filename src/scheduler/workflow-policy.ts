@@ -77,6 +77,15 @@ export const KEPT_PAGE_HOLD_RATIO = 4;
 
 export const WORKFLOW_DEFAULTS = { starvationMs: 'adaptive', retentionTtlMs: 'adaptive', idleTimeoutMs: 60_000, serviceQuantumTokens: 256 } as const;
 
+/** How many workflows ended by the idle timeout keep their measured gaps, for when they come back. */
+export const DORMANT_WORKFLOWS = 256;
+
+interface Dormant {
+  gaps: GapWindow;
+  /** Per (workflow, agent) retention key, when its last call finished. */
+  finishedAt: Map<string, number>;
+}
+
 /** What the policy knows of one workflow. */
 export class WorkflowState {
   /** Tokens computed for its calls so far (prompt chunks, recomputation and decode tokens). */
@@ -115,6 +124,12 @@ export class WorkflowPolicy implements SchedulingPolicy {
   private readonly workflows = new Map<string, WorkflowState>();
   /** When each (workflow, agent)'s last call finished, while its workflow is open. */
   private readonly finishedAt = new Map<string, number>();
+  /**
+   * Workflows ended by the idle timeout lately (the most recent DORMANT_WORKFLOWS): when one comes
+   * back, the gap from its agent's last finish is still measured, so the TTL can learn gaps longer
+   * than the idle timeout, and its own gaps carry on.
+   */
+  private readonly dormant = new Map<string, Dormant>();
   /** Calls that have started at least once (a restart after preemption is not a queue time). */
   private readonly startedOnce = new WeakSet<Sequence>();
   /** Calls that started past the starvation bound (whatever their rank). */
@@ -211,7 +226,7 @@ export class WorkflowPolicy implements SchedulingPolicy {
   tick(now: number): void {
     this.retention.expire(now);
     for (const w of [...this.workflows.values()]) {
-      if (w.active === 0 && now - w.lastActivity >= this.idleTimeoutMs && (this.idleTimeoutGiven || now >= w.keptUntil)) this.close(w);
+      if (w.active === 0 && now - w.lastActivity >= this.idleTimeoutMs && (this.idleTimeoutGiven || now >= w.keptUntil)) this.close(w, 'idle');
     }
   }
 
@@ -282,8 +297,8 @@ export class WorkflowPolicy implements SchedulingPolicy {
   }
 
   /**
-   * The TTL (ms) a call of the workflow finishing now gets (no id, or a workflow not open: the
-   * TTL from every workflow's gaps), and which gaps it follows.
+   * The TTL (ms) a call of the workflow finishing now gets (its own gaps, also while it is dormant
+   * after an idle timeout; no id or an unknown workflow: the TTL from every workflow's gaps).
    */
   retentionTtlMs(workflowId?: string): number {
     return this.ttl.currentMs(this.gapsOf(workflowId));
@@ -294,18 +309,33 @@ export class WorkflowPolicy implements SchedulingPolicy {
   }
 
   private gapsOf(workflowId: string | undefined): GapWindow | undefined {
-    return workflowId === undefined ? undefined : this.workflows.get(named(workflowId))?.gaps;
+    if (workflowId === undefined) return undefined;
+    const key = named(workflowId);
+    return this.workflows.get(key)?.gaps ?? this.dormant.get(key)?.gaps;
   }
 
+  /** A workflow's state, with the gaps and last finishes it had if it went idle lately. */
   private newWorkflow(key: string, isNamed: boolean): WorkflowState {
-    return new WorkflowState(key, isNamed, this.clock(), this.ttl.newWindow());
+    const d = this.dormant.get(key);
+    this.dormant.delete(key);
+    for (const [k, at] of d?.finishedAt ?? []) this.finishedAt.set(k, at);
+    return new WorkflowState(key, isNamed, this.clock(), d?.gaps ?? this.ttl.newWindow());
+  }
+
+  private rememberDormant(key: string, d: Dormant): void {
+    this.dormant.set(key, d);
+    for (const k of this.dormant.keys()) {
+      if (this.dormant.size <= DORMANT_WORKFLOWS) break;
+      this.dormant.delete(k);
+    }
   }
 
   /** Ends a workflow: its pins go back to plain LRU and its service is forgotten. False if it was not open. */
   end(workflowId: string): boolean {
     const w = this.workflows.get(named(workflowId));
     if (!w) return false;
-    this.close(w);
+    this.dormant.delete(w.key);
+    this.close(w, 'ended');
     return true;
   }
 
@@ -314,10 +344,16 @@ export class WorkflowPolicy implements SchedulingPolicy {
     return [...this.workflows.values()].filter((w) => w.named).map((w) => w.key.slice(2));
   }
 
-  private close(w: WorkflowState): void {
+  private close(w: WorkflowState, why: 'idle' | 'ended'): void {
     const prefix = w.key + '\u0000';
     this.retention.releaseWhere((k) => k.startsWith(prefix));
-    for (const k of [...this.finishedAt.keys()]) if (k.startsWith(prefix)) this.finishedAt.delete(k);
+    const finished = new Map<string, number>();
+    for (const [k, at] of [...this.finishedAt]) {
+      if (!k.startsWith(prefix)) continue;
+      finished.set(k, at);
+      this.finishedAt.delete(k);
+    }
+    if (why === 'idle' && w.named) this.rememberDormant(w.key, { gaps: w.gaps, finishedAt: finished });
     // Calls still queued keep their state; the workflow reopens with them, service anew.
     this.workflows.delete(w.key);
     if (w.active > 0) {
