@@ -313,6 +313,10 @@ export class EngineCore {
       this.workflowPolicy.onEnded = (id) => this.metrics.workflows.end(id);
       const p = this.workflowPolicy;
       this.metrics.retainedPagesOf = (w, a) => p.retainedPages(w, a);
+      this.metrics.policyFigures = () => ({
+        starvationBoundMs: p.starvationBoundMs(), starvationAdaptive: p.starvation.adaptive,
+        retentionTtlMs: p.retentionTtlMs(), retentionTtlSource: p.retentionTtlSource(), gapsMeasured: p.ttl.global.count,
+      });
     }
     this.scheduler = new Scheduler({
       kv: this.kvManager,
