@@ -6,6 +6,7 @@
 // (--step-ms 20 --token-ms 8); on a GPU the fixed part dominates (a few ms, ~0.01 ms a token). The answers
 // are a hash of each sequence's tokens (a stand-in model: the same under both policies).
 // Use: npx tsx bench/agents-sim.ts [-- --workflows 6 --seed 1 --kv-pages 40 --step-ms 20 --token-ms 1 --ttl-ms N|adaptive (default adaptive)
+//   --ttl-percentile 90 --ttl-margin 1.5 --ttl-min-gaps 3
 //   --starvation-ms N (default adaptive) --starvation-factor 8 --starvation-floor-ms 10000 --quantum 256 --packing on|off --hold auto|on|off]
 import { parseArgs } from 'node:util';
 import { HashPrefixCache, KvManager, PagePool } from '../src/kv/index.js';
@@ -21,6 +22,10 @@ const { values: args } = parseArgs({
     'token-ms': { type: 'string', default: '1' },
     'burst-gap-ms': { type: 'string', default: '1500' },
     'ttl-ms': { type: 'string' },
+    /** Tuning of the adaptive TTL (RetentionTtl): percentile, margin, gaps needed. */
+    'ttl-percentile': { type: 'string' },
+    'ttl-margin': { type: 'string' },
+    'ttl-min-gaps': { type: 'string' },
     'starvation-ms': { type: 'string' },
     quantum: { type: 'string' },
     'starvation-factor': { type: 'string' },
@@ -77,7 +82,8 @@ function simulate(workflows: WorkflowPlan[], which: 'fcfs' | 'workflow'): Result
   const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
   const wp = new WorkflowPolicy({ kv, clock, retentionTtlMs: args['ttl-ms'] === 'adaptive' ? 'adaptive' : num(args['ttl-ms']), starvationMs: num(args['starvation-ms']), serviceQuantumTokens: num(args.quantum),
     holdForKeptPages: args.hold === 'auto' ? 'auto' : args.hold === 'on',
-    adaptiveStarvation: { factor: num(args['starvation-factor']), floorMs: num(args['starvation-floor-ms']) } });
+    adaptiveStarvation: { factor: num(args['starvation-factor']), floorMs: num(args['starvation-floor-ms']) },
+    adaptiveRetention: { percentile: num(args['ttl-percentile']), margin: num(args['ttl-margin']), minGaps: num(args['ttl-min-gaps']) } });
   const policy: SchedulingPolicy = which === 'fcfs' ? fcfs : wp;
   const sched = new Scheduler({ kv, contextLength: 256, policy, clock, latencyPacking: args.packing !== 'off' });
   // Pending calls: [time, start the call].

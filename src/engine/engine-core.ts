@@ -144,7 +144,7 @@ export interface EngineCoreOptions {
    * workflow policy: how long a finished call's pages stay pinned for the agent's next call.
    * Default 'adaptive': 1.5 × the 90th percentile of the measured gaps from a call's finish to its
    * agent's next call (the workflow's own, else all workflows'), within 1 s .. 10 min, 10 s before
-   * any are known; a number: fixed (ms; 0: nothing kept).
+   * 8 are known; a number: fixed (ms; 0: nothing kept).
    */
   retentionTtlMs?: number | 'adaptive';
   /** workflow policy: service levels double from this many tokens (default 256; 1: exact least attained service). */
@@ -315,7 +315,7 @@ export class EngineCore {
       this.metrics.retainedPagesOf = (w, a) => p.retainedPages(w, a);
       this.metrics.policyFigures = () => ({
         starvationBoundMs: p.starvationBoundMs(), starvationAdaptive: p.starvation.adaptive,
-        retentionTtlMs: p.retentionTtlMs(), retentionTtlSource: p.retentionTtlSource(), gapsMeasured: p.ttl.global.count,
+        retentionTtlMs: p.retentionTtlMs(), retentionTtlSource: p.retentionTtlSource(), gapsMeasured: p.ttl.global.count, gapsNeeded: p.ttl.minGaps,
       });
     }
     this.scheduler = new Scheduler({

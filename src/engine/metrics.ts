@@ -79,6 +79,8 @@ export interface WorkflowPolicyFigures {
   retentionTtlSource: TtlSource;
   /** Gaps between a call's finish and its agent's next call measured (the last 64 count). */
   gapsMeasured: number;
+  /** Gaps needed before the TTL follows them (before: the 10 s fallback). */
+  gapsNeeded: number;
 }
 
 const KEEP = 256;
@@ -198,7 +200,7 @@ export class EngineMetrics {
     const policy = s.workflowPolicy;
     const bounds = policy
       ? `; workflow policy: starvation bound ${(policy.starvationBoundMs / 1000).toFixed(1)} s${policy.starvationAdaptive ? ' (adaptive)' : ''}, ` +
-        `retention TTL ${(policy.retentionTtlMs / 1000).toFixed(1)} s (${policy.retentionTtlSource === 'global' ? `from ${policy.gapsMeasured} measured gaps` : policy.retentionTtlSource})`
+        `retention TTL ${(policy.retentionTtlMs / 1000).toFixed(1)} s (${ttlOrigin(policy)})`
       : '';
     return `prefill: ${s.prefillTokensPerSecond.toFixed(1)} tokens/sec, decode: ${s.decodeTokensPerSecond.toFixed(1)} tokens/sec` +
       ` (${s.requests} requests, ${s.promptTokens} prompt and ${s.generatedTokens} generated tokens, ${s.steps} steps${prefix}${flows}${bounds})`;
@@ -230,6 +232,12 @@ export class EngineMetrics {
     list.push(item);
     if (list.length > KEEP) list.shift();
   }
+}
+
+function ttlOrigin(p: WorkflowPolicyFigures): string {
+  if (p.retentionTtlSource === 'fixed') return 'fixed';
+  if (p.retentionTtlSource === 'fallback') return `default until ${p.gapsNeeded} gaps between calls are measured, ${p.gapsMeasured} so far`;
+  return `from ${p.gapsMeasured} measured gaps between calls`;
 }
 
 function rate(tokens: number, ms: number): number {

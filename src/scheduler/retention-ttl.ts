@@ -22,13 +22,13 @@ export interface AdaptiveTtlOptions {
   capMs?: number;
   /** How many recent gaps a window keeps, per workflow and overall (default 64). */
   window?: number;
-  /** Gaps a window needs before it is used (default 3). */
+  /** Gaps a window needs before it is used (default 8: the top of 3 gaps underestimates a heavy tail). */
   minGaps?: number;
   /** The TTL before enough gaps are known (ms, default 10 000: the old fixed default). */
   fallbackMs?: number;
 }
 
-export const ADAPTIVE_TTL_DEFAULTS = { percentile: 90, margin: 1.5, floorMs: 1000, capMs: 600_000, window: 64, minGaps: 3, fallbackMs: 10_000 } as const;
+export const ADAPTIVE_TTL_DEFAULTS = { percentile: 90, margin: 1.5, floorMs: 1000, capMs: 600_000, window: 64, minGaps: 8, fallbackMs: 10_000 } as const;
 
 /** Where a TTL came from: a fixed setting, the workflow's own gaps, every workflow's, or the fallback. */
 export type TtlSource = 'fixed' | 'workflow' | 'global' | 'fallback';

@@ -7,7 +7,8 @@
 //   the starvation bound (adaptive by default: StarvationBound) goes before all of these.
 // - Admission: a workflow with nothing running or kept starts only when all its queued calls fit
 //   (shared prompt counted once) beside the live workflows' agent contexts (each agent's latest
-//   context, whether resident or not), so a new workflow waits rather than evict them. Where
+//   context, whether resident or not; one with only kept pages while its last activity is within
+//   the starvation bound), so a new workflow waits rather than evict them. Where
 //   recomputing a page costs more than a few steps (holdForKeptPages, judged from the step cost),
 //   a call of a live workflow likewise waits for free pages rather than evict its siblings' pins.
 // - Victim of a preemption: a running request of the workflow with the most service.
@@ -42,8 +43,8 @@ export interface WorkflowPolicyOptions {
   /**
    * How long a finished call's pages stay pinned for the agent's next call. Default 'adaptive':
    * 1.5 times the 90th percentile of the last 64 measured gaps from a call's finish to its agent's
-   * next call (the workflow's own once it has 3, else all workflows'), within 1 s .. 10 minutes,
-   * 10 s before 3 gaps are known (RetentionTtl); a number is a fixed TTL (ms; 0: nothing kept).
+   * next call (the workflow's own once it has 8, else all workflows'), within 1 s .. 10 minutes,
+   * 10 s before 8 gaps are known (RetentionTtl); a number is a fixed TTL (ms; 0: nothing kept).
    */
   retentionTtlMs?: number | 'adaptive';
   /** Tuning of the adaptive TTL (percentile, margin, floorMs, capMs, window, minGaps, fallbackMs). */
@@ -194,10 +195,11 @@ export class WorkflowPolicy implements SchedulingPolicy {
    */
   admits(seq: Sequence, cost: StepCost | null = null): boolean {
     if (!this.admission) return true;
-    if (this.clock() - seq.queuedAt > this.starvationBoundMs()) return true;
+    const bound = this.starvationBoundMs();
+    if (this.clock() - seq.queuedAt > bound) return true;
     const w = this.workflows.get(keyOf(seq));
     if (w && this.isLive(w)) return !this.holdsForKeptPages(cost) || this.fitsBesideKeptPages(seq);
-    const live = [...this.workflows.values()].filter((o) => o !== w && this.isLive(o));
+    const live = [...this.workflows.values()].filter((o) => o !== w && this.reservesRoom(o, bound));
     const held = live.reduce((n, o) => n + this.footprint(o), 0);
     return held + this.pagesToStart(w ? [...w.waiting].map((c) => c.tokens) : [seq.tokens]) <= this.kv.pool.totalPages;
   }
@@ -381,6 +383,17 @@ export class WorkflowPolicy implements SchedulingPolicy {
   /** A workflow is live while a call of it runs or pages are kept for its agents. */
   private isLive(w: WorkflowState): boolean {
     return w.running.size > 0 || (w.named && this.retainedPages(w.key.slice(2)) > 0);
+  }
+
+  /**
+   * Whether admission keeps room for a live workflow's agents: while a call of it runs, and while
+   * pages are kept for it and its last activity is within the starvation bound. Admission holds a
+   * call at most that bound, so it reserves room no longer for an agent that is not back (a long
+   * TTL still keeps the pages, ahead of plain cached ones, without holding new workflows out).
+   */
+  private reservesRoom(w: WorkflowState, boundMs: number): boolean {
+    if (w.running.size > 0) return true;
+    return this.isLive(w) && this.clock() - w.lastActivity <= boundMs;
   }
 
   /** Pages a live workflow's agents need resident: their latest contexts, the shared head once. */

@@ -3,10 +3,12 @@
 // milliseconds. Fake model, fake clock.
 import { describe, expect, it } from 'vitest';
 import { HashPrefixCache, KvManager, PagePool } from '../../src/kv/index.js';
-import { GapWindow, RetentionTtl, WorkflowPolicy } from '../../src/scheduler/index.js';
+import { ADAPTIVE_TTL_DEFAULTS, GapWindow, RetentionTtl, WorkflowPolicy } from '../../src/scheduler/index.js';
 import { call, fakeScheduler, PAGE, tokens } from '../helpers/fake-scheduler.js';
 
 type Env = ReturnType<typeof fakeScheduler>;
+/** The policy tests follow a TTL from 3 gaps (the default needs 8) to keep the call sequences short. */
+const FEW = { minGaps: 3 };
 
 let base = 1;
 /** Agent `agent` of `workflowId` makes a call, then one more after each gap (ms); returns the last call. */
@@ -70,14 +72,25 @@ describe('RetentionTtl', () => {
     const pool = new PagePool(4);
     const kv = new KvManager(pool, PAGE, new HashPrefixCache(pool, PAGE, 'fake'));
     expect(() => new WorkflowPolicy({ kv, retentionTtlMs: 'long' as never })).toThrow(/retentionTtlMs/);
-    expect(new WorkflowPolicy({ kv }).ttl.adaptive).toBe(true);
+    const byDefault = new WorkflowPolicy({ kv }).ttl;
+    expect([byDefault.adaptive, byDefault.minGaps, byDefault.percentile, byDefault.margin, byDefault.floorMs, byDefault.capMs, byDefault.fallbackMs]).toEqual([true, 8, 90, 1.5, 1000, 600_000, 10_000]);
+    expect(ADAPTIVE_TTL_DEFAULTS.minGaps).toBe(8);
     expect(new WorkflowPolicy({ kv, retentionTtlMs: 5000 }).retentionTtlMs()).toBe(5000);
   });
 });
 
 describe('workflow policy: adaptive retention TTL', () => {
-  it('follows the measured gaps between an agent\'s calls; the pins lapse at finish + TTL', () => {
+  it('keeps the 10 s fallback until 8 gaps are measured (the default)', () => {
     const env = fakeScheduler({ pages: 64 });
+    agentCalls(env, 'w', 'a', [500, 500, 500, 500, 500, 500, 500]);
+    expect([env.workflow.retentionTtlMs('w'), env.workflow.retentionTtlSource('w')]).toEqual([10_000, 'fallback']);
+    env.clock.now += 500;
+    sendNext(env, 'w', 'a');
+    expect([env.workflow.retentionTtlMs('w'), env.workflow.retentionTtlSource('w')]).toEqual([1000, 'workflow']); // 750 ms: the floor
+  });
+
+  it('follows the measured gaps between an agent\'s calls; the pins lapse at finish + TTL', () => {
+    const env = fakeScheduler({ pages: 64, workflow: { adaptiveRetention: FEW } });
     const { workflow, clock, pool } = env;
     expect([workflow.retentionTtlMs(), workflow.retentionTtlSource()]).toEqual([10_000, 'fallback']);
     agentCalls(env, 'w', 'a', [1000, 2000]);
@@ -96,7 +109,7 @@ describe('workflow policy: adaptive retention TTL', () => {
   });
 
   it('a workflow with its own gaps uses them over the global ones; floor and cap hold', () => {
-    const env = fakeScheduler({ pages: 64, workflow: { adaptiveRetention: { capMs: 40_000 } } });
+    const env = fakeScheduler({ pages: 64, workflow: { adaptiveRetention: { ...FEW, capMs: 40_000 } } });
     const { workflow } = env;
     agentCalls(env, 'fast', 'a', [100, 100, 100]);
     expect(workflow.retentionTtlMs('fast')).toBe(1000); // 150 ms: the 1 s floor
@@ -141,7 +154,7 @@ describe('workflow policy: adaptive retention TTL', () => {
   });
 
   it('the default idle timeout waits for the pins to lapse; an explicit one is kept as given', () => {
-    const env = fakeScheduler({ pages: 64 });
+    const env = fakeScheduler({ pages: 64, workflow: { adaptiveRetention: FEW } });
     agentCalls(env, 'w', 'a', [100_000, 100_000, 100_000]); // TTL 150 s, above the 60 s idle timeout
     const finished = env.clock.now;
     expect(env.workflow.retentionTtlMs('w')).toBe(150_000);
@@ -150,14 +163,14 @@ describe('workflow policy: adaptive retention TTL', () => {
     env.workflow.tick(finished + 150_000);
     expect([env.workflow.openWorkflows(), env.pool.retainedPages]).toEqual([[], 0]);
 
-    const given = fakeScheduler({ pages: 64, workflow: { idleTimeoutMs: 60_000 } });
+    const given = fakeScheduler({ pages: 64, workflow: { idleTimeoutMs: 60_000, adaptiveRetention: FEW } });
     agentCalls(given, 'w', 'a', [100_000, 100_000, 100_000]);
     given.workflow.tick(given.clock.now + 60_000);
     expect([given.workflow.openWorkflows(), given.pool.retainedPages]).toEqual([[], 0]);
   });
 
   it('measures the gap of an agent whose workflow went idle meanwhile, so gaps past the idle timeout are learnt', () => {
-    const env = fakeScheduler({ pages: 64, workflow: { idleTimeoutMs: 5000 } });
+    const env = fakeScheduler({ pages: 64, workflow: { idleTimeoutMs: 5000, adaptiveRetention: FEW } });
     agentCalls(env, 'w', 'a', []);
     for (let i = 0; i < 3; i++) {
       env.workflow.tick(env.clock.now + 5000); // idle: the workflow ends (its pins with it)
@@ -178,3 +191,25 @@ function sendNext(env: Env, workflowId: string, agent: string) {
   env.sched.add(call(tokens(8, base++), 1, workflowId, agent));
   env.drain();
 }
+
+describe('workflow policy: admission beside long-kept pages', () => {
+  it('keeps room for a workflow\'s kept pages only within the starvation bound of its last activity', () => {
+    const { sched, clock, workflow, step } = fakeScheduler({ pages: 16, workflow: { starvationMs: 1000, retentionTtlMs: 600_000 } });
+    sched.add(call(tokens(32, 1), 1, 'x', 'a'));
+    while (sched.hasWork) step();
+    expect(workflow.retainedPages('x')).toBe(8);
+    const running = call(tokens(8, 2), 40, null);
+    sched.add(running);
+    step();
+    clock.now = 900;
+    const y = call(tokens(28, 3), 1, 'y', 'a'); // 7 pages: 8 kept for x + 3 running + 7 > 16
+    sched.add(y);
+    step();
+    expect(y.status).toBe('waiting');
+    clock.now = 1001; // x idle past the bound (y has waited only 101 ms): y starts, x keeps what is left
+    step();
+    expect(y.status).not.toBe('waiting');
+    expect(workflow.retainedPages('x')).toBeGreaterThan(0);
+    expect(workflow.starvedStarts).toBe(0);
+  });
+});
