@@ -13,13 +13,14 @@
 //   a call of a live workflow likewise waits for free pages rather than evict its siblings' pins.
 // - Victim of a preemption: a running request of the workflow with the most service.
 // - KV across calls: when a call finishes while its workflow is open, its pages are pinned
-//   (KvRetention) for a time-to-live under its (workflow, agent) (adaptive by default: RetentionTtl,
-//   from the measured gaps between a call's finish and its agent's next call); the agent's next call arriving
-//   holds them until it starts, however long it queues, and its start releases them (what it did
-//   not take, the superseded tail, goes back to plain LRU). TTL expiry, end() and an idle timeout
-//   release them (the default idle timeout never ends a workflow before its pins lapse). Pinned pages go after plain cached ones, and among them the pins of the most
-//   served workflow first, then of the agent expected back from its tool last (its last finish
-//   plus its workflow's mean gap between calls), each context from its tail.
+//   (KvRetention) for a time-to-live under its (workflow, agent) (adaptive by default:
+//   RetentionTtl, from the measured gaps between a call's finish and its agent's next call); the
+//   agent's next call arriving holds them until it starts, however long it queues, and its start
+//   releases them (what it did not take, the superseded tail, goes back to plain LRU). TTL
+//   expiry, end() and an idle timeout release them (the default idle timeout never ends a
+//   workflow before its pins lapse). Pinned pages go after plain cached ones, and among them the
+//   pins of the most served workflow first, then of the agent expected back from its tool last
+//   (its last finish plus its workflow's mean gap between calls), each context from its tail.
 import type { KvManager } from '../kv/kv-manager.js';
 import { KvRetention } from '../kv/retention.js';
 import type { SchedulingPolicy } from './scheduler.js';
