@@ -5,12 +5,13 @@
 // costs of wg-tolstoy-q8_0 on SwiftShader (2 cores): ~20-25 ms a step plus ~8-10 ms a token
 // (--step-ms 20 --token-ms 8); on a GPU the fixed part dominates (a few ms, ~0.01 ms a token). The answers
 // are a hash of each sequence's tokens (a stand-in model: the same under both policies).
-// Use: npx tsx bench/agents-sim.ts [-- --workflows 6 --seed 1 --kv-pages 40 --step-ms 20 --token-ms 1 --ttl-ms 10000
+// Use: npx tsx bench/agents-sim.ts [-- --workflows 6 --seed 1 --kv-pages 40 --step-ms 20 --token-ms 1 --ttl-ms N|adaptive (default adaptive)
+//   --ttl-percentile 90 --ttl-margin 1.5 --ttl-min-gaps 3
 //   --starvation-ms N (default adaptive) --starvation-factor 8 --starvation-floor-ms 10000 --quantum 256 --packing on|off --hold auto|on|off]
 import { parseArgs } from 'node:util';
 import { HashPrefixCache, KvManager, PagePool } from '../src/kv/index.js';
 import { fcfs, Scheduler, Sequence, WorkflowPolicy, type SchedulingPolicy } from '../src/scheduler/index.js';
-import { printPolicyComparison, rng, starvationNote } from './stats.js';
+import { printPolicyComparison, retentionNote, rng, starvationNote } from './stats.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -21,6 +22,10 @@ const { values: args } = parseArgs({
     'token-ms': { type: 'string', default: '1' },
     'burst-gap-ms': { type: 'string', default: '1500' },
     'ttl-ms': { type: 'string' },
+    /** Tuning of the adaptive TTL (RetentionTtl): percentile, margin, gaps needed. */
+    'ttl-percentile': { type: 'string' },
+    'ttl-margin': { type: 'string' },
+    'ttl-min-gaps': { type: 'string' },
     'starvation-ms': { type: 'string' },
     quantum: { type: 'string' },
     'starvation-factor': { type: 'string' },
@@ -75,9 +80,10 @@ function simulate(workflows: WorkflowPlan[], which: 'fcfs' | 'workflow'): Result
   const pool = new PagePool(KV_PAGES);
   const kv = new KvManager(pool, PAGE, new HashPrefixCache(pool, PAGE, 'sim'));
   const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
-  const wp = new WorkflowPolicy({ kv, clock, retentionTtlMs: num(args['ttl-ms']), starvationMs: num(args['starvation-ms']), serviceQuantumTokens: num(args.quantum),
+  const wp = new WorkflowPolicy({ kv, clock, retentionTtlMs: args['ttl-ms'] === 'adaptive' ? 'adaptive' : num(args['ttl-ms']), starvationMs: num(args['starvation-ms']), serviceQuantumTokens: num(args.quantum),
     holdForKeptPages: args.hold === 'auto' ? 'auto' : args.hold === 'on',
-    adaptiveStarvation: { factor: num(args['starvation-factor']), floorMs: num(args['starvation-floor-ms']) } });
+    adaptiveStarvation: { factor: num(args['starvation-factor']), floorMs: num(args['starvation-floor-ms']) },
+    adaptiveRetention: { percentile: num(args['ttl-percentile']), margin: num(args['ttl-margin']), minGaps: num(args['ttl-min-gaps']) } });
   const policy: SchedulingPolicy = which === 'fcfs' ? fcfs : wp;
   const sched = new Scheduler({ kv, contextLength: 256, policy, clock, latencyPacking: args.packing !== 'off' });
   // Pending calls: [time, start the call].
@@ -150,7 +156,7 @@ function simulate(workflows: WorkflowPlan[], which: 'fcfs' | 'workflow'): Result
   }
   out.seconds = now / 1000;
   out.answers.sort();
-  if (which === 'workflow') out.note = starvationNote(wp);
+  if (which === 'workflow') out.note = `${starvationNote(wp)}\n${retentionNote(wp)}`;
   return out;
 }
 

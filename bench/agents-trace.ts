@@ -8,14 +8,15 @@
 // costs --step-ms + --token-ms per token, as bench/agents-sim.ts; the answers are a hash of the
 // tokens); --engine gpu: the shipped model on the WebGPU adapter (greedy).
 // Use: npx tsx bench/agents-trace.ts --trace PATH [--skip 0 --limit 200 --time-scale 1 --kv-pages 80
-//   --context 256 --multi --engine sim|gpu --step-ms 20 --token-ms 8 --first fcfs|workflow --starvation-ms N --ttl-ms N]
+//   --context 256 --multi --engine sim|gpu --step-ms 20 --token-ms 8 --first fcfs|workflow --starvation-ms N --ttl-ms N|adaptive (default adaptive)
+//   --ttl-percentile 90 --ttl-margin 1.5 --ttl-min-gaps 3 (sim only)]
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { HashPrefixCache, KvManager, PagePool } from '../src/kv/index.js';
 import { fcfs, Scheduler, Sequence, WorkflowPolicy, type SchedulingPolicy } from '../src/scheduler/index.js';
 import { createEngine } from '../src/index.js';
 import type { SamplingParams } from '../src/engine/index.js';
-import { printPolicyComparison, starvationNote, stepNote, type WorkflowRun } from './stats.js';
+import { printPolicyComparison, retentionNote, starvationNote, stepNote, type WorkflowRun } from './stats.js';
 import { readTrace, sliceTrace, type TraceCall } from './trace.js';
 
 const { values: args } = parseArgs({
@@ -32,6 +33,10 @@ const { values: args } = parseArgs({
     first: { type: 'string', default: 'fcfs' },
     'starvation-ms': { type: 'string' },
     'ttl-ms': { type: 'string' },
+    /** Tuning of the adaptive TTL (RetentionTtl): percentile, margin, gaps needed. */
+    'ttl-percentile': { type: 'string' },
+    'ttl-margin': { type: 'string' },
+    'ttl-min-gaps': { type: 'string' },
     /** Keep only the calls of workflows with more than one call in the slice. */
     multi: { type: 'boolean', default: false },
   },
@@ -43,7 +48,9 @@ const PAGE = 16;
 const KV_PAGES = Number(args['kv-pages']);
 const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
 const STARVATION_MS = num(args['starvation-ms']);
-const TTL_MS = num(args['ttl-ms']);
+const TTL_MS = args['ttl-ms'] === 'adaptive' ? 'adaptive' : num(args['ttl-ms']);
+/** Sim only: the adaptive TTL's tuning. */
+const TTL_TUNING = { percentile: num(args['ttl-percentile']), margin: num(args['ttl-margin']), minGaps: num(args['ttl-min-gaps']) };
 const MODEL = fileURLToPath(new URL('../models/wg-tolstoy-q8_0.gguf', import.meta.url));
 
 interface Run extends WorkflowRun { answers: string[]; note: string }
@@ -76,7 +83,7 @@ function simulate(calls: readonly TraceCall[], which: 'fcfs' | 'workflow', conte
   const clock = () => now;
   const pool = new PagePool(KV_PAGES);
   const kv = new KvManager(pool, PAGE, new HashPrefixCache(pool, PAGE, 'sim'));
-  const wp = new WorkflowPolicy({ kv, clock, starvationMs: STARVATION_MS, retentionTtlMs: TTL_MS });
+  const wp = new WorkflowPolicy({ kv, clock, starvationMs: STARVATION_MS, retentionTtlMs: TTL_MS, adaptiveRetention: TTL_TUNING });
   const policy: SchedulingPolicy = which === 'fcfs' ? fcfs : wp;
   const sched = new Scheduler({ kv, contextLength, policy, clock });
   const workflows = new WorkflowClock(calls);
@@ -115,7 +122,7 @@ function simulate(calls: readonly TraceCall[], which: 'fcfs' | 'workflow', conte
     }
   }
   run.seconds = now / 1000;
-  if (which === 'workflow') run.note = starvationNote(wp);
+  if (which === 'workflow') run.note = `${starvationNote(wp)}\n${retentionNote(wp)}`;
   return run;
 }
 
@@ -160,7 +167,7 @@ async function onGpu(calls: readonly TraceCall[], which: 'fcfs' | 'workflow', pa
     run.seconds = (performance.now() - start) / 1000;
     const m = engine.metrics();
     Object.assign(run, { generated: m.generatedTokens, promptTokens: m.promptTokens, cachedTokens: m.cachedPromptTokens, preemptions: m.preemptions });
-    run.note = stepNote(which, m.steps, core.scheduler.stepCost?.estimate()) + (core.workflowPolicy ? `\n${starvationNote(core.workflowPolicy)}` : '');
+    run.note = stepNote(which, m.steps, core.scheduler.stepCost?.estimate()) + (core.workflowPolicy ? `\n${starvationNote(core.workflowPolicy)}\n${retentionNote(core.workflowPolicy)}` : '');
     return run;
   } finally {
     await engine.destroy();

@@ -7,12 +7,12 @@
 // must be the same). Prints, per policy and as ratios: mean and p95 workflow completion time
 // (first call sent to last answer), generated tokens/s, prompt tokens computed (not from the
 // cache), preemptions, TTFT p95.
-// Use: npm run bench:agents [-- --workflows 6 --seed 1 --kv-pages 40 --starvation-ms N --ttl-ms 10000 --quantum 256 --first fcfs|workflow]
+// Use: npm run bench:agents [-- --workflows 6 --seed 1 --kv-pages 40 --starvation-ms N --ttl-ms N|adaptive --quantum 256 --first fcfs|workflow]
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createEngine, type Engine } from '../src/index.js';
 import type { SamplingParams } from '../src/engine/index.js';
-import { printPolicyComparison, rng, starvationNote, stepNote } from './stats.js';
+import { printPolicyComparison, retentionNote, rng, starvationNote, stepNote } from './stats.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -34,7 +34,7 @@ const ANSWER_TOKENS = 6;
 const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
 /** The workflow policy's bounds; scale them with the workload's time scale (on SwiftShader a call queues for tens of seconds). */
 const STARVATION_MS = num(args['starvation-ms']);
-const TTL_MS = num(args['ttl-ms']);
+const TTL_MS = args['ttl-ms'] === 'adaptive' ? 'adaptive' : num(args['ttl-ms']);
 
 const TASKS = ['the retreat from Moscow', 'the ball at the Rostovs', 'the battle of Borodino', 'Pierre in captivity', 'the hunt at Otradnoe', 'the council at Fili', 'Natasha at the opera', 'the death of Prince Andrew'];
 const NAMES = ['Pierre', 'Natasha', 'Andrew', 'Mary', 'Rostov', 'Sonya', 'Kutuzov', 'Denisov'];
@@ -174,7 +174,7 @@ for (const policy of args.first === 'fcfs' ? (['fcfs', 'workflow'] as const) : (
   try {
     await warmUp(engine);
     results.push([policy, await runWorkload(engine, workflows)]);
-    if (engine.core!.workflowPolicy) note = starvationNote(engine.core!.workflowPolicy);
+    if (engine.core!.workflowPolicy) note = `${starvationNote(engine.core!.workflowPolicy)}\n${retentionNote(engine.core!.workflowPolicy)}`;
     steps.push(stepNote(policy, engine.metrics().steps, engine.core!.scheduler.stepCost?.estimate()));
     const a = engine.model!.rt.gpu.adapter;
     adapterName = `${a.vendor} ${a.architecture} ${a.description}`;

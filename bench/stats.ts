@@ -55,6 +55,14 @@ export function starvationNote(p: WorkflowPolicy): string {
     `(${p.starvation.adaptive ? 'adaptive' : 'fixed'}; mean queue time of the last ${p.starvation.window} starts ${(p.starvation.meanWaitMs / 1000).toFixed(1)} s)`;
 }
 
+/** The workflow policy's retention TTL at the end of a run and the gaps it follows. */
+export function retentionNote(p: WorkflowPolicy): string {
+  const t = p.ttl;
+  if (!t.adaptive) return `retention TTL fixed at ${(t.fixedMs! / 1000).toFixed(1)} s`;
+  const gaps = t.global.count ? `p${t.percentile} of the last ${t.global.count} gaps between calls ${(t.global.percentile(t.percentile) / 1000).toFixed(2)} s` : 'no gap measured';
+  return `retention TTL at the end ${(p.retentionTtlMs() / 1000).toFixed(2)} s (adaptive, ${p.retentionTtlSource()}; ${gaps})`;
+}
+
 /** The steps a run took and the step cost the engine fitted (fixed + per token) at its end. */
 export function stepNote(policy: string, steps: number, cost: StepCost | null | undefined): string {
   return `${policy}: ${steps} steps; fitted step cost ${cost ? `${cost.fixedMs.toFixed(1)} ms + ${cost.perTokenMs.toFixed(2)} ms/token` : 'none'}`;

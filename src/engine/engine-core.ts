@@ -135,12 +135,18 @@ export interface EngineCoreOptions {
    */
   policy?: 'fcfs' | 'workflow';
   /**
-   * workflow policy: a request waiting longer than this runs next. Default 'adaptive': 4 times the
-   * mean queue time of the last 64 calls started, within 10 s .. 10 min; a number: fixed (ms).
+   * workflow policy: a request waiting longer than this runs next. Default 'adaptive': 8 times the
+   * mean queue time of the last 64 calls started and the calls still queued, within 10 s .. 10 min;
+   * a number: fixed (ms).
    */
   starvationMs?: number | 'adaptive';
-  /** workflow policy: how long a finished call's pages stay pinned for the agent's next call (ms, default 10 000). */
-  retentionTtlMs?: number;
+  /**
+   * workflow policy: how long a finished call's pages stay pinned for the agent's next call.
+   * Default 'adaptive': 1.5 × the 90th percentile of the measured gaps from a call's finish to its
+   * agent's next call (the workflow's own, else all workflows'), within 1 s .. 10 min, 10 s before
+   * 8 are known; a number: fixed (ms; 0: nothing kept).
+   */
+  retentionTtlMs?: number | 'adaptive';
   /** workflow policy: service levels double from this many tokens (default 256; 1: exact least attained service). */
   serviceQuantumTokens?: number;
   /** workflow policy: hold calls of new workflows while their context does not fit beside the live ones (default true). */
@@ -151,7 +157,7 @@ export interface EngineCoreOptions {
    * steps' fixed cost (a CPU adapter such as SwiftShader), judged from the measured step cost.
    */
   workflowHoldForKeptPages?: boolean | 'auto';
-  /** workflow policy: a workflow with no call for this long ends (ms, default 60 000). */
+  /** workflow policy: a workflow with no call for this long ends (ms; default 60 000, and not before its kept pages' TTL lapses). */
   workflowIdleTimeoutMs?: number;
   /** Workflows with their own entries in the metrics (default 32); older ones are aggregated. */
   metricsWorkflows?: number;
@@ -307,6 +313,10 @@ export class EngineCore {
       this.workflowPolicy.onEnded = (id) => this.metrics.workflows.end(id);
       const p = this.workflowPolicy;
       this.metrics.retainedPagesOf = (w, a) => p.retainedPages(w, a);
+      this.metrics.policyFigures = () => ({
+        starvationBoundMs: p.starvationBoundMs(), starvationAdaptive: p.starvation.adaptive,
+        retentionTtlMs: p.retentionTtlMs(), retentionTtlSource: p.retentionTtlSource(), gapsMeasured: p.ttl.global.count, gapsNeeded: p.ttl.minGaps,
+      });
     }
     this.scheduler = new Scheduler({
       kv: this.kvManager,

@@ -1,7 +1,7 @@
 // What the engine has done: per-step batch sizes and page use (for live charts), and per-request
 // timings rolled up into the prefill / decode speeds of runtimeStatsText.
 import type { KvManager, PagePool, PrefixCacheStats } from '../kv/index.js';
-import type { ScheduledStep } from '../scheduler/index.js';
+import type { ScheduledStep, TtlSource } from '../scheduler/index.js';
 import type { SeqTimings } from './engine-core.js';
 import { WorkflowMetrics, type RetainedPagesOf, type WorkflowFigures } from './workflow-metrics.js';
 
@@ -63,7 +63,24 @@ export interface MetricsSnapshot {
   workflowCompletion: { ended: number; meanMs: number };
   /** KV pages pinned for workflows' next calls (a part of the cached pages). */
   retainedPages: number;
+  /** The workflow policy's bounds now (null under fcfs). */
+  workflowPolicy: WorkflowPolicyFigures | null;
   last: StepRecord | null;
+}
+
+/** What the workflow policy's adaptive settings are now. */
+export interface WorkflowPolicyFigures {
+  /** A call queued longer than this (ms) goes first. */
+  starvationBoundMs: number;
+  starvationAdaptive: boolean;
+  /** The TTL (ms) of a finished call's kept pages, from every workflow's gaps (a workflow with gaps of its own uses them). */
+  retentionTtlMs: number;
+  /** What it follows: 'fixed' (a number given), 'global' (measured gaps), 'fallback' (10 s: too few gaps yet). */
+  retentionTtlSource: TtlSource;
+  /** Gaps between a call's finish and its agent's next call measured (the last 64 count). */
+  gapsMeasured: number;
+  /** Gaps needed before the TTL follows them (before: the 10 s fallback). */
+  gapsNeeded: number;
 }
 
 const KEEP = 256;
@@ -87,6 +104,8 @@ export class EngineMetrics {
   readonly workflows: WorkflowMetrics;
   /** Pages kept for an agent's next call (set by an engine running the workflow policy). */
   retainedPagesOf: RetainedPagesOf = () => 0;
+  /** The workflow policy's bounds now (set by an engine running the workflow policy). */
+  policyFigures: () => WorkflowPolicyFigures | null = () => null;
 
   constructor(private readonly kv: KvManager | null = null, private readonly keepWorkflows = 32) {
     this.workflows = new WorkflowMetrics(keepWorkflows);
@@ -160,6 +179,7 @@ export class EngineMetrics {
       workflows: this.workflows.snapshot(this.retainedPagesOf),
       workflowCompletion: this.workflows.completionSummary(),
       retainedPages: this.kv?.pool.retainedPages ?? 0,
+      workflowPolicy: this.policyFigures(),
       last: this.recent.at(-1) ?? null,
     };
   }
@@ -177,14 +197,19 @@ export class EngineMetrics {
       ? `; ${named.length} workflow${named.length === 1 ? '' : 's'} (${s.retainedPages} pages retained` +
         (done.ended ? `, ${done.ended} ended, mean completion ${(done.meanMs / 1000).toFixed(2)} s)` : ')')
       : '';
+    const policy = s.workflowPolicy;
+    const bounds = policy
+      ? `; workflow policy: starvation bound ${(policy.starvationBoundMs / 1000).toFixed(1)} s${policy.starvationAdaptive ? ' (adaptive)' : ''}, ` +
+        `retention TTL ${(policy.retentionTtlMs / 1000).toFixed(1)} s (${ttlOrigin(policy)})`
+      : '';
     return `prefill: ${s.prefillTokensPerSecond.toFixed(1)} tokens/sec, decode: ${s.decodeTokensPerSecond.toFixed(1)} tokens/sec` +
-      ` (${s.requests} requests, ${s.promptTokens} prompt and ${s.generatedTokens} generated tokens, ${s.steps} steps${prefix}${flows})`;
+      ` (${s.requests} requests, ${s.promptTokens} prompt and ${s.generatedTokens} generated tokens, ${s.steps} steps${prefix}${flows}${bounds})`;
   }
 
   reset(): void {
-    const retained = this.retainedPagesOf;
+    const { retainedPagesOf, policyFigures } = this;
     Object.assign(this, new EngineMetrics(this.kv, this.keepWorkflows));
-    this.retainedPagesOf = retained;
+    Object.assign(this, { retainedPagesOf, policyFigures });
   }
 
   private prefixCache(): PrefixCacheMetrics {
@@ -207,6 +232,12 @@ export class EngineMetrics {
     list.push(item);
     if (list.length > KEEP) list.shift();
   }
+}
+
+function ttlOrigin(p: WorkflowPolicyFigures): string {
+  if (p.retentionTtlSource === 'fixed') return 'fixed';
+  if (p.retentionTtlSource === 'fallback') return `default until ${p.gapsNeeded} gaps between calls are measured, ${p.gapsMeasured} so far`;
+  return `from ${p.gapsMeasured} measured gaps between calls`;
 }
 
 function rate(tokens: number, ms: number): number {

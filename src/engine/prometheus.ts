@@ -75,6 +75,10 @@ export function prometheusText(m: EngineMetricsSnapshot, modelId: string): strin
     [{ ...model, state: 'referenced' }, referenced], [{ ...model, state: 'cached' }, m.pagesCached - m.pagesRetained],
     [{ ...model, state: 'retained' }, m.pagesRetained], [{ ...model, state: 'free' }, m.pagesFree],
   ]);
+  if (m.workflowPolicy) {
+    out.family('wgserve_workflow_starvation_bound_seconds', 'gauge', 'workflow policy: a call queued longer than this goes first.', [[model, m.workflowPolicy.starvationBoundMs / 1000]]);
+    out.family('wgserve_workflow_retention_ttl_seconds', 'gauge', 'workflow policy: how long a finished call\'s KV pages are kept for its agent\'s next call (a workflow with measured gaps of its own uses them).', [[model, m.workflowPolicy.retentionTtlMs / 1000]]);
+  }
   out.family('wgserve_active_sequences', 'gauge', 'Sequences waiting or running.', [[model, m.activeSequences]]);
   out.family('wgserve_sessions_open', 'gauge', 'Engine sessions open.', [[model, m.sessions.open]]);
   out.family('wgserve_session_pinned_pages', 'gauge', 'Distinct KV pages the sessions pin.', [[model, m.sessions.pinnedPages]]);

@@ -7,23 +7,27 @@
 //   the starvation bound (adaptive by default: StarvationBound) goes before all of these.
 // - Admission: a workflow with nothing running or kept starts only when all its queued calls fit
 //   (shared prompt counted once) beside the live workflows' agent contexts (each agent's latest
-//   context, whether resident or not), so a new workflow waits rather than evict them. Where
+//   context, whether resident or not; one with only kept pages while its last activity is within
+//   the starvation bound), so a new workflow waits rather than evict them. Where
 //   recomputing a page costs more than a few steps (holdForKeptPages, judged from the step cost),
 //   a call of a live workflow likewise waits for free pages rather than evict its siblings' pins.
 // - Victim of a preemption: a running request of the workflow with the most service.
 // - KV across calls: when a call finishes while its workflow is open, its pages are pinned
-//   (KvRetention) for a time-to-live under its (workflow, agent); the agent's next call arriving
-//   holds them until it starts, however long it queues, and its start releases them (what it did
-//   not take, the superseded tail, goes back to plain LRU). TTL expiry, end() and an idle timeout
-//   release them. Pinned pages go after plain cached ones, and among them the pins of the most
-//   served workflow first, then of the agent expected back from its tool last (its last finish
-//   plus its workflow's mean gap between calls), each context from its tail.
+//   (KvRetention) for a time-to-live under its (workflow, agent) (adaptive by default:
+//   RetentionTtl, from the measured gaps between a call's finish and its agent's next call); the
+//   agent's next call arriving holds them until it starts, however long it queues, and its start
+//   releases them (what it did not take, the superseded tail, goes back to plain LRU). TTL
+//   expiry, end() and an idle timeout release them (the default idle timeout never ends a
+//   workflow before its pins lapse). Pinned pages go after plain cached ones, and among them the
+//   pins of the most served workflow first, then of the agent expected back from its tool last
+//   (its last finish plus its workflow's mean gap between calls), each context from its tail.
 import type { KvManager } from '../kv/kv-manager.js';
 import { KvRetention } from '../kv/retention.js';
 import type { SchedulingPolicy } from './scheduler.js';
 import type { StepCost } from './step-cost.js';
 import type { Sequence } from './sequence.js';
 import { StarvationBound, type AdaptiveStarvationOptions } from './starvation-bound.js';
+import { RetentionTtl, type AdaptiveTtlOptions, type GapWindow, type TtlSource } from './retention-ttl.js';
 
 export interface WorkflowPolicyOptions {
   kv: KvManager;
@@ -37,9 +41,20 @@ export interface WorkflowPolicyOptions {
   starvationMs?: number | 'adaptive';
   /** Tuning of the adaptive starvation bound (factor, floorMs, capMs, window). */
   adaptiveStarvation?: AdaptiveStarvationOptions;
-  /** How long a finished call's pages stay pinned for the agent's next call (ms, default 10 000). */
-  retentionTtlMs?: number;
-  /** A workflow with no call queued or running for this long is ended (ms, default 60 000). */
+  /**
+   * How long a finished call's pages stay pinned for the agent's next call. Default 'adaptive':
+   * 1.5 times the 90th percentile of the last 64 measured gaps from a call's finish to its agent's
+   * next call (the workflow's own once it has 8, else all workflows'), within 1 s .. 10 minutes,
+   * 10 s before 8 gaps are known (RetentionTtl); a number is a fixed TTL (ms; 0: nothing kept).
+   */
+  retentionTtlMs?: number | 'adaptive';
+  /** Tuning of the adaptive TTL (percentile, margin, floorMs, capMs, window, minGaps, fallbackMs). */
+  adaptiveRetention?: AdaptiveTtlOptions;
+  /**
+   * A workflow with no call queued or running for this long is ended (ms). Default 60 000, and
+   * never before the pins of its last finished call lapse (so an adaptive TTL above a minute
+   * holds); a number given here is kept as given, even below the TTL.
+   */
   idleTimeoutMs?: number;
   /** Hold calls of new workflows while the pool cannot hold them beside the live ones (default true). */
   admission?: boolean;
@@ -62,7 +77,16 @@ export interface WorkflowPolicyOptions {
 /** holdForKeptPages 'auto': hold when pageSize × perTokenMs ≥ this × fixedMs (bench/agents-sim.ts: 8 ms/token against 20 ms a step holds). */
 export const KEPT_PAGE_HOLD_RATIO = 4;
 
-export const WORKFLOW_DEFAULTS = { starvationMs: 'adaptive', retentionTtlMs: 10_000, idleTimeoutMs: 60_000, serviceQuantumTokens: 256 } as const;
+export const WORKFLOW_DEFAULTS = { starvationMs: 'adaptive', retentionTtlMs: 'adaptive', idleTimeoutMs: 60_000, serviceQuantumTokens: 256 } as const;
+
+/** How many workflows ended by the idle timeout keep their measured gaps, for when they come back. */
+export const DORMANT_WORKFLOWS = 256;
+
+interface Dormant {
+  gaps: GapWindow;
+  /** Per (workflow, agent) retention key, when its last call finished. */
+  finishedAt: Map<string, number>;
+}
 
 /** What the policy knows of one workflow. */
 export class WorkflowState {
@@ -80,15 +104,20 @@ export class WorkflowState {
   /** Mean time (ms) from a call's finish to its agent's next call, over the gaps seen so far (null: none yet). */
   meanGapMs: number | null = null;
   gapsSeen = 0;
-  constructor(readonly key: string, readonly named: boolean, public lastActivity: number) {}
+  /** When the pins of its latest finished call lapse (0: none granted). */
+  keptUntil = 0;
+  constructor(readonly key: string, readonly named: boolean, public lastActivity: number, readonly gaps: GapWindow) {}
 }
 
 export class WorkflowPolicy implements SchedulingPolicy {
   readonly retention: KvRetention;
   /** The starvation bound (fixed or following the measured queue times). */
   readonly starvation: StarvationBound;
-  readonly retentionTtlMs: number;
+  /** The retention TTL (fixed or following the measured gaps between calls). */
+  readonly ttl: RetentionTtl;
   readonly idleTimeoutMs: number;
+  /** Whether the idle timeout is the default (then it waits for a workflow's pins to lapse). */
+  private readonly idleTimeoutGiven: boolean;
   readonly serviceQuantumTokens: number;
   readonly admission: boolean;
   readonly holdForKeptPages: boolean | 'auto';
@@ -97,6 +126,12 @@ export class WorkflowPolicy implements SchedulingPolicy {
   private readonly workflows = new Map<string, WorkflowState>();
   /** When each (workflow, agent)'s last call finished, while its workflow is open. */
   private readonly finishedAt = new Map<string, number>();
+  /**
+   * Workflows ended by the idle timeout lately (the most recent DORMANT_WORKFLOWS): when one comes
+   * back, the gap from its agent's last finish is still measured, so the TTL can learn gaps longer
+   * than the idle timeout, and its own gaps carry on.
+   */
+  private readonly dormant = new Map<string, Dormant>();
   /** Calls that have started at least once (a restart after preemption is not a queue time). */
   private readonly startedOnce = new WeakSet<Sequence>();
   /** Calls that started past the starvation bound (whatever their rank). */
@@ -110,15 +145,16 @@ export class WorkflowPolicy implements SchedulingPolicy {
     const starvationMs = options.starvationMs ?? WORKFLOW_DEFAULTS.starvationMs;
     if (starvationMs !== 'adaptive' && typeof starvationMs !== 'number') throw new Error(`workflow policy: starvationMs must be a number of milliseconds or 'adaptive', got ${JSON.stringify(starvationMs)}`);
     this.starvation = new StarvationBound(starvationMs === 'adaptive' ? null : starvationMs, options.adaptiveStarvation);
-    this.retentionTtlMs = options.retentionTtlMs ?? WORKFLOW_DEFAULTS.retentionTtlMs;
+    const retentionTtlMs = options.retentionTtlMs ?? WORKFLOW_DEFAULTS.retentionTtlMs;
+    if (retentionTtlMs !== 'adaptive' && typeof retentionTtlMs !== 'number') throw new Error(`workflow policy: retentionTtlMs must be a number of milliseconds or 'adaptive', got ${JSON.stringify(retentionTtlMs)}`);
+    this.ttl = new RetentionTtl(retentionTtlMs === 'adaptive' ? null : retentionTtlMs, options.adaptiveRetention);
+    this.idleTimeoutGiven = options.idleTimeoutMs !== undefined;
     this.idleTimeoutMs = options.idleTimeoutMs ?? WORKFLOW_DEFAULTS.idleTimeoutMs;
     this.serviceQuantumTokens = options.serviceQuantumTokens ?? WORKFLOW_DEFAULTS.serviceQuantumTokens;
     this.admission = options.admission ?? true;
     this.holdForKeptPages = options.holdForKeptPages ?? 'auto';
     if (!(this.serviceQuantumTokens >= 1)) throw new Error(`workflow policy: serviceQuantumTokens must be >= 1, got ${this.serviceQuantumTokens}`);
-    for (const [name, v] of [['retentionTtlMs', this.retentionTtlMs], ['idleTimeoutMs', this.idleTimeoutMs]] as const) {
-      if (!(v >= 0)) throw new Error(`workflow policy: ${name} must be a number of milliseconds >= 0, got ${v}`);
-    }
+    if (!(this.idleTimeoutMs >= 0)) throw new Error(`workflow policy: idleTimeoutMs must be a number of milliseconds >= 0, got ${this.idleTimeoutMs}`);
     this.retention = new KvRetention(options.kv.pool, (key) => this.nextUseRank(key));
   }
 
@@ -160,10 +196,11 @@ export class WorkflowPolicy implements SchedulingPolicy {
    */
   admits(seq: Sequence, cost: StepCost | null = null): boolean {
     if (!this.admission) return true;
-    if (this.clock() - seq.queuedAt > this.starvationBoundMs()) return true;
+    const bound = this.starvationBoundMs();
+    if (this.clock() - seq.queuedAt > bound) return true;
     const w = this.workflows.get(keyOf(seq));
     if (w && this.isLive(w)) return !this.holdsForKeptPages(cost) || this.fitsBesideKeptPages(seq);
-    const live = [...this.workflows.values()].filter((o) => o !== w && this.isLive(o));
+    const live = [...this.workflows.values()].filter((o) => o !== w && this.reservesRoom(o, bound));
     const held = live.reduce((n, o) => n + this.footprint(o), 0);
     return held + this.pagesToStart(w ? [...w.waiting].map((c) => c.tokens) : [seq.tokens]) <= this.kv.pool.totalPages;
   }
@@ -192,14 +229,14 @@ export class WorkflowPolicy implements SchedulingPolicy {
   tick(now: number): void {
     this.retention.expire(now);
     for (const w of [...this.workflows.values()]) {
-      if (w.active === 0 && now - w.lastActivity >= this.idleTimeoutMs) this.close(w);
+      if (w.active === 0 && now - w.lastActivity >= this.idleTimeoutMs && (this.idleTimeoutGiven || now >= w.keptUntil)) this.close(w, 'idle');
     }
   }
 
   added(seq: Sequence): void {
     const key = keyOf(seq);
     let w = this.workflows.get(key);
-    if (!w) this.workflows.set(key, (w = new WorkflowState(key, seq.workflowId !== null, this.clock())));
+    if (!w) this.workflows.set(key, (w = this.newWorkflow(key, seq.workflowId !== null)));
     w.active++;
     w.calls++;
     w.waiting.add(seq);
@@ -209,8 +246,10 @@ export class WorkflowPolicy implements SchedulingPolicy {
     if (seq.workflowId !== null) this.retention.extend(retentionKey(key, seq.agentId), Infinity);
     const last = seq.workflowId === null ? undefined : this.finishedAt.get(retentionKey(key, seq.agentId));
     if (last !== undefined) {
+      const gap = this.clock() - last;
       w.gapsSeen++;
-      w.meanGapMs = (w.meanGapMs ?? 0) + (this.clock() - last - (w.meanGapMs ?? 0)) / w.gapsSeen;
+      w.meanGapMs = (w.meanGapMs ?? 0) + (gap - (w.meanGapMs ?? 0)) / w.gapsSeen;
+      this.ttl.observe(gap, w.gaps);
     }
   }
 
@@ -252,16 +291,54 @@ export class WorkflowPolicy implements SchedulingPolicy {
     }
     // Any finish counts (the engine ends a call on a stop string by aborting it): its pages hold the agent's context.
     this.finishedAt.set(retentionKey(w.key, seq.agentId), this.clock());
-    if (this.retentionTtlMs === 0) return;
+    const ttlMs = this.ttl.currentMs(w.gaps);
+    if (ttlMs === 0) return;
     const pages = seq.blockTable.filter((p) => this.kv.pool.hashOf(p) !== null);
-    if (pages.length) this.retention.retain(retentionKey(w.key, seq.agentId), pages, this.clock() + this.retentionTtlMs);
+    if (!pages.length) return;
+    w.keptUntil = Math.max(w.keptUntil, this.clock() + ttlMs);
+    this.retention.retain(retentionKey(w.key, seq.agentId), pages, this.clock() + ttlMs);
+  }
+
+  /**
+   * The TTL (ms) a call of the workflow finishing now gets (its own gaps, also while it is dormant
+   * after an idle timeout; no id or an unknown workflow: the TTL from every workflow's gaps).
+   */
+  retentionTtlMs(workflowId?: string): number {
+    return this.ttl.currentMs(this.gapsOf(workflowId));
+  }
+
+  retentionTtlSource(workflowId?: string): TtlSource {
+    return this.ttl.source(this.gapsOf(workflowId));
+  }
+
+  private gapsOf(workflowId: string | undefined): GapWindow | undefined {
+    if (workflowId === undefined) return undefined;
+    const key = named(workflowId);
+    return this.workflows.get(key)?.gaps ?? this.dormant.get(key)?.gaps;
+  }
+
+  /** A workflow's state, with the gaps and last finishes it had if it went idle lately. */
+  private newWorkflow(key: string, isNamed: boolean): WorkflowState {
+    const d = this.dormant.get(key);
+    this.dormant.delete(key);
+    for (const [k, at] of d?.finishedAt ?? []) this.finishedAt.set(k, at);
+    return new WorkflowState(key, isNamed, this.clock(), d?.gaps ?? this.ttl.newWindow());
+  }
+
+  private rememberDormant(key: string, d: Dormant): void {
+    this.dormant.set(key, d);
+    for (const k of this.dormant.keys()) {
+      if (this.dormant.size <= DORMANT_WORKFLOWS) break;
+      this.dormant.delete(k);
+    }
   }
 
   /** Ends a workflow: its pins go back to plain LRU and its service is forgotten. False if it was not open. */
   end(workflowId: string): boolean {
     const w = this.workflows.get(named(workflowId));
     if (!w) return false;
-    this.close(w);
+    this.dormant.delete(w.key);
+    this.close(w, 'ended');
     return true;
   }
 
@@ -270,14 +347,20 @@ export class WorkflowPolicy implements SchedulingPolicy {
     return [...this.workflows.values()].filter((w) => w.named).map((w) => w.key.slice(2));
   }
 
-  private close(w: WorkflowState): void {
+  private close(w: WorkflowState, why: 'idle' | 'ended'): void {
     const prefix = w.key + '\u0000';
     this.retention.releaseWhere((k) => k.startsWith(prefix));
-    for (const k of [...this.finishedAt.keys()]) if (k.startsWith(prefix)) this.finishedAt.delete(k);
+    const finished = new Map<string, number>();
+    for (const [k, at] of [...this.finishedAt]) {
+      if (!k.startsWith(prefix)) continue;
+      finished.set(k, at);
+      this.finishedAt.delete(k);
+    }
+    if (why === 'idle' && w.named) this.rememberDormant(w.key, { gaps: w.gaps, finishedAt: finished });
     // Calls still queued keep their state; the workflow reopens with them, service anew.
     this.workflows.delete(w.key);
     if (w.active > 0) {
-      const reopened = new WorkflowState(w.key, w.named, this.clock());
+      const reopened = this.newWorkflow(w.key, w.named);
       reopened.active = w.active;
       for (const id of w.running) reopened.running.add(id);
       for (const q of w.waiting) reopened.waiting.add(q);
@@ -301,6 +384,17 @@ export class WorkflowPolicy implements SchedulingPolicy {
   /** A workflow is live while a call of it runs or pages are kept for its agents. */
   private isLive(w: WorkflowState): boolean {
     return w.running.size > 0 || (w.named && this.retainedPages(w.key.slice(2)) > 0);
+  }
+
+  /**
+   * Whether admission keeps room for a live workflow's agents: while a call of it runs, and while
+   * pages are kept for it and its last activity is within the starvation bound. Admission holds a
+   * call at most that bound, so it reserves room no longer for an agent that is not back (a long
+   * TTL still keeps the pages, ahead of plain cached ones, without holding new workflows out).
+   */
+  private reservesRoom(w: WorkflowState, boundMs: number): boolean {
+    if (w.running.size > 0) return true;
+    return this.isLive(w) && this.clock() - w.lastActivity <= boundMs;
   }
 
   /** Pages a live workflow's agents need resident: their latest contexts, the shared head once. */

@@ -106,6 +106,11 @@ describe('workflows on the shipped model', () => {
     const families = parsePrometheus(await response.text());
     expect(promSum(families, 'wgserve_agent_generated_tokens_total')).toBe(m.generatedTokens);
     expect(promValue(families, 'wgserve_kv_pages', { state: 'retained' })).toBe(m.pagesRetained);
+    // Each agent's second call measured a gap: 6 gaps, too few for the adaptive TTL (8): the 10 s fallback.
+    expect(m.workflowPolicy).toMatchObject({ retentionTtlMs: 10_000, retentionTtlSource: 'fallback', gapsMeasured: 6, gapsNeeded: 8, starvationAdaptive: true });
+    expect(m.workflowPolicy!.starvationBoundMs).toBeGreaterThanOrEqual(10_000);
+    expect(promValue(families, 'wgserve_workflow_retention_ttl_seconds', {})).toBe(m.workflowPolicy!.retentionTtlMs / 1000);
+    expect(fcfs.metrics().workflowPolicy).toBeNull();
 
     for (const id of ['wf0', 'wf1', 'wf2']) expect((await handler(new Request(`http://localhost/v1/workflows/${id}`, { method: 'DELETE' }))).status).toBe(200);
     expect((await handler(new Request('http://localhost/v1/workflows/wf0', { method: 'DELETE' }))).status).toBe(404);
@@ -113,6 +118,7 @@ describe('workflows on the shipped model', () => {
     expect(after.pagesRetained).toBe(0);
     for (const w of after.workflows.filter((x) => x.workflowId.startsWith('wf'))) expect(w.completionMs).toBeGreaterThan(0);
     expect(await workflow.runtimeStatsText()).toMatch(/3 workflows \(0 pages retained, 3 ended, mean completion/);
+    expect(await workflow.runtimeStatsText()).toMatch(/workflow policy: starvation bound [\d.]+ s \(adaptive\), retention TTL 10\.0 s \(default until 8 gaps between calls are measured, 6 so far\)/);
     workflow.core!.scheduler.checkInvariants();
   });
 });
