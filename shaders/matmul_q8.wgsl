@@ -99,11 +99,12 @@ fn hsum8(lo: vec4<f32>, hi: vec4<f32>) -> f32 {
 // vec4 lanes per output in registers. The tiled GEMM below shares this order.
 const ONE_SUM: bool = {{ONE_SUM}};
 
-/** The exact integer sum of one block pair. */
+/** The exact integer sum of one block pair (as two independent vec4 sums: any order is exact). */
 fn block_sum(w: array<u32, 8>, x: array<u32, 8>) -> i32 {
-  var s = 0;
-  for (var j = 0u; j < 8u; j++) { s += dot4I8Packed(w[j], x[j]); }
-  return s;
+  let lo = vec4<i32>(dot4I8Packed(w[0], x[0]), dot4I8Packed(w[1], x[1]), dot4I8Packed(w[2], x[2]), dot4I8Packed(w[3], x[3]));
+  let hi = vec4<i32>(dot4I8Packed(w[4], x[4]), dot4I8Packed(w[5], x[5]), dot4I8Packed(w[6], x[6]), dot4I8Packed(w[7], x[7]));
+  let t = lo + hi;
+  return (t.x + t.y) + (t.z + t.w);
 }
 
 fn gemv_accumulate(n0: u32, m0: u32, lane: u32) -> GemvSums {
