@@ -13,6 +13,7 @@ commands:
   tokenize  [--model FILE]   reads one JSON string per line from stdin, prints its token ids (no BOS)
   serve     [--model FILE] [--host H] [--port P] [--kv-memory MB] [--kv-format f16|f32|q8_0|q4_0]
             [--max-batch-tokens N] [--no-prefix-cache] [--policy fcfs|workflow] [--numerics fast|llama.cpp]
+            [--starvation-after S|adaptive] [--workflow-ttl S|adaptive]
             [--context-store DIR [--context-store-mb MB]]
             [--max-session-pages N] [--max-sessions N] [--session-unpin-after S] [--session-expire-after S]
             the OpenAI API (/v1/chat/completions, /v1/completions, /v1/models, DELETE /v1/workflows/ID),
@@ -23,6 +24,9 @@ commands:
             sessions (/v1/sessions) pin at most --max-session-pages KV pages (default half the pool),
             at most --max-sessions are open (256), one idle --session-unpin-after seconds (300) is
             unpinned, one idle --session-expire-after seconds (3600) is destroyed (0: never)
+            --policy workflow: a call waits at most --starvation-after seconds before it runs next, and
+            a finished call's KV pages stay kept --workflow-ttl seconds for its agent's next call (0:
+            none); both default to adaptive (from measured queue times and gaps between calls)
 
 --model defaults to the small model the repo ships (models/wg-tolstoy-q8_0.gguf).`;
 
@@ -72,6 +76,8 @@ const SERVE_OPTIONS = {
   'max-batch-tokens': { type: 'string' },
   'no-prefix-cache': { type: 'boolean' },
   policy: { type: 'string' },
+  'starvation-after': { type: 'string' },
+  'workflow-ttl': { type: 'string' },
   numerics: { type: 'string' },
   'context-store': { type: 'string' },
   'context-store-mb': { type: 'string' },

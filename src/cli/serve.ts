@@ -20,6 +20,10 @@ export interface ServeCliOptions {
   'no-prefix-cache'?: boolean;
   /** Scheduling policy: fcfs (default) or workflow. */
   policy?: string;
+  /** workflow policy: seconds a call may wait before it runs next, or "adaptive" (default). */
+  'starvation-after'?: string;
+  /** workflow policy: seconds a finished call's pages stay kept for its agent, or "adaptive" (default); 0: none. */
+  'workflow-ttl'?: string;
   /** Kernel set: fast (default) or llama.cpp. */
   numerics?: string;
   /** A directory for the context store (KV pages kept across restarts). */
@@ -96,6 +100,8 @@ export function engineOptionsOf(opts: ServeCliOptions): EngineOptions {
     if (opts.policy !== 'fcfs' && opts.policy !== 'workflow') throw new Error(`--policy must be fcfs or workflow, got ${JSON.stringify(opts.policy)}`);
     options.policy = opts.policy;
   }
+  if (opts['starvation-after'] !== undefined) options.starvationMs = secondsOrAdaptive(opts['starvation-after'], 'starvation-after', 0.001);
+  if (opts['workflow-ttl'] !== undefined) options.retentionTtlMs = secondsOrAdaptive(opts['workflow-ttl'], 'workflow-ttl', 0);
   return { ...options, ...sessionOptionsOf(opts) };
 }
 
@@ -106,6 +112,12 @@ function sessionOptionsOf(opts: ServeCliOptions): Pick<EngineOptions, 'maxSessio
   if (opts['session-unpin-after'] !== undefined) options.sessionUnpinAfterMs = secondsOrNever(opts['session-unpin-after'], 'session-unpin-after');
   options.sessionExpireAfterMs = secondsOrNever(opts['session-expire-after'] ?? String(SERVE_SESSION_EXPIRE_AFTER_S), 'session-expire-after');
   return options;
+}
+
+/** A flag in seconds as milliseconds, or "adaptive". */
+function secondsOrAdaptive(value: string, name: string, min: number): number | 'adaptive' {
+  if (value === 'adaptive') return value;
+  return parseNumber(value, name, 0, { min }) * 1000;
 }
 
 /** A flag in seconds as milliseconds, 0 meaning never (Infinity). */

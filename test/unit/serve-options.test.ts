@@ -27,3 +27,16 @@ describe('serve session flags', () => {
     expect(() => engineOptionsOf({ 'session-expire-after': '-5' })).toThrow(/--session-expire-after must be a number >= 0/);
   });
 });
+
+describe('serve workflow-policy flags', () => {
+  it('default adaptive; seconds become milliseconds; "adaptive" passes through; bad values named', () => {
+    const o = engineOptionsOf({});
+    expect(o.starvationMs).toBeUndefined();
+    expect(o.retentionTtlMs).toBeUndefined();
+    expect(engineOptionsOf({ 'starvation-after': '30', 'workflow-ttl': '2.5' })).toMatchObject({ starvationMs: 30_000, retentionTtlMs: 2500 });
+    expect(engineOptionsOf({ 'starvation-after': 'adaptive', 'workflow-ttl': 'adaptive' })).toMatchObject({ starvationMs: 'adaptive', retentionTtlMs: 'adaptive' });
+    expect(engineOptionsOf({ 'workflow-ttl': '0' }).retentionTtlMs).toBe(0);
+    expect(() => engineOptionsOf({ 'starvation-after': '0' })).toThrow(/--starvation-after must be a number >= 0.001/);
+    expect(() => engineOptionsOf({ 'workflow-ttl': 'soon' })).toThrow('--workflow-ttl must be a number >= 0, got "soon"');
+  });
+});
