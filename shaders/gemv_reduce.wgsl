@@ -1,7 +1,8 @@
 // Shared by the GEMV kernels (matmul.wgsl, matmul_q8.wgsl, matmul_qk_gemv.wgsl): the thread
 // layout, the reduction of each thread's partial sums into the outputs, and (from
-// gemv_tree_{{GEMV_TREE}}.wgsl: shared or subgroups) the entry point `gemv`. The including shader defines `fn store_y(m: u32, n: u32, v: f32)` and, anywhere in the
-// module, `fn gemv_accumulate(n0: u32, m0: u32, lane: u32) -> GemvSums`.
+// gemv_tree_{{GEMV_TREE}}.wgsl: shared or subgroups) the entry point `gemv`. The including shader
+// defines `fn store_y(m: u32, n: u32, v: f32)` and, anywhere in the module,
+// `fn gemv_accumulate(n0: u32, m0: u32, lane: u32) -> GemvSums`.
 // Defines: ROWS (x rows held in registers per row tile), SPLIT (threads sharing a weight-row
 // pair's K), GEMV_THREADS (threads per workgroup, a multiple of SPLIT), GEMV_COLS (weight rows per
 // thread group), GEMV_TREE (shared: the tree in workgroup memory; subgroups: the same additions

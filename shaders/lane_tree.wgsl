@@ -1,4 +1,5 @@
-// The fast set's tiled GEMM kernels (matmul.wgsl gemm_lanes, matmul_q8.wgsl gemm_lanes_q8) compute
+// The fast set's tiled GEMM kernels (matmul.wgsl gemm_lanes, matmul_q8.wgsl gemm_lanes_q8,
+// matmul_qk_gemv.wgsl gemm_lanes_qk) compute
 // each output in exactly the GEMV's order (gemv_reduce.wgsl): SPLIT lane partials, lane l summing
 // its chunks of K in order, then the lanes added in the tree stride SPLIT / 2 down to 1. A GEMM
 // thread cannot hold SPLIT partials for each of its outputs, so it computes the lanes one after

@@ -126,11 +126,11 @@ fn gemm_lanes(
       workgroupBarrier();
       for (var q = 0u; q < STEP_V4; q++) {
         if (step_c4(lane, first, q) >= params.k4) { break; }
-        for (var i = 0u; i < 2u; i++) {
-          let x = laneX[(lid.y + 16u * i) * STAGE_STRIDE + q];
-          for (var j = 0u; j < 4u; j++) {
-            acc[4u * i + j] += dot(x, laneW[(lid.x + 16u * j) * STAGE_STRIDE + q]);
-          }
+        // Each staged vec4 read once per thread: the two x rows, then each weight row.
+        let x = array<vec4<f32>, 2>(laneX[lid.y * STAGE_STRIDE + q], laneX[(lid.y + 16u) * STAGE_STRIDE + q]);
+        for (var j = 0u; j < 4u; j++) {
+          let w = laneW[(lid.x + 16u * j) * STAGE_STRIDE + q];
+          for (var i = 0u; i < 2u; i++) { acc[4u * i + j] += dot(x[i], w); }
         }
       }
       workgroupBarrier();

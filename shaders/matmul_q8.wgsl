@@ -160,6 +160,7 @@ fn w_block(rowWord: u32, b: u32) -> WBlock {
   return WBlock(w_scale(bw), q);
 }
 
+/** One Q8_0-style block: its scale and 8 words of packed int8 quants (weights or activations). */
 struct WBlock { d: f32, q: array<u32, 8> }
 
 fn gemv_accumulate_one_sum(n0: u32, m0: u32, lane: u32) -> GemvSums {
@@ -223,6 +224,22 @@ fn stage_lane_blocks(m0: u32, n0: u32, lane: u32, first: u32, nb: u32, tid: u32)
   }
 }
 
+/** Block s of tile x row `row` as staged: its scale and packed quants. */
+fn staged_x_block(row: u32, s: u32) -> WBlock {
+  let at = (row * STEP_BLOCKS + s) * STAGED_WORDS;
+  var q: array<u32, 8>;
+  for (var j = 0u; j < 8u; j++) { q[j] = laneX[at + 1u + j]; }
+  return WBlock(bitcast<f32>(laneX[at]), q);
+}
+
+/** Block s of tile weight row `row` as staged. */
+fn staged_w_block(row: u32, s: u32) -> WBlock {
+  let at = (row * STEP_BLOCKS + s) * STAGED_WORDS;
+  var q: array<u32, 8>;
+  for (var j = 0u; j < 8u; j++) { q[j] = laneW[at + 1u + j]; }
+  return WBlock(bitcast<f32>(laneW[at]), q);
+}
+
 @compute @workgroup_size(16, 16)
 fn gemm_lanes_q8(
   @builtin(workgroup_id) wid: vec3<u32>,
@@ -241,16 +258,12 @@ fn gemm_lanes_q8(
       stage_lane_blocks(m0, n0, lane, first, nb, tid);
       workgroupBarrier();
       for (var s = 0u; s < min(STEP_BLOCKS, laneBlocks - first); s++) {
-        for (var i = 0u; i < 2u; i++) {
-          let xb = ((lid.y + 16u * i) * STEP_BLOCKS + s) * STAGED_WORDS;
-          let dx = bitcast<f32>(laneX[xb]);
-          var x: array<u32, 8>;
-          for (var j = 0u; j < 8u; j++) { x[j] = laneX[xb + 1u + j]; }
-          for (var j = 0u; j < 4u; j++) {
-            let wb = ((lid.x + 16u * j) * STEP_BLOCKS + s) * STAGED_WORDS;
-            var w: array<u32, 8>;
-            for (var q = 0u; q < 8u; q++) { w[q] = laneW[wb + 1u + q]; }
-            acc[4u * i + j] = fma(bitcast<f32>(laneW[wb]) * dx, f32(block_sum(w, x)), acc[4u * i + j]);
+        // Each staged block read once per thread: the two x rows', then each weight row's.
+        let x = array<WBlock, 2>(staged_x_block(lid.y, s), staged_x_block(lid.y + 16u, s));
+        for (var j = 0u; j < 4u; j++) {
+          let w = staged_w_block(lid.x + 16u * j, s);
+          for (var i = 0u; i < 2u; i++) {
+            acc[4u * i + j] = fma(w.d * x[i].d, f32(block_sum(w.q, x[i].q)), acc[4u * i + j]);
           }
         }
       }

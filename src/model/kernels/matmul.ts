@@ -50,7 +50,7 @@ function gemvCols(rt: GpuRuntime): number {
   return rt.softwareShapes ? 8 : 2;
 }
 const GEMM_TILE = 64; // TILE in matmul.wgsl
-/** Output tile of the fast set's GEMM (LANE_TM x rows by LANE_TN weight rows in matmul.wgsl, matmul_q8.wgsl). */
+/** Output tile of the fast set's GEMMs (LANE_TM x rows by LANE_TN weight rows in lane_tree.wgsl). */
 const LANE_GEMM_TM = 32;
 const LANE_GEMM_TN = 64;
 const MAX_GROUPS_PER_DIM = 65535;
@@ -127,7 +127,8 @@ function gemvRows(m: number): number {
  * one order that no batch shape changes (batch invariant), by the GEMV in row tiles (decode rows:
  * each weight block read once per tile for all its rows) or, for prompt rows on a GPU, the tiled
  * GEMM in the same order (lane_tree.wgsl); Q8_0 / Q4_0 weights multiply int8 Q8_0 activations
- * (one integer sum and one hardware fma per block), K-quants int8 Q8_K ones, float types f32. 'llama.cpp': llama.cpp's x86 CPU arithmetic bit for bit (activations rounded onto
+ * (one integer sum and one hardware fma per block), K-quants int8 Q8_K ones, float types f32.
+ * 'llama.cpp': llama.cpp's x86 CPU arithmetic bit for bit (activations rounded onto
  * the weight type's grid, its kernel per call chosen from rowPlaces), for parity tests.
  */
 export type MatmulNumerics = 'fast' | 'llama.cpp';
