@@ -7,7 +7,7 @@
 // are a hash of each sequence's tokens (a stand-in model: the same under both policies).
 // Use: npx tsx bench/agents-sim.ts [-- --workflows 6 --seed 1 --kv-pages 40 --step-ms 20 --token-ms 1 --ttl-ms N|adaptive (default adaptive)
 //   --ttl-percentile 90 --ttl-margin 1.5 --ttl-min-gaps 3
-//   --starvation-ms N (default adaptive) --starvation-factor 8 --starvation-floor-ms 10000 --quantum 256 --packing on|off --hold auto|on|off]
+//   --starvation-ms N (default adaptive) --starvation-factor 8 --starvation-floor-ms 10000 --quantum 256 --packing on|off --hold auto|on|off --forecast on|off]
 import { parseArgs } from 'node:util';
 import { HashPrefixCache, KvManager, PagePool } from '../src/kv/index.js';
 import { fcfs, Scheduler, Sequence, WorkflowPolicy, type SchedulingPolicy } from '../src/scheduler/index.js';
@@ -32,6 +32,8 @@ const { values: args } = parseArgs({
     'starvation-floor-ms': { type: 'string' },
 
     packing: { type: 'string', default: 'on' },
+    /** Admission counts the contexts' expected growth (forecastGrowth): on (default) or off. */
+    forecast: { type: 'string', default: 'on' },
     /** holdForKeptPages: auto (default), on, off. */
     hold: { type: 'string', default: 'auto' },
   },
@@ -70,7 +72,7 @@ function plan(seed: number): WorkflowPlan[] {
   }));
 }
 
-interface Result { completionMs: number[]; ttftMs: number[]; generated: number; prompt: number; cached: number; preemptions: number; seconds: number; answers: string[]; note?: string;
+interface Result { keptEvicted?: number; completionMs: number[]; ttftMs: number[]; generated: number; prompt: number; cached: number; preemptions: number; seconds: number; answers: string[]; note?: string;
   /** Where the simulated time went (s): steps' fixed cost, prompt tokens, decode tokens, idle (every agent in a tool). */
   time: { fixed: number; prompt: number; decode: number; idle: number; steps: number } }
 
@@ -81,7 +83,7 @@ function simulate(workflows: WorkflowPlan[], which: 'fcfs' | 'workflow'): Result
   const kv = new KvManager(pool, PAGE, new HashPrefixCache(pool, PAGE, 'sim'));
   const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
   const wp = new WorkflowPolicy({ kv, clock, retentionTtlMs: args['ttl-ms'] === 'adaptive' ? 'adaptive' : num(args['ttl-ms']), starvationMs: num(args['starvation-ms']), serviceQuantumTokens: num(args.quantum),
-    holdForKeptPages: args.hold === 'auto' ? 'auto' : args.hold === 'on',
+    holdForKeptPages: args.hold === 'auto' ? 'auto' : args.hold === 'on', forecastGrowth: args.forecast !== 'off',
     adaptiveStarvation: { factor: num(args['starvation-factor']), floorMs: num(args['starvation-floor-ms']) },
     adaptiveRetention: { percentile: num(args['ttl-percentile']), margin: num(args['ttl-margin']), minGaps: num(args['ttl-min-gaps']) } });
   const policy: SchedulingPolicy = which === 'fcfs' ? fcfs : wp;
@@ -155,6 +157,7 @@ function simulate(workflows: WorkflowPlan[], which: 'fcfs' | 'workflow'): Result
     }
   }
   out.seconds = now / 1000;
+  out.keptEvicted = pool.pinnedEvictions;
   out.answers.sort();
   if (which === 'workflow') out.note = `${starvationNote(wp)}\n${retentionNote(wp)}`;
   return out;
@@ -167,7 +170,7 @@ console.log(`\nsimulated: ${WORKFLOWS} workflows, ${agents} agents, ${runs[0][1]
 printPolicyComparison(runs.map(([p, r]) => [p, { ...r, promptTokens: r.prompt, cachedTokens: r.cached }] as const));
 for (const [p, r] of runs) {
   const t = r.time;
-  console.log(`${p}: ${t.steps} steps; time ${r.seconds.toFixed(1)} s = fixed ${t.fixed.toFixed(1)} + prompt tokens ${t.prompt.toFixed(1)} + decode tokens ${t.decode.toFixed(1)} + idle ${t.idle.toFixed(1)} s`);
+  console.log(`${p}: ${r.keptEvicted} kept pages evicted; ${t.steps} steps; time ${r.seconds.toFixed(1)} s = fixed ${t.fixed.toFixed(1)} + prompt tokens ${t.prompt.toFixed(1)} + decode tokens ${t.decode.toFixed(1)} + idle ${t.idle.toFixed(1)} s`);
 }
 console.log(runs[1][1].note);
 console.log(`every answer the same under both policies: ${runs[0][1].answers.join() === runs[1][1].answers.join() ? 'yes' : 'NO'}`);

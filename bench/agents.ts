@@ -7,7 +7,8 @@
 // must be the same). Prints, per policy and as ratios: mean and p95 workflow completion time
 // (first call sent to last answer), generated tokens/s, prompt tokens computed (not from the
 // cache), preemptions, TTFT p95.
-// Use: npm run bench:agents [-- --workflows 6 --seed 1 --kv-pages 40 --starvation-ms N --ttl-ms N|adaptive --quantum 256 --first fcfs|workflow]
+// Use: npm run bench:agents [-- --workflows 6 --seed 1 --kv-pages 40 --starvation-ms N --ttl-ms N|adaptive --quantum 256 --forecast on|off
+//   --first fcfs|workflow --model FILE --system-words N --answer-tokens 6]
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createEngine, type Engine } from '../src/index.js';
@@ -23,6 +24,14 @@ const { values: args } = parseArgs({
     'starvation-ms': { type: 'string' },
     'ttl-ms': { type: 'string' },
     quantum: { type: 'string' },
+    /** Admission counts the live contexts' expected growth (workflowForecastGrowth): on (default) or off. */
+    forecast: { type: 'string', default: 'on' },
+    /** A GGUF file or URL (default: the shipped wg-tolstoy-q8_0, context 256). */
+    model: { type: 'string' },
+    /** Pad each workflow's system prompt with tool definitions to at least this many words (real agents' tools blocks run to thousands of tokens; needs a model with a longer context). */
+    'system-words': { type: 'string', default: '0' },
+    /** Tokens each call generates. */
+    'answer-tokens': { type: 'string', default: '6' },
     /** Which policy runs first (the machine's load drifts; run both orders to see it). */
     first: { type: 'string', default: 'fcfs' },
   },
@@ -30,7 +39,8 @@ const { values: args } = parseArgs({
 const WORKFLOWS = Number(args.workflows);
 const KV_PAGES = Number(args['kv-pages']);
 const BURST_GAP_MS = Number(args['burst-gap-ms']);
-const ANSWER_TOKENS = 6;
+const ANSWER_TOKENS = Number(args['answer-tokens']);
+const SYSTEM_WORDS = Number(args['system-words']);
 const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
 /** The workflow policy's bounds; scale them with the workload's time scale (on SwiftShader a call queues for tens of seconds). */
 const STARVATION_MS = num(args['starvation-ms']);
@@ -63,7 +73,7 @@ function plan(seed: number): WorkflowPlan[] {
       id: `wf${w}`,
       // Bursts of 3 workflows, each burst BURST_GAP_MS after the last, a little jitter inside.
       startMs: Math.floor(w / 3) * BURST_GAP_MS + Math.floor(r() * 100),
-      system: `Workflow ${w} studies ${task}. Tools: search(q) finds passages; who(name) describes a person; count(w) counts a word; map(p) locates a place.`,
+      system: toolsBlock(`Workflow ${w} studies ${task}. Tools: search(q) finds passages; who(name) describes a person; count(w) counts a word; map(p) locates a place.`, r),
       agents: Array.from({ length: agents }, () => {
         const calls = 2 + Math.floor(r() * 9);
         return {
@@ -73,6 +83,22 @@ function plan(seed: number): WorkflowPlan[] {
       }),
     };
   });
+}
+
+const WORDS = ['the', 'name', 'of', 'a', 'person', 'place', 'army', 'letter', 'returns', 'string', 'list', 'when', 'found', 'date', 'chapter', 'number', 'optional', 'required', 'French', 'Russian', 'battle', 'house', 'family', 'estate'];
+
+/** The system prompt, padded with seeded tool definitions to at least SYSTEM_WORDS words. */
+function toolsBlock(head: string, r: () => number): string {
+  const lines = [head];
+  let words = head.split(/\s+/).length;
+  for (let t = 0; words < SYSTEM_WORDS; t++) {
+    const params = Array.from({ length: 2 + Math.floor(r() * 3) }, (_, i) => `${WORDS[Math.floor(r() * WORDS.length)]}${i}: string`);
+    const about = Array.from({ length: 12 + Math.floor(r() * 12) }, () => WORDS[Math.floor(r() * WORDS.length)]).join(' ');
+    const line = `tool${t}(${params.join(', ')}): ${about}.`;
+    lines.push(line);
+    words += line.split(/\s+/).length;
+  }
+  return lines.join('\n');
 }
 
 interface CallRecord {
@@ -156,7 +182,8 @@ async function warmUp(engine: Engine): Promise<void> {
   await engine.resetChat();
 }
 
-const model = fileURLToPath(new URL('../models/wg-tolstoy-q8_0.gguf', import.meta.url));
+const model = args.model ?? fileURLToPath(new URL('../models/wg-tolstoy-q8_0.gguf', import.meta.url));
+const modelName = model.split('/').pop()!.replace(/\.gguf$/, '');
 const workflows = plan(Number(args.seed));
 const results: [string, RunResult][] = [];
 let pageBytes = 0;
@@ -170,12 +197,12 @@ let note = '';
 const steps: string[] = [];
 if (args.first !== 'fcfs' && args.first !== 'workflow') throw new Error(`--first must be fcfs or workflow, got ${args.first}`);
 for (const policy of args.first === 'fcfs' ? (['fcfs', 'workflow'] as const) : (['workflow', 'fcfs'] as const)) {
-  const engine = await createEngine({ model, policy, kvMemoryBytes: pageBytes * KV_PAGES, starvationMs: STARVATION_MS, retentionTtlMs: TTL_MS, serviceQuantumTokens: num(args.quantum) });
+  const engine = await createEngine({ model, policy, kvMemoryBytes: pageBytes * KV_PAGES, starvationMs: STARVATION_MS, retentionTtlMs: TTL_MS, serviceQuantumTokens: num(args.quantum), workflowForecastGrowth: args.forecast !== 'off' });
   try {
     await warmUp(engine);
     results.push([policy, await runWorkload(engine, workflows)]);
     if (engine.core!.workflowPolicy) note = `${starvationNote(engine.core!.workflowPolicy)}\n${retentionNote(engine.core!.workflowPolicy)}`;
-    steps.push(stepNote(policy, engine.metrics().steps, engine.core!.scheduler.stepCost?.estimate()));
+    steps.push(stepNote(policy, engine.metrics().steps, engine.core!.scheduler.stepCost?.estimate()) + `; ${engine.core!.kv.pool.pinnedEvictions} kept pages evicted before their agent came back`);
     const a = engine.model!.rt.gpu.adapter;
     adapterName = `${a.vendor} ${a.architecture} ${a.description}`;
   } finally {
@@ -185,7 +212,7 @@ for (const policy of args.first === 'fcfs' ? (['fcfs', 'workflow'] as const) : (
 
 const agents = workflows.reduce((n, w) => n + w.agents.length, 0);
 const calls = results[0][1].calls.flat(2).length;
-console.log(`\n${WORKFLOWS} workflows, ${agents} agents, ${calls} calls (greedy, ${ANSWER_TOKENS} tokens each), seed ${args.seed}, KV pool ${KV_PAGES} pages, wg-tolstoy-q8_0, ${adapterName}\n`);
+console.log(`\n${WORKFLOWS} workflows, ${agents} agents, ${calls} calls (greedy, ${ANSWER_TOKENS} tokens each), seed ${args.seed}, KV pool ${KV_PAGES} pages, ${modelName}, system prompts of ${SYSTEM_WORDS ? `${SYSTEM_WORDS}+ words` : 'one line'}, ${adapterName}\n`);
 printPolicyComparison(results.map(([name, r]) => [name, { ...r, ttftMs: r.calls.flat(2).map((c) => c.ttftMs) }] as const));
 console.log(steps.join('\n'));
 console.log(note);

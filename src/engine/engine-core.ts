@@ -6,7 +6,10 @@
 import { GpuDeviceLostError } from '../gpu/index.js';
 import { defaultKvMemoryBytes, HashPrefixCache, KvCache } from '../kv/index.js';
 import { ForwardPass, isQuantizedKv, StreamingDecoder, type KvFormat, type Model, type Numerics, type RowLogprobs, type RowSampling } from '../model/index.js';
-import { fcfs, KvManager, Scheduler, Sequence, SessionLimitError, WorkflowPolicy, type KvSession, type ScheduledStep, type SessionInfo } from '../scheduler/index.js';
+import {
+  fcfs, KvManager, Scheduler, Sequence, SessionLimitError, WorkflowPolicy, type AdaptiveStarvationOptions, type AdaptiveTtlOptions,
+  type FootprintForecastOptions, type KvSession, type ScheduledStep, type SessionInfo,
+} from '../scheduler/index.js';
 import { AsyncQueue } from './async-queue.js';
 import { ContextTier, type ContextStoreConfig } from './context-tier.js';
 import type { KeptContext } from '../persist/index.js';
@@ -72,6 +75,13 @@ export interface SeqHandle {
   readonly events: AsyncIterable<SeqEvent>;
   readonly timings: SeqTimings;
   abort(): void;
+}
+
+/** Tuning of the workflow policy's adaptive estimators (README, Agentic workflows). */
+export interface WorkflowTuning {
+  starvation?: AdaptiveStarvationOptions;
+  retention?: AdaptiveTtlOptions;
+  forecast?: FootprintForecastOptions;
 }
 
 export interface EngineCoreOptions {
@@ -159,6 +169,14 @@ export interface EngineCoreOptions {
   workflowHoldForKeptPages?: boolean | 'auto';
   /** workflow policy: a workflow with no call for this long ends (ms; default 60 000, and not before its kept pages' TTL lapses). */
   workflowIdleTimeoutMs?: number;
+  /**
+   * workflow policy: admission counts the live workflows' agent contexts as long as they are
+   * expected to grow by their agents' last calls (default true: growth per call measured, calls to
+   * come learnt from ended workflows); false: as long as they are now.
+   */
+  workflowForecastGrowth?: boolean;
+  /** workflow policy: tuning of its adaptive estimators (starvation bound, retention TTL, growth forecast). */
+  workflowTuning?: WorkflowTuning;
   /** Workflows with their own entries in the metrics (default 32); older ones are aggregated. */
   metricsWorkflows?: number;
   /**
@@ -308,6 +326,8 @@ export class EngineCore {
     this.workflowPolicy = policy === 'workflow' ? new WorkflowPolicy({
       kv: this.kvManager, starvationMs: options.starvationMs, retentionTtlMs: options.retentionTtlMs, idleTimeoutMs: options.workflowIdleTimeoutMs,
       serviceQuantumTokens: options.serviceQuantumTokens, admission: options.workflowAdmission, holdForKeptPages: options.workflowHoldForKeptPages,
+      forecastGrowth: options.workflowForecastGrowth, adaptiveStarvation: options.workflowTuning?.starvation,
+      adaptiveRetention: options.workflowTuning?.retention, footprintForecast: options.workflowTuning?.forecast,
     }) : null;
     if (this.workflowPolicy) {
       this.workflowPolicy.onEnded = (id) => this.metrics.workflows.end(id);
@@ -316,6 +336,8 @@ export class EngineCore {
       this.metrics.policyFigures = () => ({
         starvationBoundMs: p.starvationBoundMs(), starvationAdaptive: p.starvation.adaptive,
         retentionTtlMs: p.retentionTtlMs(), retentionTtlSource: p.retentionTtlSource(), gapsMeasured: p.ttl.global.count, gapsNeeded: p.ttl.minGaps,
+        reservedPages: p.reservedPages(), growthTokensPerCall: p.forecast ? p.forecast.growthPerCall(0) : null,
+        callsLearnt: p.forecast?.learnedCalls ?? false, keptPagesEvicted: this.kvManager.pool.pinnedEvictions,
       });
     }
     this.scheduler = new Scheduler({

@@ -1,5 +1,5 @@
 export { Engine, MLCEngine, createEngine, CreateMLCEngine, type EngineOptions, type InitProgressReport, type InitProgressCallback, type MLCEngineInterface, type ChatOptions, type EngineMetricsSnapshot, type ContextKeepRequest, type ContextsApi } from './engine.js';
-export { EngineCore, type EngineCoreOptions, type SamplingParams, type SeqEvent, type SeqHandle, type SeqTimings } from './engine-core.js';
+export { EngineCore, type EngineCoreOptions, type WorkflowTuning, type SamplingParams, type SeqEvent, type SeqHandle, type SeqTimings } from './engine-core.js';
 export { ApiError, type ApiErrorBody, type ApiErrorType } from './errors.js';
 export { type MetricsSnapshot, type StepRecord, type WorkflowPolicyFigures } from './metrics.js';
 export { type WorkflowFigures, type AgentFigures, type CallFigures } from './workflow-metrics.js';

@@ -81,6 +81,14 @@ export interface WorkflowPolicyFigures {
   gapsMeasured: number;
   /** Gaps needed before the TTL follows them (before: the 10 s fallback). */
   gapsNeeded: number;
+  /** Pages admission holds for the live workflows: their agents' contexts and their expected growth. */
+  reservedPages: number;
+  /** Tokens a call is expected to add to its agent's context, as measured (0: none measured yet; null: no growth forecast). */
+  growthTokensPerCall: number | null;
+  /** Whether the calls an agent still makes are learnt from ended workflows (else: as many again as it made). */
+  callsLearnt: boolean;
+  /** Kept pages evicted before their agent's next call took them, since the engine started (a pool too small for the live workflows). */
+  keptPagesEvicted: number;
 }
 
 const KEEP = 256;
@@ -200,7 +208,7 @@ export class EngineMetrics {
     const policy = s.workflowPolicy;
     const bounds = policy
       ? `; workflow policy: starvation bound ${(policy.starvationBoundMs / 1000).toFixed(1)} s${policy.starvationAdaptive ? ' (adaptive)' : ''}, ` +
-        `retention TTL ${(policy.retentionTtlMs / 1000).toFixed(1)} s (${ttlOrigin(policy)})`
+        `retention TTL ${(policy.retentionTtlMs / 1000).toFixed(1)} s (${ttlOrigin(policy)}), ${policy.reservedPages} pages reserved for live workflows`
       : '';
     return `prefill: ${s.prefillTokensPerSecond.toFixed(1)} tokens/sec, decode: ${s.decodeTokensPerSecond.toFixed(1)} tokens/sec` +
       ` (${s.requests} requests, ${s.promptTokens} prompt and ${s.generatedTokens} generated tokens, ${s.steps} steps${prefix}${flows}${bounds})`;

@@ -77,6 +77,8 @@ export function prometheusText(m: EngineMetricsSnapshot, modelId: string): strin
   ]);
   if (m.workflowPolicy) {
     out.family('wgserve_workflow_starvation_bound_seconds', 'gauge', 'workflow policy: a call queued longer than this goes first.', [[model, m.workflowPolicy.starvationBoundMs / 1000]]);
+    out.family('wgserve_workflow_reserved_pages', 'gauge', 'workflow policy: KV pages admission holds for the live workflows (their agents\' contexts and expected growth); a new workflow starts when it fits beside them.', [[model, m.workflowPolicy.reservedPages]]);
+    out.family('wgserve_workflow_kept_pages_evicted_total', 'counter', 'workflow policy: kept KV pages evicted before their agent\'s next call took them (the pool is short for the live workflows).', [[model, m.workflowPolicy.keptPagesEvicted]]);
     out.family('wgserve_workflow_retention_ttl_seconds', 'gauge', 'workflow policy: how long a finished call\'s KV pages are kept for its agent\'s next call (a workflow with measured gaps of its own uses them).', [[model, m.workflowPolicy.retentionTtlMs / 1000]]);
   }
   out.family('wgserve_active_sequences', 'gauge', 'Sequences waiting or running.', [[model, m.activeSequences]]);

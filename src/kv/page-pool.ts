@@ -24,6 +24,8 @@ export class PagePool {
    * or unset: the oldest. KvRetention sets it to evict what its owner will use latest.
    */
   pinnedVictim: ((retained: ReadonlySet<number>) => number | null) | null = null;
+  /** Pinned pages evicted so far (kept for a workflow's next call, taken before it came back). */
+  pinnedEvictions = 0;
 
   constructor(readonly totalPages: number) {
     if (!Number.isInteger(totalPages) || totalPages < 1) throw new Error(`a page pool needs a positive number of pages, got ${totalPages}`);
@@ -146,6 +148,7 @@ export class PagePool {
   evictOldest(): { page: number; hash: PageHash } | null {
     const page = this.lru.size ? this.lru.values().next().value : this.pickPinnedVictim();
     if (page === undefined) return null;
+    if (this.retained.has(page)) this.pinnedEvictions++;
     const hash = this.hashes[page]!;
     this.lru.delete(page);
     this.retained.delete(page);

@@ -7,8 +7,9 @@
 //   the starvation bound (adaptive by default: StarvationBound) goes before all of these.
 // - Admission: a workflow with nothing running or kept starts only when all its queued calls fit
 //   (shared prompt counted once) beside the live workflows' agent contexts (each agent's latest
-//   context, whether resident or not; one with only kept pages while its last activity is within
-//   the starvation bound), so a new workflow waits rather than evict them. Where
+//   context, whether resident or not, as long as it is expected to grow by its last call:
+//   FootprintForecast; one with only kept pages while its last activity is within the starvation
+//   bound), so a new workflow waits rather than evict them, now or as they grow. Where
 //   recomputing a page costs more than a few steps (holdForKeptPages, judged from the step cost),
 //   a call of a live workflow likewise waits for free pages rather than evict its siblings' pins.
 // - Victim of a preemption: a running request of the workflow with the most service.
@@ -28,6 +29,7 @@ import type { StepCost } from './step-cost.js';
 import type { Sequence } from './sequence.js';
 import { StarvationBound, type AdaptiveStarvationOptions } from './starvation-bound.js';
 import { RetentionTtl, type AdaptiveTtlOptions, type GapWindow, type TtlSource } from './retention-ttl.js';
+import { FootprintForecast, type FootprintForecastOptions } from './footprint-forecast.js';
 
 export interface WorkflowPolicyOptions {
   kv: KvManager;
@@ -72,6 +74,13 @@ export interface WorkflowPolicyOptions {
    * prefix and arrival decide (default 256 tokens; 1: every token counts, plain least attained service).
    */
   serviceQuantumTokens?: number;
+  /**
+   * Admission counts the live workflows' agent contexts as long as they are expected to grow by
+   * their agents' last calls (default true; FootprintForecast); false: as long as they are now.
+   */
+  forecastGrowth?: boolean;
+  /** Tuning of the growth forecast (window, agentWindow, minAgents). */
+  footprintForecast?: FootprintForecastOptions;
 }
 
 /** holdForKeptPages 'auto': hold when pageSize × perTokenMs ≥ this × fixedMs (bench/agents-sim.ts: 8 ms/token against 20 ms a step holds). */
@@ -100,6 +109,8 @@ export class WorkflowState {
   readonly waiting = new Set<Sequence>();
   /** Per agent, its latest context (the tokens of its last call queued or finished). */
   readonly contexts = new Map<string, readonly number[]>();
+  /** Per agent, its calls so far and the prompt length and maxTokens of its latest. */
+  readonly agents = new Map<string, { calls: number; promptTokens: number; maxTokens: number }>();
   calls = 0;
   /** Mean time (ms) from a call's finish to its agent's next call, over the gaps seen so far (null: none yet). */
   meanGapMs: number | null = null;
@@ -120,6 +131,8 @@ export class WorkflowPolicy implements SchedulingPolicy {
   private readonly idleTimeoutGiven: boolean;
   readonly serviceQuantumTokens: number;
   readonly admission: boolean;
+  /** What the live workflows' contexts are expected still to grow by (null: admission counts them as they are). */
+  readonly forecast: FootprintForecast | null;
   readonly holdForKeptPages: boolean | 'auto';
   private readonly kv: KvManager;
   private readonly clock: () => number;
@@ -153,6 +166,7 @@ export class WorkflowPolicy implements SchedulingPolicy {
     this.serviceQuantumTokens = options.serviceQuantumTokens ?? WORKFLOW_DEFAULTS.serviceQuantumTokens;
     this.admission = options.admission ?? true;
     this.holdForKeptPages = options.holdForKeptPages ?? 'auto';
+    this.forecast = options.forecastGrowth === false ? null : new FootprintForecast(options.footprintForecast);
     if (!(this.serviceQuantumTokens >= 1)) throw new Error(`workflow policy: serviceQuantumTokens must be >= 1, got ${this.serviceQuantumTokens}`);
     if (!(this.idleTimeoutMs >= 0)) throw new Error(`workflow policy: idleTimeoutMs must be a number of milliseconds >= 0, got ${this.idleTimeoutMs}`);
     this.retention = new KvRetention(options.kv.pool, (key) => this.nextUseRank(key));
@@ -202,7 +216,9 @@ export class WorkflowPolicy implements SchedulingPolicy {
     if (w && this.isLive(w)) return !this.holdsForKeptPages(cost) || this.fitsBesideKeptPages(seq);
     const live = [...this.workflows.values()].filter((o) => o !== w && this.reservesRoom(o, bound));
     const held = live.reduce((n, o) => n + this.footprint(o), 0);
-    return held + this.pagesToStart(w ? [...w.waiting].map((c) => c.tokens) : [seq.tokens]) <= this.kv.pool.totalPages;
+    const starting = w ? [...w.waiting] : [seq];
+    const growth = w?.named ? starting.reduce((n, c) => n + this.growthPages(w.agents.get(agentOf(c))?.calls ?? 1, c.maxTokens), 0) : 0;
+    return held + this.pagesToStart(starting.map((c) => c.tokens)) + growth <= this.kv.pool.totalPages;
   }
 
   /** Whether calls of live workflows wait rather than evict kept pages, on this device. */
@@ -240,7 +256,8 @@ export class WorkflowPolicy implements SchedulingPolicy {
     w.active++;
     w.calls++;
     w.waiting.add(seq);
-    w.contexts.set(seq.agentId ?? `#${seq.id}`, seq.tokens);
+    this.countCall(w, seq);
+    w.contexts.set(agentOf(seq), seq.tokens);
     w.lastActivity = this.clock();
     // The agent is back from its tool: what is kept for it stays until this call starts, however long it queues.
     if (seq.workflowId !== null) this.retention.extend(retentionKey(key, seq.agentId), Infinity);
@@ -348,6 +365,7 @@ export class WorkflowPolicy implements SchedulingPolicy {
   }
 
   private close(w: WorkflowState, why: 'idle' | 'ended'): void {
+    if (w.named) for (const a of w.agents.values()) this.forecast?.observeAgentCalls(a.calls);
     const prefix = w.key + '\u0000';
     this.retention.releaseWhere((k) => k.startsWith(prefix));
     const finished = new Map<string, number>();
@@ -397,9 +415,39 @@ export class WorkflowPolicy implements SchedulingPolicy {
     return this.isLive(w) && this.clock() - w.lastActivity <= boundMs;
   }
 
-  /** Pages a live workflow's agents need resident: their latest contexts, the shared head once. */
+  /**
+   * Pages a live workflow's agents need resident: their latest contexts, the shared head once, and
+   * what each is expected still to grow by.
+   */
   private footprint(w: WorkflowState): number {
-    return this.pagesToStart([...w.contexts.values()]);
+    let growth = 0;
+    if (w.named) for (const a of w.agents.values()) growth += this.growthPages(a.calls, a.maxTokens);
+    return this.pagesToStart([...w.contexts.values()]) + growth;
+  }
+
+  /** Pages an agent's context is expected to grow by before its last call (0 without a forecast). */
+  private growthPages(calls: number, maxTokens: number): number {
+    if (!this.forecast) return 0;
+    return Math.ceil((this.forecast.growthPerCall(maxTokens) * this.forecast.remainingCalls(calls)) / this.kv.pageSize);
+  }
+
+  /** Counts an agent's call and what it added to the agent's context (for the growth forecast). */
+  private countCall(w: WorkflowState, seq: Sequence): void {
+    const agent = agentOf(seq);
+    const last = w.agents.get(agent);
+    if (last && seq.workflowId !== null) this.forecast?.observeGrowth(seq.numPromptTokens - last.promptTokens);
+    w.agents.set(agent, { calls: (last?.calls ?? 0) + 1, promptTokens: seq.numPromptTokens, maxTokens: seq.maxTokens });
+  }
+
+  /**
+   * Pages admission holds for the live workflows now: each one's agent contexts (the shared head
+   * once) and what they are expected still to grow by.
+   */
+  reservedPages(): number {
+    const bound = this.starvationBoundMs();
+    let pages = 0;
+    for (const w of this.workflows.values()) if (this.reservesRoom(w, bound)) pages += this.footprint(w);
+    return pages;
   }
 
   /** The starvation bound now (ms), counting the waits of the calls still queued for their first start. */
@@ -451,6 +499,10 @@ function commonPrefix(a: readonly number[], b: readonly number[]): number {
   let n = 0;
   while (n < a.length && n < b.length && a[n] === b[n]) n++;
   return n;
+}
+
+function agentOf(seq: Sequence): string {
+  return seq.agentId ?? `#${seq.id}`;
 }
 
 function named(workflowId: string): string {

@@ -46,7 +46,8 @@ describe('workflows on the shipped model', () => {
     const pageBytes = fcfs.core!.kv.bytes / fcfs.core!.kv.pool.totalPages;
     // A pool of 24 pages of 16 tokens: six agents' contexts do not all stay cached.
     await fcfs.reload((fcfs.model!.source), { kvMemoryBytes: pageBytes * 24, policy: 'fcfs' });
-    workflow = await shippedEngine({ kvMemoryBytes: pageBytes * 24, policy: 'workflow' });
+    // The growth forecast learns agents' call counts once 4 agents have ended (default 8).
+    workflow = await shippedEngine({ kvMemoryBytes: pageBytes * 24, policy: 'workflow', workflowTuning: { forecast: { minAgents: 4 } } });
   });
   afterAll(async () => {
     await fcfs?.unload();
@@ -110,12 +111,20 @@ describe('workflows on the shipped model', () => {
     expect(m.workflowPolicy).toMatchObject({ retentionTtlMs: 10_000, retentionTtlSource: 'fallback', gapsMeasured: 6, gapsNeeded: 8, starvationAdaptive: true });
     expect(m.workflowPolicy!.starvationBoundMs).toBeGreaterThanOrEqual(10_000);
     expect(promValue(families, 'wgserve_workflow_retention_ttl_seconds', {})).toBe(m.workflowPolicy!.retentionTtlMs / 1000);
+    // Each agent's second call measured how much it grew its context; admission holds room for the open workflows' agents.
+    expect(m.workflowPolicy!.growthTokensPerCall).toBeGreaterThan(0);
+    expect(m.workflowPolicy!.callsLearnt).toBe(false);
+    expect(m.workflowPolicy!.reservedPages).toBeGreaterThan(0);
+    expect(promValue(families, 'wgserve_workflow_reserved_pages', {})).toBe(m.workflowPolicy!.reservedPages);
+    expect(promValue(families, 'wgserve_workflow_kept_pages_evicted_total', {})).toBe(m.workflowPolicy!.keptPagesEvicted);
     expect(fcfs.metrics().workflowPolicy).toBeNull();
 
     for (const id of ['wf0', 'wf1', 'wf2']) expect((await handler(new Request(`http://localhost/v1/workflows/${id}`, { method: 'DELETE' }))).status).toBe(200);
     expect((await handler(new Request('http://localhost/v1/workflows/wf0', { method: 'DELETE' }))).status).toBe(404);
     const after = workflow.metrics();
     expect(after.pagesRetained).toBe(0);
+    expect(after.workflowPolicy!.reservedPages).toBe(0);
+    expect(after.workflowPolicy!.callsLearnt).toBe(true); // 6 agents of ended workflows >= minAgents 4
     for (const w of after.workflows.filter((x) => x.workflowId.startsWith('wf'))) expect(w.completionMs).toBeGreaterThan(0);
     expect(await workflow.runtimeStatsText()).toMatch(/3 workflows \(0 pages retained, 3 ended, mean completion/);
     expect(await workflow.runtimeStatsText()).toMatch(/workflow policy: starvation bound [\d.]+ s \(adaptive\), retention TTL 10\.0 s \(default until 8 gaps between calls are measured, 6 so far\)/);

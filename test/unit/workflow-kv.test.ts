@@ -17,10 +17,12 @@ describe('workflow policy: which kept pages go first', () => {
     sched.add(call(tokens(16, 2), 1, 'heavy', 'a')); // 16 tokens, 4 pages kept (released after light's)
     drain();
     expect([workflow.retainedPages('light'), workflow.retainedPages('heavy')]).toEqual([2, 4]);
+    expect(pool.pinnedEvictions).toBe(0);
     // A call with no workflow needs 4 pages: 2 free, 2 by eviction. Oldest-first would take light's.
     sched.add(call(tokens(16, 3), 1, null));
     drain();
     expect([workflow.retainedPages('light'), workflow.retainedPages('heavy')]).toEqual([2, 2]);
+    expect(pool.pinnedEvictions).toBe(2); // counted (metrics().workflowPolicy.keptPagesEvicted)
     // heavy lost its tail: its next call still finds its first two pages.
     const next = call(tokens(16, 2), 1, 'heavy', 'a');
     sched.add(next);
@@ -113,9 +115,10 @@ describe('workflow policy: the time-to-live covers the tool, not the queue', () 
   });
 });
 
+// These count the live contexts as they are (the growth forecast is tested in workflow-forecast.test.ts).
 describe('workflow policy: admission of a whole workflow', () => {
   it('holds a new workflow when all its agents\' first calls do not fit beside the live workflows, not just one', () => {
-    const { sched, step, drain } = fakeScheduler({ pages: 16, workflow: { starvationMs: 1_000_000 } });
+    const { sched, step, drain } = fakeScheduler({ pages: 16, workflow: { starvationMs: 1_000_000, forecastGrowth: false } });
     const live = call(tokens(32, 1), 20, 'x', 'a'); // 9 pages while it decodes
     sched.add(live);
     step();
@@ -130,7 +133,7 @@ describe('workflow policy: admission of a whole workflow', () => {
   });
 
   it('counts the prompt the agents of the new workflow share once', () => {
-    const { sched, step } = fakeScheduler({ pages: 16, workflow: { starvationMs: 1_000_000 } });
+    const { sched, step } = fakeScheduler({ pages: 16, workflow: { starvationMs: 1_000_000, forecastGrowth: false } });
     sched.add(call(tokens(32, 1), 20, 'x', 'a'));
     step();
     const system = tokens(12, 9);
