@@ -5,7 +5,7 @@
 // costs of wg-tolstoy-q8_0 on SwiftShader (2 cores): ~20-25 ms a step plus ~8-10 ms a token
 // (--step-ms 20 --token-ms 8); on a GPU the fixed part dominates (a few ms, ~0.01 ms a token). The answers
 // are a hash of each sequence's tokens (a stand-in model: the same under both policies).
-// Use: npx tsx bench/agents-sim.ts [-- --workflows 6 --seed 1 --kv-pages 40 --step-ms 20 --token-ms 1 --ttl-ms N|adaptive (default adaptive)
+// Use: npx tsx bench/agents-sim.ts [-- --workflows 12 --seed 1 --kv-pages 160 --step-ms 20 --token-ms 1 --ttl-ms N|adaptive (default adaptive)
 //   --ttl-percentile 90 --ttl-margin 1.5 --ttl-min-gaps 3
 //   --starvation-ms N (default adaptive) --starvation-factor 8 --starvation-floor-ms 10000 --quantum 256 --packing on|off --hold auto|on|off --forecast on|off]
 import { parseArgs } from 'node:util';
@@ -15,9 +15,14 @@ import { printPolicyComparison, retentionNote, rng, starvationNote } from './sta
 
 const { values: args } = parseArgs({
   options: {
-    workflows: { type: 'string', default: '6' },
+    workflows: { type: 'string', default: '12' },
     seed: { type: 'string', default: '1' },
-    'kv-pages': { type: 'string', default: '40' },
+    /**
+     * KV pool pages of 16 tokens. 160 holds the largest workflow of the default workload (8 agents'
+     * contexts near the 256-token context: ~130 pages) but not the live contexts of all of them
+     * (~500 pages): a server sized for its largest job, where keeping pages across tool calls matters.
+     */
+    'kv-pages': { type: 'string', default: '160' },
     'step-ms': { type: 'string', default: '20' },
     'token-ms': { type: 'string', default: '1' },
     'burst-gap-ms': { type: 'string', default: '1500' },

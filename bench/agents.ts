@@ -7,19 +7,25 @@
 // must be the same). Prints, per policy and as ratios: mean and p95 workflow completion time
 // (first call sent to last answer), generated tokens/s, prompt tokens computed (not from the
 // cache), preemptions, TTFT p95.
-// Use: npm run bench:agents [-- --workflows 6 --seed 1 --kv-pages 40 --starvation-ms N --ttl-ms N|adaptive --quantum 256 --forecast on|off
+// Use: npm run bench:agents [-- --workflows 12 --seed 1 --kv-pages 160 --starvation-ms N --ttl-ms N|adaptive --quantum 256 --forecast on|off
 //   --first fcfs|workflow --model FILE --system-words N --answer-tokens 6]
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createEngine, type Engine } from '../src/index.js';
 import type { SamplingParams } from '../src/engine/index.js';
+import type { Tokenizer } from '../src/model/index.js';
 import { printPolicyComparison, retentionNote, rng, starvationNote, stepNote } from './stats.js';
 
 const { values: args } = parseArgs({
   options: {
-    workflows: { type: 'string', default: '6' },
+    workflows: { type: 'string', default: '12' },
     seed: { type: 'string', default: '1' },
-    'kv-pages': { type: 'string', default: '40' },
+    /**
+     * KV pool pages of 16 tokens. 160 holds the largest workflow of the default workload (8 agents'
+     * contexts near the 256-token context: ~130 pages) but not the live contexts of all of them
+     * (~500 pages): a server sized for its largest job, where keeping pages across tool calls matters.
+     */
+    'kv-pages': { type: 'string', default: '160' },
     'burst-gap-ms': { type: 'string', default: '1500' },
     'starvation-ms': { type: 'string' },
     'ttl-ms': { type: 'string' },
@@ -104,6 +110,8 @@ function toolsBlock(head: string, r: () => number): string {
 interface CallRecord {
   ttftMs: number;
   tokens: number[];
+  /** The agent's context after this call (prompt and answer), in tokens. */
+  contextTokens: number;
 }
 
 interface RunResult {
@@ -142,7 +150,7 @@ async function runWorkload(engine: Engine, workflows: WorkflowPlan[]): Promise<R
           tokens.push(e.tokenId);
         }
       }
-      calls.push({ ttftMs: first - sent, tokens });
+      calls.push({ ttftMs: first - sent, tokens, contextTokens: history.length + tokens.length });
       if (c === plan.tools.length) break;
       const tool = plan.tools[c];
       await sleep(tool.sleepMs);
@@ -187,9 +195,13 @@ const modelName = model.split('/').pop()!.replace(/\.gguf$/, '');
 const workflows = plan(Number(args.seed));
 const results: [string, RunResult][] = [];
 let pageBytes = 0;
+let tokenizerOf!: Tokenizer;
+const PAGE_TOKENS = 16;
 {
   const probe = await createEngine({ model });
   pageBytes = probe.core!.kv.bytes / probe.core!.kv.pool.totalPages;
+  tokenizerOf = probe.core!.model.tokenizer;
+  if (probe.core!.kv.pageSize !== PAGE_TOKENS) throw new Error(`bench:agents assumes ${PAGE_TOKENS}-token pages, the engine has ${probe.core!.kv.pageSize}`);
   await probe.destroy();
 }
 let adapterName = '';
@@ -212,7 +224,13 @@ for (const policy of args.first === 'fcfs' ? (['fcfs', 'workflow'] as const) : (
 
 const agents = workflows.reduce((n, w) => n + w.agents.length, 0);
 const calls = results[0][1].calls.flat(2).length;
-console.log(`\n${WORKFLOWS} workflows, ${agents} agents, ${calls} calls (greedy, ${ANSWER_TOKENS} tokens each), seed ${args.seed}, KV pool ${KV_PAGES} pages, ${modelName}, system prompts of ${SYSTEM_WORDS ? `${SYSTEM_WORDS}+ words` : 'one line'}, ${adapterName}\n`);
+// Pages each workflow's agents hold at their last calls (the shared system prompt once): what a pool must hold to run it without recomputation.
+const footprints = results[0][1].calls.map((wf, i) => {
+  const shared = Math.floor(tokenizerOf.encode(workflows[i].system).length / PAGE_TOKENS);
+  return wf.reduce((n, ag) => n + Math.ceil((ag.at(-1)?.contextTokens ?? 0) / PAGE_TOKENS) - shared, shared);
+});
+console.log(`\n${WORKFLOWS} workflows, ${agents} agents, ${calls} calls (greedy, ${ANSWER_TOKENS} tokens each), seed ${args.seed}, KV pool ${KV_PAGES} pages, ${modelName}, system prompts of ${SYSTEM_WORDS ? `${SYSTEM_WORDS}+ words` : 'one line'}, ${adapterName}`);
+console.log(`workflows' contexts at their agents' last calls: largest ${Math.max(...footprints)} pages, all together ${footprints.reduce((a, b) => a + b, 0)} pages\n`);
 printPolicyComparison(results.map(([name, r]) => [name, { ...r, ttftMs: r.calls.flat(2).map((c) => c.ttftMs) }] as const));
 console.log(steps.join('\n'));
 console.log(note);
