@@ -18,9 +18,9 @@ const { values: args } = parseArgs({
     workflows: { type: 'string', default: '12' },
     seed: { type: 'string', default: '1' },
     /**
-     * KV pool pages of 16 tokens. 160 holds the largest workflow of the default workload (8 agents'
-     * contexts near the 256-token context: ~130 pages) but not the live contexts of all of them
-     * (~500 pages): a server sized for its largest job, where keeping pages across tool calls matters.
+     * KV pool pages of 16 tokens. 160 holds the largest workflow of the default workload (its agents'
+     * contexts at their last calls: 81 pages on the shipped model, seed 1) but not those of all of
+     * them (544 pages): a server sized for its largest job, where keeping pages across tool calls matters.
      */
     'kv-pages': { type: 'string', default: '160' },
     'step-ms': { type: 'string', default: '20' },
