@@ -42,8 +42,7 @@ describe('FootprintForecast', () => {
  * Workflow x: agent a made a 16-token call (1 token answered) and now a second one of 24 tokens
  * (it grew by 8) that decodes for a while; x is live. Then workflow y sends one 16-token call.
  */
-function growingWorkflow(pages: number, workflow: Omit<WorkflowPolicyOptions, 'kv' | 'clock'>) {
-  const env = fakeScheduler({ pages, workflow: { starvationMs: 1_000_000, ...workflow } });
+function growThenNewcomer(env: ReturnType<typeof fakeScheduler>) {
   const first = tokens(16, 1);
   env.sched.add(call(first, 1, 'x', 'a'));
   env.drain();
@@ -53,7 +52,12 @@ function growingWorkflow(pages: number, workflow: Omit<WorkflowPolicyOptions, 'k
   const newcomer = call(tokens(16, 3), 1, 'y', 'a');
   env.sched.add(newcomer);
   env.step();
-  return { ...env, second, newcomer };
+  return { second, newcomer };
+}
+
+function growingWorkflow(pages: number, workflow: Omit<WorkflowPolicyOptions, 'kv' | 'clock'>) {
+  const env = fakeScheduler({ pages, workflow: { starvationMs: 1_000_000, ...workflow } });
+  return { ...env, ...growThenNewcomer(env) };
 }
 
 describe('workflow policy: admission counts how the live contexts will grow', () => {
@@ -83,15 +87,7 @@ describe('workflow policy: admission counts how the live contexts will grow', ()
         }
         env.workflow.end(id);
       }
-      const first = tokens(16, 1);
-      env.sched.add(call(first, 1, 'x', 'a'));
-      env.drain();
-      const second = call([...first, 5, ...tokens(7, 2)], 40, 'x', 'a');
-      env.sched.add(second);
-      env.step();
-      const newcomer = call(tokens(16, 3), 1, 'y', 'a');
-      env.sched.add(newcomer);
-      env.step();
+      const { second, newcomer } = growThenNewcomer(env);
       expect(second.status).toBe('running');
       return { ...env, newcomer };
     }
