@@ -501,8 +501,10 @@ function commonPrefix(a: readonly number[], b: readonly number[]): number {
   return n;
 }
 
+/** A call's agent within its workflow: calls of a named workflow without agent_id are one agent (as their kept pages are). */
 function agentOf(seq: Sequence): string {
-  return seq.agentId ?? `#${seq.id}`;
+  if (seq.workflowId === null) return `#${seq.id}`;
+  return seq.agentId ?? '';
 }
 
 function named(workflowId: string): string {

@@ -103,4 +103,22 @@ describe('workflow policy: admission counts how the live contexts will grow', ()
     expect(guessed.workflow.forecast!.learnedCalls).toBe(false);
     expect(guessed.newcomer.status).toBe('waiting');
   });
+
+  it('counts the calls of a workflow without agent ids as one agent whose context grows', () => {
+    const { sched, workflow, drain, step } = fakeScheduler({ pages: 64, workflow: { starvationMs: 1_000_000 } });
+    let history = tokens(16, 1);
+    for (let c = 0; c < 3; c++) {
+      const s = call(history, 1, 'chat');
+      sched.add(s);
+      drain();
+      history = [...s.tokens, ...tokens(7, 10 + c)];
+    }
+    const last = call(history, 30, 'chat');
+    sched.add(last);
+    step();
+    // One context of 16 + 3 × 8 = 40 tokens (11 pages with the token being decoded), growing 8 tokens a
+    // call for 4 more calls (as many again): 8 pages. Counted per call it would be 4 contexts.
+    expect(workflow.workflow('chat')!.agents.size).toBe(1);
+    expect(workflow.reservedPages()).toBe(11 + 8);
+  });
 });
