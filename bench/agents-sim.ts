@@ -77,7 +77,7 @@ function plan(seed: number): WorkflowPlan[] {
   }));
 }
 
-interface Result { keptEvicted?: number; completionMs: number[]; ttftMs: number[]; generated: number; prompt: number; cached: number; preemptions: number; seconds: number; answers: string[]; note?: string;
+interface Result { keptEvicted?: number; completionMs: number[]; ttftMs: number[]; firstCall: boolean[]; generated: number; prompt: number; cached: number; preemptions: number; seconds: number; answers: string[]; note?: string;
   /** Where the simulated time went (s): steps' fixed cost, prompt tokens, decode tokens, idle (every agent in a tool). */
   time: { fixed: number; prompt: number; decode: number; idle: number; steps: number } }
 
@@ -95,8 +95,8 @@ function simulate(workflows: WorkflowPlan[], which: 'fcfs' | 'workflow'): Result
   const sched = new Scheduler({ kv, contextLength: 256, policy, clock, latencyPacking: args.packing !== 'off' });
   // Pending calls: [time, start the call].
   const events: { at: number; run: () => void }[] = [];
-  const info = new Map<Sequence, { sent: number; first: number; done: (s: Sequence) => void }>();
-  const out: Result = { completionMs: [], ttftMs: [], generated: 0, prompt: 0, cached: 0, preemptions: 0, seconds: 0, answers: [], time: { fixed: 0, prompt: 0, decode: 0, idle: 0, steps: 0 } };
+  const info = new Map<Sequence, { sent: number; first: number; call: number; done: (s: Sequence) => void }>();
+  const out: Result = { completionMs: [], ttftMs: [], firstCall: [], generated: 0, prompt: 0, cached: 0, preemptions: 0, seconds: 0, answers: [], time: { fixed: 0, prompt: 0, decode: 0, idle: 0, steps: 0 } };
   let nextId = 0;
   for (const w of workflows) {
     let agentsLeft = w.agents.length;
@@ -107,7 +107,7 @@ function simulate(workflows: WorkflowPlan[], which: 'fcfs' | 'workflow'): Result
         const callAt = (c: number) => {
           if (history.length + ANSWER_TOKENS >= 256) return finishAgent();
           const seq = new Sequence({ id: nextId++, promptIds: history, maxTokens: ANSWER_TOKENS, workflowId: w.id, agentId: `a${ai}` });
-          info.set(seq, { sent: now, first: 0, done: (s) => {
+          info.set(seq, { sent: now, first: 0, call: c, done: (s) => {
             out.answers.push(`${w.id}/${ai}/${c}:${s.generated.join(',')}`);
             if (c === a.tools.length) return finishAgent();
             const tool = a.tools[c];
@@ -154,6 +154,7 @@ function simulate(workflows: WorkflowPlan[], which: 'fcfs' | 'workflow'): Result
     for (const seq of result.finished) {
       const i = info.get(seq)!;
       out.ttftMs.push(i.first - i.sent);
+      out.firstCall.push(i.call === 0);
       out.generated += seq.generated.length;
       out.prompt += seq.numPromptTokens;
       out.cached += seq.cachedTokens ?? 0;

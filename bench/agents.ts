@@ -231,7 +231,7 @@ const footprints = results[0][1].calls.map((wf, i) => {
 });
 console.log(`\n${WORKFLOWS} workflows, ${agents} agents, ${calls} calls (greedy, ${ANSWER_TOKENS} tokens each), seed ${args.seed}, KV pool ${KV_PAGES} pages, ${modelName}, system prompts of ${SYSTEM_WORDS ? `${SYSTEM_WORDS}+ words` : 'one line'}, ${adapterName}`);
 console.log(`workflows' contexts at their agents' last calls: largest ${Math.max(...footprints)} pages, all together ${footprints.reduce((a, b) => a + b, 0)} pages\n`);
-printPolicyComparison(results.map(([name, r]) => [name, { ...r, ttftMs: r.calls.flat(2).map((c) => c.ttftMs) }] as const));
+printPolicyComparison(results.map(([name, r]) => [name, { ...r, ttftMs: r.calls.flat(2).map((c) => c.ttftMs), firstCall: r.calls.flatMap((wf) => wf.flatMap((ag) => ag.map((_, k) => k === 0))) }] as const));
 console.log(steps.join('\n'));
 console.log(note);
 const same = results[0][1].calls.every((wf, i) => wf.every((ag, a) => ag.every((c, k) => c.tokens.join() === results[1][1].calls[i][a][k]?.tokens.join())));

@@ -20,6 +20,8 @@ export interface WorkflowRun {
   completionMs: number[];
   /** Per call (ms). */
   ttftMs: number[];
+  /** Per call, whether it was its agent's first (held by admission while its workflow waits for room; the rest find their context kept). */
+  firstCall?: boolean[];
   generated: number;
   promptTokens: number;
   cachedTokens: number;
@@ -45,8 +47,17 @@ export function printPolicyComparison(runs: readonly (readonly [string, Workflow
     console.log(`| ${name} | ${x.mean.toFixed(2)} / ${x.p95.toFixed(2)} | ${x.tps.toFixed(1)} | ${x.computed} (${r.promptTokens}) | ${r.preemptions} | ${x.ttft50.toFixed(0)} / ${x.ttft95.toFixed(0)} | ${r.seconds.toFixed(1)} |`);
   }
   const [f, w] = ['fcfs', 'workflow'].map((p) => summarise(runs.find(([name]) => name === p)![1]));
+  for (const [name, r] of runs) if (r.firstCall) console.log(ttftSplit(name, r.ttftMs, r.firstCall));
   console.log(`\nworkflow / fcfs: completion mean ${(w.mean / f.mean).toFixed(2)}x, p95 ${(w.p95 / f.p95).toFixed(2)}x, generated tok/s ${(w.tps / f.tps).toFixed(2)}x, ` +
     `prompt tokens computed ${(w.computed / f.computed).toFixed(2)}x, TTFT p50 ${(w.ttft50 / f.ttft50).toFixed(2)}x, p95 ${(w.ttft95 / f.ttft95).toFixed(2)}x`);
+}
+
+/** TTFT p50 / p95 of agents' first calls and of their later calls. */
+function ttftSplit(name: string, ttftMs: readonly number[], firstCall: readonly boolean[]): string {
+  const first = ttftMs.filter((_, i) => firstCall[i]);
+  const later = ttftMs.filter((_, i) => !firstCall[i]);
+  const p = (xs: number[]) => `${percentile(xs, 50).toFixed(0)} / ${percentile(xs, 95).toFixed(0)} ms`;
+  return `${name}: TTFT p50 / p95 of agents' first calls ${p(first)} (${first.length}), of later calls ${p(later)} (${later.length})`;
 }
 
 /** What the workflow policy's starvation bound did in a run. */
