@@ -88,7 +88,7 @@ function simulate(workflows: WorkflowPlan[], which: 'fcfs' | 'workflow'): Result
   const kv = new KvManager(pool, PAGE, new HashPrefixCache(pool, PAGE, 'sim'));
   const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
   const wp = new WorkflowPolicy({ kv, clock, retentionTtlMs: args['ttl-ms'] === 'adaptive' ? 'adaptive' : num(args['ttl-ms']), starvationMs: num(args['starvation-ms']), serviceQuantumTokens: num(args.quantum),
-    holdForKeptPages: args.hold === 'auto' ? 'auto' : args.hold === 'on', forecastGrowth: args.forecast !== 'off',
+    holdForKeptPages: args.hold === 'auto' ? 'auto' : args.hold === 'on', forecastGrowth: args.forecast !== 'off', contextLength: 256,
     adaptiveStarvation: { factor: num(args['starvation-factor']), floorMs: num(args['starvation-floor-ms']) },
     adaptiveRetention: { percentile: num(args['ttl-percentile']), margin: num(args['ttl-margin']), minGaps: num(args['ttl-min-gaps']) } });
   const policy: SchedulingPolicy = which === 'fcfs' ? fcfs : wp;

@@ -83,7 +83,7 @@ function simulate(calls: readonly TraceCall[], which: 'fcfs' | 'workflow', conte
   const clock = () => now;
   const pool = new PagePool(KV_PAGES);
   const kv = new KvManager(pool, PAGE, new HashPrefixCache(pool, PAGE, 'sim'));
-  const wp = new WorkflowPolicy({ kv, clock, starvationMs: STARVATION_MS, retentionTtlMs: TTL_MS, adaptiveRetention: TTL_TUNING });
+  const wp = new WorkflowPolicy({ kv, clock, contextLength, starvationMs: STARVATION_MS, retentionTtlMs: TTL_MS, adaptiveRetention: TTL_TUNING });
   const policy: SchedulingPolicy = which === 'fcfs' ? fcfs : wp;
   const sched = new Scheduler({ kv, contextLength, policy, clock });
   const workflows = new WorkflowClock(calls);

@@ -326,7 +326,7 @@ export class EngineCore {
     this.workflowPolicy = policy === 'workflow' ? new WorkflowPolicy({
       kv: this.kvManager, starvationMs: options.starvationMs, retentionTtlMs: options.retentionTtlMs, idleTimeoutMs: options.workflowIdleTimeoutMs,
       serviceQuantumTokens: options.serviceQuantumTokens, admission: options.workflowAdmission, holdForKeptPages: options.workflowHoldForKeptPages,
-      forecastGrowth: options.workflowForecastGrowth, adaptiveStarvation: options.workflowTuning?.starvation,
+      forecastGrowth: options.workflowForecastGrowth, contextLength, adaptiveStarvation: options.workflowTuning?.starvation,
       adaptiveRetention: options.workflowTuning?.retention, footprintForecast: options.workflowTuning?.forecast,
     }) : null;
     if (this.workflowPolicy) {

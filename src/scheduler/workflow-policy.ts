@@ -81,6 +81,8 @@ export interface WorkflowPolicyOptions {
   forecastGrowth?: boolean;
   /** Tuning of the growth forecast (window, agentWindow, minAgents). */
   footprintForecast?: FootprintForecastOptions;
+  /** Most tokens a sequence holds (the model's context): no agent's context is forecast to grow past it (default: unbounded). */
+  contextLength?: number;
 }
 
 /** holdForKeptPages 'auto': hold when pageSize × perTokenMs ≥ this × fixedMs (bench/agents-sim.ts: 8 ms/token against 20 ms a step holds). */
@@ -133,6 +135,7 @@ export class WorkflowPolicy implements SchedulingPolicy {
   readonly admission: boolean;
   /** What the live workflows' contexts are expected still to grow by (null: admission counts them as they are). */
   readonly forecast: FootprintForecast | null;
+  readonly contextLength: number;
   readonly holdForKeptPages: boolean | 'auto';
   private readonly kv: KvManager;
   private readonly clock: () => number;
@@ -167,6 +170,7 @@ export class WorkflowPolicy implements SchedulingPolicy {
     this.admission = options.admission ?? true;
     this.holdForKeptPages = options.holdForKeptPages ?? 'auto';
     this.forecast = options.forecastGrowth === false ? null : new FootprintForecast(options.footprintForecast);
+    this.contextLength = options.contextLength ?? Infinity;
     if (!(this.serviceQuantumTokens >= 1)) throw new Error(`workflow policy: serviceQuantumTokens must be >= 1, got ${this.serviceQuantumTokens}`);
     if (!(this.idleTimeoutMs >= 0)) throw new Error(`workflow policy: idleTimeoutMs must be a number of milliseconds >= 0, got ${this.idleTimeoutMs}`);
     this.retention = new KvRetention(options.kv.pool, (key) => this.nextUseRank(key));
@@ -217,7 +221,7 @@ export class WorkflowPolicy implements SchedulingPolicy {
     const live = [...this.workflows.values()].filter((o) => o !== w && this.reservesRoom(o, bound));
     const held = live.reduce((n, o) => n + this.footprint(o), 0);
     const starting = w ? [...w.waiting] : [seq];
-    const growth = w?.named ? starting.reduce((n, c) => n + this.growthPages(w.agents.get(agentOf(c))?.calls ?? 1, c.maxTokens), 0) : 0;
+    const growth = w ? starting.reduce((n, c) => n + this.growthPages(w, agentOf(c)), 0) : 0;
     return held + this.pagesToStart(starting.map((c) => c.tokens)) + growth <= this.kv.pool.totalPages;
   }
 
@@ -421,14 +425,20 @@ export class WorkflowPolicy implements SchedulingPolicy {
    */
   private footprint(w: WorkflowState): number {
     let growth = 0;
-    if (w.named) for (const a of w.agents.values()) growth += this.growthPages(a.calls, a.maxTokens);
+    for (const agent of w.agents.keys()) growth += this.growthPages(w, agent);
     return this.pagesToStart([...w.contexts.values()]) + growth;
   }
 
-  /** Pages an agent's context is expected to grow by before its last call (0 without a forecast). */
-  private growthPages(calls: number, maxTokens: number): number {
-    if (!this.forecast) return 0;
-    return Math.ceil((this.forecast.growthPerCall(maxTokens) * this.forecast.remainingCalls(calls)) / this.kv.pageSize);
+  /**
+   * Pages an agent's context is expected to grow by before its last call, never past the context
+   * length (0 without a forecast, and for a call without a workflow: it makes no other).
+   */
+  private growthPages(w: WorkflowState, agent: string): number {
+    const a = w.agents.get(agent);
+    if (!this.forecast || !w.named || !a) return 0;
+    const length = w.contexts.get(agent)?.length ?? 0;
+    const grown = Math.min(length + this.forecast.growthPerCall(a.maxTokens) * this.forecast.remainingCalls(a.calls), Math.max(length, this.contextLength));
+    return this.kv.pagesFor(Math.ceil(grown)) - this.kv.pagesFor(length);
   }
 
   /** Counts an agent's call and what it added to the agent's context (for the growth forecast). */

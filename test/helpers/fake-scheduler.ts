@@ -23,7 +23,7 @@ export function fakeScheduler(o: FakeSchedulerOptions) {
   const clock = { now: 0 };
   const pool = new PagePool(o.pages);
   const kv = new KvManager(pool, PAGE, new HashPrefixCache(pool, PAGE, 'fake'));
-  const workflow = new WorkflowPolicy({ kv, clock: () => clock.now, ...o.workflow, serviceQuantumTokens: o.workflow?.serviceQuantumTokens ?? 1 });
+  const workflow = new WorkflowPolicy({ kv, clock: () => clock.now, contextLength: o.contextLength ?? 256, ...o.workflow, serviceQuantumTokens: o.workflow?.serviceQuantumTokens ?? 1 });
   const policy: SchedulingPolicy | undefined = o.policy === 'fcfs' ? fcfs : o.policy === 'none' ? undefined : workflow;
   const sched = new Scheduler({
     kv, contextLength: o.contextLength ?? 256, maxBatchTokens: o.maxBatchTokens ?? 64, maxRunningSeqs: o.maxRunningSeqs, policy,

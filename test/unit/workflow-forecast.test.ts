@@ -73,6 +73,13 @@ describe('workflow policy: admission counts how the live contexts will grow', ()
     expect(asTheyAre.newcomer.status).not.toBe('waiting');
   });
 
+  it('never forecasts a context past the context length', () => {
+    // x's context (25-26 tokens) can grow by 2-3 tokens before 28: no page; y's by 8: 2 pages. 7 + 4 + 2 <= 14.
+    const capped = growingWorkflow(14, { contextLength: 28 });
+    expect(capped.second.status).toBe('running');
+    expect(capped.newcomer.status).not.toBe('waiting');
+  });
+
   it('learns from ended workflows how many calls their agents make', () => {
     function afterTwoEndedWorkflows(minAgents: number) {
       const env = fakeScheduler({ pages: 13, workflow: { starvationMs: 1_000_000, footprintForecast: { minAgents } } });
