@@ -6,8 +6,9 @@
 //   whose prefix is cached (more cached pages first), then arrival; a request waiting longer than
 //   the starvation bound (adaptive by default: StarvationBound) goes before all of these.
 // - Admission: a workflow with nothing running or kept starts only when all its queued calls fit
-//   (shared prompt counted once) beside the live workflows' agent contexts (each agent's latest
-//   context, whether resident or not, as long as it is expected to grow by its last call:
+//   (shared prompt counted once) beside the live workflows' agent contexts (the latest context of
+//   each agent with a call queued or running or expected back within its retention TTL, resident
+//   or not, as long as it is expected to grow by its last call:
 //   FootprintForecast; one with only kept pages while its last activity is within the starvation
 //   bound), so a new workflow waits rather than evict them, now or as they grow. Where
 //   recomputing a page costs more than a few steps (holdForKeptPages, judged from the step cost),
@@ -99,6 +100,18 @@ interface Dormant {
   finishedAt: Map<string, number>;
 }
 
+/** One agent of a workflow, as admission counts it. */
+export interface AgentState {
+  calls: number;
+  /** Prompt length and maxTokens of its latest call. */
+  promptTokens: number;
+  maxTokens: number;
+  /** Its calls queued or running. */
+  busy: number;
+  /** Until when it is expected back from its tool (its last finish plus the retention TTL then; 0 before a finish). */
+  expectedUntil: number;
+}
+
 /** What the policy knows of one workflow. */
 export class WorkflowState {
   /** Tokens computed for its calls so far (prompt chunks, recomputation and decode tokens). */
@@ -111,8 +124,8 @@ export class WorkflowState {
   readonly waiting = new Set<Sequence>();
   /** Per agent, its latest context (the tokens of its last call queued or finished). */
   readonly contexts = new Map<string, readonly number[]>();
-  /** Per agent, its calls so far and the prompt length and maxTokens of its latest. */
-  readonly agents = new Map<string, { calls: number; promptTokens: number; maxTokens: number }>();
+  /** Per agent, what admission counts of it (AgentState). */
+  readonly agents = new Map<string, AgentState>();
   calls = 0;
   /** Mean time (ms) from a call's finish to its agent's next call, over the gaps seen so far (null: none yet). */
   meanGapMs: number | null = null;
@@ -313,6 +326,11 @@ export class WorkflowPolicy implements SchedulingPolicy {
     // Any finish counts (the engine ends a call on a stop string by aborting it): its pages hold the agent's context.
     this.finishedAt.set(retentionKey(w.key, seq.agentId), this.clock());
     const ttlMs = this.ttl.currentMs(w.gaps);
+    const agent = w.agents.get(agentOf(seq));
+    if (agent) {
+      agent.busy--;
+      agent.expectedUntil = this.clock() + ttlMs;
+    }
     if (ttlMs === 0) return;
     const pages = seq.blockTable.filter((p) => this.kv.pool.hashOf(p) !== null);
     if (!pages.length) return;
@@ -420,13 +438,22 @@ export class WorkflowPolicy implements SchedulingPolicy {
   }
 
   /**
-   * Pages a live workflow's agents need resident: their latest contexts, the shared head once, and
-   * what each is expected still to grow by.
+   * Pages a live workflow's agents need resident: the latest contexts of those with a call queued
+   * or running or expected back from their tool (within the retention TTL of their last finish),
+   * the shared head once, and what each is expected still to grow by. An agent not back within its
+   * TTL has most likely finished; it keeps no room (if it does come back, its call starts as any
+   * call of a live workflow).
    */
   private footprint(w: WorkflowState): number {
+    const now = this.clock();
+    const contexts: (readonly number[])[] = [];
     let growth = 0;
-    for (const agent of w.agents.keys()) growth += this.growthPages(w, agent);
-    return this.pagesToStart([...w.contexts.values()]) + growth;
+    for (const [agent, a] of w.agents) {
+      if (a.busy === 0 && now >= a.expectedUntil) continue;
+      contexts.push(w.contexts.get(agent) ?? []);
+      growth += this.growthPages(w, agent);
+    }
+    return this.pagesToStart(contexts) + growth;
   }
 
   /**
@@ -446,7 +473,7 @@ export class WorkflowPolicy implements SchedulingPolicy {
     const agent = agentOf(seq);
     const last = w.agents.get(agent);
     if (last && seq.workflowId !== null) this.forecast?.observeGrowth(seq.numPromptTokens - last.promptTokens);
-    w.agents.set(agent, { calls: (last?.calls ?? 0) + 1, promptTokens: seq.numPromptTokens, maxTokens: seq.maxTokens });
+    w.agents.set(agent, { calls: (last?.calls ?? 0) + 1, promptTokens: seq.numPromptTokens, maxTokens: seq.maxTokens, busy: (last?.busy ?? 0) + 1, expectedUntil: last?.expectedUntil ?? 0 });
   }
 
   /**

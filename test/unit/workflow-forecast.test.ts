@@ -128,4 +128,25 @@ describe('workflow policy: admission counts how the live contexts will grow', ()
     expect(workflow.workflow('chat')!.agents.size).toBe(1);
     expect(workflow.reservedPages()).toBe(11 + 8);
   });
+
+  it('keeps no room for an agent that has not come back within its retention TTL', () => {
+    const { sched, clock, step, drain } = fakeScheduler({ pages: 14, workflow: { starvationMs: 1_000_000, retentionTtlMs: 1000, forecastGrowth: false } });
+    const [a, b] = [tokens(16, 1), tokens(16, 2)];
+    sched.add(call(a, 1, 'x', 'a'));
+    sched.add(call(b, 1, 'x', 'b'));
+    drain(); // both finished at 0: expected back until 1000
+    const bAgain = call([...b, 5, ...tokens(7, 3)], 40, 'x', 'b');
+    sched.add(bAgain);
+    step();
+    clock.now = 500;
+    const newcomer = call(tokens(16, 4), 1, 'y', 'a');
+    sched.add(newcomer);
+    step();
+    // a's 17 tokens (5 pages) + b's 25-26 (7) + y's 16 (4) > 14: y waits while a may still come back.
+    expect([bAgain.status, newcomer.status]).toEqual(['running', 'waiting']);
+    clock.now = 1500; // a is not back: 7 + 4 <= 14
+    step();
+    expect(newcomer.status).not.toBe('waiting');
+    expect(bAgain.status).toBe('running');
+  });
 });
