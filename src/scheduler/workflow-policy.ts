@@ -161,6 +161,11 @@ export class WorkflowPolicy implements SchedulingPolicy {
    * than the idle timeout, and its own gaps carry on.
    */
   private readonly dormant = new Map<string, Dormant>();
+  /**
+   * Footprints of workflows (pages) computed since the policy's state last changed: admission asks
+   * for the same ones for every waiting call of a step, and each walks its agents' contexts.
+   */
+  private readonly footprints = new Map<WorkflowState, number>();
   /** Calls that have started at least once (a restart after preemption is not a queue time). */
   private readonly startedOnce = new WeakSet<Sequence>();
   /** Calls that started past the starvation bound (whatever their rank). */
@@ -260,6 +265,7 @@ export class WorkflowPolicy implements SchedulingPolicy {
   }
 
   tick(now: number): void {
+    this.footprints.clear();
     this.retention.expire(now);
     for (const w of [...this.workflows.values()]) {
       if (w.active === 0 && now - w.lastActivity >= this.idleTimeoutMs && (this.idleTimeoutGiven || now >= w.keptUntil)) this.close(w, 'idle');
@@ -267,6 +273,7 @@ export class WorkflowPolicy implements SchedulingPolicy {
   }
 
   added(seq: Sequence): void {
+    this.footprints.clear();
     const key = keyOf(seq);
     let w = this.workflows.get(key);
     if (!w) this.workflows.set(key, (w = this.newWorkflow(key, seq.workflowId !== null)));
@@ -288,6 +295,7 @@ export class WorkflowPolicy implements SchedulingPolicy {
   }
 
   started(seq: Sequence): void {
+    this.footprints.clear();
     if (!this.startedOnce.has(seq)) {
       const waited = this.clock() - seq.queuedAt;
       if (waited > this.starvationBoundMs()) this.starvedStarts++;
@@ -302,6 +310,7 @@ export class WorkflowPolicy implements SchedulingPolicy {
   }
 
   preempted(seq: Sequence): void {
+    this.footprints.clear();
     const w = this.workflows.get(keyOf(seq));
     w?.running.delete(seq.id);
     w?.waiting.add(seq);
@@ -313,6 +322,7 @@ export class WorkflowPolicy implements SchedulingPolicy {
   }
 
   finishing(seq: Sequence): void {
+    this.footprints.clear();
     const w = this.workflows.get(keyOf(seq));
     if (!w) return;
     w.running.delete(seq.id);
@@ -387,6 +397,7 @@ export class WorkflowPolicy implements SchedulingPolicy {
   }
 
   private close(w: WorkflowState, why: 'idle' | 'ended'): void {
+    this.footprints.clear();
     if (w.named) for (const a of w.agents.values()) this.forecast?.observeAgentCalls(a.calls);
     const prefix = w.key + '\u0000';
     this.retention.releaseWhere((k) => k.startsWith(prefix));
@@ -445,6 +456,12 @@ export class WorkflowPolicy implements SchedulingPolicy {
    * call of a live workflow).
    */
   private footprint(w: WorkflowState): number {
+    let pages = this.footprints.get(w);
+    if (pages === undefined) this.footprints.set(w, (pages = this.computeFootprint(w)));
+    return pages;
+  }
+
+  private computeFootprint(w: WorkflowState): number {
     const now = this.clock();
     const contexts: (readonly number[])[] = [];
     let growth = 0;
