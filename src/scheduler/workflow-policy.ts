@@ -102,6 +102,8 @@ interface Dormant {
 
 /** One agent of a workflow, as admission counts it. */
 export interface AgentState {
+  /** Its latest context (the tokens of its last call queued or finished; they grow as it decodes). */
+  context: readonly number[];
   calls: number;
   /** Prompt length and maxTokens of its latest call. */
   promptTokens: number;
@@ -122,8 +124,6 @@ export class WorkflowState {
   readonly running = new Set<number>();
   /** Its calls queued (new or preempted). */
   readonly waiting = new Set<Sequence>();
-  /** Per agent, its latest context (the tokens of its last call queued or finished). */
-  readonly contexts = new Map<string, readonly number[]>();
   /** Per agent, what admission counts of it (AgentState). */
   readonly agents = new Map<string, AgentState>();
   calls = 0;
@@ -239,7 +239,7 @@ export class WorkflowPolicy implements SchedulingPolicy {
     const live = [...this.workflows.values()].filter((o) => o !== w && this.reservesRoom(o, bound));
     const held = live.reduce((n, o) => n + this.footprint(o), 0);
     const starting = w ? [...w.waiting] : [seq];
-    const growth = w ? starting.reduce((n, c) => n + this.growthPages(w, agentOf(c)), 0) : 0;
+    const growth = w ? starting.reduce((n, c) => n + this.growthPages(w, w.agents.get(agentOf(c))), 0) : 0;
     return held + this.pagesToStart(starting.map((c) => c.tokens)) + growth <= this.kv.pool.totalPages;
   }
 
@@ -281,7 +281,6 @@ export class WorkflowPolicy implements SchedulingPolicy {
     w.calls++;
     w.waiting.add(seq);
     this.countCall(w, seq);
-    w.contexts.set(agentOf(seq), seq.tokens);
     w.lastActivity = this.clock();
     // The agent is back from its tool: what is kept for it stays until this call starts, however long it queues.
     if (seq.workflowId !== null) this.retention.extend(retentionKey(key, seq.agentId), Infinity);
@@ -465,10 +464,10 @@ export class WorkflowPolicy implements SchedulingPolicy {
     const now = this.clock();
     const contexts: (readonly number[])[] = [];
     let growth = 0;
-    for (const [agent, a] of w.agents) {
+    for (const a of w.agents.values()) {
       if (a.busy === 0 && now >= a.expectedUntil) continue;
-      contexts.push(w.contexts.get(agent) ?? []);
-      growth += this.growthPages(w, agent);
+      contexts.push(a.context);
+      growth += this.growthPages(w, a);
     }
     return this.pagesToStart(contexts) + growth;
   }
@@ -477,10 +476,9 @@ export class WorkflowPolicy implements SchedulingPolicy {
    * Pages an agent's context is expected to grow by before its last call, never past the context
    * length (0 without a forecast, and for a call without a workflow: it makes no other).
    */
-  private growthPages(w: WorkflowState, agent: string): number {
-    const a = w.agents.get(agent);
+  private growthPages(w: WorkflowState, a: AgentState | undefined): number {
     if (!this.forecast || !w.named || !a) return 0;
-    const length = w.contexts.get(agent)?.length ?? 0;
+    const length = a.context.length;
     const grown = Math.min(length + this.forecast.growthPerCall(a.maxTokens) * this.forecast.remainingCalls(a.calls), Math.max(length, this.contextLength));
     return this.kv.pagesFor(Math.ceil(grown)) - this.kv.pagesFor(length);
   }
@@ -490,7 +488,7 @@ export class WorkflowPolicy implements SchedulingPolicy {
     const agent = agentOf(seq);
     const last = w.agents.get(agent);
     if (last && seq.workflowId !== null) this.forecast?.observeGrowth(seq.numPromptTokens - last.promptTokens);
-    w.agents.set(agent, { calls: (last?.calls ?? 0) + 1, promptTokens: seq.numPromptTokens, maxTokens: seq.maxTokens, busy: (last?.busy ?? 0) + 1, expectedUntil: last?.expectedUntil ?? 0 });
+    w.agents.set(agent, { context: seq.tokens, calls: (last?.calls ?? 0) + 1, promptTokens: seq.numPromptTokens, maxTokens: seq.maxTokens, busy: (last?.busy ?? 0) + 1, expectedUntil: last?.expectedUntil ?? 0 });
   }
 
   /**
