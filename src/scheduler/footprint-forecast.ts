@@ -11,6 +11,8 @@
 // `minAgents` agents have been seen end, it is expected to make as many calls again as it has
 // made (k), and before any growth is measured a call grows its context by its answer's maxTokens.
 
+import { RecentValues } from './recent-values.js';
+
 export interface FootprintForecastOptions {
   /** How many recent growths (tokens a call added to its agent's context) the mean is over (default 64). */
   window?: number;
@@ -26,8 +28,8 @@ export class FootprintForecast {
   readonly window: number;
   readonly agentWindow: number;
   readonly minAgents: number;
-  private readonly growths: number[] = [];
-  private readonly agentCalls: number[] = [];
+  private readonly growths: RecentValues;
+  private readonly agentCalls: RecentValues;
 
   constructor(options: FootprintForecastOptions = {}) {
     this.window = options.window ?? FOOTPRINT_FORECAST_DEFAULTS.window;
@@ -36,32 +38,31 @@ export class FootprintForecast {
     for (const [name, v] of [['window', this.window], ['agentWindow', this.agentWindow], ['minAgents', this.minAgents]] as const) {
       if (!Number.isInteger(v) || v < 1) throw new Error(`footprint forecast: ${name} must be a positive integer, got ${v}`);
     }
+    this.growths = new RecentValues(this.window);
+    this.agentCalls = new RecentValues(this.agentWindow);
   }
 
   /** Records how many tokens an agent's call added to its last context (ignored unless > 0). */
   observeGrowth(tokens: number): void {
-    if (!(tokens > 0) || !Number.isFinite(tokens)) return;
-    push(this.growths, tokens, this.window);
+    if (tokens > 0) this.growths.add(tokens);
   }
 
   /** Records how many calls an agent of an ended workflow made. */
   observeAgentCalls(calls: number): void {
-    if (!Number.isInteger(calls) || calls < 1) return;
-    push(this.agentCalls, calls, this.agentWindow);
+    if (Number.isInteger(calls) && calls >= 1) this.agentCalls.add(calls);
   }
 
   /** Tokens a call is expected to add to its agent's context (`answerTokens` before any growth is measured). */
   growthPerCall(answerTokens: number): number {
-    if (!this.growths.length) return answerTokens;
-    return this.growths.reduce((s, g) => s + g, 0) / this.growths.length;
+    return this.growths.count ? this.growths.mean() : answerTokens;
   }
 
   /** Calls an agent that has made `calls` so far is expected still to make. */
   remainingCalls(calls: number): number {
-    if (this.agentCalls.length < this.minAgents) return calls;
+    if (!this.learnedCalls) return calls;
     let sum = 0;
     let n = 0;
-    for (const total of this.agentCalls) {
+    for (const total of this.agentCalls.all()) {
       if (total < calls) continue;
       sum += total - calls;
       n++;
@@ -71,15 +72,10 @@ export class FootprintForecast {
 
   /** Whether the call counts come from ended workflows yet (else the "as many again" guess). */
   get learnedCalls(): boolean {
-    return this.agentCalls.length >= this.minAgents;
+    return this.agentCalls.count >= this.minAgents;
   }
 
   get growthsSeen(): number {
-    return this.growths.length;
+    return this.growths.count;
   }
-}
-
-function push(values: number[], v: number, size: number): void {
-  values.push(v);
-  if (values.length > size) values.shift();
 }

@@ -11,6 +11,8 @@
 // costs its whole context, while a pin kept too long only loses to plain cached pages (pins are
 // never refused to an allocation). A number given by the user is a fixed TTL, as before (0: no pins).
 
+import { RecentValues } from './recent-values.js';
+
 export interface AdaptiveTtlOptions {
   /** Which percentile of the measured gaps (0-100, default 90). */
   percentile?: number;
@@ -33,27 +35,10 @@ export const ADAPTIVE_TTL_DEFAULTS = { percentile: 90, margin: 1.5, floorMs: 100
 /** Where a TTL came from: a fixed setting, the workflow's own gaps, every workflow's, or the fallback. */
 export type TtlSource = 'fixed' | 'workflow' | 'global' | 'fallback';
 
-/** The last `size` gaps between a call's finish and its agent's next call (ms). */
-export class GapWindow {
-  private readonly values: number[] = [];
-
-  constructor(private readonly size: number) {}
-
-  add(gapMs: number): void {
-    if (!(gapMs >= 0) || !Number.isFinite(gapMs)) return;
-    this.values.push(gapMs);
-    if (this.values.length > this.size) this.values.shift();
-  }
-
-  get count(): number {
-    return this.values.length;
-  }
-
-  /** The p-th percentile (nearest rank, p in 0..100); NaN when empty. */
-  percentile(p: number): number {
-    if (!this.values.length) return NaN;
-    const sorted = [...this.values].sort((a, b) => a - b);
-    return sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)];
+/** The last `size` gaps between a call's finish and its agent's next call (ms; a negative one is ignored). */
+export class GapWindow extends RecentValues {
+  override add(gapMs: number): void {
+    if (gapMs >= 0) super.add(gapMs);
   }
 }
 

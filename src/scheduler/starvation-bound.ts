@@ -13,6 +13,8 @@
 // 4 marks the calls of a second burst starved and costs 0.60x -> 0.76x). A number given by the user is a
 // fixed bound, as before.
 
+import { RecentValues } from './recent-values.js';
+
 export interface AdaptiveStarvationOptions {
   /** The bound is this many times the recent mean queue time (default 8). */
   factor?: number;
@@ -31,7 +33,7 @@ export class StarvationBound {
   readonly floorMs: number;
   readonly capMs: number;
   readonly window: number;
-  private readonly waits = new RecentMean();
+  private readonly waits: RecentValues;
 
   /** `fixedMs`: a fixed bound (what the user set); null: adaptive. */
   constructor(readonly fixedMs: number | null, options: AdaptiveStarvationOptions = {}) {
@@ -43,6 +45,7 @@ export class StarvationBound {
     if (!(this.factor > 0) || !Number.isFinite(this.factor)) throw new Error(`starvation bound: factor must be a positive number, got ${this.factor}`);
     if (!(this.floorMs >= 0) || !(this.capMs >= this.floorMs)) throw new Error(`starvation bound: need 0 <= floorMs <= capMs, got ${this.floorMs} and ${this.capMs}`);
     if (!Number.isInteger(this.window) || this.window < 1) throw new Error(`starvation bound: window must be a positive integer, got ${this.window}`);
+    this.waits = new RecentValues(this.window);
   }
 
   get adaptive(): boolean {
@@ -51,12 +54,12 @@ export class StarvationBound {
 
   /** Records a call's queue time (arrival to its first start, ms). */
   observe(waitMs: number): void {
-    this.waits.add(waitMs, this.window);
+    if (waitMs >= 0) this.waits.add(waitMs);
   }
 
   /** Mean queue time of the recent starts (ms; 0 before any). */
   get meanWaitMs(): number {
-    return this.waits.mean;
+    return this.waits.count ? this.waits.mean() : 0;
   }
 
 
@@ -70,30 +73,5 @@ export class StarvationBound {
     const n = this.waits.count + queuedMs.length;
     const meanWait = n ? (this.waits.total + queuedMs.reduce((a, b) => a + b, 0)) / n : 0;
     return Math.min(this.capMs, Math.max(this.floorMs, this.factor * meanWait));
-  }
-}
-
-/** The mean of the last `window` values added. */
-class RecentMean {
-  private readonly values: number[] = [];
-  private sum = 0;
-
-  add(value: number, window: number): void {
-    if (!(value >= 0) || !Number.isFinite(value)) return;
-    this.values.push(value);
-    this.sum += value;
-    if (this.values.length > window) this.sum -= this.values.shift()!;
-  }
-
-  get mean(): number {
-    return this.values.length ? this.sum / this.values.length : 0;
-  }
-
-  get count(): number {
-    return this.values.length;
-  }
-
-  get total(): number {
-    return this.sum;
   }
 }
